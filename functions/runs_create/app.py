@@ -1,0 +1,38 @@
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from taskrun.api import json_response, make_resolver
+from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest
+from taskrun.runtime import api_handler, run_service
+from taskrun.service import RunRequest, wait_seconds
+
+app = make_resolver()
+
+
+@app.post("/v1/runs")
+def start_run(
+    body: StartRunRequest,
+    wait: Annotated[bool | None, Query()] = None,
+    wait_timeout: Annotated[float | None, Query(ge=0, le=MAX_WAIT_TIMEOUT)] = None,
+) -> Response[str]:
+    service = run_service()
+    request = RunRequest(
+        task_id=body.task_id,
+        arguments=body.arguments,
+        task_type=body.task_type,
+        revision=body.revision,
+        webhook_url=body.webhook_url,
+    )
+    waiting = wait_seconds(
+        wait if wait is not None else body.wait,
+        wait_timeout if wait_timeout is not None else body.wait_timeout,
+        service.settings.max_wait_seconds,
+    )
+    run = service.start(request, wait_timeout=waiting)
+    return json_response(run.to_api(), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
+
+
+lambda_handler = api_handler(app)

@@ -1,0 +1,24 @@
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from taskrun.api import make_resolver
+from taskrun.models import MAX_WAIT_TIMEOUT, RunView
+from taskrun.runtime import api_handler, run_service
+from taskrun.service import wait_seconds
+
+app = make_resolver()
+
+
+@app.get("/v1/runs/<run_id>")
+def get_run(
+    run_id: str,
+    wait: Annotated[bool | None, Query()] = None,
+    wait_timeout: Annotated[float | None, Query(ge=0, le=MAX_WAIT_TIMEOUT)] = None,
+) -> RunView:
+    service = run_service()
+    waiting = wait_seconds(wait, wait_timeout, service.settings.max_wait_seconds)
+    return service.get(run_id, wait_timeout=waiting).to_api()
+
+
+lambda_handler = api_handler(app)

@@ -1,0 +1,26 @@
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from taskrun.api import make_resolver
+from taskrun.models import RunList, RunStatus, TriggeredBy
+from taskrun.runtime import api_handler, run_service
+from taskrun.store import RunFilter
+
+app = make_resolver()
+
+
+@app.get("/v1/runs")
+def list_runs(
+    task_id: Annotated[str | None, Query()] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
+    triggered_by: Annotated[TriggeredBy | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query()] = None,
+) -> RunList:
+    filters = RunFilter(task_id=task_id, status=status, triggered_by=triggered_by)
+    runs, next_cursor = run_service().list(filters, limit, cursor)
+    return RunList(runs=[run.to_api() for run in runs], next_cursor=next_cursor)
+
+
+lambda_handler = api_handler(app)

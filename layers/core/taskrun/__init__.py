@@ -1,0 +1,5 @@
+"""taskrun: run named tasks over HTTP on AWS Lambda, Step Functions and DynamoDB."""
+
+from taskrun.catalog import RunContext, task
+
+__all__ = ["RunContext", "task"]

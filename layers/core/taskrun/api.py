@@ -1,0 +1,108 @@
+"""The HTTP face shared by every API function: the resolver, problem+json errors, JSON responses.
+
+Every domain error maps to a problem here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
+
+from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, TaskNotFound, TaskrunError
+
+logger = Logger(child=True)
+
+PROBLEM_JSON = "application/problem+json"
+APPLICATION_JSON = "application/json"
+
+
+class ProblemField(BaseModel):
+    location: str
+    message: str
+    value: Any = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] = Field(default_factory=list)
+
+
+def problem_response(
+    status: HTTPStatus, detail: str, errors: list[FieldError] | None = None, title: str | None = None
+) -> Response[str]:
+    problem = Problem(
+        type=f"urn:taskrun:problem:{status.phrase.lower().replace(' ', '-')}",
+        title=title or status.phrase,
+        status=status.value,
+        detail=detail,
+        errors=[ProblemField(location=e.location, message=e.message, value=e.value) for e in errors or []],
+    )
+    return Response(status_code=status.value, content_type=PROBLEM_JSON, body=problem.model_dump_json())
+
+
+def json_response(
+    model: BaseModel, status: HTTPStatus = HTTPStatus.OK, headers: dict[str, str] | None = None
+) -> Response[str]:
+    return Response(
+        status_code=status.value,
+        content_type=APPLICATION_JSON,
+        body=model.model_dump_json(),
+        headers=headers,
+    )
+
+
+def validation_errors(error: RequestValidationError) -> list[FieldError]:
+    errors = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()))
+        value = None if item.get("type") == "missing" else item.get("input")
+        errors.append(
+            FieldError(location, item.get("msg", item.get("type", "invalid")), to_jsonable_python(value, fallback=repr))
+        )
+    return errors
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    """A REST API resolver with request validation and every domain error mapped to problem+json."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(error: RequestValidationError) -> Response[str]:
+        errors = validation_errors(error)
+        if any(item.get("type") == "json_invalid" for item in error.errors()):
+            return problem_response(HTTPStatus.BAD_REQUEST, "the request body is not valid JSON", errors)
+        return problem_response(HTTPStatus.UNPROCESSABLE_ENTITY, "the request is not valid", errors)
+
+    @app.exception_handler(InvalidInput)
+    def invalid_input(error: InvalidInput) -> Response[str]:
+        return problem_response(HTTPStatus.UNPROCESSABLE_ENTITY, error.detail, error.errors)
+
+    @app.exception_handler([TaskNotFound, RunNotFound])
+    def not_found(error: TaskrunError) -> Response[str]:
+        return problem_response(HTTPStatus.NOT_FOUND, error.detail, title=error.title)
+
+    @app.exception_handler(RunConflict)
+    def conflict(error: RunConflict) -> Response[str]:
+        return problem_response(HTTPStatus.CONFLICT, error.detail, title=error.title)
+
+    @app.not_found
+    def no_route(_: Exception) -> Response[str]:
+        return problem_response(HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}")
+
+    @app.exception_handler(Exception)
+    def unexpected(error: Exception) -> Response[str]:
+        logger.exception("unexpected error")
+        return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "an unexpected error occurred; it has been logged")
+
+    return app

@@ -1,0 +1,108 @@
+"""API keys: made once, shown once, stored only as a SHA-256 hash, checked by the authorizer."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from taskrun import aws
+from taskrun.errors import Unauthorized
+from taskrun.models import UtcTime, utcnow
+
+KEY_PREFIX = "trk_"
+ALL_SCOPES = ["runs", "admin"]
+
+
+class ApiKey(BaseModel):
+    key_id: str
+    key_hash: str
+    name: str = ""
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    created_at: UtcTime = Field(default_factory=utcnow)
+    revoked: bool = False
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(name: str = "", scopes: list[str] | None = None, secret: str | None = None) -> tuple[str, ApiKey]:
+    """A new key: the secret (shown once) and the record to store."""
+    secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(
+        key_id="key_" + hash_key(secret)[:16],
+        key_hash=hash_key(secret),
+        name=name,
+        scopes=list(ALL_SCOPES) if scopes is None else scopes,
+    )
+    return secret, record
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key from `X-API-KEY: <key>` or `Authorization: Bearer <key>` (header names in any case)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if lowered.get("x-api-key"):
+        return lowered["x-api-key"].strip()
+    scheme, _, token = lowered.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+class KeyStore(Protocol):
+    def find(self, key_hash: str) -> ApiKey | None: ...
+
+    def put(self, key: ApiKey) -> None: ...
+
+
+class DynamoKeyStore:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table_name = table_name
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            self._table = aws.table(self._table_name)
+        return self._table
+
+    def find(self, key_hash: str) -> ApiKey | None:
+        item = self.table.get_item(Key={"key_hash": key_hash}).get("Item")
+        return ApiKey.model_validate(item) if item else None
+
+    def put(self, key: ApiKey) -> None:
+        self.table.put_item(Item=key.model_dump(mode="json"))
+
+
+def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:
+    key = presented_key(headers)
+    if not key:
+        raise Unauthorized("no API key: send X-API-KEY or Authorization: Bearer")
+    record = keys.find(hash_key(key))
+    if record is None or record.revoked:
+        raise Unauthorized("the API key is not valid")
+    return record
+
+
+def authorizer_policy(event: Mapping[str, Any], keys: KeyStore) -> dict[str, Any]:
+    """The answer of a REST API request authorizer: allow the whole API for a valid key.
+
+    A missing or wrong key raises Unauthorized, which the handler turns into API
+    Gateway's "Unauthorized" (401). The policy is for every method of the stage, so a
+    cached answer serves the key's next calls to any route.
+    """
+    record = authenticate(event.get("headers") or {}, keys)
+    arn_parts = event["methodArn"].split("/")
+    stage_arn = "/".join(arn_parts[:2]) + "/*"
+    return {
+        "principalId": record.key_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": stage_arn}],
+        },
+        "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes)},
+    }

@@ -1,0 +1,241 @@
+"""The task catalog: scripts registered by id, their schemas from their signatures.
+
+A script is a typed function. Its parameters become a pydantic model (unknown arguments
+are refused, absent ones take the declared default, `null` is None, `""` stays `""`), its
+return type becomes the output schema. A task may have several revisions; a run picks
+one by traffic weight unless the caller pins one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic_core import to_jsonable_python
+
+from taskrun.errors import FieldError, InvalidInput, TaskNotFound
+from taskrun.models import RevisionInfo, TaskInfo, TaskType
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_TIMEOUT = 60
+MAX_TIMEOUT = 900
+
+
+class RunContext:
+    """Handed to a script that declares a parameter of this type.
+
+    It tells the script which run it serves and how long it has left, and collects the
+    usage (tokens, calls, ...) the script reports, which the run record keeps.
+    """
+
+    def __init__(self, run_id: str, task_id: str, revision: str, deadline: float) -> None:
+        self.run_id = run_id
+        self.task_id = task_id
+        self.revision = revision
+        self._deadline = deadline
+        self._usage: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    def report_usage(self, **amounts: float) -> None:
+        """Add to the run's usage counters, for example `report_usage(input_tokens=120)`."""
+        with self._lock:
+            for name, amount in amounts.items():
+                self._usage[name] = self._usage.get(name, 0) + amount
+
+    @property
+    def usage(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._usage)
+
+
+@dataclass(frozen=True)
+class ScriptRevision:
+    revision: str
+    weight: int
+    function: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    output_adapter: TypeAdapter[Any]
+    context_parameter: str | None
+
+    def validate(self, arguments: Mapping[str, Any], location: tuple[str, ...]) -> dict[str, Any]:
+        """The arguments with defaults applied, as JSON-ready values; InvalidInput names each bad one."""
+        try:
+            parsed = self.arguments_model.model_validate(dict(arguments))
+        except ValidationError as error:
+            raise InvalidInput(
+                "the arguments do not match the task's parameters",
+                [_field_error(item, location) for item in error.errors()],
+            ) from error
+        return parsed.model_dump(mode="json")
+
+    def call(self, arguments: Mapping[str, Any], context: RunContext) -> Any:
+        """Run the function on arguments already validated once, and return a JSON-ready result."""
+        parsed = self.arguments_model.model_validate(dict(arguments))
+        kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        if self.context_parameter:
+            kwargs[self.context_parameter] = context
+        result = self.function(**kwargs)
+        try:
+            return self.output_adapter.dump_python(result, mode="json")
+        except Exception:
+            return to_jsonable_python(result, fallback=repr)
+
+
+def _field_error(item: Any, location: tuple[str, ...]) -> FieldError:
+    path = ".".join(str(part) for part in (*location, *item["loc"]))
+    value = None if item["type"] == "missing" else item.get("input")
+    return FieldError(location=path, message=item["msg"], value=to_jsonable_python(value, fallback=repr))
+
+
+@dataclass
+class TaskDefinition:
+    task_id: str
+    task_type: TaskType
+    description: str
+    timeout: int
+    revisions: dict[str, ScriptRevision] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> ScriptRevision:
+        return self.revisions[max(self.revisions, key=_revision_order)]
+
+    def choose_revision(self, pinned: str | None, rng: random.Random | None = None) -> ScriptRevision:
+        if pinned is not None:
+            if pinned not in self.revisions:
+                known = ", ".join(sorted(self.revisions, key=_revision_order))
+                raise InvalidInput(
+                    f"task {self.task_id!r} has no revision {pinned!r} (it has {known})",
+                    [FieldError("body.revision", f"unknown revision; known: {known}", pinned)],
+                )
+            return self.revisions[pinned]
+        live = [candidate for candidate in self.revisions.values() if candidate.weight > 0]
+        if not live:
+            return self.latest
+        return (rng or random).choices(live, weights=[candidate.weight for candidate in live])[0]
+
+    def info(self) -> TaskInfo:
+        latest = self.latest
+        return TaskInfo(
+            task_id=self.task_id,
+            task_type=self.task_type,
+            description=self.description,
+            parameters=latest.arguments_model.model_json_schema(),
+            output=latest.output_adapter.json_schema(),
+            timeout=self.timeout,
+            revisions=[
+                RevisionInfo(revision=rev.revision, weight=rev.weight)
+                for rev in sorted(self.revisions.values(), key=lambda r: _revision_order(r.revision))
+            ],
+        )
+
+
+def _revision_order(revision: str) -> tuple[int, str]:
+    return (int(revision), "") if revision.isdigit() else (1 << 62, revision)
+
+
+class Catalog:
+    """Tasks by id. The process-wide `catalog` below is what `@task` fills."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    def get(self, task_id: str) -> TaskDefinition:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise TaskNotFound(task_id) from None
+
+    def all(self) -> list[TaskDefinition]:
+        return sorted(self._tasks.values(), key=lambda definition: definition.task_id)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def add_script(
+        self,
+        task_id: str,
+        function: Callable[..., Any],
+        *,
+        timeout: int,
+        revision: str,
+        weight: int,
+        description: str | None,
+    ) -> None:
+        if not 1 <= timeout <= MAX_TIMEOUT:
+            raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
+        if weight < 0:
+            raise ValueError(f"task {task_id!r}: weight must not be negative")
+        script = _script_revision(function, revision, weight)
+        definition = self._tasks.get(task_id)
+        if definition is None:
+            definition = TaskDefinition(
+                task_id=task_id,
+                task_type=TaskType.SCRIPT,
+                description=description or inspect.getdoc(function) or "",
+                timeout=timeout,
+            )
+            self._tasks[task_id] = definition
+        elif definition.task_type is not TaskType.SCRIPT:
+            raise ValueError(f"task {task_id!r} is already registered as a {definition.task_type}")
+        definition.revisions[revision] = script
+        if script is definition.latest:
+            definition.timeout = timeout
+            definition.description = description or inspect.getdoc(function) or definition.description
+
+
+def _script_revision(function: Callable[..., Any], revision: str, weight: int) -> ScriptRevision:
+    hints = get_type_hints(function, include_extras=True)
+    fields: dict[str, Any] = {}
+    context_parameter = None
+    for name, parameter in inspect.signature(function).parameters.items():
+        annotation = hints.get(name, Any)
+        if annotation is RunContext:
+            context_parameter = name
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TypeError(f"{function.__qualname__}: *args and **kwargs cannot be task parameters")
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[name] = (annotation, default)
+    model_name = "".join(part.title() for part in function.__name__.split("_")) + "Arguments"
+    arguments_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    return ScriptRevision(
+        revision=revision,
+        weight=weight,
+        function=function,
+        arguments_model=arguments_model,
+        output_adapter=TypeAdapter(hints.get("return", Any)),
+        context_parameter=context_parameter,
+    )
+
+
+catalog = Catalog()
+
+
+def task(
+    task_id: str,
+    *,
+    timeout: int = DEFAULT_TIMEOUT,
+    revision: str = "1",
+    weight: int = 100,
+    description: str | None = None,
+    registry: Catalog | None = None,
+) -> Callable[[F], F]:
+    """Register a function as the script `task_id` (one revision of it)."""
+
+    def register(function: F) -> F:
+        (registry or catalog).add_script(
+            task_id, function, timeout=timeout, revision=revision, weight=weight, description=description
+        )
+        return function
+
+    return register

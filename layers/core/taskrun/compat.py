@@ -1,0 +1,50 @@
+"""The compatible synchronous endpoint, POST /api/v0/tools/tasks/run.
+
+Its clients read one shape, {success, error, error_type, job_id, result}, for every
+outcome, so every outcome (unknown task, bad arguments, failure, timeout) answers 200
+in that shape; only authentication stays with the API's usual 401.
+"""
+
+from __future__ import annotations
+
+from taskrun.errors import FieldError, InvalidInput, TaskNotFound
+from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
+from taskrun.service import RunRequest, RunService
+
+
+def describe_errors(detail: str, errors: list[FieldError]) -> str:
+    if not errors:
+        return detail
+    return detail + ": " + "; ".join(f"{error.location}: {error.message}" for error in errors)
+
+
+def run_compat(service: RunService, body: CompatRunRequest) -> CompatRunResponse:
+    request = RunRequest(task_id=body.task_id, arguments=body.arguments, task_type=body.task_type)
+    try:
+        run = service.start(request, wait_timeout=service.settings.compat_wait_seconds)
+    except TaskNotFound as error:
+        return CompatRunResponse(success=False, error=error.detail, error_type=ErrorType.NOT_FOUND)
+    except InvalidInput as error:
+        return CompatRunResponse(
+            success=False,
+            error=describe_errors(error.detail, error.errors),
+            error_type=ErrorType.VALIDATION_ERROR,
+        )
+    if run.status is RunStatus.SUCCEEDED:
+        return CompatRunResponse(success=True, job_id=run.run_id, result=run.result)
+    if not run.status.is_done:
+        return CompatRunResponse(
+            success=False,
+            error=f"the task did not finish within {service.settings.compat_wait_seconds:g} s; it goes on as {run.run_id}",
+            error_type=ErrorType.TIMEOUT,
+            job_id=run.run_id,
+        )
+    error_type = run.error.type if run.error else ErrorType.EXECUTION_ERROR
+    if error_type is ErrorType.CANCELLED or error_type is ErrorType.DISPATCH_ERROR:
+        error_type = ErrorType.EXECUTION_ERROR
+    return CompatRunResponse(
+        success=False,
+        error=run.error.message if run.error else f"the run ended {run.status}",
+        error_type=error_type,
+        job_id=run.run_id,
+    )

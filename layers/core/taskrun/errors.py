@@ -1,0 +1,68 @@
+"""Domain errors. The API maps each to an HTTP problem in one place (taskrun.api)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid input, located like `body.arguments.count`."""
+
+    location: str
+    message: str
+    value: Any = None
+
+
+class TaskrunError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class TaskNotFound(TaskrunError):
+    title = "Task not found"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task named {task_id!r}")
+        self.task_id = task_id
+
+
+class RunNotFound(TaskrunError):
+    title = "Run not found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run {run_id!r}")
+        self.run_id = run_id
+
+
+@dataclass
+class InvalidInput(TaskrunError):
+    """Input that parsed but breaks a rule: bad arguments, an unknown revision, a wrong task type."""
+
+    detail: str
+    errors: list[FieldError] = field(default_factory=list)
+    title = "Invalid input"
+
+    def __post_init__(self) -> None:
+        super().__init__(self.detail)
+
+
+class RunConflict(TaskrunError):
+    """A status move the run's current state does not allow (for example cancelling an ended run)."""
+
+    title = "Run conflict"
+
+    def __init__(self, run_id: str, status: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"run {run_id} is {status}")
+        self.run_id = run_id
+        self.status = status
+
+
+class Unauthorized(TaskrunError):
+    title = "Unauthorized"

@@ -1,0 +1,29 @@
+"""Identifiers shared by every boundary, typed once."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from pydantic import Field
+
+TASK_ID_PATTERN = r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$"
+
+TaskId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, pattern=TASK_ID_PATTERN, examples=["examples/greet"]),
+]
+RunId = Annotated[str, Field(pattern=r"^run_[0-9a-z]{26}$", examples=["run_01jd0m4x7c5q8n2v6b3k9w1t0e"])]
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_run_id() -> str:
+    """A ULID-shaped id: time-ordered, so ids sort like creation times, and 80 random bits."""
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "run_" + "".join(reversed(chars))

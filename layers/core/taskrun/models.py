@@ -1,0 +1,172 @@
+"""pydantic models for every boundary: requests, responses, run records and worker events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from taskrun.ids import RunId, TaskId
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds and a `Z`, the one time format of the API."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
+
+MAX_WAIT_TIMEOUT = 900
+
+
+class TaskType(StrEnum):
+    SCRIPT = "script"
+    FLOW = "flow"
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_done(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class ErrorType(StrEnum):
+    EXECUTION_ERROR = "execution_error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    VALIDATION_ERROR = "validation_error"
+    NOT_FOUND = "not_found"
+    DISPATCH_ERROR = "dispatch_error"
+
+
+class TriggeredBy(StrEnum):
+    API = "api"
+    SCHEDULE = "schedule"
+    STEP_FUNCTIONS = "step_functions"
+
+
+class RunError(BaseModel):
+    type: ErrorType
+    message: str
+    exception_type: str | None = Field(
+        default=None, description="For execution errors, the type name of the exception the task raised."
+    )
+
+
+class Run(BaseModel):
+    """A run as the API shows it and the store keeps it."""
+
+    run_id: RunId
+    task_id: TaskId
+    task_type: TaskType = TaskType.SCRIPT
+    revision: str
+    status: RunStatus = RunStatus.PENDING
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    result_url: str | None = None
+    error: RunError | None = None
+    triggered_by: TriggeredBy = TriggeredBy.API
+    schedule_id: str | None = None
+    parent_run_id: str | None = None
+    webhook_url: str | None = None
+    timeout: int = Field(description="Seconds the task may run before the run ends timed_out.")
+    created_at: UtcTime
+    started_at: UtcTime | None = None
+    ended_at: UtcTime | None = None
+    duration_ms: int | None = None
+    usage: dict[str, float] = Field(default_factory=dict)
+
+    def to_api(self) -> RunView:
+        return RunView(
+            **self.model_dump(),
+            is_done=self.status.is_done,
+            is_successful=self.status is RunStatus.SUCCEEDED,
+        )
+
+
+class RunView(Run):
+    """A run with the two flags clients test most, derived from its status."""
+
+    is_done: bool
+    is_successful: bool
+
+
+class RunList(BaseModel):
+    runs: list[RunView]
+    next_cursor: str | None = None
+
+
+class StartRunRequest(BaseModel):
+    """Body of POST /v1/runs. `wait` and `wait_timeout` may also come as query parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
+    task_type: TaskType | None = Field(default=None, description="When given, must match the task's type.")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    revision: str | None = Field(default=None, description="Pin a revision instead of the traffic weights.")
+    wait: bool | None = None
+    wait_timeout: float | None = Field(default=None, ge=0, le=MAX_WAIT_TIMEOUT)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+
+
+class RevisionInfo(BaseModel):
+    revision: str
+    weight: int
+
+
+class TaskInfo(BaseModel):
+    task_id: TaskId
+    task_type: TaskType
+    description: str
+    parameters: dict[str, Any]
+    output: dict[str, Any]
+    timeout: int
+    revisions: list[RevisionInfo]
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+    next_cursor: str | None = None
+
+
+class WorkerEvent(BaseModel):
+    """What the dispatcher hands the worker: the run to execute."""
+
+    run_id: RunId
+
+
+class CompatRunRequest(BaseModel):
+    """Body of the compatible POST /api/v0/tools/tasks/run."""
+
+    task_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    task_type: TaskType = TaskType.SCRIPT
+
+
+class CompatRunResponse(BaseModel):
+    success: bool
+    error: str | None = None
+    error_type: ErrorType | None = None
+    job_id: str | None = None
+    result: Any = None
+
+
+class Health(BaseModel):
+    status: str = "ok"

@@ -1,0 +1,73 @@
+"""Wiring: the objects a Lambda function uses, built once per cold start from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from taskrun.auth import DynamoKeyStore
+from taskrun.catalog import Catalog, catalog
+from taskrun.dispatch import LambdaDispatcher
+from taskrun.loader import load_task_dirs
+from taskrun.service import RunService
+from taskrun.settings import get_settings
+from taskrun.worker import Worker
+
+logger = Logger()
+tracer = Tracer()
+
+
+@lru_cache(maxsize=1)
+def task_catalog() -> Catalog:
+    load_task_dirs(get_settings().task_dirs)
+    return catalog
+
+
+@lru_cache(maxsize=1)
+def run_service() -> RunService:
+    settings = get_settings()
+    from taskrun.store import DynamoRunStore
+
+    return RunService(
+        store=DynamoRunStore(settings.runs_table),
+        dispatcher=LambdaDispatcher(settings.worker_function),
+        catalog=task_catalog(),
+        settings=settings,
+    )
+
+
+@lru_cache(maxsize=1)
+def worker() -> Worker:
+    service = run_service()
+    return Worker(store=service.store, catalog=service.catalog)
+
+
+@lru_cache(maxsize=1)
+def key_store() -> DynamoKeyStore:
+    return DynamoKeyStore(get_settings().keys_table)
+
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
+    """The Lambda entry point of an API function: structured logs with the request id, traces."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return handler
+
+
+def plain_handler(function: LambdaHandler) -> LambdaHandler:
+    """The Lambda entry point of a non-HTTP function, with the same logging and tracing."""
+    traced = tracer.capture_lambda_handler(capture_response=False)(function)
+    return logger.inject_lambda_context(clear_state=True)(traced)

@@ -1,0 +1,42 @@
+"""Settings of every function, read from the environment once per cold start."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    runs_table: str = Field(description="DynamoDB table of runs (TASKRUN_RUNS_TABLE).")
+    keys_table: str = Field(description="DynamoDB table of hashed API keys (TASKRUN_KEYS_TABLE).")
+    worker_function: str = Field(description="Name or ARN of the worker Lambda (TASKRUN_WORKER_FUNCTION).")
+    task_dirs: list[Path] = Field(default_factory=list, description="Directories of task modules.")
+    max_wait_seconds: float = Field(
+        default=25.0,
+        gt=0,
+        description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
+    )
+    compat_wait_seconds: float = Field(default=25.0, gt=0)
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "runs_table": env.get("TASKRUN_RUNS_TABLE", ""),
+            "keys_table": env.get("TASKRUN_KEYS_TABLE", ""),
+            "worker_function": env.get("TASKRUN_WORKER_FUNCTION", ""),
+            "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
+        }
+        for name in ("max_wait_seconds", "compat_wait_seconds"):
+            key = "TASKRUN_" + name.upper()
+            if env.get(key):
+                values[name] = env[key]
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_environ()

@@ -1,0 +1,213 @@
+"""The run store: a small port, and its DynamoDB adapter.
+
+Table design (template.yaml, RunsTable): key `run_id`; run ids are time-ordered, so they
+double as the sort key of three indexes, each read newest first:
+`by_task` (task_id), `by_status` (status) and `by_time` (a constant `kind`).
+Arbitrary JSON (arguments, result, error, usage) is kept as JSON text, so numbers keep
+their exact form and no Decimal leaks out of the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from taskrun import aws
+from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound
+from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, TriggeredBy, format_time
+
+JSON_FIELDS = ("arguments", "result", "error", "usage")
+KIND = "run"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    task_id: str | None = None
+    status: RunStatus | None = None
+    triggered_by: TriggeredBy | None = None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ends: the status and what goes with it."""
+
+    status: RunStatus
+    ended_at: datetime
+    result: Any = None
+    error: RunError | None = None
+    usage: dict[str, float] | None = None
+    started_at: datetime | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None:
+            return None
+        return max(0, int((self.ended_at - self.started_at).total_seconds() * 1000))
+
+
+class RunStore(Protocol):
+    def create(self, run: Run) -> None: ...
+
+    def get(self, run_id: str) -> Run: ...
+
+    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]: ...
+
+    def mark_running(self, run_id: str, started_at: datetime) -> Run: ...
+
+    def finish(self, run_id: str, ending: Ending) -> Run: ...
+
+
+class DynamoRunStore:
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table_name = table_name
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            self._table = aws.table(self._table_name)
+        return self._table
+
+    def create(self, run: Run) -> None:
+        try:
+            self.table.put_item(Item=_to_item(run), ConditionExpression="attribute_not_exists(run_id)")
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise RunConflict(run.run_id, run.status, f"run {run.run_id} exists already") from error
+            raise
+
+    def get(self, run_id: str) -> Run:
+        item = self.table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise RunNotFound(run_id)
+        return _from_item(item)
+
+    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
+        index, key_name, key_value = _index_for(filters)
+        query: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": key_name},
+            "ExpressionAttributeValues": {":k": key_value},
+            "ScanIndexForward": False,
+        }
+        conditions = []
+        for name, value in (("status", filters.status), ("triggered_by", filters.triggered_by)):
+            if value is not None and name != key_name:
+                query["ExpressionAttributeNames"][f"#{name}"] = name
+                query["ExpressionAttributeValues"][f":{name}"] = str(value)
+                conditions.append(f"#{name} = :{name}")
+        if conditions:
+            query["FilterExpression"] = " AND ".join(conditions)
+        if cursor:
+            query["ExclusiveStartKey"] = _decode_cursor(cursor)
+        runs: list[Run] = []
+        while True:
+            page = self.table.query(Limit=limit - len(runs) if not conditions else max(limit, 25), **query)
+            for item in page.get("Items", []):
+                runs.append(_from_item(item))
+                if len(runs) == limit:
+                    return runs, _encode_cursor(_index_key(item, key_name))
+            if "LastEvaluatedKey" not in page:
+                return runs, None
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def mark_running(self, run_id: str, started_at: datetime) -> Run:
+        return self._move(
+            run_id,
+            allowed_from=(RunStatus.PENDING,),
+            values={"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)},
+        )
+
+    def finish(self, run_id: str, ending: Ending) -> Run:
+        values: dict[str, Any] = {"status": ending.status.value, "ended_at": format_time(ending.ended_at)}
+        if ending.result is not None:
+            values["result"] = json.dumps(ending.result)
+        if ending.error is not None:
+            values["error"] = ending.error.model_dump_json()
+        if ending.usage:
+            values["usage"] = json.dumps(ending.usage)
+        if ending.duration_ms is not None:
+            values["duration_ms"] = ending.duration_ms
+        return self._move(run_id, allowed_from=ACTIVE_STATUSES, values=values)
+
+    def _move(self, run_id: str, allowed_from: tuple[RunStatus, ...], values: dict[str, Any]) -> Run:
+        """One conditional write: the move happens only from an allowed status, so one writer wins."""
+        names = {f"#{name}": name for name in values}
+        names["#status"] = "status"
+        expression_values = {f":{name}": value for name, value in values.items()}
+        allowed = {f":from{i}": status.value for i, status in enumerate(allowed_from)}
+        try:
+            response = self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+                ConditionExpression=f"attribute_exists(run_id) AND #status IN ({', '.join(allowed)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**expression_values, **allowed},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            old = error.response.get("Item")
+            if not old:
+                raise RunNotFound(run_id) from error
+            raise RunConflict(run_id, old["status"]) from error
+        return _from_item(response["Attributes"])
+
+
+def _index_for(filters: RunFilter) -> tuple[str, str, str]:
+    if filters.task_id is not None:
+        return "by_task", "task_id", filters.task_id
+    if filters.status is not None:
+        return "by_status", "status", filters.status.value
+    return "by_time", "kind", KIND
+
+
+def _index_key(item: dict[str, Any], key_name: str) -> dict[str, Any]:
+    return {"run_id": item["run_id"], key_name: item[key_name]}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(key, dict) and all(isinstance(v, str) for v in key.values()) and "run_id" in key:
+            return key
+    except (binascii.Error, ValueError):
+        pass
+    raise InvalidInput("the cursor is not one this API gave out", [FieldError("query.cursor", "invalid cursor", cursor)])
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _to_item(run: Run) -> dict[str, Any]:
+    data = run.model_dump(mode="json", exclude_none=True)
+    for name in JSON_FIELDS:
+        if name in data:
+            data[name] = json.dumps(data[name])
+    data["kind"] = KIND
+    return data
+
+
+def _from_item(item: dict[str, Any]) -> Run:
+    data = {key: value for key, value in item.items() if key != "kind"}
+    for name in JSON_FIELDS:
+        if name in data:
+            data[name] = json.loads(data[name])
+    for name in ("timeout", "duration_ms"):
+        if name in data:
+            data[name] = int(data[name])
+    return Run.model_validate(data)

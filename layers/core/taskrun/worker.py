@@ -1,0 +1,105 @@
+"""The worker: executes one pending run of a script and records how it ended."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from taskrun.catalog import Catalog, RunContext
+from taskrun.errors import RunConflict, TaskNotFound
+from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
+from taskrun.store import Ending, RunStore
+
+logger = Logger(child=True)
+
+SAFETY_MARGIN_SECONDS = 2.0
+MAX_RESULT_BYTES = 350_000
+
+
+@dataclass
+class _Outcome:
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Worker:
+    store: RunStore
+    catalog: Catalog
+    clock: Callable[[], datetime] = utcnow
+
+    def execute(self, run_id: str, seconds_left: float | None = None) -> Run:
+        """Run the script of a pending run. A run that is no longer pending (a repeated
+        delivery, a cancel that came first) is left as it is."""
+        run = self.store.get(run_id)
+        logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        if run.status is not RunStatus.PENDING:
+            logger.info("run is not pending; nothing to do", extra={"status": run.status})
+            return run
+        try:
+            run = self.store.mark_running(run_id, self.clock())
+        except RunConflict as conflict:
+            logger.info("run was taken or ended by another writer", extra={"status": conflict.status})
+            return self.store.get(run_id)
+        assert run.started_at is not None
+        limit = float(run.timeout)
+        if seconds_left is not None:
+            limit = max(0.0, min(limit, seconds_left - SAFETY_MARGIN_SECONDS))
+        ending = self._run_script(run, limit)
+        try:
+            return self.store.finish(run_id, ending)
+        except RunConflict as conflict:
+            logger.info("run ended elsewhere first", extra={"status": conflict.status})
+            return self.store.get(run_id)
+
+    def _run_script(self, run: Run, limit: float) -> Ending:
+        assert run.started_at is not None
+        context = RunContext(run.run_id, run.task_id, run.revision, time.monotonic() + limit)
+
+        def ending(status: RunStatus, result: Any = None, error: RunError | None = None) -> Ending:
+            return Ending(status, self.clock(), result, error, context.usage, run.started_at)
+
+        try:
+            script = self.catalog.get(run.task_id).revisions[run.revision]
+        except (TaskNotFound, KeyError):
+            message = f"task {run.task_id!r} revision {run.revision!r} is not deployed on the worker"
+            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message))
+
+        outcome = _Outcome()
+
+        def target() -> None:
+            try:
+                outcome.result = script.call(run.arguments, context)
+            except BaseException as error:
+                outcome.error = error
+
+        thread = threading.Thread(target=target, name=f"task-{run.run_id}", daemon=True)
+        thread.start()
+        thread.join(limit)
+        if thread.is_alive():
+            logger.warning("task timed out", extra={"timeout": limit})
+            message = f"the task did not finish within {limit:g} s"
+            return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message))
+        if outcome.error is not None:
+            error = outcome.error
+            logger.info("task raised", extra={"exception_type": type(error).__name__})
+            return ending(
+                RunStatus.FAILED,
+                error=RunError(
+                    type=ErrorType.EXECUTION_ERROR,
+                    message=str(error) or type(error).__name__,
+                    exception_type=type(error).__name__,
+                ),
+            )
+        size = len(json.dumps(outcome.result))
+        if size > MAX_RESULT_BYTES:
+            message = f"the result is {size} bytes of JSON; at most {MAX_RESULT_BYTES} are kept"
+            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.EXECUTION_ERROR, message=message))
+        return ending(RunStatus.SUCCEEDED, result=outcome.result)
