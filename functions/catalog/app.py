@@ -10,9 +10,10 @@ def list_tasks() -> TaskList:
     return TaskList(tasks=[definition.info() for definition in task_catalog().all()])
 
 
-@app.get("/v1/tasks/<task_id>")
-def get_task(task_id: str) -> TaskInfo:
-    return task_catalog().get(task_id).info()
+@app.get("/v1/tasks/.+")
+def get_task() -> TaskInfo:
+    # {task_id+} is greedy (ids hold "/"), so API Gateway hands it over whole.
+    return task_catalog().get(app.current_event.path_parameters["task_id"]).info()
 
 
 lambda_handler = api_handler(app)

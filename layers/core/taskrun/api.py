@@ -73,12 +73,25 @@ def validation_errors(error: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+def non_json_body(app: APIGatewayRestResolver) -> str | None:
+    """The content type of a body that is not JSON (a form post, curl's default for -d), if any."""
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if event.body and content_type and not content_type.endswith("json"):
+        return content_type
+    return None
+
+
 def make_resolver() -> APIGatewayRestResolver:
     """A REST API resolver with request validation and every domain error mapped to problem+json."""
     app = APIGatewayRestResolver(enable_validation=True)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(error: RequestValidationError) -> Response[str]:
+        content_type = non_json_body(app)
+        if content_type:
+            detail = f"the body must be JSON; send Content-Type: application/json (not {content_type})"
+            return problem_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, detail)
         errors = validation_errors(error)
         if any(item.get("type") == "json_invalid" for item in error.errors()):
             return problem_response(HTTPStatus.BAD_REQUEST, "the request body is not valid JSON", errors)

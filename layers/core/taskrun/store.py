@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from taskrun import aws
@@ -159,7 +160,8 @@ class DynamoRunStore:
             old = error.response.get("Item")
             if not old:
                 raise RunNotFound(run_id) from error
-            raise RunConflict(run_id, old["status"]) from error
+            status = TypeDeserializer().deserialize(old["status"])  # this answer comes in the wire format
+            raise RunConflict(run_id, status, f"run {run_id} is {status} already") from error
         return _from_item(response["Attributes"])
 
 

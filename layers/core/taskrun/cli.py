@@ -1,0 +1,79 @@
+"""The `taskrun` command: `taskrun local` runs the stack on this machine; `taskrun keys create` adds a key."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _local(args: argparse.Namespace) -> int:
+    from taskrun.local.stack import LocalStack, bundle_root
+
+    stack = LocalStack(
+        root=Path(args.root) if args.root else bundle_root(),
+        extra_task_dirs=[Path(d) for d in args.tasks],
+        api_key=os.environ.get("TASKRUN_API_KEY") or None,
+    )
+    key = stack.start()
+    server = stack.serve(args.host, args.port)
+    host, port = server.server_address[:2]
+    from taskrun.runtime import task_catalog
+
+    tasks = ", ".join(definition.task_id for definition in task_catalog().all())
+    print(f"taskrun local: http://{host}:{port}/v1  (template {stack.stack.path})", flush=True)
+    if not os.environ.get("TASKRUN_API_KEY"):
+        print(f"API key (set TASKRUN_API_KEY to choose one): {key}", flush=True)
+    print(f"tasks: {tasks}", flush=True)
+    print("Ctrl-C stops it.", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    print("taskrun local: stopping", flush=True)
+    stack.stop()
+    return 0
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    from taskrun.auth import DynamoKeyStore, new_key
+
+    secret, record = new_key(name=args.name)
+    DynamoKeyStore(args.table).put(record)
+    print(f"key_id: {record.key_id}\nkey: {secret}\n(the key is shown only now)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="taskrun", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    local = commands.add_parser("local", help="serve the API on this machine, on an in-process AWS emulator")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=9477)
+    local.add_argument(
+        "--tasks", action="append", default=[], metavar="DIR", help="also import every module in DIR (repeatable)"
+    )
+    local.add_argument("--root", help="the bundle folder holding template.yaml (default: found)")
+    local.set_defaults(run=_local)
+    keys = commands.add_parser("keys", help="manage API keys of a deployed stack").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="make a key, store its hash, print it once")
+    create.add_argument("--table", required=True, help="the stack's KeysTableName output")
+    create.add_argument("--name", default="")
+    create.set_defaults(run=_create_key)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

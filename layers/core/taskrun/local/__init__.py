@@ -1,0 +1,1 @@
+"""Local mode: the bundle's own template, handlers and state machines on an in-process AWS emulator."""

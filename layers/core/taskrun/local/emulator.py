@@ -1,0 +1,230 @@
+"""The in-process AWS emulator of local mode: moto 5.2.5 with Lambda routed to the real handlers.
+
+moto's simple Lambda backend only echoes payloads; here its `invoke` calls the handler of
+the function named in the template instead: synchronously for RequestResponse, on a
+background thread for Event (as Lambda's asynchronous invoke would).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from taskrun.local.template import ACCOUNT_ID, FunctionSpec, Stack
+
+EMULATOR_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+@dataclass
+class LambdaContext:
+    """What the Lambda runtime hands a handler as its context."""
+
+    function_name: str
+    timeout: int
+    region: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class FunctionError(Exception):
+    """A handler raised: carries the payload Lambda would answer with."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload["errorMessage"])
+        self.payload = payload
+
+
+class LambdaRuntime:
+    """Imports each function's `app.py` once (its cold start) and calls its handler."""
+
+    def __init__(self, functions: list[FunctionSpec], region: str) -> None:
+        self._functions = {spec.logical_id: spec for spec in functions}
+        self._region = region
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        self._background: list[threading.Thread] = []
+
+    def __contains__(self, name: str) -> bool:
+        return self.function_name(name) in self._functions
+
+    @staticmethod
+    def function_name(name_or_arn: str) -> str:
+        return name_or_arn.split(":function:")[-1].split(":")[0]
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+        spec = self._functions[name]
+        module_name, _, attribute = spec.handler.rpartition(".")
+        with self._lock:
+            module = self._modules.get(name)
+            if module is None:
+                path = spec.code_uri / (module_name.replace(".", "/") + ".py")
+                loader_spec = importlib.util.spec_from_file_location(f"taskrun_function_{name}", path)
+                if loader_spec is None or loader_spec.loader is None:
+                    raise FileNotFoundError(path)
+                module = importlib.util.module_from_spec(loader_spec)
+                loader_spec.loader.exec_module(module)
+                self._modules[name] = module
+        handler: Callable[[Any, Any], Any] = getattr(module, attribute)
+        return handler
+
+    def invoke(self, name_or_arn: str, event: Any) -> Any:
+        """Call the handler as Lambda would; a raised exception becomes FunctionError."""
+        name = self.function_name(name_or_arn)
+        context = LambdaContext(name, self._functions[name].timeout, self._region)
+        try:
+            return self.handler(name)(event, context)
+        except Exception as error:
+            raise FunctionError(
+                {
+                    "errorType": type(error).__name__,
+                    "errorMessage": str(error),
+                    "stackTrace": traceback.format_exception(error),
+                }
+            ) from error
+
+    def invoke_async(self, name_or_arn: str, event: Any) -> None:
+        def run() -> None:
+            try:
+                self.invoke(name_or_arn, event)
+            except FunctionError as error:
+                print(f"async invoke of {name_or_arn} failed: {error.payload['errorType']}: {error}", flush=True)
+
+        thread = threading.Thread(target=run, name=f"lambda-{self.function_name(name_or_arn)}", daemon=True)
+        thread.start()
+        self._background = [t for t in self._background if t.is_alive()] + [thread]
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait for background invocations to finish (tests use it to end cleanly)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._background):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
+    """Make moto's simple Lambda backend call real handlers; return the undo."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    original = LambdaSimpleBackend.invoke
+
+    def invoke(
+        self: LambdaSimpleBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes | None:
+        if function_name not in runtime:
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        event = json.loads(body) if body else {}
+        if headers.get("X-Amz-Invocation-Type") == "Event":
+            runtime.invoke_async(function_name, event)
+            return b""
+        try:
+            result = runtime.invoke(function_name, event)
+        except FunctionError as error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(error.payload).encode()
+        return json.dumps(result).encode()
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+
+    def undo() -> None:
+        LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
+
+    return undo
+
+
+class Emulator:
+    """Stands up a template's tables and functions on moto, in this process."""
+
+    def __init__(self, stack: Stack, environment_overrides: dict[str, str] | None = None) -> None:
+        self.stack = stack
+        self.functions = stack.functions()
+        self.runtime = LambdaRuntime(self.functions, stack.region)
+        self._overrides = environment_overrides or {}
+        self._mock: Any = None
+        self._undo: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        from moto import mock_aws
+
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.stack.region)
+        os.environ["AWS_REGION"] = self.stack.region
+        self._mock = mock_aws(config=EMULATOR_CONFIG)  # type: ignore[arg-type]
+        self._mock.start()
+        self._undo = _route_lambda_to(self.runtime)
+        self._set_environment()
+        self._create_tables()
+        self._create_functions()
+
+    def stop(self) -> None:
+        self.runtime.wait_idle(timeout=1.0)
+        if self._undo:
+            self._undo()
+        if self._mock:
+            self._mock.stop()
+
+    def _set_environment(self) -> None:
+        """One process stands in for every function, so it holds every function's variables."""
+        for spec in self.functions:
+            os.environ.update(spec.environment)
+        os.environ.update(self._overrides)
+
+    def _create_tables(self) -> None:
+        dynamodb = boto3.client("dynamodb", region_name=self.stack.region)
+        for logical_id, resource in self.stack.of_type("AWS::DynamoDB::Table").items():
+            properties = self.stack.resolve(resource["Properties"])
+            request = {
+                "TableName": logical_id,
+                "AttributeDefinitions": properties["AttributeDefinitions"],
+                "KeySchema": properties["KeySchema"],
+                "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if properties.get("GlobalSecondaryIndexes"):
+                request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+            if properties.get("StreamSpecification"):
+                request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+            dynamodb.create_table(**request)
+
+    def _create_functions(self) -> None:
+        iam = boto3.client("iam", region_name=self.stack.region)
+        role = iam.create_role(RoleName="taskrun-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("app.py", "# local mode calls the handler in functions/ directly\n")
+        lambda_client = boto3.client("lambda", region_name=self.stack.region)
+        for spec in self.functions:
+            lambda_client.create_function(
+                FunctionName=spec.logical_id,
+                Runtime="python3.12",
+                Role=role,
+                Handler=spec.handler,
+                Code={"ZipFile": archive.getvalue()},
+                Timeout=spec.timeout,
+                Environment={"Variables": spec.environment},
+            )

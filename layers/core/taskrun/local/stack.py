@@ -1,0 +1,65 @@
+"""The whole local stack: emulator, functions, API key and HTTP gateway, started together."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from taskrun.auth import DynamoKeyStore, new_key
+from taskrun.local.emulator import Emulator
+from taskrun.local.gateway import Gateway, make_server
+from taskrun.local.template import Stack
+
+DEFAULT_REGION = "us-east-1"
+
+
+def bundle_root() -> Path:
+    """The folder with template.yaml: the working directory if it has one, else this checkout."""
+    cwd = Path.cwd()
+    if (cwd / "template.yaml").exists():
+        return cwd
+    return Path(__file__).resolve().parents[4]
+
+
+@dataclass
+class LocalStack:
+    root: Path = field(default_factory=bundle_root)
+    extra_task_dirs: list[Path] = field(default_factory=list)
+    api_key: str | None = None
+    region: str = DEFAULT_REGION
+    settings_overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stack = Stack(self.root / "template.yaml", self.region)
+        task_dirs = [self.root / "tasks", *self.extra_task_dirs]
+        overrides = {
+            "TASKRUN_TASK_DIRS": os.pathsep.join(str(d.resolve()) for d in task_dirs),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("TASKRUN_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides})
+        self.gateway = Gateway(self.stack, self.emulator.runtime)
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> str:
+        """Stand everything up; return the API key that works with every scope."""
+        self.emulator.start()
+        key, record = new_key(name="local", secret=self.api_key)
+        DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
+        self.api_key = key
+        return key
+
+    def serve(self, host: str, port: int, log: bool = True) -> ThreadingHTTPServer:
+        """Start the HTTP server on a background thread; port 0 picks a free port."""
+        self._server = make_server(self.gateway, host, port, log=log)
+        threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True).start()
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self.emulator.stop()

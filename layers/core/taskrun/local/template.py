@@ -1,0 +1,207 @@
+"""Reads template.yaml the way local mode needs it: functions, their routes, tables, settings.
+
+Only the intrinsic functions the template uses are resolved (Ref, Fn::GetAtt, Fn::Sub,
+Fn::Join); physical names are the logical ids, as a deployment would generate its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ACCOUNT_ID = "123456789012"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """YAML with the short forms of intrinsic functions (`!Ref X`, `!GetAtt X.Arn`, ...)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    with path.open() as stream:
+        return yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str
+    authorized: bool
+    pattern: re.Pattern[str]
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """Literal paths before templated ones, greedy parameters last."""
+        return (self.path.count("+}"), self.path.count("{"))
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    timeout: int
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    regex = ""
+    for part in re.split(r"(\{[^}]+\})", path):
+        if part.startswith("{") and part.endswith("+}"):
+            regex += f"(?P<{part[1:-2]}>.+)"
+        elif part.startswith("{"):
+            regex += f"(?P<{part[1:-1]}>[^/]+)"
+        else:
+            regex += re.escape(part)
+    return re.compile(f"^{regex}$")
+
+
+class Stack:
+    """The parts of a template that local mode stands up."""
+
+    def __init__(self, path: Path, region: str) -> None:
+        self.path = path
+        self.root = path.parent
+        self.region = region
+        self.document = load_template(path)
+        self.resources: dict[str, dict[str, Any]] = self.document["Resources"]
+        self.parameters = {
+            name: str(spec.get("Default", "")) for name, spec in self.document.get("Parameters", {}).items()
+        }
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {name: res for name, res in self.resources.items() if res["Type"] == resource_type}
+
+    def arn(self, logical_id: str) -> str:
+        resource_type = self.resources[logical_id]["Type"]
+        if resource_type == "AWS::Serverless::Function":
+            return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{logical_id}"
+        if resource_type == "AWS::DynamoDB::Table":
+            return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{logical_id}"
+        if resource_type == "AWS::Serverless::StateMachine":
+            return f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{logical_id}"
+        return f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{logical_id}"
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if "Ref" in value:
+            return self._ref(value["Ref"])
+        if "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            if attribute in ("Arn", "StreamArn"):
+                return self.arn(logical_id)
+            return logical_id
+        if "Fn::Sub" in value:
+            text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+
+            def substitute(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name in variables:
+                    return str(self.resolve(variables[name]))
+                if "." in name:
+                    return str(self.resolve({"Fn::GetAtt": name.split(".", 1)}))
+                return str(self._ref(name))
+
+            return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+        if "Fn::Join" in value:
+            separator, items = value["Fn::Join"]
+            return separator.join(str(self.resolve(item)) for item in items)
+        return {key: self.resolve(item) for key, item in value.items()}
+
+    def _ref(self, name: str) -> str:
+        pseudo = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "taskrun-local",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.resources:
+            return name
+        raise KeyError(f"{self.path}: Ref to unknown {name!r}")
+
+    def functions(self) -> list[FunctionSpec]:
+        globals_ = self.document.get("Globals", {}).get("Function", {})
+        shared_env = globals_.get("Environment", {}).get("Variables", {})
+        specs = []
+        for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
+            properties = resource["Properties"]
+            env = {**shared_env, **properties.get("Environment", {}).get("Variables", {})}
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    code_uri=self.root / properties["CodeUri"],
+                    handler=properties["Handler"],
+                    timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
+                    environment={name: str(self.resolve(v)) for name, v in env.items()},
+                )
+            )
+        return specs
+
+    def routes(self) -> list[Route]:
+        api_auth = {
+            name: resource["Properties"].get("Auth", {}).get("DefaultAuthorizer")
+            for name, resource in self.of_type("AWS::Serverless::Api").items()
+        }
+        routes = []
+        for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] != "Api":
+                    continue
+                properties = event["Properties"]
+                api = properties.get("RestApiId", {}).get("Ref")
+                authorizer = properties.get("Auth", {}).get("Authorizer", api_auth.get(api))
+                routes.append(
+                    Route(
+                        method=properties["Method"].upper(),
+                        path=properties["Path"],
+                        function=logical_id,
+                        authorized=bool(authorizer) and authorizer != "NONE",
+                        pattern=_route_pattern(properties["Path"]),
+                    )
+                )
+        return sorted(routes, key=lambda route: route.specificity)
+
+    def authorizer_function(self) -> str | None:
+        for resource in self.of_type("AWS::Serverless::Api").values():
+            auth = resource["Properties"].get("Auth", {})
+            default = auth.get("DefaultAuthorizer")
+            if default:
+                return str(auth["Authorizers"][default]["FunctionArn"]["Fn::GetAtt"][0])
+        return None
+
+    def gateway_responses(self) -> dict[str, tuple[int, str]]:
+        """Gateway response type → (status, body), as the REST API would answer them."""
+        answers = {}
+        for resource in self.of_type("AWS::Serverless::Api").values():
+            for kind, spec in resource["Properties"].get("GatewayResponses", {}).items():
+                body = spec.get("ResponseTemplates", {}).get("application/json", "")
+                answers[kind] = (int(spec["StatusCode"]), body)
+        return answers
