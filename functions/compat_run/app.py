@@ -1,6 +1,8 @@
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from taskrun.api import make_resolver, validation_errors
+from aws_lambda_powertools.event_handler import Response
+
+from taskrun.api import json_response, make_resolver, validation_errors
 from taskrun.compat import describe_errors, run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType
 from taskrun.runtime import api_handler, run_service
@@ -9,9 +11,9 @@ app = make_resolver()
 
 
 @app.exception_handler(RequestValidationError)
-def invalid_request(error: RequestValidationError) -> CompatRunResponse:
+def invalid_request(error: RequestValidationError) -> Response[str]:
     message = describe_errors("the request is not valid", validation_errors(error))
-    return CompatRunResponse(success=False, error=message, error_type=ErrorType.VALIDATION_ERROR)
+    return json_response(CompatRunResponse(success=False, error=message, error_type=ErrorType.VALIDATION_ERROR))
 
 
 @app.post("/api/v0/tools/tasks/run")

@@ -1,0 +1,79 @@
+"""One local stack for the whole session: the real template, handlers and tasks on moto.
+
+Fake credentials are set before anything imports boto3, so nothing can reach AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
+
+from taskrun.local.stack import LocalStack  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+API_KEY = "test-key-0123456789"
+USER_TASKS = Path(__file__).parent / "user_tasks"
+
+# Short enough that the tests that wait past a limit stay quick.
+COMPAT_WAIT_SECONDS = 3
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    local = LocalStack(
+        root=ROOT,
+        extra_task_dirs=[USER_TASKS],
+        api_key=API_KEY,
+        settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS)},
+    )
+    local.start()
+    local.serve("127.0.0.1", 0, log=False)
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(stack: LocalStack) -> str:
+    assert stack._server is not None
+    host, port = stack._server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+@pytest.fixture
+def api(base_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client of the local stack with a valid key."""
+    with httpx.Client(base_url=base_url, headers={"X-API-KEY": API_KEY}, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        yield client
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+@pytest.fixture
+def invoke(stack: LocalStack) -> Callable[[str, dict[str, Any]], Any]:
+    """Call a function's handler directly with an event, as Lambda would."""
+    return stack.emulator.runtime.invoke
