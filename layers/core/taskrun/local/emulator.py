@@ -139,6 +139,7 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
         response_headers: Any,
     ) -> bytes | None:
         if function_name not in runtime:
+            self.get_function(function_name, qualifier)  # an unknown function is refused, as Lambda does
             return original(self, function_name, qualifier, body, headers, response_headers)
         event = json.loads(body) if body else {}
         if headers.get("X-Amz-Invocation-Type") == "Event":
@@ -159,6 +160,34 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
     return undo
 
 
+def _make_item_writes_atomic() -> Callable[[], None]:
+    """DynamoDB checks a write's condition and applies it as one step; moto does not under
+    concurrent threads, so its writes are serialised here. Return the undo."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {
+        name: getattr(DynamoDBBackend, name)
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items")
+    }
+
+    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
 class Emulator:
     """Stands up a template's tables and functions on moto, in this process."""
 
@@ -168,7 +197,7 @@ class Emulator:
         self.runtime = LambdaRuntime(self.functions, stack.region)
         self._overrides = environment_overrides or {}
         self._mock: Any = None
-        self._undo: Callable[[], None] | None = None
+        self._undo: list[Callable[[], None]] = []
 
     def start(self) -> None:
         from moto import mock_aws
@@ -177,15 +206,15 @@ class Emulator:
         os.environ["AWS_REGION"] = self.stack.region
         self._mock = mock_aws(config=EMULATOR_CONFIG)  # type: ignore[arg-type]
         self._mock.start()
-        self._undo = _route_lambda_to(self.runtime)
+        self._undo = [_route_lambda_to(self.runtime), _make_item_writes_atomic()]
         self._set_environment()
         self._create_tables()
         self._create_functions()
 
     def stop(self) -> None:
         self.runtime.wait_idle(timeout=1.0)
-        if self._undo:
-            self._undo()
+        for undo in self._undo:
+            undo()
         if self._mock:
             self._mock.stop()
 

@@ -1,0 +1,94 @@
+"""Each function's handler driven by its sample event in events/, as Lambda would call it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from taskrun.local.emulator import FunctionError
+from tests.conftest import API_KEY, load_event
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def body(answer: dict[str, Any]) -> Any:
+    return json.loads(answer["body"])
+
+
+def test_health_event(invoke: Invoke) -> None:
+    answer = invoke("HealthFunction", load_event("health"))
+    assert answer["statusCode"] == 200
+    assert body(answer) == {"status": "ok"}
+
+
+def test_start_get_list_and_cancel_events(invoke: Invoke) -> None:
+    # Given a run started from the sample event (greet, with wait)
+    started = invoke("StartRunFunction", load_event("runs_create"))
+    assert started["statusCode"] == 201
+    run = body(started)
+    assert run["status"] == "succeeded"
+    assert run["result"] == {"greeting": "hello Ada hello Ada!"}
+
+    # When it is fetched with the sample GET event pointed at it
+    event = load_event("runs_get")
+    event["pathParameters"]["run_id"] = run["run_id"]
+    event["path"] = f"/v1/runs/{run['run_id']}"
+    fetched = invoke("GetRunFunction", event)
+    assert fetched["statusCode"] == 200
+    assert body(fetched)["run_id"] == run["run_id"]
+
+    # Then the list of the task's runs starts with it
+    listed = invoke("ListRunsFunction", load_event("runs_list"))
+    assert listed["statusCode"] == 200
+    assert body(listed)["runs"][0]["run_id"] == run["run_id"]
+
+    # And cancelling an ended run is a conflict
+    event = load_event("runs_cancel")
+    event["pathParameters"]["run_id"] = run["run_id"]
+    event["path"] = f"/v1/runs/{run['run_id']}/cancel"
+    cancelled = invoke("CancelRunFunction", event)
+    assert cancelled["statusCode"] == 409
+    assert cancelled["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+
+
+def test_catalog_events(invoke: Invoke) -> None:
+    listed = body(invoke("CatalogFunction", load_event("catalog_list")))
+    assert "examples/greet" in [t["task_id"] for t in listed["tasks"]]
+    one = invoke("CatalogFunction", load_event("catalog_get"))
+    assert body(one)["task_id"] == "examples/greet"
+
+
+def test_compat_event(invoke: Invoke) -> None:
+    answer = invoke("CompatRunFunction", load_event("compat_run"))
+    assert answer["statusCode"] == 200
+    assert body(answer)["result"] == {"greeting": "hello Ada!"}
+
+
+def test_worker_event_for_an_ended_run_changes_nothing(invoke: Invoke) -> None:
+    # An asynchronous invoke may be delivered again: the worker leaves an ended run alone.
+    run = body(invoke("StartRunFunction", load_event("runs_create")))
+    event = load_event("worker")
+    event["run_id"] = run["run_id"]
+    assert invoke("WorkerFunction", event) == {"run_id": run["run_id"], "status": "succeeded"}
+
+
+def test_worker_refuses_a_malformed_event(invoke: Invoke) -> None:
+    with pytest.raises(FunctionError) as raised:
+        invoke("WorkerFunction", {"run": "x"})
+    assert raised.value.payload["errorType"] == "ValidationError"
+
+
+def test_authorizer_event(invoke: Invoke) -> None:
+    event = load_event("authorizer")
+    event["headers"]["X-API-KEY"] = API_KEY
+    policy = invoke("AuthorizerFunction", event)
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert policy["policyDocument"]["Statement"][0]["Resource"].endswith("/live/*")
+    assert policy["context"]["scopes"] == "runs admin"
+
+    event["headers"]["X-API-KEY"] = "wrong"
+    with pytest.raises(FunctionError, match="^Unauthorized$"):
+        invoke("AuthorizerFunction", event)

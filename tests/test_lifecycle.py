@@ -1,0 +1,106 @@
+"""The run lifecycle's guarantees, on the real store (DynamoDB on the emulator)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from taskrun.dispatch import LambdaDispatcher
+from taskrun.errors import RunConflict
+from taskrun.local.stack import LocalStack
+from taskrun.models import ErrorType, RunError, RunStatus, utcnow
+from taskrun.runtime import run_service
+from taskrun.service import RunRequest, RunService
+from taskrun.store import Ending
+from taskrun.worker import Worker
+
+
+class HeldDispatcher:
+    """Keeps runs pending, so a test decides when (and whether) the worker sees them."""
+
+    def dispatch(self, run: object) -> None:
+        return None
+
+
+@pytest.fixture
+def held(stack: LocalStack) -> RunService:
+    live = run_service()
+    return RunService(store=live.store, dispatcher=HeldDispatcher(), catalog=live.catalog, settings=live.settings)
+
+
+def test_an_ended_run_never_changes(held: RunService) -> None:
+    run = held.start(RunRequest(task_id="examples/greet", arguments={"name": "x"}))
+    store = held.store
+    store.finish(run.run_id, Ending(RunStatus.SUCCEEDED, utcnow(), result={"ok": True}))
+
+    with pytest.raises(RunConflict) as conflict:
+        store.finish(run.run_id, Ending(RunStatus.FAILED, utcnow()))
+    assert conflict.value.status == "succeeded"
+    with pytest.raises(RunConflict):
+        store.mark_running(run.run_id, utcnow())
+    assert store.get(run.run_id).result == {"ok": True}
+
+
+def test_cancel_racing_completion_has_exactly_one_winner(held: RunService) -> None:
+    for _ in range(10):
+        run = held.start(RunRequest(task_id="examples/greet", arguments={"name": "x"}))
+        started = held.store.mark_running(run.run_id, utcnow())
+        assert started.started_at is not None
+        winners: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def finish(status: RunStatus, run_id: str = run.run_id) -> None:
+            barrier.wait()
+            try:
+                held.store.finish(run_id, Ending(status, utcnow() + timedelta(milliseconds=5)))
+                winners.append(status)
+            except RunConflict:
+                pass
+
+        threads = [threading.Thread(target=finish, args=(s,)) for s in (RunStatus.CANCELLED, RunStatus.SUCCEEDED)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(winners) == 1
+        assert held.store.get(run.run_id).status == winners[0]
+
+
+def test_a_cancelled_pending_run_is_never_executed(held: RunService) -> None:
+    run = held.start(RunRequest(task_id="examples/greet", arguments={"name": "x"}))
+    held.cancel(run.run_id)
+
+    after = Worker(store=held.store, catalog=held.catalog).execute(run.run_id)
+
+    assert after.status == "cancelled"
+    assert after.started_at is None and after.result is None
+
+
+def test_a_dispatch_failure_ends_the_run_with_dispatch_error(stack: LocalStack) -> None:
+    live = run_service()
+    broken = RunService(
+        store=live.store,
+        dispatcher=LambdaDispatcher("no-such-worker"),
+        catalog=live.catalog,
+        settings=live.settings,
+    )
+    run = broken.start(RunRequest(task_id="examples/greet", arguments={"name": "x"}))
+
+    assert run.status == "failed"
+    assert run.error is not None and run.error.type == ErrorType.DISPATCH_ERROR
+    assert live.store.get(run.run_id).status == "failed"
+
+
+def test_a_task_missing_on_the_worker_fails_the_run_instead_of_leaving_it_running(held: RunService) -> None:
+    run = held.start(RunRequest(task_id="examples/weighted", revision="2"))
+    stale = RunService(store=held.store, dispatcher=HeldDispatcher(), catalog=held.catalog, settings=held.settings)
+    definition = stale.catalog.get("examples/weighted")
+    revision = definition.revisions.pop("2")
+    try:
+        after = Worker(store=held.store, catalog=held.catalog).execute(run.run_id)
+    finally:
+        definition.revisions["2"] = revision
+    assert after.status == "failed"
+    assert after.error == RunError(type=ErrorType.NOT_FOUND, message=after.error.message if after.error else "")
