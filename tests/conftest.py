@@ -27,7 +27,7 @@ os.environ.update(
     }
 )
 
-from taskrun.local.stack import LocalStack  # noqa: E402
+from taskrun.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

@@ -90,5 +90,5 @@ def test_authorizer_event(invoke: Invoke) -> None:
     assert policy["context"]["scopes"] == "runs admin"
 
     event["headers"]["X-API-KEY"] = "wrong"
-    with pytest.raises(FunctionError, match="^Unauthorized$"):
+    with pytest.raises(FunctionError, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", event)

@@ -43,27 +43,34 @@ def test_an_ended_run_never_changes(held: RunService) -> None:
     assert store.get(run.run_id).result == {"ok": True}
 
 
+def race_to_finish(held: RunService, run_id: str) -> list[RunStatus]:
+    """Cancel and completion write at the same instant; return the statuses whose write won."""
+    winners: list[RunStatus] = []
+    barrier = threading.Barrier(2)
+
+    def finish(status: RunStatus) -> None:
+        barrier.wait()
+        try:
+            held.store.finish(run_id, Ending(status, utcnow() + timedelta(milliseconds=5)))
+            winners.append(status)
+        except RunConflict:
+            pass
+
+    threads = [threading.Thread(target=finish, args=(s,)) for s in (RunStatus.CANCELLED, RunStatus.SUCCEEDED)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return winners
+
+
 def test_cancel_racing_completion_has_exactly_one_winner(held: RunService) -> None:
     for _ in range(10):
         run = held.start(RunRequest(task_id="examples/greet", arguments={"name": "x"}))
-        started = held.store.mark_running(run.run_id, utcnow())
-        assert started.started_at is not None
-        winners: list[str] = []
-        barrier = threading.Barrier(2)
+        held.store.mark_running(run.run_id, utcnow())
 
-        def finish(status: RunStatus, run_id: str = run.run_id) -> None:
-            barrier.wait()
-            try:
-                held.store.finish(run_id, Ending(status, utcnow() + timedelta(milliseconds=5)))
-                winners.append(status)
-            except RunConflict:
-                pass
+        winners = race_to_finish(held, run.run_id)
 
-        threads = [threading.Thread(target=finish, args=(s,)) for s in (RunStatus.CANCELLED, RunStatus.SUCCEEDED)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
         assert len(winners) == 1
         assert held.store.get(run.run_id).status == winners[0]
 

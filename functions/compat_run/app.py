@@ -1,6 +1,5 @@
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from taskrun.api import json_response, make_resolver, validation_errors
 from taskrun.compat import describe_errors, run_compat

@@ -111,7 +111,9 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.not_found
     def no_route(_: Exception) -> Response[str]:
-        return problem_response(HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}")
+        return problem_response(
+            HTTPStatus.NOT_FOUND, f"no route {app.current_event.http_method} {app.current_event.path}"
+        )
 
     @app.exception_handler(Exception)
     def unexpected(error: Exception) -> Response[str]:

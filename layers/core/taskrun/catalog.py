@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 from pydantic_core import to_jsonable_python
 
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
+from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RevisionInfo, TaskInfo, TaskType
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -171,6 +173,8 @@ class Catalog:
         weight: int,
         description: str | None,
     ) -> None:
+        if not re.match(TASK_ID_PATTERN, task_id):
+            raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
         if weight < 0:

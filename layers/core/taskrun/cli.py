@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -13,17 +14,30 @@ from pathlib import Path
 def _local(args: argparse.Namespace) -> int:
     from taskrun.local.stack import LocalStack, bundle_root
 
+    for directory in args.tasks:
+        if not Path(directory).is_dir():
+            parser().error(f"tasks directory {directory} does not exist")
     stack = LocalStack(
         root=Path(args.root) if args.root else bundle_root(),
         extra_task_dirs=[Path(d) for d in args.tasks],
         api_key=os.environ.get("TASKRUN_API_KEY") or None,
     )
     key = stack.start()
-    server = stack.serve(args.host, args.port)
-    host, port = server.server_address[:2]
     from taskrun.runtime import task_catalog
 
-    tasks = ", ".join(definition.task_id for definition in task_catalog().all())
+    try:
+        tasks = ", ".join(definition.task_id for definition in task_catalog().all())
+    except Exception as error:  # a user's task module that does not import
+        print(f"taskrun local: could not load the tasks: {type(error).__name__}: {error}", file=sys.stderr)
+        stack.stop()
+        return 1
+    try:
+        server = stack.serve(args.host, args.port)
+    except OSError as error:
+        print(f"taskrun local: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        stack.stop()
+        return 1
+    host, port = server.server_address[:2]
     print(f"taskrun local: http://{host}:{port}/v1  (template {stack.stack.path})", flush=True)
     if not os.environ.get("TASKRUN_API_KEY"):
         print(f"API key (set TASKRUN_API_KEY to choose one): {key}", flush=True)
@@ -31,10 +45,8 @@ def _local(args: argparse.Namespace) -> int:
     print("Ctrl-C stops it.", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
-    except KeyboardInterrupt:
-        pass
     print("taskrun local: stopping", flush=True)
     stack.stop()
     return 0

@@ -35,7 +35,9 @@ def run_compat(service: RunService, body: CompatRunRequest) -> CompatRunResponse
     if not run.status.is_done:
         return CompatRunResponse(
             success=False,
-            error=f"the task did not finish within {service.settings.compat_wait_seconds:g} s; it goes on as {run.run_id}",
+            error=(
+                f"the task did not finish within {service.settings.compat_wait_seconds:g} s; it goes on as {run.run_id}"
+            ),
             error_type=ErrorType.TIMEOUT,
             job_id=run.run_id,
         )

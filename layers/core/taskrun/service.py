@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
-from taskrun.dispatch import DispatchFailed, Dispatcher
+from taskrun.dispatch import Dispatcher, DispatchFailed
 from taskrun.errors import FieldError, InvalidInput
 from taskrun.ids import new_run_id
 from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType, TriggeredBy, utcnow

@@ -188,7 +188,9 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
             return key
     except (binascii.Error, ValueError):
         pass
-    raise InvalidInput("the cursor is not one this API gave out", [FieldError("query.cursor", "invalid cursor", cursor)])
+    raise InvalidInput(
+        "the cursor is not one this API gave out", [FieldError("query.cursor", "invalid cursor", cursor)]
+    )
 
 
 def _is_condition_failure(error: ClientError) -> bool:

@@ -18,15 +18,17 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from taskrun.local.template import ACCOUNT_ID, FunctionSpec, Stack
 
-EMULATOR_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+if TYPE_CHECKING:
+    from moto.core.config import DefaultConfig
+
+EMULATOR_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
 @dataclass
@@ -137,7 +139,7 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
         body: Any,
         headers: Any,
         response_headers: Any,
-    ) -> bytes | None:
+    ) -> str | bytes | None:
         if function_name not in runtime:
             self.get_function(function_name, qualifier)  # an unknown function is refused, as Lambda does
             return original(self, function_name, qualifier, body, headers, response_headers)
@@ -204,7 +206,7 @@ class Emulator:
 
         os.environ.setdefault("AWS_DEFAULT_REGION", self.stack.region)
         os.environ["AWS_REGION"] = self.stack.region
-        self._mock = mock_aws(config=EMULATOR_CONFIG)  # type: ignore[arg-type]
+        self._mock = mock_aws(config=EMULATOR_CONFIG)
         self._mock.start()
         self._undo = [_route_lambda_to(self.runtime), _make_item_writes_atomic()]
         self._set_environment()

@@ -34,7 +34,7 @@ class GatewayResponse:
 
 
 def _problem(status: HTTPStatus, detail: str) -> GatewayResponse:
-    body = {
+    body: dict[str, Any] = {
         "type": f"urn:taskrun:problem:{status.phrase.lower().replace(' ', '-')}",
         "title": status.phrase,
         "status": status.value,
@@ -205,7 +205,9 @@ def make_server(gateway: Gateway, host: str, port: int, log: bool = True) -> Thr
                 self.wfile.write(response.body)
             if log:
                 elapsed = (time.perf_counter() - started) * 1000
-                print(f"{self.client_address[0]} {self.command} {self.path} {response.status} {elapsed:.0f}ms", flush=True)
+                print(
+                    f"{self.client_address[0]} {self.command} {self.path} {response.status} {elapsed:.0f}ms", flush=True
+                )
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

@@ -1,0 +1,90 @@
+"""How a typed function becomes a task: its schema, its validation, its revisions."""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel, Field
+
+from taskrun.catalog import Catalog, RunContext, task
+from taskrun.errors import InvalidInput, TaskNotFound
+
+
+class Point(BaseModel):
+    x: int
+    y: int = 0
+
+
+def make_catalog() -> Catalog:
+    registry = Catalog()
+
+    @task("geo/move", timeout=5, registry=registry)
+    def move(point: Point, by: Annotated[int, Field(ge=0)] = 1, label: str | None = None) -> Point:
+        """Move a point right."""
+        return Point(x=point.x + by, y=point.y)
+
+    @task("geo/tokens", registry=registry)
+    def tokens(text: str, context: RunContext) -> int:
+        context.report_usage(tokens=len(text))
+        return len(text)
+
+    return registry
+
+
+def test_the_schema_comes_from_the_signature_and_the_return_type() -> None:
+    info = make_catalog().get("geo/move").info()
+    assert info.parameters["required"] == ["point"]
+    assert info.parameters["properties"]["by"] == {"default": 1, "minimum": 0, "title": "By", "type": "integer"}
+    assert info.output["properties"]["x"]["type"] == "integer"
+    assert info.description == "Move a point right."
+    assert info.timeout == 5
+
+
+def test_validation_applies_defaults_and_names_each_bad_argument() -> None:
+    revision = make_catalog().get("geo/move").latest
+    assert revision.validate({"point": {"x": 1}}, ("body", "arguments")) == {
+        "point": {"x": 1, "y": 0},
+        "by": 1,
+        "label": None,
+    }
+    with pytest.raises(InvalidInput) as invalid:
+        revision.validate({"point": {"x": "a"}, "by": -1, "extra": 1}, ("body", "arguments"))
+    assert [e.location for e in invalid.value.errors] == [
+        "body.arguments.point.x",
+        "body.arguments.by",
+        "body.arguments.extra",
+    ]
+
+
+def test_a_call_returns_json_ready_results_and_collects_usage() -> None:
+    registry = make_catalog()
+    context = RunContext("run_x", "geo/tokens", "1", deadline=1e12)
+    assert registry.get("geo/tokens").latest.call({"text": "abc"}, context) == 3
+    assert context.usage == {"tokens": 3}
+    assert registry.get("geo/move").latest.call({"point": {"x": 1}, "by": 2}, context) == {"x": 3, "y": 0}
+
+
+def test_revisions_follow_weights_unless_pinned() -> None:
+    registry = Catalog()
+    for revision, weight in (("1", 3), ("2", 1), ("3", 0)):
+        task("t", revision=revision, weight=weight, registry=registry)(lambda: None)
+    definition = registry.get("t")
+    rng = random.Random(7)
+    picks = [definition.choose_revision(None, rng).revision for _ in range(400)]
+    assert set(picks) == {"1", "2"}
+    assert 250 < picks.count("1") < 350
+    assert definition.choose_revision("3").revision == "3"
+    with pytest.raises(InvalidInput):
+        definition.choose_revision("4")
+
+
+def test_bad_registrations_are_refused_at_import() -> None:
+    registry = Catalog()
+    with pytest.raises(ValueError, match="timeout"):
+        task("t", timeout=0, registry=registry)(lambda: None)
+    with pytest.raises(TypeError, match="kwargs"):
+        task("t", registry=registry)(lambda **kwargs: None)
+    with pytest.raises(TaskNotFound):
+        registry.get("t")
