@@ -24,6 +24,7 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "taskrun",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
     }
 )
 

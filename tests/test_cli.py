@@ -9,11 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, USER_TASKS
+
+# The installed `taskrun` command, as the README runs it.
+TASKRUN = str(Path(sys.executable).parent / "taskrun")
 
 
 def free_port() -> int:
@@ -27,7 +31,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     env = {**os.environ, "TASKRUN_API_KEY": "cli-key"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "taskrun.cli", "local", "--port", str(port), "--tasks", str(USER_TASKS)],
+        [TASKRUN, "local", "--port", str(port), "--tasks", str(USER_TASKS)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -83,7 +87,7 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
 
 def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "taskrun.cli", "local", "--port", str(free_port()), "--tasks", "/no/such/dir"],
+        [TASKRUN, "local", "--port", str(free_port()), "--tasks", "/no/such/dir"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,6 +17,7 @@ from taskrun.dispatch import LambdaDispatcher
 from taskrun.loader import load_task_dirs
 from taskrun.service import RunService
 from taskrun.settings import get_settings
+from taskrun.telemetry import metrics
 from taskrun.worker import Worker
 
 logger = Logger()
@@ -61,6 +62,7 @@ def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
 
@@ -69,5 +71,5 @@ def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
 
 def plain_handler(function: LambdaHandler) -> LambdaHandler:
     """The Lambda entry point of a non-HTTP function, with the same logging and tracing."""
-    traced = tracer.capture_lambda_handler(capture_response=False)(function)
+    traced = tracer.capture_lambda_handler(capture_response=False)(metrics.log_metrics(function))
     return logger.inject_lambda_context(clear_state=True)(traced)

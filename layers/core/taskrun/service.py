@@ -17,6 +17,7 @@ from taskrun.ids import new_run_id
 from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType, TriggeredBy, utcnow
 from taskrun.settings import Settings
 from taskrun.store import Ending, RunFilter, RunStore
+from taskrun.telemetry import count
 
 logger = Logger(child=True)
 
@@ -77,6 +78,7 @@ class RunService:
             self.dispatcher.dispatch(run)
         except DispatchFailed as error:
             logger.exception("dispatch failed")
+            count("DispatchFailures")
             return self.store.finish(
                 run.run_id,
                 Ending(
@@ -86,6 +88,7 @@ class RunService:
                 ),
             )
         logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
+        count("RunsStarted")
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
@@ -108,6 +111,7 @@ class RunService:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 logger.info("wait timed out", extra={"run_id": run_id, "status": run.status})
+                count("WaitTimeouts")
                 break
             self.sleep(min(interval, remaining))
             interval = min(interval * POLL_GROWTH, LONGEST_POLL_SECONDS)

@@ -16,6 +16,7 @@ from taskrun.catalog import Catalog, RunContext
 from taskrun.errors import RunConflict, TaskNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
 from taskrun.store import Ending, RunStore
+from taskrun.telemetry import count
 
 logger = Logger(child=True)
 
@@ -54,7 +55,9 @@ class Worker:
             limit = max(0.0, min(limit, seconds_left - SAFETY_MARGIN_SECONDS))
         ending = self._run_script(run, limit)
         try:
-            return self.store.finish(run_id, ending)
+            ended = self.store.finish(run_id, ending)
+            count(f"RunsEnded_{ended.status.value}")
+            return ended
         except RunConflict as conflict:
             logger.info("run ended elsewhere first", extra={"status": conflict.status})
             return self.store.get(run_id)

@@ -39,6 +39,7 @@ class LocalStack:
             "TASKRUN_TASK_DIRS": os.pathsep.join(str(d.resolve()) for d in task_dirs),
             "POWERTOOLS_LOG_LEVEL": os.environ.get("TASKRUN_LOG_LEVEL", "WARNING"),
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally only noise
         }
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides})
         self.gateway = Gateway(self.stack, self.emulator.runtime)
