@@ -21,7 +21,7 @@ from taskrun.telemetry import count
 
 logger = Logger(child=True)
 
-FIRST_POLL_SECONDS = 0.05
+FIRST_POLL_SECONDS = 0.02
 POLL_GROWTH = 1.5
 LONGEST_POLL_SECONDS = 1.0
 

@@ -6,6 +6,7 @@ import warnings
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 metrics = Metrics()
 
@@ -15,5 +16,9 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 def count(name: str) -> None:
     """Count one event. A status goes in the name (`RunsEnded_failed`), not in a dimension:
-    dimensions hold for a whole flush, and one process may serve many runs at once locally."""
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    dimensions hold for a whole flush, and one process may serve many runs at once locally.
+
+    With POWERTOOLS_METRICS_DISABLED nothing is added: Metrics would keep disabled metrics
+    unflushed and print them anyway once a hundred pile up."""
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -188,6 +188,7 @@ class Gateway:
 def make_server(gateway: Gateway, host: str, port: int, log: bool = True) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
         server_version = "taskrun-local"
 
         def _serve(self) -> None:
