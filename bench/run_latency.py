@@ -20,7 +20,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-from taskrun.local.stack import LocalStack  # noqa: E402
+from taskrun.local.stack import LocalStack
 
 KEY = "bench-key"
 
@@ -34,7 +34,8 @@ def measure(label: str, count: int, call: Callable[[], httpx.Response]) -> None:
         response.raise_for_status()
     timings.sort()
     p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
-    print(f"{label:<34} n={count:<4} p50={statistics.median(timings):7.1f} ms  p95={p95:7.1f} ms  max={timings[-1]:7.1f} ms")
+    p50 = statistics.median(timings)
+    print(f"{label:<34} n={count:<4} p50={p50:7.1f} ms  p95={p95:7.1f} ms  max={timings[-1]:7.1f} ms")
 
 
 def main(count: int) -> None:
@@ -46,9 +47,10 @@ def main(count: int) -> None:
     try:
         with httpx.Client(base_url=f"http://{host}:{port}", headers={"X-API-KEY": KEY}, timeout=60) as api:
             api.post("/v1/runs", json={**greet, "wait": True})  # cold starts
-            measure("POST /v1/runs wait=true (greet)", count, lambda: api.post("/v1/runs", json={**greet, "wait": True}))
+            waited = {**greet, "wait": True}
+            measure("POST /v1/runs wait=true (greet)", count, lambda: api.post("/v1/runs", json=waited))
             measure("POST /v1/runs (no wait)", count, lambda: api.post("/v1/runs", json=greet))
-            run_id = api.post("/v1/runs", json={**greet, "wait": True}).json()["run_id"]
+            run_id = api.post("/v1/runs", json=waited).json()["run_id"]
             measure("GET /v1/runs/{id}", count, lambda: api.get(f"/v1/runs/{run_id}"))
             measure("GET /v1/runs?limit=20", count, lambda: api.get("/v1/runs", params={"limit": 20}))
     finally:
