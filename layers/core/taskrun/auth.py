@@ -59,17 +59,7 @@ class KeyStore(Protocol):
     def put(self, key: ApiKey) -> None: ...
 
 
-class DynamoKeyStore:
-    def __init__(self, table_name: str, table: Any = None) -> None:
-        self._table_name = table_name
-        self._table = table
-
-    @property
-    def table(self) -> Any:
-        if self._table is None:
-            self._table = aws.table(self._table_name)
-        return self._table
-
+class DynamoKeyStore(aws.TableAdapter):
     def find(self, key_hash: str) -> ApiKey | None:
         item = self.table.get_item(Key={"key_hash": key_hash}).get("Item")
         return ApiKey.model_validate(item) if item else None

@@ -17,5 +17,19 @@ def client(service: str) -> Any:
 
 
 @cache
-def table(name: str) -> Any:
+def dynamodb_table(name: str) -> Any:
     return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+
+
+class TableAdapter:
+    """Base of the DynamoDB adapters: a table by name, resolved on first use, or handed in."""
+
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._table_name = table_name
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            self._table = dynamodb_table(self._table_name)
+        return self._table

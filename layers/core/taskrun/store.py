@@ -64,17 +64,7 @@ class RunStore(Protocol):
     def finish(self, run_id: str, ending: Ending) -> Run: ...
 
 
-class DynamoRunStore:
-    def __init__(self, table_name: str, table: Any = None) -> None:
-        self._table_name = table_name
-        self._table = table
-
-    @property
-    def table(self) -> Any:
-        if self._table is None:
-            self._table = aws.table(self._table_name)
-        return self._table
-
+class DynamoRunStore(aws.TableAdapter):
     def create(self, run: Run) -> None:
         try:
             self.table.put_item(Item=_to_item(run), ConditionExpression="attribute_not_exists(run_id)")
