@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 
 from taskrun.local.emulator import FunctionError
+from taskrun.models import utcnow
+from taskrun.runtime import run_service
+from taskrun.service import RunRequest, RunService
 from tests.conftest import API_KEY, load_event
+from tests.test_lifecycle import HeldDispatcher
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
@@ -92,3 +96,23 @@ def test_authorizer_event(invoke: Invoke) -> None:
     event["headers"]["X-API-KEY"] = "wrong"
     with pytest.raises(FunctionError, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", event)
+
+
+def test_worker_failed_event_ends_a_running_run_timed_out(invoke: Invoke) -> None:
+    # Given a run its worker has started (the dispatcher is held, so nothing else runs it)
+    live = run_service()
+    held = RunService(store=live.store, dispatcher=HeldDispatcher(), catalog=live.catalog, settings=live.settings)
+    run = held.start(RunRequest(task_id="examples/sleep", arguments={"seconds": 1}))
+    live.store.mark_running(run.run_id, utcnow())
+
+    # When Lambda reports that the worker timed out (the sample destination record)
+    event = load_event("worker_failed")
+    event["requestPayload"]["run_id"] = run.run_id
+    answer = invoke("WorkerFailedFunction", event)
+
+    # Then the run ends timed_out, and a repeated report changes nothing
+    assert answer == {"run_id": run.run_id, "status": "timed_out"}
+    ended = live.store.get(run.run_id)
+    assert ended.error is not None and ended.error.type == "timeout"
+    assert "Task timed out after 900.00 seconds" in ended.error.message
+    assert invoke("WorkerFailedFunction", event) == {"run_id": run.run_id, "status": "timed_out"}

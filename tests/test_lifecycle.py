@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from taskrun.dispatch import LambdaDispatcher
@@ -111,3 +112,23 @@ def test_a_task_missing_on_the_worker_fails_the_run_instead_of_leaving_it_runnin
         definition.revisions["2"] = revision
     assert after.status == "failed"
     assert after.error == RunError(type=ErrorType.NOT_FOUND, message=after.error.message if after.error else "")
+
+
+def test_a_worker_that_crashes_outside_the_task_still_ends_the_run(
+    stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker that dies while running a run (as on running out of memory)
+    def crash(self: Worker, run_id: str, seconds_left: float | None = None) -> None:
+        self.store.mark_running(run_id, utcnow())
+        raise MemoryError("worker ran out of memory")
+
+    monkeypatch.setattr(Worker, "execute", crash)
+
+    # When a client runs a task
+    run = api.post("/v1/runs", json={"task_id": "examples/greet", "arguments": {"name": "x"}}).json()
+
+    # Then the worker's on-failure destination ends the run failed, instead of running forever
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 10}).json()
+    assert ended["status"] == "failed"
+    assert ended["error"]["type"] == "execution_error"
+    assert "worker ran out of memory" in ended["error"]["message"]

@@ -152,6 +152,23 @@ class WorkerEvent(BaseModel):
     run_id: RunId
 
 
+class FailedInvocation(BaseModel):
+    """The record Lambda sends to the worker's on-failure destination when an invocation
+    failed outside the task: a crash, running out of memory, the Lambda timeout, or an
+    event too old to run."""
+
+    class Context(BaseModel):
+        condition: str = Field(description="RetriesExhausted or EventAgeExceeded.")
+
+    class Failure(BaseModel):
+        errorType: str | None = None
+        errorMessage: str | None = None
+
+    requestContext: Context
+    requestPayload: WorkerEvent
+    responsePayload: Failure | None = None
+
+
 class CompatRunRequest(BaseModel):
     """Body of the compatible POST /api/v0/tools/tasks/run."""
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog, RunContext
 from taskrun.errors import RunConflict, TaskNotFound
-from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
+from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, utcnow
 from taskrun.store import Ending, RunStore
 from taskrun.telemetry import count
 
@@ -61,6 +61,34 @@ class Worker:
         except RunConflict as conflict:
             logger.info("run ended elsewhere first", extra={"status": conflict.status})
             return self.store.get(run_id)
+
+    def record_crash(self, failure: FailedInvocation) -> Run:
+        """End a run whose worker invocation failed outside the task, so it never stays
+        pending or running: a Lambda timeout ends it timed_out, anything else failed."""
+        run_id = failure.requestPayload.run_id
+        logger.append_keys(run_id=run_id)
+        detail = failure.responsePayload or FailedInvocation.Failure()
+        message = detail.errorMessage or detail.errorType or "the worker invocation failed"
+        if failure.requestContext.condition == "EventAgeExceeded":
+            status, error_type = RunStatus.FAILED, ErrorType.DISPATCH_ERROR
+            message = "the worker was not free to start the run in time"
+        elif detail.errorType == "Sandbox.Timedout" or "Task timed out" in message:
+            status, error_type = RunStatus.TIMED_OUT, ErrorType.TIMEOUT
+        else:
+            status, error_type = RunStatus.FAILED, ErrorType.EXECUTION_ERROR
+            message = f"the worker failed: {message}"
+        run = self.store.get(run_id)
+        ending = Ending(
+            status, self.clock(), error=RunError(type=error_type, message=message), started_at=run.started_at
+        )
+        try:
+            ended = self.store.finish(run_id, ending)
+        except RunConflict as conflict:
+            logger.info("run had ended already", extra={"status": conflict.status})
+            return self.store.get(run_id)
+        logger.warning("worker invocation failed; run ended", extra={"status": status, "reason": message})
+        count(f"RunsEnded_{ended.status.value}")
+        return ended
 
     def _run_script(self, run: Run, limit: float) -> Ending:
         assert run.started_at is not None

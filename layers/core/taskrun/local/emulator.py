@@ -109,11 +109,17 @@ class LambdaRuntime:
             ) from error
 
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
+        """Run the handler in the background; a failure goes to the function's on-failure
+        destination, with the record Lambda would send (no retries: the template sets none)."""
+        spec = self._functions[self.function_name(name_or_arn)]
+
         def run() -> None:
             try:
                 self.invoke(name_or_arn, event)
             except FunctionError as error:
-                print(f"async invoke of {name_or_arn} failed: {error.payload['errorType']}: {error}", flush=True)
+                print(f"async invoke of {spec.logical_id} failed: {error.payload['errorType']}: {error}", flush=True)
+                if spec.on_failure:
+                    self.invoke(spec.on_failure, _failure_record(spec, self._region, event, error.payload))
 
         thread = threading.Thread(target=run, name=f"lambda-{self.function_name(name_or_arn)}", daemon=True)
         thread.start()
@@ -124,6 +130,22 @@ class LambdaRuntime:
         deadline = time.monotonic() + timeout
         for thread in list(self._background):
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _failure_record(spec: FunctionSpec, region: str, event: Any, error: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": error["errorType"], "errorMessage": error["errorMessage"]},
+    }
 
 
 def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:

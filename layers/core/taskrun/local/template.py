@@ -62,6 +62,7 @@ class FunctionSpec:
     handler: str
     timeout: int
     environment: dict[str, str] = field(default_factory=dict)
+    on_failure: str | None = None  # the Lambda an asynchronous invocation's failure goes to
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -154,6 +155,8 @@ class Stack:
         for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
             properties = resource["Properties"]
             env = {**shared_env, **properties.get("Environment", {}).get("Variables", {})}
+            destination = properties.get("EventInvokeConfig", {}).get("DestinationConfig", {}).get("OnFailure", {})
+            on_failure = self.resolve(destination["Destination"]) if destination.get("Type") == "Lambda" else None
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -161,6 +164,7 @@ class Stack:
                     handler=properties["Handler"],
                     timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
                     environment={name: str(self.resolve(v)) for name, v in env.items()},
+                    on_failure=on_failure,
                 )
             )
         return specs
