@@ -287,3 +287,10 @@ def test_unknown_routes_answer_a_problem(api: httpx.Client) -> None:
     assert api.get("/v1/nothing-here").status_code == 404
     wrong_method = api.delete("/v1/runs")
     assert wrong_method.status_code == 405
+
+
+def test_arguments_too_large_for_a_run_record_answer_413(api: httpx.Client) -> None:
+    response = start(api, "examples/echo", {"message": "x" * 150_000})
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert "at most 100000" in response.json()["detail"]

@@ -14,7 +14,15 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
-from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, TaskNotFound, TaskrunError
+from taskrun.errors import (
+    FieldError,
+    InvalidInput,
+    PayloadTooLarge,
+    RunConflict,
+    RunNotFound,
+    TaskNotFound,
+    TaskrunError,
+)
 
 logger = Logger(child=True)
 
@@ -104,6 +112,10 @@ def make_resolver() -> APIGatewayRestResolver:
     @app.exception_handler([TaskNotFound, RunNotFound])
     def not_found(error: TaskrunError) -> Response[str]:
         return problem_response(HTTPStatus.NOT_FOUND, error.detail, title=error.title)
+
+    @app.exception_handler(PayloadTooLarge)
+    def too_large(error: PayloadTooLarge) -> Response[str]:
+        return problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error.detail, title=error.title)
 
     @app.exception_handler(RunConflict)
     def conflict(error: RunConflict) -> Response[str]:

@@ -64,5 +64,9 @@ class RunConflict(TaskrunError):
         self.status = status
 
 
+class PayloadTooLarge(TaskrunError):
+    title = "Content too large"
+
+
 class Unauthorized(TaskrunError):
     title = "Unauthorized"

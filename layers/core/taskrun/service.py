@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
-from taskrun.errors import FieldError, InvalidInput
+from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge
 from taskrun.ids import new_run_id
 from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType, TriggeredBy, utcnow
 from taskrun.settings import Settings
@@ -21,6 +22,8 @@ from taskrun.telemetry import count
 
 logger = Logger(child=True)
 
+# A run is one DynamoDB item (400 KB at most): arguments and result share it.
+MAX_ARGUMENTS_BYTES = 100_000
 FIRST_POLL_SECONDS = 0.02
 POLL_GROWTH = 1.5
 LONGEST_POLL_SECONDS = 1.0
@@ -59,6 +62,9 @@ class RunService:
             )
         revision = definition.choose_revision(request.revision)
         arguments = revision.validate(request.arguments, ("body", "arguments"))
+        size = len(json.dumps(arguments))
+        if size > MAX_ARGUMENTS_BYTES:
+            raise PayloadTooLarge(f"the arguments are {size} bytes of JSON; at most {MAX_ARGUMENTS_BYTES} are accepted")
         run = Run(
             run_id=new_run_id(),
             task_id=definition.task_id,
