@@ -62,7 +62,8 @@ def test_taskrun_local_serves_runs_of_bundle_and_user_tasks(served: tuple[str, s
         headers=headers,
         json={"task_id": "examples/greet", "arguments": {"name": "cli"}, "wait": True},
     )
-    assert greet.status_code == 201
+    assert greet.status_code == 201, greet.text
+    assert greet.json()["status"] == "succeeded", greet.text
     assert greet.json()["result"] == {"greeting": "hello cli!"}
 
     add = httpx.post(
