@@ -184,15 +184,16 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
     return undo
 
 
-def _make_item_writes_atomic() -> Callable[[], None]:
-    """DynamoDB checks a write's condition and applies it as one step; moto does not under
-    concurrent threads, so its writes are serialised here. Return the undo."""
+def _make_item_access_atomic() -> Callable[[], None]:
+    """DynamoDB checks a write's condition and applies it as one step, and a read never sees
+    half a write; moto, under concurrent threads, does neither (a reader could see a run's
+    new status before its result). Its item operations are serialised here. Return the undo."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
     originals = {
         name: getattr(DynamoDBBackend, name)
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items")
+        for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
     }
 
     def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -230,7 +231,7 @@ class Emulator:
         os.environ["AWS_REGION"] = self.stack.region
         self._mock = mock_aws(config=EMULATOR_CONFIG)
         self._mock.start()
-        self._undo = [_route_lambda_to(self.runtime), _make_item_writes_atomic()]
+        self._undo = [_route_lambda_to(self.runtime), _make_item_access_atomic()]
         self._set_environment()
         self._create_tables()
         self._create_functions()
