@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
@@ -44,9 +43,10 @@ def _local(args: argparse.Namespace) -> int:
     print(f"tasks: {tasks}", flush=True)
     print("Ctrl-C stops it.", flush=True)
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stopped.wait()
+    # Handlers of our own: a shell may start a background job with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
     print("taskrun local: stopping", flush=True)
     stack.stop()
     return 0
