@@ -17,6 +17,7 @@ from taskrun.dispatch import LambdaDispatcher
 from taskrun.loader import load_task_dirs
 from taskrun.service import RunService
 from taskrun.settings import get_settings
+from taskrun.store import DynamoRunStore
 from taskrun.telemetry import metrics
 from taskrun.worker import Worker
 
@@ -33,8 +34,6 @@ def task_catalog() -> Catalog:
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
     settings = get_settings()
-    from taskrun.store import DynamoRunStore
-
     return RunService(
         store=DynamoRunStore(settings.runs_table),
         dispatcher=LambdaDispatcher(settings.worker_function),
