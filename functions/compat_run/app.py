@@ -2,7 +2,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from taskrun.api import json_response, make_resolver, validation_errors
-from taskrun.compat import describe_errors, run_compat
+from taskrun.compat import run_compat
+from taskrun.errors import describe_errors
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType
 from taskrun.runtime import api_handler, run_service
 

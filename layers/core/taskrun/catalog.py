@@ -11,10 +11,12 @@ from __future__ import annotations
 import inspect
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
@@ -61,13 +63,13 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class ScriptRevision:
+class Revision:
+    """One revision of a task: what its arguments and output look like."""
+
     revision: str
     weight: int
-    function: Callable[..., Any]
     arguments_model: type[BaseModel]
     output_adapter: TypeAdapter[Any]
-    context_parameter: str | None
 
     def validate(self, arguments: Mapping[str, Any], location: tuple[str, ...]) -> dict[str, Any]:
         """The arguments with defaults applied, as JSON-ready values; InvalidInput names each bad one."""
@@ -79,6 +81,12 @@ class ScriptRevision:
                 [_field_error(item, location) for item in error.errors()],
             ) from error
         return parsed.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class ScriptRevision(Revision):
+    function: Callable[..., Any]
+    context_parameter: str | None
 
     def call(self, arguments: Mapping[str, Any], context: RunContext) -> Any:
         """Run the function on arguments already validated once, and return a JSON-ready result."""
@@ -93,6 +101,16 @@ class ScriptRevision:
             return to_jsonable_python(result, fallback=repr)
 
 
+@dataclass(frozen=True)
+class FlowRevision(Revision):
+    definition: Path  # the ASL file of the flow's state machine
+
+
+def state_machine_name(task_id: str) -> str:
+    """The flow's state machine is named `<stack>-<task id with / as ->` (template.yaml does the same)."""
+    return task_id.replace("/", "-")
+
+
 def _field_error(item: Any, location: tuple[str, ...]) -> FieldError:
     path = ".".join(str(part) for part in (*location, *item["loc"]))
     value = None if item["type"] == "missing" else item.get("input")
@@ -104,14 +122,14 @@ class TaskDefinition:
     task_id: str
     task_type: TaskType
     description: str
-    timeout: int
-    revisions: dict[str, ScriptRevision] = field(default_factory=dict)
+    timeout: int | None
+    revisions: dict[str, Revision] = field(default_factory=dict)
 
     @property
-    def latest(self) -> ScriptRevision:
+    def latest(self) -> Revision:
         return self.revisions[max(self.revisions, key=_revision_order)]
 
-    def choose_revision(self, pinned: str | None, rng: random.Random | None = None) -> ScriptRevision:
+    def choose_revision(self, pinned: str | None, rng: random.Random | None = None) -> Revision:
         if pinned is not None:
             if pinned not in self.revisions:
                 known = ", ".join(sorted(self.revisions, key=_revision_order))
@@ -180,21 +198,45 @@ class Catalog:
         if weight < 0:
             raise ValueError(f"task {task_id!r}: weight must not be negative")
         script = _script_revision(function, revision, weight)
+        self._add(task_id, TaskType.SCRIPT, script, timeout, description or inspect.getdoc(function) or "")
+
+    def add_flow(
+        self,
+        task_id: str,
+        definition: Path,
+        parameters: type[BaseModel],
+        *,
+        output: Any,
+        timeout: int | None,
+        description: str | None,
+    ) -> None:
+        if not re.match(TASK_ID_PATTERN, task_id):
+            raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
+        strict = create_model(parameters.__name__, __base__=parameters)
+        strict.model_config["extra"] = "forbid"  # unknown arguments are refused, as for scripts
+        strict.model_rebuild(force=True)
+        revision = FlowRevision(
+            revision="1",
+            weight=100,
+            arguments_model=strict,
+            output_adapter=TypeAdapter(output),
+            definition=definition,
+        )
+        self._add(task_id, TaskType.FLOW, revision, timeout, description or inspect.getdoc(parameters) or "")
+
+    def _add(
+        self, task_id: str, task_type: TaskType, revision: Revision, timeout: int | None, description: str
+    ) -> None:
         definition = self._tasks.get(task_id)
         if definition is None:
-            definition = TaskDefinition(
-                task_id=task_id,
-                task_type=TaskType.SCRIPT,
-                description=description or inspect.getdoc(function) or "",
-                timeout=timeout,
-            )
+            definition = TaskDefinition(task_id=task_id, task_type=task_type, description=description, timeout=timeout)
             self._tasks[task_id] = definition
-        elif definition.task_type is not TaskType.SCRIPT:
+        elif definition.task_type is not task_type:
             raise ValueError(f"task {task_id!r} is already registered as a {definition.task_type}")
-        definition.revisions[revision] = script
-        if script is definition.latest:
+        definition.revisions[revision.revision] = revision
+        if revision is definition.latest:
             definition.timeout = timeout
-            definition.description = description or inspect.getdoc(function) or definition.description
+            definition.description = description or definition.description
 
 
 def _script_revision(function: Callable[..., Any], revision: str, weight: int) -> ScriptRevision:
@@ -243,3 +285,27 @@ def task(
         return function
 
     return register
+
+
+def flow(
+    task_id: str,
+    *,
+    definition: str | Path,
+    parameters: type[BaseModel],
+    output: Any = Any,
+    timeout: int | None = None,
+    description: str | None = None,
+    registry: Catalog | None = None,
+) -> None:
+    """Register a flow: a Step Functions state machine whose ASL file is `definition`
+    (relative to the calling module) and whose input is `parameters`, validated first."""
+    caller = sys._getframe(1).f_globals.get("__file__")
+    base = Path(caller).parent if caller else Path.cwd()
+    (registry or catalog).add_flow(
+        task_id,
+        (base / definition).resolve(),
+        parameters,
+        output=output,
+        timeout=timeout,
+        description=description,
+    )

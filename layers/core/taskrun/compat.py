@@ -7,15 +7,9 @@ in that shape; only authentication stays with the API's usual 401.
 
 from __future__ import annotations
 
-from taskrun.errors import FieldError, InvalidInput, TaskNotFound
+from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
 from taskrun.service import RunRequest, RunService
-
-
-def describe_errors(detail: str, errors: list[FieldError]) -> str:
-    if not errors:
-        return detail
-    return detail + ": " + "; ".join(f"{error.location}: {error.message}" for error in errors)
 
 
 def run_compat(service: RunService, body: CompatRunRequest) -> CompatRunResponse:
@@ -27,7 +21,7 @@ def run_compat(service: RunService, body: CompatRunRequest) -> CompatRunResponse
     except InvalidInput as error:
         return CompatRunResponse(
             success=False,
-            error=describe_errors(error.detail, error.errors),
+            error=error.summary(),
             error_type=ErrorType.VALIDATION_ERROR,
         )
     if run.status is RunStatus.SUCCEEDED:

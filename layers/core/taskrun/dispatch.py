@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskrun import aws
-from taskrun.models import Run, WorkerEvent
+from taskrun.models import Run, TaskType, WorkerEvent
 
 
 class DispatchFailed(Exception):
@@ -15,7 +15,9 @@ class DispatchFailed(Exception):
 
 
 class Dispatcher(Protocol):
-    def dispatch(self, run: Run) -> None: ...
+    def dispatch(self, run: Run) -> str | None:
+        """Hand the run over; a flow's dispatcher answers the execution's ARN."""
+        ...
 
 
 class LambdaDispatcher:
@@ -26,7 +28,7 @@ class LambdaDispatcher:
         self._worker_function = worker_function
         self._client = client
 
-    def dispatch(self, run: Run) -> None:
+    def dispatch(self, run: Run) -> str | None:
         client = self._client or aws.client("lambda")
         try:
             client.invoke(
@@ -36,3 +38,14 @@ class LambdaDispatcher:
             )
         except (ClientError, BotoCoreError) as error:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
+        return None
+
+
+class TaskDispatcher:
+    """Scripts to the worker, flows to Step Functions."""
+
+    def __init__(self, scripts: Dispatcher, flows: Dispatcher) -> None:
+        self._by_type = {TaskType.SCRIPT: scripts, TaskType.FLOW: flows}
+
+    def dispatch(self, run: Run) -> str | None:
+        return self._by_type[run.task_type].dispatch(run)

@@ -52,6 +52,16 @@ class InvalidInput(TaskrunError):
     def __post_init__(self) -> None:
         super().__init__(self.detail)
 
+    def summary(self) -> str:
+        """One line naming every invalid input."""
+        return describe_errors(self.detail, self.errors)
+
+
+def describe_errors(detail: str, errors: list[FieldError]) -> str:
+    if not errors:
+        return detail
+    return detail + ": " + "; ".join(f"{error.location}: {error.message}" for error in errors)
+
 
 class RunConflict(TaskrunError):
     """A status move the run's current state does not allow (for example cancelling an ended run)."""
@@ -70,3 +80,11 @@ class PayloadTooLarge(TaskrunError):
 
 class Unauthorized(TaskrunError):
     title = "Unauthorized"
+
+
+class InvalidArguments(Exception):
+    """A flow step's arguments do not match its script (the Step Functions error name)."""
+
+
+class TaskTimedOut(Exception):
+    """A flow step's script ran past its timeout (the Step Functions error name)."""

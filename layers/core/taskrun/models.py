@@ -85,7 +85,10 @@ class Run(BaseModel):
     schedule_id: str | None = None
     parent_run_id: str | None = None
     webhook_url: str | None = None
-    timeout: int = Field(description="Seconds the task may run before the run ends timed_out.")
+    timeout: int | None = Field(
+        default=None, description="Seconds the task may run before the run ends timed_out (scripts)."
+    )
+    execution_arn: str | None = Field(default=None, description="The Step Functions execution of a flow run.")
     created_at: UtcTime
     started_at: UtcTime | None = None
     ended_at: UtcTime | None = None
@@ -137,7 +140,7 @@ class TaskInfo(BaseModel):
     description: str
     parameters: dict[str, Any]
     output: dict[str, Any]
-    timeout: int
+    timeout: int | None
     revisions: list[RevisionInfo]
 
 
@@ -150,6 +153,14 @@ class WorkerEvent(BaseModel):
     """What the dispatcher hands the worker: the run to execute."""
 
     run_id: RunId
+
+
+class StepRequest(BaseModel):
+    """What a flow's Task state sends the worker: run this script now and give back its result."""
+
+    task_id: TaskId
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    execution: str | None = Field(default=None, description="The calling execution, for the logs.")
 
 
 class FailedInvocation(BaseModel):

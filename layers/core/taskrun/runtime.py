@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.auth import DynamoKeyStore
 from taskrun.catalog import Catalog, catalog
-from taskrun.dispatch import LambdaDispatcher
+from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
+from taskrun.flows import StepFunctions
 from taskrun.loader import load_task_dirs
 from taskrun.service import RunService
 from taskrun.settings import get_settings
@@ -34,11 +35,13 @@ def task_catalog() -> Catalog:
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
     settings = get_settings()
+    flows = StepFunctions(settings.state_machine_prefix)
     return RunService(
         store=DynamoRunStore(settings.runs_table),
-        dispatcher=LambdaDispatcher(settings.worker_function),
+        dispatcher=TaskDispatcher(scripts=LambdaDispatcher(settings.worker_function), flows=flows),
         catalog=task_catalog(),
         settings=settings,
+        flows=flows,
     )
 
 

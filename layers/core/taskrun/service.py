@@ -13,7 +13,8 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
-from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge
+from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict
+from taskrun.flows import FlowStep, StepFunctions, steps_of
 from taskrun.ids import new_run_id
 from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType, TriggeredBy, utcnow
 from taskrun.settings import Settings
@@ -49,6 +50,7 @@ class RunService:
     dispatcher: Dispatcher
     catalog: Catalog
     settings: Settings
+    flows: StepFunctions | None = None
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
 
@@ -81,7 +83,7 @@ class RunService:
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         try:
-            self.dispatcher.dispatch(run)
+            execution_arn = self.dispatcher.dispatch(run)
         except DispatchFailed as error:
             logger.exception("dispatch failed")
             count("DispatchFailures")
@@ -95,9 +97,18 @@ class RunService:
             )
         logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
         count("RunsStarted")
+        if execution_arn is not None:
+            run = self._mark_flow_running(run, execution_arn)
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
+
+    def _mark_flow_running(self, run: Run, execution_arn: str) -> Run:
+        """A flow is running once its execution started (unless it has already ended)."""
+        try:
+            return self.store.mark_running(run.run_id, self.clock(), execution_arn=execution_arn)
+        except RunConflict:
+            return self.store.get(run.run_id)
 
     def get(self, run_id: str, wait_timeout: float | None = None) -> Run:
         if wait_timeout is not None:
@@ -124,12 +135,24 @@ class RunService:
             run = self.store.get(run_id)
         return run
 
+    def history(self, run_id: str, limit: int, cursor: str | None) -> tuple[list[FlowStep], str | None]:
+        """A flow run's steps in the order they were entered; a page starts at `cursor`."""
+        run = self.store.get(run_id)
+        if run.execution_arn is None or self.flows is None:
+            return [], None
+        steps = steps_of(self.flows.events(run.execution_arn))
+        start = _offset(cursor)
+        page = steps[start : start + limit]
+        return page, (str(start + limit) if start + limit < len(steps) else None)
+
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
         return self.store.list(filters, limit, cursor)
 
     def cancel(self, run_id: str) -> Run:
         """End a pending or running run as cancelled; an ended run answers RunConflict."""
         run = self.store.get(run_id)
+        if run.execution_arn and not run.status.is_done and self.flows is not None:
+            self.flows.stop(run.execution_arn, cause="cancelled by request")
         ended_at = self.clock()
         return self.store.finish(
             run_id,
@@ -140,6 +163,14 @@ class RunService:
                 started_at=run.started_at,
             ),
         )
+
+
+def _offset(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidInput("the cursor is not one this API gave out", [FieldError("query.cursor", "invalid", cursor)])
+    return int(cursor)
 
 
 def wait_seconds(wait: bool | None, wait_timeout: float | None, longest: float) -> float | None:

@@ -13,6 +13,11 @@ class Settings(BaseModel):
     runs_table: str = Field(description="DynamoDB table of runs (TASKRUN_RUNS_TABLE).")
     keys_table: str = Field(description="DynamoDB table of hashed API keys (TASKRUN_KEYS_TABLE).")
     worker_function: str = Field(description="Name or ARN of the worker Lambda (TASKRUN_WORKER_FUNCTION).")
+    callbacks_table: str = Field(default="", description="DynamoDB table of flow callbacks (TASKRUN_CALLBACKS_TABLE).")
+    state_machine_prefix: str = Field(
+        default="",
+        description="ARN prefix of the flows' state machines; a flow's is the prefix + its id with / as -.",
+    )
     task_dirs: list[Path] = Field(default_factory=list, description="Directories of task modules.")
     max_wait_seconds: float = Field(
         default=25.0,
@@ -28,6 +33,8 @@ class Settings(BaseModel):
             "runs_table": env.get("TASKRUN_RUNS_TABLE", ""),
             "keys_table": env.get("TASKRUN_KEYS_TABLE", ""),
             "worker_function": env.get("TASKRUN_WORKER_FUNCTION", ""),
+            "callbacks_table": env.get("TASKRUN_CALLBACKS_TABLE", ""),
+            "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
         }
         for name in ("max_wait_seconds", "compat_wait_seconds"):

@@ -59,7 +59,7 @@ class RunStore(Protocol):
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]: ...
 
-    def mark_running(self, run_id: str, started_at: datetime) -> Run: ...
+    def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run: ...
 
     def finish(self, run_id: str, ending: Ending) -> Run: ...
 
@@ -109,12 +109,11 @@ class DynamoRunStore(aws.TableAdapter):
                 return runs, None
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def mark_running(self, run_id: str, started_at: datetime) -> Run:
-        return self._move(
-            run_id,
-            allowed_from=(RunStatus.PENDING,),
-            values={"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)},
-        )
+    def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run:
+        values = {"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)}
+        if execution_arn is not None:
+            values["execution_arn"] = execution_arn
+        return self._move(run_id, allowed_from=(RunStatus.PENDING,), values=values)
 
     def finish(self, run_id: str, ending: Ending) -> Run:
         values: dict[str, Any] = {"status": ending.status.value, "ended_at": format_time(ending.ended_at)}

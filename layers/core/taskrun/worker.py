@@ -12,9 +12,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.catalog import Catalog, RunContext
-from taskrun.errors import RunConflict, TaskNotFound
-from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, utcnow
+from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, RunContext, ScriptRevision
+from taskrun.errors import InvalidArguments, InvalidInput, RunConflict, TaskNotFound, TaskTimedOut
+from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
 from taskrun.store import Ending, RunStore
 from taskrun.telemetry import count
 
@@ -28,6 +28,33 @@ MAX_RESULT_BYTES = 280_000  # with at most 100 KB of arguments, the run stays be
 class _Outcome:
     result: Any = None
     error: BaseException | None = None
+    timed_out: bool = False
+
+
+def _limit(timeout: int | None, seconds_left: float | None) -> float:
+    """The task's own timeout, never past the Lambda's remaining time less a margin."""
+    limit = float(timeout or DEFAULT_TIMEOUT)
+    if seconds_left is not None:
+        limit = max(0.0, min(limit, seconds_left - SAFETY_MARGIN_SECONDS))
+    return limit
+
+
+def _call_within(script: ScriptRevision, arguments: dict[str, Any], context: RunContext, limit: float) -> _Outcome:
+    """Call the script on a thread and wait at most `limit` seconds for it (a thread cannot be
+    stopped: one past its limit is left to finish in the background)."""
+    outcome = _Outcome()
+
+    def target() -> None:
+        try:
+            outcome.result = script.call(arguments, context)
+        except BaseException as error:
+            outcome.error = error
+
+    thread = threading.Thread(target=target, name=f"task-{context.run_id}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    outcome.timed_out = thread.is_alive()
+    return outcome
 
 
 @dataclass
@@ -50,10 +77,7 @@ class Worker:
             logger.info("run was taken or ended by another writer", extra={"status": conflict.status})
             return self.store.get(run_id)
         assert run.started_at is not None
-        limit = float(run.timeout)
-        if seconds_left is not None:
-            limit = max(0.0, min(limit, seconds_left - SAFETY_MARGIN_SECONDS))
-        ending = self._run_script(run, limit)
+        ending = self._run_script(run, _limit(run.timeout, seconds_left))
         try:
             ended = self.store.finish(run_id, ending)
             count(f"RunsEnded_{ended.status.value}")
@@ -61,6 +85,30 @@ class Worker:
         except RunConflict as conflict:
             logger.info("run ended elsewhere first", extra={"status": conflict.status})
             return self.store.get(run_id)
+
+    def run_step(self, step: StepRequest, seconds_left: float | None = None) -> Any:
+        """Run a script as a step of a flow (a Task state's lambda:invoke) and return its result.
+
+        A failure raises, so that Step Functions names the error after the exception's type
+        and Retry and Catch can match it: the script's own exception, InvalidArguments, or
+        TaskTimedOut."""
+        logger.append_keys(task_id=step.task_id, execution=step.execution)
+        script = self.catalog.get(step.task_id).latest
+        if not isinstance(script, ScriptRevision):
+            raise InvalidArguments(f"task {step.task_id!r} is a flow; a step runs a script")
+        try:
+            arguments = script.validate(step.arguments, ("arguments",))
+        except InvalidInput as invalid:
+            raise InvalidArguments(invalid.summary()) from invalid
+        definition = self.catalog.get(step.task_id)
+        limit = _limit(definition.timeout, seconds_left)
+        context = RunContext(step.execution or "", step.task_id, script.revision, time.monotonic() + limit)
+        outcome = _call_within(script, arguments, context, limit)
+        if outcome.timed_out:
+            raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
 
     def record_crash(self, failure: FailedInvocation) -> Run:
         """End a run whose worker invocation failed outside the task, so it never stays
@@ -100,21 +148,13 @@ class Worker:
         try:
             script = self.catalog.get(run.task_id).revisions[run.revision]
         except (TaskNotFound, KeyError):
-            message = f"task {run.task_id!r} revision {run.revision!r} is not deployed on the worker"
+            script = None
+        if not isinstance(script, ScriptRevision):
+            message = f"task {run.task_id!r} revision {run.revision!r} is not a script deployed on the worker"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message))
 
-        outcome = _Outcome()
-
-        def target() -> None:
-            try:
-                outcome.result = script.call(run.arguments, context)
-            except BaseException as error:
-                outcome.error = error
-
-        thread = threading.Thread(target=target, name=f"task-{run.run_id}", daemon=True)
-        thread.start()
-        thread.join(limit)
-        if thread.is_alive():
+        outcome = _call_within(script, run.arguments, context, limit)
+        if outcome.timed_out:
             logger.warning("task timed out", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
             return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message))
