@@ -1,14 +1,23 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import TypeAdapter
 
-from taskrun.models import WorkerEvent
-from taskrun.runtime import plain_handler, worker
+from taskrun.callbacks import CallbackRequest
+from taskrun.models import StepRequest, WorkerEvent
+from taskrun.runtime import callbacks, plain_handler, worker
+
+# The API hands over a run; a flow's Task state asks for a step's result or waits for a callback.
+WorkerRequest = TypeAdapter(WorkerEvent | StepRequest | CallbackRequest)
 
 
-def execute(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = WorkerEvent.model_validate(event)
+def execute(event: dict[str, Any], context: LambdaContext) -> Any:
+    request = WorkerRequest.validate_python(event)
     seconds_left = context.get_remaining_time_in_millis() / 1000
+    if isinstance(request, StepRequest):
+        return worker().run_step(request, seconds_left=seconds_left)
+    if isinstance(request, CallbackRequest):
+        return {"callback_id": callbacks().register(request).callback_id}
     run = worker().execute(request.run_id, seconds_left=seconds_left)
     return {"run_id": run.run_id, "status": run.status.value}
 

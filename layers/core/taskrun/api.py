@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
+from taskrun.callbacks import CallbackConflict, CallbackNotFound
 from taskrun.errors import (
     FieldError,
     InvalidInput,
@@ -116,6 +117,14 @@ def make_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(PayloadTooLarge)
     def too_large(error: PayloadTooLarge) -> Response[str]:
         return problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error.detail, title=error.title)
+
+    @app.exception_handler(CallbackNotFound)
+    def callback_not_found(error: CallbackNotFound) -> Response[str]:
+        return problem_response(HTTPStatus.NOT_FOUND, error.detail, title=error.title)
+
+    @app.exception_handler(CallbackConflict)
+    def callback_conflict(error: CallbackConflict) -> Response[str]:
+        return problem_response(HTTPStatus.CONFLICT, error.detail, title=error.title)
 
     @app.exception_handler(RunConflict)
     def conflict(error: RunConflict) -> Response[str]:

@@ -89,6 +89,10 @@ class Run(BaseModel):
         default=None, description="Seconds the task may run before the run ends timed_out (scripts)."
     )
     execution_arn: str | None = Field(default=None, description="The Step Functions execution of a flow run.")
+    parent_execution: str | None = Field(
+        default=None, description="The Step Functions execution that started this run (triggered_by step_functions)."
+    )
+    task_token: str | None = Field(default=None, description="Released with the run's outcome when it ends.")
     created_at: UtcTime
     started_at: UtcTime | None = None
     ended_at: UtcTime | None = None
@@ -97,7 +101,7 @@ class Run(BaseModel):
 
     def to_api(self) -> RunView:
         return RunView(
-            **self.model_dump(),
+            **self.model_dump(exclude={"task_token"}),
             is_done=self.status.is_done,
             is_successful=self.status is RunStatus.SUCCEEDED,
         )
@@ -108,6 +112,7 @@ class RunView(Run):
 
     is_done: bool
     is_successful: bool
+    task_token: None = Field(default=None, exclude=True)  # a secret of the calling state machine
 
 
 class RunList(BaseModel):
@@ -198,3 +203,16 @@ class CompatRunResponse(BaseModel):
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+class StartFromStateMachine(BaseModel):
+    """What a state machine sends the run-task Lambda: run a catalog task. With `task_token`
+    (from `.waitForTaskToken`) the token is released with the run's outcome; without it, a
+    script's result comes back at once."""
+
+    task_id: TaskId
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    task_type: TaskType | None = None
+    revision: str | None = None
+    task_token: str | None = None
+    execution: str | None = Field(default=None, description="`$$.Execution.Id` of the calling execution.")

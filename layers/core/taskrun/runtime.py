@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.auth import DynamoKeyStore
+from taskrun.callbacks import Callbacks, CallbackStore
 from taskrun.catalog import Catalog, catalog
 from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
 from taskrun.flows import StepFunctions
@@ -33,9 +34,19 @@ def task_catalog() -> Catalog:
 
 
 @lru_cache(maxsize=1)
+def step_functions() -> StepFunctions:
+    return StepFunctions(get_settings().state_machine_prefix)
+
+
+@lru_cache(maxsize=1)
+def callbacks() -> Callbacks:
+    return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions())
+
+
+@lru_cache(maxsize=1)
 def run_service() -> RunService:
     settings = get_settings()
-    flows = StepFunctions(settings.state_machine_prefix)
+    flows = step_functions()
     return RunService(
         store=DynamoRunStore(settings.runs_table),
         dispatcher=TaskDispatcher(scripts=LambdaDispatcher(settings.worker_function), flows=flows),

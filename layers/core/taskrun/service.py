@@ -13,10 +13,19 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
-from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict
+from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict, TaskTimedOut
 from taskrun.flows import FlowStep, StepFunctions, steps_of
 from taskrun.ids import new_run_id
-from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType, TriggeredBy, utcnow
+from taskrun.models import (
+    ErrorType,
+    Run,
+    RunError,
+    RunStatus,
+    StartFromStateMachine,
+    TaskType,
+    TriggeredBy,
+    utcnow,
+)
 from taskrun.settings import Settings
 from taskrun.store import Ending, RunFilter, RunStore
 from taskrun.telemetry import count
@@ -42,6 +51,8 @@ class RunRequest:
     triggered_by: TriggeredBy = TriggeredBy.API
     schedule_id: str | None = None
     parent_run_id: str | None = None
+    parent_execution: str | None = None
+    task_token: str | None = None
 
 
 @dataclass
@@ -77,6 +88,8 @@ class RunService:
             triggered_by=request.triggered_by,
             schedule_id=request.schedule_id,
             parent_run_id=request.parent_run_id,
+            parent_execution=request.parent_execution,
+            task_token=request.task_token,
             timeout=definition.timeout,
             created_at=self.clock(),
         )
@@ -115,13 +128,13 @@ class RunService:
             return self.wait(run_id, wait_timeout)
         return self.store.get(run_id)
 
-    def wait(self, run_id: str, timeout: float, current: Run | None = None) -> Run:
+    def wait(self, run_id: str, timeout: float, current: Run | None = None, capped: bool = True) -> Run:
         """Poll the record with a short, growing interval until the run ends or the wait is over.
 
-        The wait never exceeds `max_wait_seconds` (below the API Gateway integration timeout);
-        when it is over the run goes on, and comes back as it stands.
+        An HTTP wait (`capped`) never exceeds `max_wait_seconds`, below the API Gateway
+        integration timeout; when the wait is over the run goes on, and comes back as it stands.
         """
-        deadline = time.monotonic() + min(timeout, self.settings.max_wait_seconds)
+        deadline = time.monotonic() + (min(timeout, self.settings.max_wait_seconds) if capped else timeout)
         interval = FIRST_POLL_SECONDS
         run = current or self.store.get(run_id)
         while not run.status.is_done:
@@ -179,3 +192,43 @@ def wait_seconds(wait: bool | None, wait_timeout: float | None, longest: float) 
     if wait is False or (wait is None and wait_timeout is None):
         return None
     return longest if wait_timeout is None else min(wait_timeout, longest)
+
+
+def run_for_state_machine(service: RunService, request: StartFromStateMachine, seconds_left: float) -> Any:
+    """Run a catalog task for another state machine.
+
+    With a task token the run starts and the token is released when it ends (see
+    taskrun.notify); the answer is the run's id. Without one, the answer is the script's
+    result, or an error named after the script's exception (Step Functions' error name)."""
+    execution_name = (request.execution or "").rpartition(":")[2]
+    run = service.start(
+        RunRequest(
+            task_id=request.task_id,
+            arguments=request.arguments,
+            task_type=request.task_type,
+            revision=request.revision,
+            triggered_by=TriggeredBy.STEP_FUNCTIONS,
+            parent_execution=request.execution,
+            parent_run_id=execution_name if execution_name.startswith("run_") else None,
+            task_token=request.task_token,
+        )
+    )
+    if request.task_token is not None:
+        return {"run_id": run.run_id, "status": run.status.value}
+    run = service.wait(run.run_id, max(0.0, seconds_left - RESULT_MARGIN_SECONDS), current=run, capped=False)
+    if run.status is RunStatus.SUCCEEDED:
+        return run.result
+    if not run.status.is_done:
+        raise TaskTimedOut(f"run {run.run_id} did not end in time; it goes on (use .waitForTaskToken for long tasks)")
+    raise step_error(run)
+
+
+def step_error(run: Run) -> Exception:
+    """The exception whose type name Step Functions reports as the error of a failed run."""
+    name = (run.error.exception_type if run.error else None) or ERROR_NAMES.get(run.status, "TaskFailed")
+    message = run.error.message if run.error else f"run {run.run_id} ended {run.status}"
+    return type(name, (Exception,), {})(message)
+
+
+ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
+RESULT_MARGIN_SECONDS = 2.0

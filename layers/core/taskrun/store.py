@@ -77,7 +77,7 @@ class DynamoRunStore(aws.TableAdapter):
         item = self.table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise RunNotFound(run_id)
-        return _from_item(item)
+        return run_from_item(item)
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
         index, key_name, key_value = _index_for(filters)
@@ -102,7 +102,7 @@ class DynamoRunStore(aws.TableAdapter):
         while True:
             page = self.table.query(Limit=limit - len(runs) if not conditions else max(limit, 25), **query)
             for item in page.get("Items", []):
-                runs.append(_from_item(item))
+                runs.append(run_from_item(item))
                 if len(runs) == limit:
                     return runs, _encode_cursor(_index_key(item, key_name))
             if "LastEvaluatedKey" not in page:
@@ -151,7 +151,7 @@ class DynamoRunStore(aws.TableAdapter):
                 raise RunNotFound(run_id) from error
             status = TypeDeserializer().deserialize(old["status"])  # this answer comes in the wire format
             raise RunConflict(run_id, status, f"run {run_id} is {status} already") from error
-        return _from_item(response["Attributes"])
+        return run_from_item(response["Attributes"])
 
 
 def _index_for(filters: RunFilter) -> tuple[str, str, str]:
@@ -195,7 +195,7 @@ def _to_item(run: Run) -> dict[str, Any]:
     return data
 
 
-def _from_item(item: dict[str, Any]) -> Run:
+def run_from_item(item: dict[str, Any]) -> Run:
     data = {key: value for key, value in item.items() if key != "kind"}
     for name in JSON_FIELDS:
         if name in data:

@@ -1,0 +1,28 @@
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel
+
+from taskrun.api import make_resolver
+from taskrun.flows import FlowStep
+from taskrun.runtime import api_handler, run_service
+
+app = make_resolver()
+
+
+class StepList(BaseModel):
+    steps: list[FlowStep]
+    next_cursor: str | None = None
+
+
+@app.get("/v1/runs/<run_id>/history")
+def run_history(
+    run_id: str,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query()] = None,
+) -> StepList:
+    steps, next_cursor = run_service().history(run_id, limit, cursor)
+    return StepList(steps=steps, next_cursor=next_cursor)
+
+
+lambda_handler = api_handler(app)

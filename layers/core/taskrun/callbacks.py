@@ -1,0 +1,181 @@
+"""Callback steps: a flow waits (`.waitForTaskToken`) until a client completes the step
+through the API, for example a human approval.
+
+The step's Task state sends the worker `{"callback": {...}}` with the task token; the worker
+records a callback with a short id and the flow waits. A client lists a run's callbacks
+and completes one with an output (SendTaskSuccess) or an error (SendTaskFailure). A
+callback is completed once: it is claimed by a conditional write before the token is used.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field, model_validator
+
+from taskrun import aws
+from taskrun.errors import TaskrunError
+from taskrun.flows import StepFunctions
+from taskrun.models import UtcTime, format_time, utcnow
+
+logger = Logger(child=True)
+
+GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
+
+
+class CallbackStatus(StrEnum):
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class Callback(BaseModel):
+    callback_id: str
+    run_id: str
+    step: str
+    status: CallbackStatus = CallbackStatus.WAITING
+    request: Any = Field(default=None, description="What the flow handed the step: what is to be decided.")
+    created_at: UtcTime = Field(default_factory=utcnow)
+    completed_at: UtcTime | None = None
+    task_token: str | None = Field(default=None, exclude=True)
+
+
+class CallbackList(BaseModel):
+    callbacks: list[Callback]
+    next_cursor: str | None = None
+
+
+class CallbackRequest(BaseModel):
+    """`{"callback": {...}}`, what a callback step's Task state sends the worker."""
+
+    class Step(BaseModel):
+        task_token: str
+        run_id: str
+        step: str
+        request: Any = None
+
+    callback: Step
+
+
+class CompleteCallback(BaseModel):
+    """Body of POST /v1/runs/{run_id}/callbacks/{callback_id}: an output, or an error."""
+
+    output: Any = None
+    error: str | None = Field(default=None, max_length=256, description="Fails the step with this error name.")
+    cause: str | None = Field(default=None, max_length=32768)
+
+    @model_validator(mode="after")
+    def output_or_error(self) -> CompleteCallback:
+        if self.error is not None and self.output is not None:
+            raise ValueError("give either output or error, not both")
+        return self
+
+
+class CallbackNotFound(TaskrunError):
+    title = "Callback not found"
+
+
+class CallbackConflict(TaskrunError):
+    title = "Callback conflict"
+
+
+class CallbackStore(aws.TableAdapter):
+    """CallbacksTable: key `callback_id`; index `by_run` (run_id, callback_id)."""
+
+    def put(self, callback: Callback) -> None:
+        item = callback.model_dump(mode="json", exclude_none=True)
+        item["task_token"] = callback.task_token
+        item["request"] = json.dumps(callback.request)
+        self.table.put_item(Item=item)
+
+    def get(self, callback_id: str) -> Callback:
+        item = self.table.get_item(Key={"callback_id": callback_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise CallbackNotFound(f"no callback {callback_id!r}")
+        return _callback(item)
+
+    def of_run(self, run_id: str) -> list[Callback]:
+        query: dict[str, Any] = {"IndexName": "by_run", "KeyConditionExpression": Key("run_id").eq(run_id)}
+        callbacks: list[Callback] = []
+        while True:
+            page = self.table.query(**query)
+            callbacks.extend(_callback(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return callbacks
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def settle(self, callback_id: str, status: CallbackStatus, from_status: CallbackStatus) -> bool:
+        """Move a callback from one status to another; False when it was not in `from_status`."""
+        try:
+            self.table.update_item(
+                Key={"callback_id": callback_id},
+                UpdateExpression="SET #s = :s, completed_at = :t",
+                ConditionExpression="#s = :from",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": status.value, ":from": from_status.value, ":t": format_time(utcnow())},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _callback(item: dict[str, Any]) -> Callback:
+    data = dict(item)
+    data["request"] = json.loads(data["request"]) if "request" in data else None
+    return Callback.model_validate(data)
+
+
+class Callbacks:
+    def __init__(self, store: CallbackStore, sfn: StepFunctions) -> None:
+        self.store = store
+        self.sfn = sfn
+
+    def register(self, request: CallbackRequest) -> Callback:
+        step = request.callback
+        callback = Callback(
+            callback_id="cb_" + secrets.token_hex(10),
+            run_id=step.run_id,
+            step=step.step,
+            request=step.request,
+            task_token=step.task_token,
+        )
+        self.store.put(callback)
+        logger.info("flow waits for a callback", extra={"run_id": step.run_id, "callback_id": callback.callback_id})
+        return callback
+
+    def of_run(self, run_id: str) -> list[Callback]:
+        return sorted(self.store.of_run(run_id), key=lambda callback: callback.created_at)
+
+    def complete(self, run_id: str, callback_id: str, answer: CompleteCallback) -> Callback:
+        callback = self.store.get(callback_id)
+        if callback.run_id != run_id:
+            raise CallbackNotFound(f"run {run_id} has no callback {callback_id!r}")
+        status = CallbackStatus.FAILED if answer.error is not None else CallbackStatus.SUCCEEDED
+        if not self.store.settle(callback_id, status, from_status=CallbackStatus.WAITING):
+            used = self.store.get(callback_id)
+            raise CallbackConflict(f"callback {callback_id} is {used.status} already; a callback is completed once")
+        assert callback.task_token is not None
+        try:
+            if answer.error is not None:
+                self.sfn.client.send_task_failure(
+                    taskToken=callback.task_token, error=answer.error, cause=answer.cause or ""
+                )
+            else:
+                self.sfn.client.send_task_success(taskToken=callback.task_token, output=json.dumps(answer.output))
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in GONE_TOKEN_ERRORS:
+                raise
+            self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=status)
+            raise CallbackConflict(
+                f"callback {callback_id} can no longer be completed: the flow stopped waiting for it"
+            ) from error
+        return self.store.get(callback_id)

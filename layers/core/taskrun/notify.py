@@ -1,0 +1,52 @@
+"""What happens when a run ends, read from the runs table's stream: the task token of the
+state machine that started the run is released with the run's outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from taskrun.flows import StepFunctions
+from taskrun.models import ACTIVE_STATUSES, RunStatus
+from taskrun.service import step_error
+from taskrun.store import run_from_item
+
+logger = Logger(child=True)
+_deserialize = TypeDeserializer().deserialize
+GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
+
+
+def _image(image: dict[str, Any] | None) -> dict[str, Any]:
+    return {name: _deserialize(value) for name, value in (image or {}).items()}
+
+
+def release_task_tokens(records: Iterable[dict[str, Any]], sfn: StepFunctions) -> int:
+    """For each run that just ended holding a task token, send its outcome; return how many."""
+    released = 0
+    for record in records:
+        old, new = _image(record["dynamodb"].get("OldImage")), _image(record["dynamodb"].get("NewImage"))
+        if not new.get("task_token") or old.get("status") not in ACTIVE_STATUSES:
+            continue
+        run = run_from_item(new)
+        if not run.status.is_done:
+            continue
+        assert run.task_token is not None
+        try:
+            if run.status is RunStatus.SUCCEEDED:
+                sfn.client.send_task_success(taskToken=run.task_token, output=json.dumps(run.result))
+            else:
+                error = step_error(run)
+                sfn.client.send_task_failure(taskToken=run.task_token, error=type(error).__name__, cause=str(error))
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in GONE_TOKEN_ERRORS:
+                raise
+            logger.warning("the calling state machine no longer waits", extra={"run_id": run.run_id})
+            continue
+        released += 1
+        logger.info("task token released", extra={"run_id": run.run_id, "status": run.status})
+    return released
