@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +229,8 @@ class Emulator:
     def start(self) -> None:
         from moto import mock_aws
 
+        # moto's ASL interpreter logs every failed state at length; the run's error says it once.
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         os.environ.setdefault("AWS_DEFAULT_REGION", self.stack.region)
         os.environ["AWS_REGION"] = self.stack.region
         self._mock = mock_aws(config=EMULATOR_CONFIG)
@@ -235,8 +239,32 @@ class Emulator:
         self._set_environment()
         self._create_tables()
         self._create_functions()
+        from taskrun.local.events import EventBus, StreamPoller, publish_execution_ends
+
+        self.bus = EventBus(self.stack.event_rules(), self.runtime, self.stack.region)
+        self._undo.append(publish_execution_ends(self.bus))
+        self.substitutions: dict[str, str] = {}
+        for machine in self.stack.state_machines():
+            self.create_state_machine(machine.name, machine.definition, machine.substitutions)
+            self.substitutions.update(machine.substitutions)
+        self._pollers = [
+            StreamPoller(source, self.runtime, self.stack.region) for source in self.stack.stream_sources()
+        ]
+        for poller in self._pollers:
+            poller.start()
+
+    def create_state_machine(self, name: str, definition: Path, substitutions: dict[str, str]) -> str:
+        """Create a state machine from an ASL file, with `${Name}` substitutions as SAM makes them."""
+        text = definition.read_text()
+        for key, value in substitutions.items():
+            text = text.replace("${" + key + "}", value)
+        client = boto3.client("stepfunctions", region_name=self.stack.region)
+        created = client.create_state_machine(name=name, definition=text, roleArn=self._role, type="STANDARD")
+        return str(created["stateMachineArn"])
 
     def stop(self) -> None:
+        for poller in getattr(self, "_pollers", []):
+            poller.stop()
         self.runtime.wait_idle(timeout=1.0)
         for undo in self._undo:
             undo()
@@ -268,6 +296,7 @@ class Emulator:
     def _create_functions(self) -> None:
         iam = boto3.client("iam", region_name=self.stack.region)
         role = iam.create_role(RoleName="taskrun-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self._role = role
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as bundle:
             bundle.writestr("app.py", "# local mode calls the handler in functions/ directly\n")

@@ -9,9 +9,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from taskrun.auth import DynamoKeyStore, new_key
+from taskrun.catalog import FlowRevision, catalog, state_machine_name
+from taskrun.loader import load_task_dirs
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import Gateway, make_server
 from taskrun.local.template import Stack
+from taskrun.settings import get_settings
 
 DEFAULT_REGION = "us-east-1"
 
@@ -48,10 +51,23 @@ class LocalStack:
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
+        self._create_flows_from_task_dirs()
         key, record = new_key(name="local", secret=self.api_key)
         DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
         self.api_key = key
         return key
+
+    def _create_flows_from_task_dirs(self) -> None:
+        """The template's state machines exist; a flow registered in a tasks directory gets
+        one too, named as the template would name it, with the template's substitutions."""
+        load_task_dirs(get_settings().task_dirs)
+        existing = {machine.name for machine in self.stack.state_machines()}
+        prefix = os.environ["TASKRUN_STATE_MACHINE_PREFIX"].rpartition(":")[2]
+        for definition in catalog.all():
+            revision = definition.latest
+            name = prefix + state_machine_name(definition.task_id)
+            if isinstance(revision, FlowRevision) and name not in existing:
+                self.emulator.create_state_machine(name, revision.definition, self.emulator.substitutions)
 
     def serve(self, host: str, port: int, log: bool = True) -> ThreadingHTTPServer:
         """Start the HTTP server on a background thread; port 0 picks a free port."""

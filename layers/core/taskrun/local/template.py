@@ -77,6 +77,31 @@ def _route_pattern(path: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}$")
 
 
+@dataclass
+class StateMachineSpec:
+    logical_id: str
+    name: str
+    definition: Path
+    substitutions: dict[str, str]
+
+
+@dataclass
+class EventRule:
+    """An EventBridgeRule event of a function: the events matching the pattern invoke it."""
+
+    function: str
+    pattern: dict[str, Any]
+
+
+@dataclass
+class StreamSource:
+    """A DynamoDB stream event of a function: the table's changes invoke it in batches."""
+
+    function: str
+    table: str
+    batch_size: int
+
+
 class Stack:
     """The parts of a template that local mode stands up."""
 
@@ -175,23 +200,56 @@ class Stack:
             for name, resource in self.of_type("AWS::Serverless::Api").items()
         }
         routes = []
-        for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
-            for event in resource["Properties"].get("Events", {}).values():
-                if event["Type"] != "Api":
-                    continue
-                properties = event["Properties"]
-                api = properties.get("RestApiId", {}).get("Ref")
-                authorizer = properties.get("Auth", {}).get("Authorizer", api_auth.get(api))
-                routes.append(
-                    Route(
-                        method=properties["Method"].upper(),
-                        path=properties["Path"],
-                        function=logical_id,
-                        authorized=bool(authorizer) and authorizer != "NONE",
-                        pattern=_route_pattern(properties["Path"]),
-                    )
+        for logical_id, properties in self._events("Api"):
+            api = properties.get("RestApiId", {}).get("Ref")
+            authorizer = properties.get("Auth", {}).get("Authorizer", api_auth.get(api))
+            routes.append(
+                Route(
+                    method=properties["Method"].upper(),
+                    path=properties["Path"],
+                    function=logical_id,
+                    authorized=bool(authorizer) and authorizer != "NONE",
+                    pattern=_route_pattern(properties["Path"]),
                 )
+            )
         return sorted(routes, key=lambda route: route.specificity)
+
+    def state_machines(self) -> list[StateMachineSpec]:
+        specs = []
+        for logical_id, resource in self.of_type("AWS::Serverless::StateMachine").items():
+            properties = resource["Properties"]
+            specs.append(
+                StateMachineSpec(
+                    logical_id=logical_id,
+                    name=str(self.resolve(properties.get("Name", logical_id))),
+                    definition=self.root / properties["DefinitionUri"],
+                    substitutions={
+                        name: str(self.resolve(value))
+                        for name, value in properties.get("DefinitionSubstitutions", {}).items()
+                    },
+                )
+            )
+        return specs
+
+    def _events(self, event_type: str) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (logical_id, event["Properties"])
+            for logical_id, resource in self.of_type("AWS::Serverless::Function").items()
+            for event in resource["Properties"].get("Events", {}).values()
+            if event["Type"] == event_type
+        ]
+
+    def event_rules(self) -> list[EventRule]:
+        return [
+            EventRule(function, self.resolve(properties["Pattern"]))
+            for function, properties in self._events("EventBridgeRule")
+        ]
+
+    def stream_sources(self) -> list[StreamSource]:
+        return [
+            StreamSource(function, properties["Stream"]["Fn::GetAtt"][0], int(properties.get("BatchSize", 100)))
+            for function, properties in self._events("DynamoDB")
+        ]
 
     def authorizer_function(self) -> str | None:
         for resource in self.of_type("AWS::Serverless::Api").values():

@@ -1,0 +1,161 @@
+"""EventBridge rules and DynamoDB stream triggers of the template, stood in for locally.
+
+moto executes state machines but sends no execution status changes, and keeps table
+streams but triggers nothing: here an execution's end is published to the functions whose
+rule matches, and each stream is read and handed in batches to the functions it triggers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from taskrun.local.emulator import FunctionError, LambdaRuntime
+from taskrun.local.template import ACCOUNT_ID, EventRule, StreamSource
+
+STREAM_POLL_SECONDS = 0.05
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """EventBridge pattern matching: the parts taskrun's rules use (values, prefix, exists)."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(_field_matches(rule, key in value, value.get(key)) for key, rule in pattern.items())
+    return False
+
+
+def _field_matches(rule: Any, present: bool, value: Any) -> bool:
+    if isinstance(rule, dict):
+        return present and matches(rule, value)
+    for option in rule:
+        if isinstance(option, dict):
+            if "prefix" in option and isinstance(value, str) and value.startswith(option["prefix"]):
+                return True
+            if "exists" in option and option["exists"] == present:
+                return True
+        elif present and option == value:
+            return True
+    return False
+
+
+class EventBus:
+    def __init__(self, rules: list[EventRule], runtime: LambdaRuntime, region: str) -> None:
+        self.rules = rules
+        self.runtime = runtime
+        self.region = region
+
+    def publish(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> None:
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": ACCOUNT_ID,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region,
+            "resources": resources,
+            "detail": detail,
+        }
+        for rule in self.rules:
+            if matches(rule.pattern, event):
+                self.runtime.invoke_async(rule.function, event)
+
+
+def _epoch_ms(moment: datetime.datetime | None) -> int | None:
+    return int(moment.timestamp() * 1000) if moment else None
+
+
+def publish_execution_ends(bus: EventBus) -> Callable[[], None]:
+    """Publish "Step Functions Execution Status Change" when an execution ends. Return the undo."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: BaseExecutionWorkerCommunication) -> None:
+        original(self)
+        described: dict[str, Any] = dict(self.execution.to_describe_output())
+        detail = {
+            "executionArn": described["executionArn"],
+            "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"],
+            "status": str(described["status"]),
+            "startDate": _epoch_ms(described["startDate"]),
+            "stopDate": _epoch_ms(described.get("stopDate")),
+            "input": described.get("input"),
+            "output": described.get("output"),
+            "error": described.get("error"),
+            "cause": described.get("cause"),
+        }
+        bus.publish("aws.states", "Step Functions Execution Status Change", detail, [described["executionArn"]])
+
+    BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
+
+    def undo() -> None:
+        BaseExecutionWorkerCommunication.terminated = original  # type: ignore[method-assign]
+
+    return undo
+
+
+class StreamPoller:
+    """Reads a table's stream from its end and hands each batch of records to the function,
+    in order, as a Lambda event source mapping would."""
+
+    def __init__(self, source: StreamSource, runtime: LambdaRuntime, region: str) -> None:
+        self.source = source
+        self.runtime = runtime
+        self.region = region
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stream-{source.function}", daemon=True)
+
+    def start(self) -> None:
+        dynamodb = boto3.client("dynamodb", region_name=self.region)
+        # moto answers only on the regional endpoint, not on the account-based one botocore picks
+        self.streams = boto3.client(
+            "dynamodbstreams", region_name=self.region, config=Config(account_id_endpoint_mode="disabled")
+        )
+        stream_arn = dynamodb.describe_table(TableName=self.source.table)["Table"]["LatestStreamArn"]
+        shards = self.streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        self._iterators = [
+            self.streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")[
+                "ShardIterator"
+            ]
+            for shard in shards
+        ]
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(STREAM_POLL_SECONDS):
+            for index, iterator in enumerate(self._iterators):
+                page = self.streams.get_records(ShardIterator=iterator, Limit=self.source.batch_size)
+                self._iterators[index] = page["NextShardIterator"]
+                if page["Records"]:
+                    self._deliver(page["Records"])
+
+    def _deliver(self, records: list[dict[str, Any]]) -> None:
+        event = {"Records": [_as_lambda_record(record) for record in records]}
+        try:
+            self.runtime.invoke(self.source.function, event)
+        except FunctionError as error:
+            print(f"{self.source.function} failed on a stream batch: {error}", flush=True)
+
+
+def _as_lambda_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The stream record as Lambda delivers it (JSON-ready: times as epoch seconds)."""
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime.datetime):
+        dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+    return {**record, "dynamodb": dynamodb, "eventSource": "aws:dynamodb"}
