@@ -23,6 +23,7 @@ from taskrun import aws
 from taskrun.errors import TaskrunError
 from taskrun.flows import StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
+from taskrun.store import RunStore
 
 logger = Logger(child=True)
 
@@ -135,9 +136,10 @@ def _callback(item: dict[str, Any]) -> Callback:
 
 
 class Callbacks:
-    def __init__(self, store: CallbackStore, sfn: StepFunctions) -> None:
+    def __init__(self, store: CallbackStore, sfn: StepFunctions, runs: RunStore) -> None:
         self.store = store
         self.sfn = sfn
+        self.runs = runs
 
     def register(self, request: CallbackRequest) -> Callback:
         step = request.callback
@@ -153,12 +155,19 @@ class Callbacks:
         return callback
 
     def of_run(self, run_id: str) -> list[Callback]:
+        self.runs.get(run_id)  # an unknown run is not found, rather than an empty list
         return sorted(self.store.of_run(run_id), key=lambda callback: callback.created_at)
 
     def complete(self, run_id: str, callback_id: str, answer: CompleteCallback) -> Callback:
         callback = self.store.get(callback_id)
         if callback.run_id != run_id:
             raise CallbackNotFound(f"run {run_id} has no callback {callback_id!r}")
+        if callback.status is not CallbackStatus.WAITING:
+            raise CallbackConflict(f"callback {callback_id} is {callback.status} already; a callback is completed once")
+        run = self.runs.get(run_id)
+        if run.status.is_done:
+            self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=CallbackStatus.WAITING)
+            raise CallbackConflict(f"run {run_id} is {run.status}: its callbacks can no longer be completed")
         status = CallbackStatus.FAILED if answer.error is not None else CallbackStatus.SUCCEEDED
         if not self.store.settle(callback_id, status, from_status=CallbackStatus.WAITING):
             used = self.store.get(callback_id)

@@ -40,7 +40,7 @@ def step_functions() -> StepFunctions:
 
 @lru_cache(maxsize=1)
 def callbacks() -> Callbacks:
-    return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions())
+    return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions(), run_service().store)
 
 
 @lru_cache(maxsize=1)

@@ -215,6 +215,29 @@ def _make_item_access_atomic() -> Callable[[], None]:
     return undo
 
 
+def _keep_task_failure_causes() -> Callable[[], None]:
+    """moto's SendTaskFailure drops `cause`; Step Functions keeps it. Return the undo."""
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original = StepFunctionResponse.send_task_failure
+
+    def send_task_failure(self: StepFunctionResponse) -> ActionResult:
+        self.stepfunction_backend.send_task_failure(  # the executing backend takes a cause
+            self._get_param("taskToken"),
+            error=self._get_param("error"),
+            cause=self._get_param("cause"),  # type: ignore[call-arg]
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+
+    def undo() -> None:
+        StepFunctionResponse.send_task_failure = original  # type: ignore[method-assign]
+
+    return undo
+
+
 class Emulator:
     """Stands up a template's tables and functions on moto, in this process."""
 
@@ -235,7 +258,7 @@ class Emulator:
         os.environ["AWS_REGION"] = self.stack.region
         self._mock = mock_aws(config=EMULATOR_CONFIG)
         self._mock.start()
-        self._undo = [_route_lambda_to(self.runtime), _make_item_access_atomic()]
+        self._undo = [_route_lambda_to(self.runtime), _make_item_access_atomic(), _keep_task_failure_causes()]
         self._set_environment()
         self._create_tables()
         self._create_functions()

@@ -86,7 +86,7 @@ def publish_execution_ends(bus: EventBus) -> Callable[[], None]:
             "executionArn": described["executionArn"],
             "stateMachineArn": described["stateMachineArn"],
             "name": described["name"],
-            "status": str(described["status"]),
+            "status": getattr(described["status"], "value", described["status"]),
             "startDate": _epoch_ms(described["startDate"]),
             "stopDate": _epoch_ms(described.get("stopDate")),
             "input": described.get("input"),
