@@ -116,3 +116,60 @@ def test_worker_failed_event_ends_a_running_run_timed_out(invoke: Invoke) -> Non
     assert ended.error is not None and ended.error.type == "timeout"
     assert "Task timed out after 900.00 seconds" in ended.error.message
     assert invoke("WorkerFailedFunction", event) == {"run_id": run.run_id, "status": "timed_out"}
+
+
+def test_flow_ended_event_ends_the_flow_run_with_the_execution_output(invoke: Invoke) -> None:
+    # Given a flow run whose execution ended (the dispatcher is held: the event is the only news)
+    live = run_service()
+    held = RunService(store=live.store, dispatcher=HeldDispatcher(), catalog=live.catalog, settings=live.settings)
+    run = held.start(RunRequest(task_id="examples/order", arguments={"order_id": "A-1", "quantity": 2}))
+    event = load_event("flow_ended")
+    event["detail"]["name"] = run.run_id
+
+    # When EventBridge delivers the status change, twice (at-least-once)
+    first = invoke("FlowEndedFunction", event)
+    second = invoke("FlowEndedFunction", event)
+
+    # Then the run has ended once, with the execution's output as its result
+    assert first == second == {"run_id": run.run_id, "status": "succeeded"}
+    ended = live.store.get(run.run_id)
+    assert ended.result == {
+        "order_id": "A-1",
+        "status": "shipped",
+        "total": 5.0,
+        "method": "standard",
+        "tracking": "STA-A-1",
+    }
+    assert ended.started_at is not None and ended.duration_ms == 5000
+
+
+def test_flow_ended_event_of_an_execution_that_is_no_run_is_ignored(invoke: Invoke) -> None:
+    assert invoke("FlowEndedFunction", load_event("flow_ended")) == {"run_id": None, "status": None}
+
+
+def test_history_and_callbacks_events(invoke: Invoke) -> None:
+    run = body(invoke("StartRunFunction", load_event("runs_create")))
+    for name, function in (("runs_history", "RunHistoryFunction"), ("callbacks_list", "CallbacksFunction")):
+        event = load_event(name)
+        event["pathParameters"]["run_id"] = run["run_id"]
+        event["path"] = event["path"].replace("run_01m84c2bq8y4a7r1t3d5f9h2kx", run["run_id"])
+        answer = invoke(function, event)
+        assert answer["statusCode"] == 200, answer
+        assert next(iter(body(answer).values())) == []  # a script run has no steps and no callbacks
+
+    unknown = invoke("CallbacksFunction", load_event("callbacks_complete"))
+    assert unknown["statusCode"] == 404
+
+
+def test_run_task_event_starts_a_run_for_a_state_machine(invoke: Invoke) -> None:
+    answer = invoke("RunTaskFunction", load_event("run_task"))
+    assert answer["status"] in ("pending", "running")
+    run = run_service().wait(answer["run_id"], 10)
+    assert run.status == "succeeded" and run.triggered_by == "step_functions"
+    assert run.parent_execution == "arn:aws:states:us-east-1:123456789012:execution:nightly-report:2026-11-23"
+    assert run.to_api().model_dump().get("task_token") is None  # the token never shows
+
+
+def test_notifier_event_with_a_token_no_state_machine_waits_for(invoke: Invoke) -> None:
+    # The sample token belongs to no execution: the notifier says so and goes on (no retry storm).
+    assert invoke("NotifierFunction", load_event("notifier")) == {"released": 0}

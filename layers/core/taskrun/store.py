@@ -125,18 +125,30 @@ class DynamoRunStore(aws.TableAdapter):
             values["usage"] = json.dumps(ending.usage)
         if ending.duration_ms is not None:
             values["duration_ms"] = ending.duration_ms
-        return self._move(run_id, allowed_from=ACTIVE_STATUSES, values=values)
+        # a run that ends straight from pending (a flow whose start was not recorded) gets its start too
+        unless_set = {"started_at": format_time(ending.started_at)} if ending.started_at else {}
+        return self._move(run_id, allowed_from=ACTIVE_STATUSES, values=values, unless_set=unless_set)
 
-    def _move(self, run_id: str, allowed_from: tuple[RunStatus, ...], values: dict[str, Any]) -> Run:
-        """One conditional write: the move happens only from an allowed status, so one writer wins."""
-        names = {f"#{name}": name for name in values}
+    def _move(
+        self,
+        run_id: str,
+        allowed_from: tuple[RunStatus, ...],
+        values: dict[str, Any],
+        unless_set: dict[str, Any] | None = None,
+    ) -> Run:
+        """One conditional write: the move happens only from an allowed status, so one writer wins.
+        `unless_set` values are written only where the run has none yet."""
+        unless_set = unless_set or {}
+        names = {f"#{name}": name for name in (*values, *unless_set)}
         names["#status"] = "status"
-        expression_values = {f":{name}": value for name, value in values.items()}
+        expression_values = {f":{name}": value for name, value in (*values.items(), *unless_set.items())}
         allowed = {f":from{i}": status.value for i, status in enumerate(allowed_from)}
+        assignments = [f"#{name} = :{name}" for name in values]
+        assignments += [f"#{name} = if_not_exists(#{name}, :{name})" for name in unless_set]
         try:
             response = self.table.update_item(
                 Key={"run_id": run_id},
-                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+                UpdateExpression="SET " + ", ".join(assignments),
                 ConditionExpression=f"attribute_exists(run_id) AND #status IN ({', '.join(allowed)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={**expression_values, **allowed},
