@@ -91,6 +91,16 @@ def non_json_body(app: APIGatewayRestResolver) -> str | None:
     return None
 
 
+STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
+    TaskNotFound: HTTPStatus.NOT_FOUND,
+    RunNotFound: HTTPStatus.NOT_FOUND,
+    CallbackNotFound: HTTPStatus.NOT_FOUND,
+    RunConflict: HTTPStatus.CONFLICT,
+    CallbackConflict: HTTPStatus.CONFLICT,
+    PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+}
+
+
 def make_resolver() -> APIGatewayRestResolver:
     """A REST API resolver with request validation and every domain error mapped to problem+json."""
     app = APIGatewayRestResolver(enable_validation=True)
@@ -110,25 +120,9 @@ def make_resolver() -> APIGatewayRestResolver:
     def invalid_input(error: InvalidInput) -> Response[str]:
         return problem_response(HTTPStatus.UNPROCESSABLE_ENTITY, error.detail, error.errors)
 
-    @app.exception_handler([TaskNotFound, RunNotFound])
-    def not_found(error: TaskrunError) -> Response[str]:
-        return problem_response(HTTPStatus.NOT_FOUND, error.detail, title=error.title)
-
-    @app.exception_handler(PayloadTooLarge)
-    def too_large(error: PayloadTooLarge) -> Response[str]:
-        return problem_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, error.detail, title=error.title)
-
-    @app.exception_handler(CallbackNotFound)
-    def callback_not_found(error: CallbackNotFound) -> Response[str]:
-        return problem_response(HTTPStatus.NOT_FOUND, error.detail, title=error.title)
-
-    @app.exception_handler(CallbackConflict)
-    def callback_conflict(error: CallbackConflict) -> Response[str]:
-        return problem_response(HTTPStatus.CONFLICT, error.detail, title=error.title)
-
-    @app.exception_handler(RunConflict)
-    def conflict(error: RunConflict) -> Response[str]:
-        return problem_response(HTTPStatus.CONFLICT, error.detail, title=error.title)
+    @app.exception_handler(list(STATUS_OF_ERROR))
+    def domain_error(error: TaskrunError) -> Response[str]:
+        return problem_response(STATUS_OF_ERROR[type(error)], error.detail, title=error.title)
 
     @app.not_found
     def no_route(_: Exception) -> Response[str]:
