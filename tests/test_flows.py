@@ -163,9 +163,8 @@ def test_a_callback_step_waits_for_a_client_to_complete_it(api: httpx.Client) ->
     # Given an approval flow waiting for a person
     run = run_flow(api, "examples/approval", {"requester": "ada", "amount": 120.5}, wait=True, wait_timeout=1).json()
     assert run["status"] == "running"
-    callbacks = api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"]
-    assert len(callbacks) == 1
-    callback = callbacks[0]
+    callback = _first_callback(api, run["run_id"])
+    assert len(api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"]) == 1
     assert callback["step"] == "Approve" and callback["status"] == "waiting"
     assert callback["request"] == {"requester": "ada", "amount": 120.5}
     assert "task_token" not in callback
