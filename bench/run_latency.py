@@ -53,6 +53,8 @@ def main(count: int) -> None:
             run_id = api.post("/v1/runs", json=waited).json()["run_id"]
             measure("GET /v1/runs/{id}", count, lambda: api.get(f"/v1/runs/{run_id}"))
             measure("GET /v1/runs?limit=20", count, lambda: api.get("/v1/runs", params={"limit": 20}))
+            batch = {"task_id": "examples/batch", "arguments": {"numbers": [1, 2, 3, 4]}, "wait": True}
+            measure("POST /v1/runs wait=true (Map flow)", max(1, count // 5), lambda: api.post("/v1/runs", json=batch))
     finally:
         stack.stop()
 

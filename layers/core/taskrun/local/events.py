@@ -20,7 +20,7 @@ from botocore.config import Config
 from taskrun.local.emulator import FunctionError, LambdaRuntime
 from taskrun.local.template import ACCOUNT_ID, EventRule, StreamSource
 
-STREAM_POLL_SECONDS = 0.05
+STREAM_POLL_SECONDS = 0.1
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -145,7 +145,12 @@ class StreamPoller:
                     self._deliver(page["Records"])
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
-        event = {"Records": [_as_lambda_record(record) for record in records]}
+        chosen = [_as_lambda_record(record) for record in records]
+        if self.source.filters:
+            chosen = [record for record in chosen if any(matches(pattern, record) for pattern in self.source.filters)]
+        if not chosen:
+            return
+        event = {"Records": chosen}
         try:
             self.runtime.invoke(self.source.function, event)
         except FunctionError as error:

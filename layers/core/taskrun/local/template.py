@@ -6,6 +6,7 @@ Fn::Join); physical names are the logical ids, as a deployment would generate it
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class StreamSource:
     function: str
     table: str
     batch_size: int
+    filters: list[dict[str, Any]] = field(default_factory=list)  # FilterCriteria patterns; none lets all in
 
 
 class Stack:
@@ -247,7 +249,12 @@ class Stack:
 
     def stream_sources(self) -> list[StreamSource]:
         return [
-            StreamSource(function, properties["Stream"]["Fn::GetAtt"][0], int(properties.get("BatchSize", 100)))
+            StreamSource(
+                function,
+                properties["Stream"]["Fn::GetAtt"][0],
+                int(properties.get("BatchSize", 100)),
+                [json.loads(f["Pattern"]) for f in properties.get("FilterCriteria", {}).get("Filters", [])],
+            )
             for function, properties in self._events("DynamoDB")
         ]
 
