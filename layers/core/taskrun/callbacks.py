@@ -27,8 +27,6 @@ from taskrun.store import RunStore
 
 logger = Logger(child=True)
 
-GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
-
 
 class CallbackStatus(StrEnum):
     WAITING = "waiting"
@@ -173,18 +171,9 @@ class Callbacks:
             used = self.store.get(callback_id)
             raise CallbackConflict(f"callback {callback_id} is {used.status} already; a callback is completed once")
         assert callback.task_token is not None
-        try:
-            if answer.error is not None:
-                self.sfn.client.send_task_failure(
-                    taskToken=callback.task_token, error=answer.error, cause=answer.cause or ""
-                )
-            else:
-                self.sfn.client.send_task_success(taskToken=callback.task_token, output=json.dumps(answer.output))
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in GONE_TOKEN_ERRORS:
-                raise
+        if not self.sfn.release(callback.task_token, answer.output, answer.error, answer.cause or ""):
             self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=status)
             raise CallbackConflict(
                 f"callback {callback_id} can no longer be completed: the flow stopped waiting for it"
-            ) from error
+            )
         return self.store.get(callback_id)

@@ -21,6 +21,7 @@ from taskrun.store import Ending, RunStore
 logger = Logger(child=True)
 
 MAX_HISTORY_EVENTS = 25_000  # Step Functions keeps no more per execution
+GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
 
 
 class StepFunctions:
@@ -71,6 +72,20 @@ class StepFunctions:
                 break
             request["nextToken"] = page["nextToken"]
         return events
+
+    def release(self, task_token: str, output: Any = None, error: str | None = None, cause: str = "") -> bool:
+        """Resume the state waiting on a task token: with `error` it fails, else it gets `output`.
+        False when nothing waits on the token any more (stopped, timed out, unknown)."""
+        try:
+            if error is not None:
+                self.client.send_task_failure(taskToken=task_token, error=error, cause=cause)
+            else:
+                self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] in GONE_TOKEN_ERRORS:
+                return False
+            raise
+        return True
 
     def output(self, execution_arn: str) -> Any:
         described = self.client.describe_execution(executionArn=execution_arn)

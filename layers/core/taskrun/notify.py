@@ -3,13 +3,11 @@ state machine that started the run is released with the run's outcome."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
 
 from taskrun.flows import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, RunStatus
@@ -18,7 +16,6 @@ from taskrun.store import run_from_item
 
 logger = Logger(child=True)
 _deserialize = TypeDeserializer().deserialize
-GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
 
 
 def _image(image: dict[str, Any] | None) -> dict[str, Any]:
@@ -36,15 +33,12 @@ def release_task_tokens(records: Iterable[dict[str, Any]], sfn: StepFunctions) -
         if not run.status.is_done:
             continue
         assert run.task_token is not None
-        try:
-            if run.status is RunStatus.SUCCEEDED:
-                sfn.client.send_task_success(taskToken=run.task_token, output=json.dumps(run.result))
-            else:
-                error = step_error(run)
-                sfn.client.send_task_failure(taskToken=run.task_token, error=type(error).__name__, cause=str(error))
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in GONE_TOKEN_ERRORS:
-                raise
+        if run.status is RunStatus.SUCCEEDED:
+            delivered = sfn.release(run.task_token, output=run.result)
+        else:
+            error = step_error(run)
+            delivered = sfn.release(run.task_token, error=type(error).__name__, cause=str(error))
+        if not delivered:
             logger.warning("the calling state machine no longer waits", extra={"run_id": run.run_id})
             continue
         released += 1
