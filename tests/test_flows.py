@@ -303,3 +303,24 @@ def test_a_plain_invoke_of_the_run_task_function_returns_a_scripts_result(stack:
     failing = lam.invoke(FunctionName="RunTaskFunction", Payload=json.dumps({"task_id": "examples/fail"}))
     assert failing["FunctionError"] == "Unhandled"
     assert json.loads(failing["Payload"].read())["errorType"] == "TaskFailure"
+
+
+def test_a_flow_past_its_execution_timeout_ends_timed_out(api: httpx.Client) -> None:
+    run = run_flow(api, "team/slow", {}).json()
+    ended = wait_for(api, run["run_id"], 15)
+    assert ended["status"] == "timed_out"
+    assert ended["error"]["type"] == "timeout"
+
+
+def test_starting_a_runs_execution_again_is_harmless(api: httpx.Client, stack: LocalStack) -> None:
+    from taskrun.runtime import run_service
+
+    run = run_flow(api, "examples/delay", {"seconds": 3600, "name": "Re"}).json()
+    service = run_service()
+    assert service.flows is not None
+    again = service.flows.dispatch(service.store.get(run["run_id"]))
+    assert again == run["execution_arn"]
+    machine = run["execution_arn"].replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+    named = [e for e in sfn().list_executions(stateMachineArn=machine)["executions"] if e["name"] == run["run_id"]]
+    assert len(named) == 1
+    api.post(f"/v1/runs/{run['run_id']}/cancel")

@@ -18,3 +18,10 @@ class FragileArgs(BaseModel):
 
 
 flow("team/fragile", definition="fragile.asl.json", parameters=FragileArgs)
+
+
+class SlowArgs(BaseModel):
+    """Wait past the execution's own TimeoutSeconds."""
+
+
+flow("team/slow", definition="slow.asl.json", parameters=SlowArgs)
