@@ -97,3 +97,17 @@ def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert "tasks directory /no/such/dir does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_task_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("from taskrun import task\n\nraise RuntimeError('a typo in my task module')\n")
+    result = subprocess.run(
+        [TASKRUN, "local", "--port", str(free_port()), "--tasks", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "could not start: RuntimeError: a typo in my task module" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -21,13 +21,13 @@ def _local(args: argparse.Namespace) -> int:
         extra_task_dirs=[Path(d) for d in args.tasks],
         api_key=os.environ.get("TASKRUN_API_KEY") or None,
     )
-    key = stack.start()
     from taskrun.runtime import task_catalog
 
     try:
+        key = stack.start()
         tasks = ", ".join(definition.task_id for definition in task_catalog().all())
-    except Exception as error:  # a user's task module that does not import
-        print(f"taskrun local: could not load the tasks: {type(error).__name__}: {error}", file=sys.stderr)
+    except Exception as error:  # a task module that does not import, a flow's ASL missing or invalid
+        print(f"taskrun local: could not start: {type(error).__name__}: {error}", file=sys.stderr)
         stack.stop()
         return 1
     try:
