@@ -86,14 +86,19 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
     assert "Traceback" not in output
 
 
-def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
-    result = subprocess.run(
-        [TASKRUN, "local", "--port", str(free_port()), "--tasks", "/no/such/dir"],
+def start_with_tasks(directory: str) -> subprocess.CompletedProcess[str]:
+    """`taskrun local --tasks DIR`, for a start that is expected to fail at once."""
+    return subprocess.run(
+        [TASKRUN, "local", "--port", str(free_port()), "--tasks", directory],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
+    result = start_with_tasks("/no/such/dir")
     assert result.returncode == 2
     assert "tasks directory /no/such/dir does not exist" in result.stderr
     assert "Traceback" not in result.stderr
@@ -101,13 +106,7 @@ def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
 
 def test_a_task_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("from taskrun import task\n\nraise RuntimeError('a typo in my task module')\n")
-    result = subprocess.run(
-        [TASKRUN, "local", "--port", str(free_port()), "--tasks", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_with_tasks(str(tmp_path))
     assert result.returncode == 1
     assert "could not start: RuntimeError: a typo in my task module" in result.stderr
     assert "Traceback" not in result.stderr
