@@ -191,8 +191,7 @@ class Catalog:
         weight: int,
         description: str | None,
     ) -> None:
-        if not re.match(TASK_ID_PATTERN, task_id):
-            raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
+        _check_task_id(task_id)
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
         if weight < 0:
@@ -210,8 +209,7 @@ class Catalog:
         timeout: int | None,
         description: str | None,
     ) -> None:
-        if not re.match(TASK_ID_PATTERN, task_id):
-            raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
+        _check_task_id(task_id)
         strict = create_model(parameters.__name__, __base__=parameters)
         strict.model_config["extra"] = "forbid"  # unknown arguments are refused, as for scripts
         strict.model_rebuild(force=True)
@@ -237,6 +235,11 @@ class Catalog:
         if revision is definition.latest:
             definition.timeout = timeout
             definition.description = description or definition.description
+
+
+def _check_task_id(task_id: str) -> None:
+    if not re.match(TASK_ID_PATTERN, task_id):
+        raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
 
 
 def _script_revision(function: Callable[..., Any], revision: str, weight: int) -> ScriptRevision:

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from taskrun import aws
 from taskrun.catalog import state_machine_name
 from taskrun.dispatch import DispatchFailed
-from taskrun.errors import RunConflict, RunNotFound
+from taskrun.errors import RunNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
-from taskrun.store import Ending, RunStore
+from taskrun.store import Ending, RunStore, end_once
 
 logger = Logger(child=True)
 
@@ -235,8 +235,7 @@ def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFuncti
         error = RunError(type=ErrorType.TIMEOUT, message="the flow's execution timed out")
     else:
         error = RunError(type=ErrorType.CANCELLED, message=_cause_message(change.cause) or "the execution was stopped")
-    try:
-        return store.finish(run.run_id, Ending(status, ended_at, result, error, started_at=started_at))
-    except RunConflict as conflict:
-        logger.info("run had ended already", extra={"status": conflict.status})
-        return store.get(run.run_id)
+    run, ended_here = end_once(store, run.run_id, Ending(status, ended_at, result, error, started_at=started_at))
+    if not ended_here:
+        logger.info("run had ended already", extra={"status": run.status})
+    return run

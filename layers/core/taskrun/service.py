@@ -37,6 +37,9 @@ MAX_ARGUMENTS_BYTES = 100_000
 FIRST_POLL_SECONDS = 0.02
 POLL_GROWTH = 1.5
 LONGEST_POLL_SECONDS = 1.0
+# Step Functions error names of runs that ended without an exception of their own
+ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
+RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,3 @@ def step_error(run: Run) -> Exception:
     name = (run.error.exception_type if run.error else None) or ERROR_NAMES.get(run.status, "TaskFailed")
     message = run.error.message if run.error else f"run {run.run_id} ended {run.status}"
     return type(name, (Exception,), {})(message)
-
-
-ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
-RESULT_MARGIN_SECONDS = 2.0

@@ -166,6 +166,15 @@ class DynamoRunStore(aws.TableAdapter):
         return run_from_item(response["Attributes"])
 
 
+def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:
+    """End a run unless another writer ended it first (a repeated delivery, a cancel);
+    return the run as it now stands and whether this call ended it."""
+    try:
+        return store.finish(run_id, ending), True
+    except RunConflict:
+        return store.get(run_id), False
+
+
 def _index_for(filters: RunFilter) -> tuple[str, str, str]:
     if filters.task_id is not None:
         return "by_task", "task_id", filters.task_id

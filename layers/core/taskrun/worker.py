@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, RunContext, ScriptRevision
 from taskrun.errors import InvalidArguments, InvalidInput, RunConflict, TaskNotFound, TaskTimedOut
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
-from taskrun.store import Ending, RunStore
+from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -77,14 +77,12 @@ class Worker:
             logger.info("run was taken or ended by another writer", extra={"status": conflict.status})
             return self.store.get(run_id)
         assert run.started_at is not None
-        ending = self._run_script(run, _limit(run.timeout, seconds_left))
-        try:
-            ended = self.store.finish(run_id, ending)
-            count(f"RunsEnded_{ended.status.value}")
-            return ended
-        except RunConflict as conflict:
-            logger.info("run ended elsewhere first", extra={"status": conflict.status})
-            return self.store.get(run_id)
+        run, ended_here = end_once(self.store, run_id, self._run_script(run, _limit(run.timeout, seconds_left)))
+        if ended_here:
+            count(f"RunsEnded_{run.status.value}")
+        else:
+            logger.info("run ended elsewhere first", extra={"status": run.status})
+        return run
 
     def run_step(self, step: StepRequest, seconds_left: float | None = None) -> Any:
         """Run a script as a step of a flow (a Task state's lambda:invoke) and return its result.
@@ -93,14 +91,14 @@ class Worker:
         and Retry and Catch can match it: the script's own exception, InvalidArguments, or
         TaskTimedOut."""
         logger.append_keys(task_id=step.task_id, execution=step.execution)
-        script = self.catalog.get(step.task_id).latest
+        definition = self.catalog.get(step.task_id)
+        script = definition.latest
         if not isinstance(script, ScriptRevision):
             raise InvalidArguments(f"task {step.task_id!r} is a flow; a step runs a script")
         try:
             arguments = script.validate(step.arguments, ("arguments",))
         except InvalidInput as invalid:
             raise InvalidArguments(invalid.summary()) from invalid
-        definition = self.catalog.get(step.task_id)
         limit = _limit(definition.timeout, seconds_left)
         context = RunContext(step.execution or "", step.task_id, script.revision, time.monotonic() + limit)
         outcome = _call_within(script, arguments, context, limit)
@@ -129,14 +127,13 @@ class Worker:
         ending = Ending(
             status, self.clock(), error=RunError(type=error_type, message=message), started_at=run.started_at
         )
-        try:
-            ended = self.store.finish(run_id, ending)
-        except RunConflict as conflict:
-            logger.info("run had ended already", extra={"status": conflict.status})
-            return self.store.get(run_id)
+        run, ended_here = end_once(self.store, run_id, ending)
+        if not ended_here:
+            logger.info("run had ended already", extra={"status": run.status})
+            return run
         logger.warning("worker invocation failed; run ended", extra={"status": status, "reason": message})
-        count(f"RunsEnded_{ended.status.value}")
-        return ended
+        count(f"RunsEnded_{run.status.value}")
+        return run
 
     def _run_script(self, run: Run, limit: float) -> Ending:
         assert run.started_at is not None
