@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskrun.local.emulator import FunctionError
+from taskrun.local.sandbox import FunctionError
 from taskrun.models import utcnow
 from taskrun.runtime import run_service
 from taskrun.service import RunRequest, RunService

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -114,21 +116,27 @@ def test_a_task_missing_on_the_worker_fails_the_run_instead_of_leaving_it_runnin
     assert after.error == RunError(type=ErrorType.NOT_FOUND, message=after.error.message if after.error else "")
 
 
-def test_a_worker_that_crashes_outside_the_task_still_ends_the_run(
-    stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a worker that dies while running a run (as on running out of memory)
-    def crash(self: Worker, run_id: str, seconds_left: float | None = None) -> None:
-        self.store.mark_running(run_id, utcnow())
-        raise MemoryError("worker ran out of memory")
+def test_a_task_that_kills_its_sandbox_fails_its_run_and_the_stack_goes_on(api: httpx.Client) -> None:
+    # Given a task that ends its process at once (as a crashing native library would)
+    run = api.post("/v1/runs", json={"task_id": "team/exit", "arguments": {"code": 3}, "wait": True}).json()
 
-    monkeypatch.setattr(Worker, "execute", crash)
+    # Then the worker's on-failure destination ends the run failed, saying why
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "execution_error"
+    assert "Runtime exited with error: exit status 3" in run["error"]["message"]
 
-    # When a client runs a task
-    run = api.post("/v1/runs", json={"task_id": "examples/greet", "arguments": {"name": "x"}}).json()
+    # And the rest of the stack goes on: the next run gets a new sandbox
+    again = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1, "b": 2}, "wait": True}).json()
+    assert again["status"] == "succeeded" and again["result"] == 3
 
-    # Then the worker's on-failure destination ends the run failed, instead of running forever
-    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 10}).json()
-    assert ended["status"] == "failed"
-    assert ended["error"]["type"] == "execution_error"
-    assert "worker ran out of memory" in ended["error"]["message"]
+
+def test_no_code_of_a_timed_out_script_runs_on(api: httpx.Client, tmp_path: Path) -> None:
+    # Given a script that would leave a mark if it ran past its 1 s timeout
+    marker = tmp_path / "overran"
+    arguments = {"marker": str(marker), "seconds": 1.5}
+    run = api.post("/v1/runs", json={"task_id": "team/overrun", "arguments": arguments, "wait": True}).json()
+
+    # Then the run ends timed_out, and its sandbox is stopped with the code in it
+    assert run["status"] == "timed_out", run
+    time.sleep(2)
+    assert not marker.exists()

@@ -1,5 +1,9 @@
 """A user's own task directory, loaded with `taskrun local --tasks tests/user_tasks`."""
 
+import os
+import time
+from pathlib import Path
+
 from pydantic import BaseModel
 
 from taskrun import flow, task
@@ -9,6 +13,19 @@ from taskrun import flow, task
 def add(a: int, b: int = 0) -> int:
     """Add two numbers."""
     return a + b
+
+
+@task("team/exit", timeout=5)
+def exit_now(code: int = 1) -> None:
+    """Leave the process at once, as a crashing native library would."""
+    os._exit(code)
+
+
+@task("team/overrun", timeout=1)
+def overrun(marker: str, seconds: float = 3) -> None:
+    """Run past the 1 s timeout, then leave a mark: a mark means overrun code kept running."""
+    time.sleep(seconds)
+    Path(marker).write_text("still running")
 
 
 class FragileArgs(BaseModel):

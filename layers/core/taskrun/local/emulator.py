@@ -1,153 +1,36 @@
-"""The in-process AWS emulator of local mode: moto 5.2.5 with Lambda routed to the real handlers.
+"""The AWS emulator of local mode: moto 5.2.5 served over HTTP from this process, with
+Lambda routed to the real handlers in their sandboxes (taskrun.local.lambdas).
 
-moto's simple Lambda backend only echoes payloads; here its `invoke` calls the handler of
-the function named in the template instead: synchronously for RequestResponse, on a
-background thread for Event (as Lambda's asynchronous invoke would).
+moto's simple Lambda backend only echoes payloads; here its `invoke` runs the function
+named in the template instead: synchronously for RequestResponse, queued for Event (as
+Lambda's asynchronous invoke would). Everything, this process and the sandboxes alike,
+reaches the emulator on its endpoint (AWS_ENDPOINT_URL), as it would reach AWS.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
 import os
 import threading
-import time
-import traceback
-import uuid
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import boto3
 
-from taskrun.local.template import ACCOUNT_ID, FunctionSpec, Stack
+from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.sandbox import FunctionError, sandbox_context
+from taskrun.local.template import Stack
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
 
 EMULATOR_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-
-
-@dataclass
-class LambdaContext:
-    """What the Lambda runtime hands a handler as its context."""
-
-    function_name: str
-    timeout: int
-    region: str
-    memory_limit_in_mb: int = 512
-    function_version: str = "$LATEST"
-    log_group_name: str = "local"
-    log_stream_name: str = "local"
-
-    def __post_init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-class FunctionError(Exception):
-    """A handler raised: carries the payload Lambda would answer with."""
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        super().__init__(payload["errorMessage"])
-        self.payload = payload
-
-
-class LambdaRuntime:
-    """Imports each function's `app.py` once (its cold start) and calls its handler."""
-
-    def __init__(self, functions: list[FunctionSpec], region: str) -> None:
-        self._functions = {spec.logical_id: spec for spec in functions}
-        self._region = region
-        self._modules: dict[str, ModuleType] = {}
-        self._lock = threading.Lock()
-        self._background: list[threading.Thread] = []
-
-    def __contains__(self, name: str) -> bool:
-        return self.function_name(name) in self._functions
-
-    @staticmethod
-    def function_name(name_or_arn: str) -> str:
-        return name_or_arn.split(":function:")[-1].split(":")[0]
-
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
-        spec = self._functions[name]
-        module_name, _, attribute = spec.handler.rpartition(".")
-        with self._lock:
-            module = self._modules.get(name)
-            if module is None:
-                path = spec.code_uri / (module_name.replace(".", "/") + ".py")
-                loader_spec = importlib.util.spec_from_file_location(f"taskrun_function_{name}", path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise FileNotFoundError(path)
-                module = importlib.util.module_from_spec(loader_spec)
-                loader_spec.loader.exec_module(module)
-                self._modules[name] = module
-        handler: Callable[[Any, Any], Any] = getattr(module, attribute)
-        return handler
-
-    def invoke(self, name_or_arn: str, event: Any) -> Any:
-        """Call the handler as Lambda would; a raised exception becomes FunctionError."""
-        name = self.function_name(name_or_arn)
-        context = LambdaContext(name, self._functions[name].timeout, self._region)
-        try:
-            return self.handler(name)(event, context)
-        except Exception as error:
-            raise FunctionError(
-                {
-                    "errorType": type(error).__name__,
-                    "errorMessage": str(error),
-                    "stackTrace": traceback.format_exception(error),
-                }
-            ) from error
-
-    def invoke_async(self, name_or_arn: str, event: Any) -> None:
-        """Run the handler in the background; a failure goes to the function's on-failure
-        destination, with the record Lambda would send (no retries: the template sets none)."""
-        spec = self._functions[self.function_name(name_or_arn)]
-
-        def run() -> None:
-            try:
-                self.invoke(name_or_arn, event)
-            except FunctionError as error:
-                print(f"async invoke of {spec.logical_id} failed: {error.payload['errorType']}: {error}", flush=True)
-                if spec.on_failure:
-                    self.invoke(spec.on_failure, _failure_record(spec, self._region, event, error.payload))
-
-        thread = threading.Thread(target=run, name=f"lambda-{self.function_name(name_or_arn)}", daemon=True)
-        thread.start()
-        self._background = [t for t in self._background if t.is_alive()] + [thread]
-
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait for background invocations to finish (tests use it to end cleanly)."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._background):
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def _failure_record(spec: FunctionSpec, region: str, event: Any, error: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "1.0",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        "requestContext": {
-            "requestId": str(uuid.uuid4()),
-            "functionArn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}:$LATEST",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 1,
-        },
-        "requestPayload": event,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": error["errorType"], "errorMessage": error["errorMessage"]},
-    }
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
 def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
@@ -168,15 +51,14 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
             self.get_function(function_name, qualifier)  # an unknown function is refused, as Lambda does
             return original(self, function_name, qualifier, body, headers, response_headers)
         event = json.loads(body) if body else {}
-        if headers.get("X-Amz-Invocation-Type") == "Event":
-            runtime.invoke_async(function_name, event)
-            return b""
         try:
-            result = runtime.invoke(function_name, event)
+            if headers.get("X-Amz-Invocation-Type") == "Event":
+                runtime.invoke_async(function_name, event)
+                return b""
+            return runtime.invoke_text(function_name, json.dumps(event)).encode()
         except FunctionError as error:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(error.payload).encode()
-        return json.dumps(result).encode()
 
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
 
@@ -239,27 +121,34 @@ def _keep_task_failure_causes() -> Callable[[], None]:
 
 
 class Emulator:
-    """Stands up a template's tables and functions on moto, in this process."""
+    """Stands up a template's tables, functions and state machines on moto, served on a local port."""
 
     def __init__(self, stack: Stack, environment_overrides: dict[str, str] | None = None) -> None:
         self.stack = stack
         self.functions = stack.functions()
         self.runtime = LambdaRuntime(self.functions, stack.region)
         self._overrides = environment_overrides or {}
-        self._mock: Any = None
+        self._server: Any = None
         self._undo: list[Callable[[], None]] = []
+        self.endpoint = ""
 
     def start(self) -> None:
-        from moto import mock_aws
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
 
         # moto's ASL interpreter logs every failed state at length; the run's error says it once.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-        os.environ.setdefault("AWS_DEFAULT_REGION", self.stack.region)
-        os.environ["AWS_REGION"] = self.stack.region
-        self._mock = mock_aws(config=EMULATOR_CONFIG)
-        self._mock.start()
-        self._undo = [_route_lambda_to(self.runtime), _make_item_access_atomic(), _keep_task_failure_causes()]
-        self._set_environment()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        sandbox_context()
+        config = mock.patch.dict(default_user_config, EMULATOR_CONFIG)
+        config.start()
+        self._undo = [config.stop]
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._set_environment(port)
+        self._undo += [_route_lambda_to(self.runtime), _make_item_access_atomic(), _keep_task_failure_causes()]
         self._create_tables()
         self._create_functions()
         from taskrun.local.events import EventBus, StreamPoller, publish_execution_ends
@@ -288,17 +177,28 @@ class Emulator:
     def stop(self) -> None:
         for poller in getattr(self, "_pollers", []):
             poller.stop()
-        self.runtime.wait_idle(timeout=1.0)
-        for undo in self._undo:
+        self.runtime.stop()
+        if self._server is not None:
+            self._server.stop()
+        for undo in reversed(self._undo):
             undo()
-        if self._mock:
-            self._mock.stop()
 
-    def _set_environment(self) -> None:
-        """One process stands in for every function, so it holds every function's variables."""
+    def _set_environment(self, port: int) -> None:
+        """This process and every sandbox reach the emulator on its endpoint, with credentials
+        that are not anyone's; the sandboxes also get the stack's overrides. This process holds
+        the functions' variables too, for the local tools that use the core directly."""
+        shared = {
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "MOTO_PORT": str(port),  # where moto's ASL interpreter sends its own AWS calls
+        }
         for spec in self.functions:
             os.environ.update(spec.environment)
-        os.environ.update(self._overrides)
+        os.environ.update({**shared, **self._overrides})
+        inherited = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TZ")}
+        self.runtime.environment = {**inherited, **shared, **self._overrides}
 
     def _create_tables(self) -> None:
         dynamodb = boto3.client("dynamodb", region_name=self.stack.region)
@@ -322,7 +222,7 @@ class Emulator:
         self._role = role
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as bundle:
-            bundle.writestr("app.py", "# local mode calls the handler in functions/ directly\n")
+            bundle.writestr("app.py", "# local mode runs the handler in functions/ in its own sandboxes\n")
         lambda_client = boto3.client("lambda", region_name=self.stack.region)
         for spec in self.functions:
             lambda_client.create_function(

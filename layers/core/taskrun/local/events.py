@@ -17,7 +17,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from taskrun.local.emulator import FunctionError, LambdaRuntime
+from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, EventRule, StreamSource
 
 STREAM_POLL_SECONDS = 0.1

@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from taskrun.local.emulator import FunctionError, LambdaRuntime
+from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
 
 MAX_BODY_BYTES = 10 * 1024 * 1024

@@ -62,6 +62,7 @@ class FunctionSpec:
     code_uri: Path
     handler: str
     timeout: int
+    memory: int = 128
     environment: dict[str, str] = field(default_factory=dict)
     on_failure: str | None = None  # the Lambda an asynchronous invocation's failure goes to
 
@@ -190,6 +191,7 @@ class Stack:
                     code_uri=self.root / properties["CodeUri"],
                     handler=properties["Handler"],
                     timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
+                    memory=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
                     environment={name: str(self.resolve(v)) for name, v in env.items()},
                     on_failure=on_failure,
                 )

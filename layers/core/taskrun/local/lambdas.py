@@ -1,0 +1,250 @@
+"""Lambda of local mode: each function's sandboxes, started on demand, and its invocations.
+
+Each function keeps warm sandboxes for reuse and starts more while all are busy, up to
+its concurrency limit; past the limit a synchronous invocation waits for a free sandbox,
+and asynchronous ones queue, as Lambda's own queue holds them. A failed asynchronous
+invocation goes to the function's on-failure destination with the record Lambda sends.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from taskrun.local.sandbox import FunctionError, FunctionImage, Sandbox, error_payload
+from taskrun.local.template import ACCOUNT_ID, FunctionSpec
+
+DEFAULT_CONCURRENCY = 16
+THROTTLE_WAIT_SECONDS = 30.0
+MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
+LOG_LINES_KEPT = 5000
+
+
+class FunctionPool:
+    """The sandboxes of one function."""
+
+    def __init__(self, image: FunctionImage, limit: int, on_log: Callable[[str, str], None]) -> None:
+        self.image = image
+        self.limit = limit
+        self._on_log = on_log
+        self._idle: list[Sandbox] = []
+        self._all: set[Sandbox] = set()
+        self._count = 0
+        self._generation = 0
+        self._generation_of: dict[int, int] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def invoke(self, event_text: str) -> str:
+        sandbox = self._acquire()
+        healthy = False
+        try:
+            if sandbox.init_error is not None:
+                raise FunctionError(sandbox.init_error)
+            result, healthy = sandbox.invoke(event_text, self.image.timeout)
+            return result
+        finally:
+            self._release(sandbox, healthy)
+
+    def _acquire(self) -> Sandbox:
+        deadline = time.monotonic() + THROTTLE_WAIT_SECONDS
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise FunctionError(error_payload("ServiceException", "the local stack is stopping"))
+                while self._idle:
+                    sandbox = self._idle.pop()
+                    if sandbox.alive and self._generation_of.get(id(sandbox)) == self._generation:
+                        return sandbox
+                    self._retire(sandbox)
+                if self._count < self.limit:
+                    self._count += 1
+                    generation = self._generation
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FunctionError(
+                        error_payload("TooManyRequestsException", f"Rate Exceeded: {self.limit} sandboxes are busy")
+                    )
+                self._changed.wait(remaining)
+        try:
+            sandbox = Sandbox(self.image, self._on_log)
+        except BaseException:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._generation_of[id(sandbox)] = generation
+            self._all.add(sandbox)
+        return sandbox
+
+    def _release(self, sandbox: Sandbox, healthy: bool) -> None:
+        with self._changed:
+            fit = healthy and sandbox.alive and not self._closed
+            if fit and self._generation_of.get(id(sandbox)) == self._generation:
+                self._idle.append(sandbox)
+            else:
+                self._retire(sandbox)
+            self._changed.notify()
+
+    def _retire(self, sandbox: Sandbox) -> None:
+        """Stop a sandbox (called with the lock held)."""
+        self._count -= 1
+        self._generation_of.pop(id(sandbox), None)
+        self._all.discard(sandbox)
+        sandbox.kill()
+
+    def renew(self) -> None:
+        """New code: idle sandboxes go now, busy ones once their invocation ends."""
+        with self._changed:
+            self._generation += 1
+            for sandbox in self._idle:
+                self._retire(sandbox)
+            self._idle = []
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            busy = self._all - set(self._idle)
+            for sandbox in self._idle:
+                self._retire(sandbox)
+            self._idle = []
+            self._changed.notify_all()
+        for sandbox in busy:  # their invocations fail at once; the stack is going
+            sandbox.kill()
+
+    @property
+    def sandboxes(self) -> int:
+        with self._changed:
+            return self._count
+
+
+class LambdaRuntime:
+    """Every function of the template, each with its own sandboxes."""
+
+    def __init__(self, functions: list[FunctionSpec], region: str, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        self._functions = {spec.logical_id: spec for spec in functions}
+        self._region = region
+        self._concurrency = concurrency
+        self._pools: dict[str, FunctionPool] = {}
+        self._lock = threading.Lock()
+        self._async = ThreadPoolExecutor(max_workers=concurrency * 4, thread_name_prefix="lambda-async")
+        self._pending: set[Any] = set()
+        self.environment: dict[str, str] = {}  # for every sandbox: the emulator's endpoint, credentials, overrides
+        self.logs: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES_KEPT)
+        self.echo_logs = True
+
+    def __contains__(self, name: str) -> bool:
+        return self.function_name(name) in self._functions
+
+    @staticmethod
+    def function_name(name_or_arn: str) -> str:
+        return name_or_arn.split(":function:")[-1].split(":")[0]
+
+    def _log(self, function: str, line: str) -> None:
+        self.logs.append((function, line))
+        if self.echo_logs:
+            print(f"[{function}] {line}", file=sys.stderr, flush=True)
+
+    def pool(self, name: str) -> FunctionPool:
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is None:
+                spec = self._functions[name]
+                image = FunctionImage(
+                    name=name,
+                    code_uri=str(spec.code_uri),
+                    handler=spec.handler,
+                    timeout=float(spec.timeout),
+                    memory=spec.memory,
+                    region=self._region,
+                    environment={
+                        **spec.environment,
+                        **self.environment,
+                        "AWS_LAMBDA_FUNCTION_NAME": name,
+                        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+                        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                    },
+                )
+                pool = self._pools[name] = FunctionPool(image, self._concurrency, self._log)
+            return pool
+
+    def invoke_text(self, name_or_arn: str, event_text: str) -> str:
+        """A synchronous invocation with the event as JSON text; the result as JSON text."""
+        return self.pool(self.function_name(name_or_arn)).invoke(event_text)
+
+    def invoke(self, name_or_arn: str, event: Any) -> Any:
+        """Call the function as Lambda would; its failure raises FunctionError."""
+        return json.loads(self.invoke_text(name_or_arn, json.dumps(event)))
+
+    def invoke_async(self, name_or_arn: str, event: Any) -> None:
+        """Queue an asynchronous invocation; a failure goes to the on-failure destination
+        (no retries: the template sets none)."""
+        spec = self._functions[self.function_name(name_or_arn)]
+        event_text = json.dumps(event)
+        if len(event_text) > MAX_ASYNC_PAYLOAD_BYTES:
+            raise FunctionError(error_payload("RequestEntityTooLargeException", "the event is over 1 MB"))
+
+        def run() -> None:
+            try:
+                self.invoke_text(spec.logical_id, event_text)
+            except FunctionError as error:
+                self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
+                if spec.on_failure:
+                    self.invoke_async(spec.on_failure, _failure_record(spec, self._region, event, error.payload))
+
+        future = self._async.submit(run)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Any) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def renew(self) -> None:
+        """Task code changed: every function's next invocations run in new sandboxes."""
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.renew()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait for queued asynchronous invocations to finish."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+        self._async.shutdown(wait=False, cancel_futures=True)
+
+
+def _failure_record(spec: FunctionSpec, region: str, event: Any, error: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": error["errorType"], "errorMessage": error["errorMessage"]},
+    }
