@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,12 +27,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+@contextlib.contextmanager
+def started(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`taskrun local` in its own process on a free port, answering health; killed on the way out."""
     port = free_port()
     env = {**os.environ, "TASKRUN_API_KEY": "cli-key"}
     process = subprocess.Popen(
-        [TASKRUN, "local", "--port", str(port), "--tasks", str(USER_TASKS)],
+        [TASKRUN, "local", "--port", str(port), "--tasks", str(USER_TASKS), *options],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -49,9 +51,18 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     else:
         process.kill()
         pytest.fail("taskrun local did not answer within 60 s:\n" + (process.stdout.read() if process.stdout else ""))
-    yield url, process
-    if process.poll() is None:
-        process.kill()
+    try:
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    with started("--ephemeral") as server:
+        yield server
 
 
 def test_taskrun_local_serves_runs_of_bundle_and_user_tasks(served: tuple[str, subprocess.Popen[str]]) -> None:
@@ -110,3 +121,44 @@ def test_a_task_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "could not start: RuntimeError: a typo in my task module" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tmp_path: Path) -> None:
+    data = tmp_path / "state"
+    headers = {"X-API-KEY": "cli-key"}
+    # Given a stack keeping its state in a folder, with a run that ended and one that was running
+    with started("--data", str(data)) as (url, process):
+        done = httpx.post(
+            f"{url}/v1/runs?wait=true", headers=headers, json={"task_id": "team/add", "arguments": {"a": 4}}
+        ).json()
+        assert done["status"] == "succeeded"
+        cut = httpx.post(
+            f"{url}/v1/runs?wait=true&wait_timeout=1",
+            headers=headers,
+            json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
+        ).json()
+        assert cut["status"] == "running"
+        # When it is killed without warning
+        process.kill()
+        process.communicate()
+
+    # Then the next start on the same folder has both runs: the ended one as it was,
+    # the cut-off one ended failed, saying why
+    with started("--data", str(data)) as (url, process):
+        kept = httpx.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).json()
+        assert kept["status"] == "succeeded" and kept["result"] == 4
+        ended = httpx.get(f"{url}/v1/runs/{cut['run_id']}", headers=headers).json()
+        assert ended["status"] == "failed"
+        assert ended["error"]["message"] == "the local stack stopped while the run was running; it was not resumed"
+        listed = httpx.get(f"{url}/v1/runs", headers=headers, params={"limit": 100}).json()["runs"]
+        assert {done["run_id"], cut["run_id"]} <= {run["run_id"] for run in listed}
+        # And a graceful stop ends within seconds
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+        assert process.returncode == 0
+        assert "1 runs cut off by the last stop were ended failed" in output
+        assert f"state: {data}" in output
+
+    # And a stack started with --ephemeral keeps nothing
+    with started("--ephemeral") as (url, _):
+        assert httpx.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).status_code == 404

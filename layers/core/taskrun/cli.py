@@ -16,10 +16,12 @@ def _local(args: argparse.Namespace) -> int:
     for directory in args.tasks:
         if not Path(directory).is_dir():
             parser().error(f"tasks directory {directory} does not exist")
+    data_dir = None if args.ephemeral else Path(args.data).resolve()
     stack = LocalStack(
         root=Path(args.root) if args.root else bundle_root(),
         extra_task_dirs=[Path(d) for d in args.tasks],
         api_key=os.environ.get("TASKRUN_API_KEY") or None,
+        data_dir=data_dir,
     )
     from taskrun.runtime import task_catalog
 
@@ -40,6 +42,13 @@ def _local(args: argparse.Namespace) -> int:
     print(f"taskrun local: http://{host}:{port}/v1  (template {stack.stack.path})", flush=True)
     if not os.environ.get("TASKRUN_API_KEY"):
         print(f"API key (set TASKRUN_API_KEY to choose one): {key}", flush=True)
+    if data_dir is None:
+        print("state: in memory only (--ephemeral): nothing is kept after a stop", flush=True)
+    else:
+        kept = stack.emulator.restored_items
+        print(f"state: {data_dir} ({kept} items kept; delete the folder to start afresh)", flush=True)
+    if stack.interrupted_runs:
+        print(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed", flush=True)
     print(f"tasks: {tasks}", flush=True)
     print("Ctrl-C stops it.", flush=True)
     stopped = threading.Event()
@@ -71,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
         "--tasks", action="append", default=[], metavar="DIR", help="also import every module in DIR (repeatable)"
     )
     local.add_argument("--root", help="the bundle folder holding template.yaml (default: found)")
+    state = local.add_mutually_exclusive_group()
+    state.add_argument(
+        "--data", default=".taskrun", metavar="DIR", help="keep every table here across restarts (default: .taskrun)"
+    )
+    state.add_argument("--ephemeral", action="store_true", help="keep nothing: every table lives in memory only")
     local.set_defaults(run=_local)
     keys = commands.add_parser("keys", help="manage API keys of a deployed stack").add_subparsers(
         dest="keys_command", required=True

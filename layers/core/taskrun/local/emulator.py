@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
+from moto.dynamodb.models.dynamo_type import DynamoType
 
+from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, sandbox_context
-from taskrun.local.template import Stack
+from taskrun.local.template import ACCOUNT_ID, Stack
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig
@@ -68,33 +70,75 @@ def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
     return undo
 
 
-def _make_item_access_atomic() -> Callable[[], None]:
+def _make_item_access_atomic(journal: Journal | None) -> Callable[[], None]:
     """DynamoDB checks a write's condition and applies it as one step, and a read never sees
     half a write; moto, under concurrent threads, does neither (a reader could see a run's
-    new status before its result). Its item operations are serialised here. Return the undo."""
+    new status before its result). Its item operations are serialised here, and each write
+    is recorded in the journal, if there is one, before it answers. Return the undo."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    originals = {
-        name: getattr(DynamoDBBackend, name)
-        for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
-    }
+    reads = ("get_item", "query", "scan", "batch_get_item")
+    writes = ("put_item", "update_item", "delete_item", "transact_write_items")
+    originals = {name: getattr(DynamoDBBackend, name) for name in (*reads, *writes)}
 
-    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
-        def write(*args: Any, **kwargs: Any) -> Any:
+    def serialised(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def operation(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
             with lock:
-                return original(*args, **kwargs)
+                answer = original(backend, *args, **kwargs)
+                if journal is not None and name in writes:
+                    _record(journal, backend, name, answer, args, kwargs)
+                return answer
 
-        return write
+        return operation
 
     for name, original in originals.items():
-        setattr(DynamoDBBackend, name, serialised(original))
+        setattr(DynamoDBBackend, name, serialised(name, original))
 
     def undo() -> None:
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
 
     return undo
+
+
+def _record(journal: Journal, backend: Any, operation: str, answer: Any, args: Any, kwargs: Any) -> None:
+    """Journal what a write left behind: the item it wrote, or the key it deleted."""
+    if operation == "transact_write_items":
+        transact_items = kwargs.get("transact_items", args[0] if args else [])
+        for entry in transact_items:
+            request = next(iter(entry.values()))
+            table = backend.get_table(request["TableName"])
+            attributes = request.get("Key") or request.get("Item") or {}
+            hash_key = DynamoType(attributes[table.hash_key_attr])
+            range_key = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+            item = table.get_item(hash_key, range_key)
+            if item is not None:
+                journal.written(table.name, item)
+        return
+    table_name = kwargs.get("table_name", args[0] if args else "")
+    if answer is None:
+        return
+    if operation == "delete_item":
+        journal.deleted(table_name, answer)
+    else:
+        journal.written(table_name, answer)
+
+
+def restore_tables(journal: Journal, region: str) -> int:
+    """Put the journal's items back into the emulator's tables; return how many. The journal
+    is then rewritten as one line per item and takes every write from now on."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[ACCOUNT_ID][region]
+    items = journal.load()
+    for table, by_key in items.items():
+        if table not in backend.tables:
+            continue
+        for item in by_key.values():
+            backend.put_item(table, item)
+    journal.open(items)
+    return sum(len(by_key) for by_key in items.values())
 
 
 def _keep_task_failure_causes() -> Callable[[], None]:
@@ -123,8 +167,12 @@ def _keep_task_failure_causes() -> Callable[[], None]:
 class Emulator:
     """Stands up a template's tables, functions and state machines on moto, served on a local port."""
 
-    def __init__(self, stack: Stack, environment_overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, stack: Stack, environment_overrides: dict[str, str] | None = None, data_dir: Path | None = None
+    ) -> None:
         self.stack = stack
+        self.journal = Journal(data_dir) if data_dir is not None else None
+        self.restored_items = 0
         self.functions = stack.functions()
         self.runtime = LambdaRuntime(self.functions, stack.region)
         self._overrides = environment_overrides or {}
@@ -148,8 +196,11 @@ class Emulator:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
-        self._undo += [_route_lambda_to(self.runtime), _make_item_access_atomic(), _keep_task_failure_causes()]
+        self._undo += [_route_lambda_to(self.runtime), _keep_task_failure_causes()]
         self._create_tables()
+        if self.journal is not None:
+            self.restored_items = restore_tables(self.journal, self.stack.region)
+        self._undo.append(_make_item_access_atomic(self.journal))
         self._create_functions()
         from taskrun.local.events import EventBus, StreamPoller, publish_execution_ends
 
@@ -182,6 +233,8 @@ class Emulator:
             self._server.stop()
         for undo in reversed(self._undo):
             undo()
+        if self.journal is not None:
+            self.journal.close()
 
     def _set_environment(self, port: int) -> None:
         """This process and every sandbox reach the emulator on its endpoint, with credentials

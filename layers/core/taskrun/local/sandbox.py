@@ -104,6 +104,7 @@ def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's to handle
+    threading.Thread(target=_exit_with_the_stack, daemon=True).start()
     os.environ.clear()
     os.environ.update(image.environment)
     try:
@@ -126,6 +127,14 @@ def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
             answer = ("error", error_payload(type(error).__name__, str(error), stack))
         leftover = [thread for thread in threading.enumerate() if thread not in before and thread.is_alive()]
         requests.send((*answer, bool(leftover)))
+
+
+def _exit_with_the_stack() -> None:
+    """A sandbox ends when the stack that started it does, even a killed one."""
+    stack = multiprocessing.parent_process()
+    if stack is not None:
+        stack.join()
+        os._exit(1)
 
 
 _context: Any = None

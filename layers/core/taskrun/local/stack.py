@@ -14,9 +14,31 @@ from taskrun.loader import load_task_dirs
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import Gateway, make_server
 from taskrun.local.template import Stack
+from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.settings import get_settings
+from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
 
 DEFAULT_REGION = "us-east-1"
+KEY_FILE = "api-key"
+INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
+
+
+def end_interrupted_runs(runs_table: str) -> int:
+    """Runs kept from before a restart that were pending or running cannot go on (their
+    sandboxes and executions are gone): end each failed, saying why. Return how many."""
+    store = DynamoRunStore(runs_table)
+    ended = 0
+    for status in ACTIVE_STATUSES:
+        cursor: str | None = None
+        while True:
+            runs, cursor = store.list(RunFilter(status=status), 100, cursor)
+            for run in runs:
+                error = RunError(type=ErrorType.EXECUTION_ERROR, message=INTERRUPTED.format(status=status))
+                ending = Ending(RunStatus.FAILED, utcnow(), error=error, started_at=run.started_at)
+                ended += end_once(store, run.run_id, ending)[1]
+            if cursor is None:
+                break
+    return ended
 
 
 def bundle_root() -> Path:
@@ -34,6 +56,7 @@ class LocalStack:
     api_key: str | None = None
     region: str = DEFAULT_REGION
     settings_overrides: dict[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None  # where the tables are kept across restarts; None keeps nothing
 
     def __post_init__(self) -> None:
         self.stack = Stack(self.root / "template.yaml", self.region)
@@ -44,17 +67,31 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally only noise
         }
-        self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides})
+        self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.gateway = Gateway(self.stack, self.emulator.runtime)
         self._server: ThreadingHTTPServer | None = None
+        self.interrupted_runs = 0
 
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
+        self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
         self._create_flows_from_task_dirs()
-        key, record = new_key(name="local", secret=self.api_key)
+        key, record = new_key(name="local", secret=self.api_key or self._kept_key())
         DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
         self.api_key = key
+        return key
+
+    def _kept_key(self) -> str | None:
+        """With a data directory, the key made at the first start is kept there and used again."""
+        if self.data_dir is None:
+            return None
+        path = self.data_dir / KEY_FILE
+        if path.exists():
+            return path.read_text().strip() or None
+        key, _ = new_key()
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
         return key
 
     def _create_flows_from_task_dirs(self) -> None:
