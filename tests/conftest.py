@@ -37,6 +37,7 @@ USER_TASKS = Path(__file__).parent / "user_tasks"
 
 # Short enough that the tests that wait past a limit stay quick.
 COMPAT_WAIT_SECONDS = 3
+READ_TIMEOUT_SECONDS = 2
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +49,7 @@ def stack() -> Iterator[LocalStack]:
         settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS)},
     )
     local.start()
-    local.serve("127.0.0.1", 0, log=False)
+    local.serve("127.0.0.1", 0, log=False, read_timeout=READ_TIMEOUT_SECONDS)
     yield local
     local.stop()
 

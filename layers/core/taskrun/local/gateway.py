@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,11 @@ from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+READ_TIMEOUT_SECONDS = 30.0
+INTEGRATION_TIMEOUT_SECONDS = 29.0  # API Gateway's default; the function goes on past it
+LISTEN_BACKLOG = 1024
 STAGE = "local"
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/xml", "application/javascript")
 
@@ -54,6 +59,7 @@ class Gateway:
         self.routes = stack.routes()
         self.authorizer = stack.authorizer_function()
         self.gateway_responses = stack.gateway_responses()
+        self._integrations = ThreadPoolExecutor(max_workers=LISTEN_BACKLOG, thread_name_prefix="integration")
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, source_ip: str = "127.0.0.1"
@@ -61,7 +67,7 @@ class Gateway:
         url = urlsplit(target)
         path = unquote(url.path)
         if len(body) > MAX_BODY_BYTES:
-            return self._gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return self.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         matches = [(route, route.pattern.match(path)) for route in self.routes]
         on_path = [(route, match) for route, match in matches if match]
         if not on_path:
@@ -78,10 +84,19 @@ class Gateway:
             refusal = self._authorize(event)
             if refusal is not None:
                 return refusal
+        event_text = json.dumps(event)
+        if len(event_text) > MAX_EVENT_BYTES:
+            return self.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        invocation = self._integrations.submit(self.runtime.invoke_text, route.function, event_text)
         try:
-            answer = self.runtime.invoke(route.function, event)
+            answer = json.loads(invocation.result(timeout=INTEGRATION_TIMEOUT_SECONDS))
+        except TimeoutError:
+            detail = f"the function did not answer within {INTEGRATION_TIMEOUT_SECONDS:g} s; it may still be running"
+            return _problem(HTTPStatus.GATEWAY_TIMEOUT, detail)
         except FunctionError as error:
-            print(f"{route.function} raised {error.payload['errorType']}: {error}", flush=True)
+            if error.payload["errorType"] == "TooManyRequestsException":
+                return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
+            print(f"{route.function} failed: {error.payload['errorType']}: {error}", flush=True)
             return _problem(HTTPStatus.BAD_GATEWAY, "the function behind this route failed")
         return self._from_proxy_result(answer)
 
@@ -100,18 +115,18 @@ class Gateway:
             policy = self.runtime.invoke(self.authorizer, request)
         except FunctionError as error:
             if str(error) == "Unauthorized":
-                return self._gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
-            return self._gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)
+                return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
+            return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)
         statements = policy.get("policyDocument", {}).get("Statement", [])
         if not any(statement.get("Effect") == "Allow" for statement in statements):
-            return self._gateway_response("ACCESS_DENIED", HTTPStatus.FORBIDDEN)
+            return self.gateway_response("ACCESS_DENIED", HTTPStatus.FORBIDDEN)
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
             **policy.get("context", {}),
         }
         return None
 
-    def _gateway_response(self, kind: str, status: HTTPStatus) -> GatewayResponse:
+    def gateway_response(self, kind: str, status: HTTPStatus) -> GatewayResponse:
         if kind in self.gateway_responses:
             code, body = self.gateway_responses[kind]
             return GatewayResponse(code, {"Content-Type": "application/problem+json"}, body.encode())
@@ -186,36 +201,85 @@ class Gateway:
         return GatewayResponse(int(answer["statusCode"]), headers, body)
 
 
-def make_server(gateway: Gateway, host: str, port: int, log: bool = True) -> ThreadingHTTPServer:
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG  # a burst of connections waits to be accepted, not reset
+
+
+def make_server(
+    gateway: Gateway, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out in separate writes
         server_version = "taskrun-local"
+        timeout = read_timeout  # a client that stops sending is dropped
 
         def _serve(self) -> None:
             started = time.perf_counter()
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            response = gateway.handle(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
-            self.send_response_only(response.status)
-            for name, value in response.headers.items():
-                if name.lower() not in ("content-length", "connection"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+            response = self._read_body_and_handle()
+            self._send(response)
             if log:
                 elapsed = (time.perf_counter() - started) * 1000
                 print(
                     f"{self.client_address[0]} {self.command} {self.path} {response.status} {elapsed:.0f}ms", flush=True
                 )
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+        def _read_body_and_handle(self) -> GatewayResponse:
+            """API Gateway's checks on the request itself come first, from the headers alone."""
+            lengths = self.headers.get_all("Content-Length") or []
+            if self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                return _problem(HTTPStatus.BAD_REQUEST, "send the body with a Content-Length, not chunked")
+            if len(set(lengths)) > 1 or any(not value.strip().isdigit() for value in lengths):
+                self.close_connection = True
+                return _problem(HTTPStatus.BAD_REQUEST, "the Content-Length header is not a single whole number")
+            length = int(lengths[0]) if lengths else 0
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True  # the body is never read
+                return gateway.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                body = b""
+            if len(body) < length:
+                self.close_connection = True
+                return _problem(HTTPStatus.REQUEST_TIMEOUT, "the request body did not arrive in time")
+            try:
+                return gateway.handle(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
+            except Exception as error:  # a fault of the gateway itself still answers, and says so
+                print(f"the local gateway failed: {type(error).__name__}: {error}", flush=True)
+                return _problem(HTTPStatus.INTERNAL_SERVER_ERROR, "the local gateway failed; see its log")
+
+        def _send(self, response: GatewayResponse) -> None:
+            try:
+                self.send_response_only(response.status)
+                for name, value in response.headers.items():
+                    if name.lower() not in ("content-length", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(response.body)
+            except OSError:
+                self.close_connection = True  # the client went away
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Errors of the HTTP layer itself (a bad request line, headers too long, an unknown
+            method) answer problem+json like every other error."""
+            self.close_connection = True
+            self.request_version = self.protocol_version  # a request line that did not parse reads as HTTP/0.9
+            status = HTTPStatus(code)
+            self._send(_problem(status, explain or message or status.description))
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):  # any method: the gateway answers 405 where no route takes it
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Requests are logged once, by _serve."""
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return GatewayServer((host, port), Handler)

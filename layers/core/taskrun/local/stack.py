@@ -12,7 +12,7 @@ from taskrun.auth import DynamoKeyStore, new_key
 from taskrun.catalog import FlowRevision, catalog, state_machine_name
 from taskrun.loader import load_task_dirs
 from taskrun.local.emulator import Emulator
-from taskrun.local.gateway import Gateway, make_server
+from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, make_server
 from taskrun.local.template import Stack
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.settings import get_settings
@@ -106,9 +106,11 @@ class LocalStack:
             if isinstance(revision, FlowRevision) and name not in existing:
                 self.emulator.create_state_machine(name, revision.definition, self.emulator.substitutions)
 
-    def serve(self, host: str, port: int, log: bool = True) -> ThreadingHTTPServer:
+    def serve(
+        self, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
+    ) -> ThreadingHTTPServer:
         """Start the HTTP server on a background thread; port 0 picks a free port."""
-        self._server = make_server(self.gateway, host, port, log=log)
+        self._server = make_server(self.gateway, host, port, log=log, read_timeout=read_timeout)
         threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True).start()
         return self._server
 

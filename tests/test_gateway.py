@@ -1,0 +1,139 @@
+"""The local gateway against clients that break HTTP: it answers with API Gateway's limits
+and problem+json, from the headers alone where it can, and never hangs on a client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, READ_TIMEOUT_SECONDS
+
+
+def exchange(base_url: str, raw: bytes, wait: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes on a new connection; read one response (status, headers, body)."""
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=wait) as connection:
+        connection.sendall(raw)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return int(lines[0].split()[1]), headers, body
+
+
+def problem_of(status: int, headers: dict[str, str], body: bytes) -> dict:
+    assert headers["content-type"] == "application/problem+json", (status, headers, body)
+    problem = json.loads(body)
+    assert problem["status"] == status
+    return problem
+
+
+def request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: local", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_a_body_over_10_mb_is_refused_from_its_headers_before_it_is_sent(base_url: str) -> None:
+    # Given a client that announces 1 GB and sends none of it, without a key
+    began = time.monotonic()
+    status, headers, body = exchange(base_url, request("POST", "/v1/runs", {"Content-Length": str(2**30)}))
+    # Then it is refused at once with the API's 413 problem
+    assert status == 413
+    assert problem_of(status, headers, body)["title"] == "Content Too Large"
+    assert time.monotonic() - began < READ_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [["-1"], ["abc"], ["1e3"], [" "], ["5", "6"]],
+    ids=["negative", "not-a-number", "exponent", "blank", "two-different"],
+)
+def test_a_content_length_that_is_not_one_whole_number_is_400(base_url: str, lengths: list[str]) -> None:
+    head = "POST /v1/runs HTTP/1.1\r\nHost: local\r\n" + "".join(f"Content-Length: {v}\r\n" for v in lengths)
+    status, headers, body = exchange(base_url, (head + "\r\n").encode())
+    assert status == 400
+    assert "Content-Length" in problem_of(status, headers, body)["detail"]
+
+
+def test_a_chunked_body_is_400(base_url: str) -> None:
+    raw = request(
+        "POST", "/v1/runs", {"Transfer-Encoding": "chunked", "X-API-KEY": API_KEY}, b"5\r\nhello\r\n0\r\n\r\n"
+    )
+    status, headers, body = exchange(base_url, raw)
+    assert status == 400
+    problem_of(status, headers, body)
+
+
+def test_a_client_that_stops_sending_is_answered_408_after_the_read_timeout(base_url: str) -> None:
+    # Given a client that announces 100 bytes and sends 10
+    began = time.monotonic()
+    raw = request("POST", "/v1/runs", {"Content-Length": "100", "X-API-KEY": API_KEY}, b'{"task_id"')
+    status, headers, body = exchange(base_url, raw, wait=READ_TIMEOUT_SECONDS * 5)
+    # Then the gateway gives up on it after its read timeout
+    assert status == 408
+    problem_of(status, headers, body)
+    assert time.monotonic() - began < READ_TIMEOUT_SECONDS * 3
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /v1/health HTTP/9.9\r\n\r\n", 505),
+        (b"GET /v1/health HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"BREW /v1/runs HTTP/1.1\r\nHost: local\r\n\r\n", 405),
+    ],
+    ids=["bad-request-line", "bad-version", "header-too-long", "unknown-method"],
+)
+def test_errors_of_the_http_layer_are_problems_too(base_url: str, raw: bytes, status: int) -> None:
+    answered, headers, body = exchange(base_url, raw)
+    assert answered == status
+    problem_of(answered, headers, body)
+
+
+def test_a_burst_of_hundreds_of_connections_is_held_not_reset(base_url: str) -> None:
+    # Given 400 connections opened at once, before any request is sent
+    url = urlsplit(base_url)
+    connections = [socket.create_connection((url.hostname, url.port), timeout=60) for _ in range(400)]
+    answers: list[bytes] = []
+    lock = threading.Lock()
+
+    def ask(connection: socket.socket) -> None:
+        with connection:
+            connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := connection.recv(65536):
+                received += chunk
+            with lock:
+                answers.append(received)
+
+    threads = [threading.Thread(target=ask, args=(connection,)) for connection in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # Then every one of them is answered
+    assert len(answers) == 400
+    assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+
+
+def test_keep_alive_goes_on_after_an_error_the_gateway_could_read_past(api: httpx.Client) -> None:
+    assert api.post("/v1/runs", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.get("/v1/health").status_code == 200
