@@ -264,7 +264,11 @@ def test_the_compatible_endpoint_answers_each_outcome_in_its_shape(api: httpx.Cl
     assert invalid["success"] is False and invalid["error_type"] == "validation_error"
     assert "body.arguments.name" in invalid["error"]
 
-    assert call({"arguments": {}})["error_type"] == "validation_error"
+    # a body that is not the endpoint's request shape is a 422 problem, which its SDK raises on
+    malformed = api.post("/api/v0/tools/tasks/run", json={"arguments": {}})
+    assert malformed.status_code == 422
+    assert malformed.headers["Content-Type"] == "application/problem+json"
+    assert malformed.json()["errors"][0]["location"] == "body.task_id"
 
     failed = call({"task_id": "examples/fail", "arguments": {"message": "nope"}})
     assert failed == {

@@ -1,19 +1,12 @@
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from http import HTTPStatus
 
-from taskrun.api import json_response, make_resolver, validation_errors
+from taskrun.api import make_resolver
 from taskrun.compat import run_compat
-from taskrun.errors import describe_errors
-from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType
+from taskrun.models import CompatRunRequest, CompatRunResponse
 from taskrun.runtime import api_handler, run_service
 
-app = make_resolver()
-
-
-@app.exception_handler(RequestValidationError)
-def invalid_request(error: RequestValidationError) -> Response[str]:
-    message = describe_errors("the request is not valid", validation_errors(error))
-    return json_response(CompatRunResponse(success=False, error=message, error_type=ErrorType.VALIDATION_ERROR))
+# Its contract: 422 for any body that is not its request's shape; 200 for every outcome of one that is.
+app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
 
 
 @app.post("/api/v0/tools/tasks/run")

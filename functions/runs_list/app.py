@@ -3,6 +3,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import make_resolver
+from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
 from taskrun.store import RunFilter
@@ -12,7 +13,7 @@ app = make_resolver()
 
 @app.get("/v1/runs")
 def list_runs(
-    task_id: Annotated[str | None, Query()] = None,
+    task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,
     status: Annotated[RunStatus | None, Query()] = None,
     triggered_by: Annotated[TriggeredBy | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

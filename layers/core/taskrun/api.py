@@ -5,12 +5,16 @@ Every domain error maps to a problem here and nowhere else.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
@@ -82,6 +86,45 @@ def validation_errors(error: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+MAX_JSON_DEPTH = 64
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json_body(text: str) -> Any:
+    """A request body as strict JSON: no NaN or Infinity, no number past Python's digit limit,
+    no lone surrogate (it could be stored but never answered), at most MAX_JSON_DEPTH levels
+    deep. Anything else is a JSONDecodeError, which the resolver answers as a bad body."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise json.JSONDecodeError(f"it nests deeper than {MAX_JSON_DEPTH} levels", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:
+        raise json.JSONDecodeError(str(error), text, 0) from None
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise json.JSONDecodeError(f"it nests deeper than {MAX_JSON_DEPTH} levels", text, 0)
+        if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise json.JSONDecodeError(
+                    "a string holds a lone surrogate, which is not Unicode text", text, 0
+                ) from None
+    return value
+
+
 def non_json_body(app: APIGatewayRestResolver) -> str | None:
     """The content type of a body that is not JSON (a form post, curl's default for -d), if any."""
     event = app.current_event
@@ -89,6 +132,23 @@ def non_json_body(app: APIGatewayRestResolver) -> str | None:
     if event.body and content_type and not content_type.endswith("json"):
         return content_type
     return None
+
+
+def malformed_request(app: APIGatewayRestResolver, error: Exception) -> tuple[HTTPStatus, str, list[FieldError]]:
+    """What is wrong with a request the resolver could not validate, and the status that says so."""
+    content_type = non_json_body(app)
+    if content_type:
+        detail = f"the body must be JSON; send Content-Type: application/json (not {content_type})"
+        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, detail, []
+    if isinstance(error, UnicodeDecodeError):
+        return HTTPStatus.BAD_REQUEST, "the request body is not UTF-8 text", []
+    if not isinstance(error, RequestValidationError):
+        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the body must be JSON; send Content-Type: application/json", []
+    invalid_json = [item for item in error.errors() if item.get("type") == "json_invalid"]
+    if invalid_json:
+        reason = invalid_json[0].get("ctx", {}).get("error", "")
+        return HTTPStatus.BAD_REQUEST, f"the request body is not valid JSON: {reason}".rstrip(": "), []
+    return HTTPStatus.UNPROCESSABLE_ENTITY, "the request is not valid", validation_errors(error)
 
 
 STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
@@ -101,20 +161,18 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
 }
 
 
-def make_resolver() -> APIGatewayRestResolver:
-    """A REST API resolver with request validation and every domain error mapped to problem+json."""
-    app = APIGatewayRestResolver(enable_validation=True)
+def make_resolver(malformed_status: HTTPStatus | None = None) -> APIGatewayRestResolver:
+    """A REST API resolver with request validation and every domain error mapped to problem+json.
 
-    @app.exception_handler(RequestValidationError)
-    def invalid_request(error: RequestValidationError) -> Response[str]:
-        content_type = non_json_body(app)
-        if content_type:
-            detail = f"the body must be JSON; send Content-Type: application/json (not {content_type})"
-            return problem_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, detail)
-        errors = validation_errors(error)
-        if any(item.get("type") == "json_invalid" for item in error.errors()):
-            return problem_response(HTTPStatus.BAD_REQUEST, "the request body is not valid JSON", errors)
-        return problem_response(HTTPStatus.UNPROCESSABLE_ENTITY, "the request is not valid", errors)
+    A request the resolver cannot validate (not JSON, not UTF-8, not the route's shape)
+    answers 400, 415 or 422 as fits, or always `malformed_status` where a route's contract
+    names one status for them all."""
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+
+    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, UnicodeDecodeError])
+    def invalid_request(error: Exception) -> Response[str]:
+        status, detail, errors = malformed_request(app, error)
+        return problem_response(malformed_status or status, detail, errors)
 
     @app.exception_handler(InvalidInput)
     def invalid_input(error: InvalidInput) -> Response[str]:

@@ -14,7 +14,8 @@ TaskId = Annotated[
     str,
     Field(min_length=1, max_length=200, pattern=TASK_ID_PATTERN, examples=["examples/greet"]),
 ]
-RunId = Annotated[str, Field(pattern=r"^run_[0-9a-z]{26}$", examples=["run_01jd0m4x7c5q8n2v6b3k9w1t0e"])]
+RUN_ID_PATTERN = r"^run_[0-9a-z]{26}$"
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["run_01jd0m4x7c5q8n2v6b3k9w1t0e"])]
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -21,9 +22,11 @@ from botocore.exceptions import ClientError
 
 from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound
+from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, TriggeredBy, format_time
 
 JSON_FIELDS = ("arguments", "result", "error", "usage")
+RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
 
 
@@ -97,7 +100,7 @@ class DynamoRunStore(aws.TableAdapter):
         if conditions:
             query["FilterExpression"] = " AND ".join(conditions)
         if cursor:
-            query["ExclusiveStartKey"] = _decode_cursor(cursor)
+            query["ExclusiveStartKey"] = _decode_cursor(cursor, key_name, key_value)
         runs: list[Run] = []
         while True:
             page = self.table.query(Limit=limit - len(runs) if not conditions else max(limit, 25), **query)
@@ -191,10 +194,17 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, key_name: str, key_value: str) -> dict[str, Any]:
+    """The index key a cursor holds: only one this API gave out for the same filters passes."""
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(key, dict) and all(isinstance(v, str) for v in key.values()) and "run_id" in key:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)))
+        if (
+            isinstance(key, dict)
+            and set(key) == {"run_id", key_name}
+            and key[key_name] == key_value
+            and isinstance(key["run_id"], str)
+            and RUN_ID.fullmatch(key["run_id"])
+        ):
             return key
     except (binascii.Error, ValueError):
         pass
