@@ -40,11 +40,29 @@ COMPAT_WAIT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 2
 
 
+LIVE_TASK = """
+from taskrun import task
+
+
+@task("live/version", timeout=5)
+def version() -> str:
+    return "one"
+"""
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def live_tasks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tasks directory that tests edit while the stack runs."""
+    directory = tmp_path_factory.mktemp("live_tasks")
+    (directory / "live.py").write_text(LIVE_TASK)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def stack(live_tasks: Path) -> Iterator[LocalStack]:
     local = LocalStack(
         root=ROOT,
-        extra_task_dirs=[USER_TASKS],
+        extra_task_dirs=[USER_TASKS, live_tasks],
         api_key=API_KEY,
         settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS)},
     )

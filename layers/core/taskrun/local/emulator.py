@@ -218,12 +218,28 @@ class Emulator:
 
     def create_state_machine(self, name: str, definition: Path, substitutions: dict[str, str]) -> str:
         """Create a state machine from an ASL file, with `${Name}` substitutions as SAM makes them."""
+        client = boto3.client("stepfunctions", region_name=self.stack.region)
+        text = self._definition(definition, substitutions)
+        created = client.create_state_machine(name=name, definition=text, roleArn=self._role, type="STANDARD")
+        return str(created["stateMachineArn"])
+
+    @staticmethod
+    def _definition(definition: Path, substitutions: dict[str, str]) -> str:
         text = definition.read_text()
         for key, value in substitutions.items():
             text = text.replace("${" + key + "}", value)
+        return text
+
+    def put_state_machine(self, name: str, definition: Path) -> None:
+        """Create a state machine, or give an existing one the definition file as it now stands."""
         client = boto3.client("stepfunctions", region_name=self.stack.region)
-        created = client.create_state_machine(name=name, definition=text, roleArn=self._role, type="STANDARD")
-        return str(created["stateMachineArn"])
+        arn = f"arn:aws:states:{self.stack.region}:{ACCOUNT_ID}:stateMachine:{name}"
+        try:
+            client.describe_state_machine(stateMachineArn=arn)
+        except client.exceptions.StateMachineDoesNotExist:
+            self.create_state_machine(name, definition, self.substitutions)
+            return
+        client.update_state_machine(stateMachineArn=arn, definition=self._definition(definition, self.substitutions))
 
     def stop(self) -> None:
         for poller in getattr(self, "_pollers", []):

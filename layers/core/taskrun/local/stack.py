@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -13,6 +14,7 @@ from taskrun.catalog import FlowRevision, catalog, state_machine_name
 from taskrun.loader import load_task_dirs
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, make_server
+from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.settings import get_settings
@@ -71,12 +73,16 @@ class LocalStack:
         self.gateway = Gateway(self.stack, self.emulator.runtime)
         self._server: ThreadingHTTPServer | None = None
         self.interrupted_runs = 0
+        self.reloads = 0
+        self.watcher: Watcher | None = None
 
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
         self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
         self._create_flows_from_task_dirs()
+        self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
+        self.watcher.start()
         key, record = new_key(name="local", secret=self.api_key or self._kept_key())
         DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
         self.api_key = key
@@ -93,6 +99,20 @@ class LocalStack:
         path.touch(mode=0o600)
         path.write_text(key + "\n")
         return key
+
+    def _reload(self) -> None:
+        """Task files changed: new sandboxes for every function, state machines from the flows' files."""
+        self.emulator.runtime.renew()
+        try:
+            flows = flows_in(get_settings().task_dirs)
+        except Exception as error:
+            print(f"taskrun local: the tasks changed but do not load: {error}", file=sys.stderr, flush=True)
+            return
+        prefix = os.environ["TASKRUN_STATE_MACHINE_PREFIX"].rpartition(":")[2]
+        for task_id, definition in flows:
+            self.emulator.put_state_machine(prefix + state_machine_name(task_id), definition)
+        self.reloads += 1
+        print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
     def _create_flows_from_task_dirs(self) -> None:
         """The template's state machines exist; a flow registered in a tasks directory gets
@@ -115,6 +135,8 @@ class LocalStack:
         return self._server
 
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
