@@ -64,8 +64,9 @@ def stack(live_tasks: Path) -> Iterator[LocalStack]:
         root=ROOT,
         extra_task_dirs=[USER_TASKS, live_tasks],
         api_key=API_KEY,
-        settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS)},
+        settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS), "POWERTOOLS_LOG_LEVEL": "INFO"},
     )
+    local.emulator.runtime.echo_logs = False  # kept in runtime.logs for the tests that read them
     local.start()
     local.serve("127.0.0.1", 0, log=False, read_timeout=READ_TIMEOUT_SECONDS)
     yield local

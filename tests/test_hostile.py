@@ -277,3 +277,11 @@ def test_a_bad_key_is_401_on_every_route(
         response = anonymous.request(method, path, headers=encoded, content=run_body())
         assert response.status_code == status
         assert response.headers["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("cursor", ["²", "-1", "9" * 40, "1e3", " 1"])
+def test_a_bad_history_cursor_of_a_real_flow_run_is_422(api: httpx.Client, cursor: str) -> None:
+    run = api.post("/v1/runs", json={"task_id": "examples/batch", "arguments": {"numbers": [1]}, "wait": True}).json()
+    response = api.get(f"/v1/runs/{run['run_id']}/history", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["location"] == "query.cursor"

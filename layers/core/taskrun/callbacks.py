@@ -10,6 +10,7 @@ callback is completed once: it is claimed by a conditional write before the toke
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from enum import StrEnum
 from typing import Any
@@ -26,6 +27,7 @@ from taskrun.models import UtcTime, format_time, utcnow
 from taskrun.store import RunStore
 
 logger = Logger(child=True)
+CALLBACK_ID = re.compile(r"cb_[0-9a-f]{20}")
 
 
 class CallbackStatus(StrEnum):
@@ -95,6 +97,8 @@ class CallbackStore(aws.TableAdapter):
         self.table.put_item(Item=item)
 
     def get(self, callback_id: str) -> Callback:
+        if not CALLBACK_ID.fullmatch(callback_id):
+            raise CallbackNotFound(f"no callback {callback_id[:100]!r}")
         item = self.table.get_item(Key={"callback_id": callback_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise CallbackNotFound(f"no callback {callback_id!r}")
@@ -142,7 +146,7 @@ class Callbacks:
     def register(self, request: CallbackRequest) -> Callback:
         step = request.callback
         callback = Callback(
-            callback_id="cb_" + secrets.token_hex(10),
+            callback_id=f"cb_{secrets.token_hex(10)}",
             run_id=step.run_id,
             step=step.step,
             request=step.request,

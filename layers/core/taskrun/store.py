@@ -77,6 +77,7 @@ class DynamoRunStore(aws.TableAdapter):
             raise
 
     def get(self, run_id: str) -> Run:
+        _known_shape(run_id)
         item = self.table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
         if item is None:
             raise RunNotFound(run_id)
@@ -141,6 +142,7 @@ class DynamoRunStore(aws.TableAdapter):
     ) -> Run:
         """One conditional write: the move happens only from an allowed status, so one writer wins.
         `unless_set` values are written only where the run has none yet."""
+        _known_shape(run_id)
         unless_set = unless_set or {}
         names = {f"#{name}": name for name in (*values, *unless_set)}
         names["#status"] = "status"
@@ -167,6 +169,12 @@ class DynamoRunStore(aws.TableAdapter):
             status = TypeDeserializer().deserialize(old["status"])  # this answer comes in the wire format
             raise RunConflict(run_id, status, f"run {run_id} is {status} already") from error
         return run_from_item(response["Attributes"])
+
+
+def _known_shape(run_id: str) -> None:
+    """An id no run can have is not found, without asking DynamoDB (which refuses keys over 2 KB)."""
+    if not RUN_ID.fullmatch(run_id):
+        raise RunNotFound(run_id[:100])
 
 
 def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:

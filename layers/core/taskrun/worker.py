@@ -79,6 +79,7 @@ class Worker:
         assert run.started_at is not None
         run, ended_here = end_once(self.store, run_id, self._run_script(run, _limit(run.timeout, seconds_left)))
         if ended_here:
+            logger.info("run ended", extra={"status": run.status, "duration_ms": run.duration_ms})
             count(f"RunsEnded_{run.status.value}")
         else:
             logger.info("run ended elsewhere first", extra={"status": run.status})

@@ -141,6 +141,31 @@ def restore_tables(journal: Journal, region: str) -> int:
     return sum(len(by_key) for by_key in items.values())
 
 
+def _serve_moto_faster() -> Callable[[], None]:
+    """moto's server looks up the backend of every request by scanning its modules, and sends
+    headers and body in separate writes that Nagle's algorithm may hold back: remember each
+    host's backend, and send at once. Return the undo."""
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    known: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+        if host not in known:
+            known[host] = original(self, host)
+        return known[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+    MotoRequestHandler.disable_nagle_algorithm = True
+
+    def undo() -> None:
+        DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
+        MotoRequestHandler.disable_nagle_algorithm = False
+
+    return undo
+
+
 def _keep_task_failure_causes() -> Callable[[], None]:
     """moto's SendTaskFailure drops `cause`; Step Functions keeps it. Return the undo."""
     from moto.core.responses import ActionResult, EmptyResult
@@ -190,7 +215,7 @@ class Emulator:
         sandbox_context()
         config = mock.patch.dict(default_user_config, EMULATOR_CONFIG)
         config.start()
-        self._undo = [config.stop]
+        self._undo = [config.stop, _serve_moto_faster()]
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -1,0 +1,101 @@
+"""Many clients at once: every answer is its own request's, every run ends once, and each
+log line belongs to the invocation that wrote it."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from taskrun.local.stack import LocalStack
+from tests.conftest import API_KEY
+
+STARTS = 500
+CLIENTS = 50
+
+
+@pytest.fixture
+def busy_switching() -> Iterator[None]:
+    """Threads of the stack's process switch far more often than by default, so races show."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_500_starts_from_50_clients_all_end_each_with_its_own_arguments(
+    base_url: str, stack: LocalStack, busy_switching: None
+) -> None:
+    # Given 50 clients starting 500 runs at once, half of them waiting for the result,
+    # each run told apart by its arguments
+    local = threading.local()
+    tag = f"load-{threading.get_ident()}"
+
+    def client() -> httpx.Client:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base_url, headers={"X-API-KEY": API_KEY}, timeout=120)
+        return local.client  # type: ignore[no-any-return]
+
+    def start(index: int) -> tuple[int, httpx.Response]:
+        body = {"task_id": "examples/echo", "arguments": {"message": f"{tag}-{index}", "note": str(index)}}
+        return index, client().post("/v1/runs", json={**body, "wait": index % 2 == 0})
+
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        answers = list(pool.map(start, range(STARTS)))
+
+    # Then every answer is a 201 carrying its own request's arguments (and result, where waited)
+    for index, response in answers:
+        assert response.status_code == 201, response.text
+        run = response.json()
+        assert run["arguments"] == {"message": f"{tag}-{index}", "note": str(index)}
+        if index % 2 == 0:
+            assert run["status"] == "succeeded", run
+            assert run["result"] == run["arguments"]
+
+    # And every run ends succeeded with its own result, none stuck
+    def ended(item: tuple[int, httpx.Response]) -> dict:
+        run_id = item[1].json()["run_id"]
+        return client().get(f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 25}).json()
+
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        runs = list(pool.map(ended, answers))
+    assert all(run["status"] == "succeeded" for run in runs)
+    assert all(run["result"] == run["arguments"] for run in runs)
+
+    # And there is exactly one run per request: nothing duplicated, nothing lost
+    listed: list[str] = []
+    cursor = None
+    while True:
+        params = {"task_id": "examples/echo", "limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = client().get("/v1/runs", params=params).json()
+        listed += [run["run_id"] for run in page["runs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    mine = {run["run_id"] for run in runs}
+    assert len(mine) == STARTS
+    assert mine <= set(listed)
+
+    # And each log line of these runs carries the function, invocation and run that wrote it
+    logged = [
+        (function, json.loads(line)) for function, line in list(stack.emulator.runtime.logs) if line.startswith("{")
+    ]
+    started = [
+        entry for function, entry in logged if entry.get("message") == "run started" and entry.get("run_id") in mine
+    ]
+    finished = [
+        entry for function, entry in logged if entry.get("message") == "run ended" and entry.get("run_id") in mine
+    ]
+    assert started and finished
+    assert {entry["function_name"] for entry in started} == {"StartRunFunction"}
+    assert {entry["function_name"] for entry in finished} == {"WorkerFunction"}
+    for function, entry in logged:
+        if entry.get("function_name"):
+            assert entry["function_name"] == function
+    request_ids = [entry["function_request_id"] for entry in started]
+    assert len(set(request_ids)) == len(request_ids)  # one invocation per start
