@@ -69,9 +69,11 @@ def test_500_starts_from_50_clients_all_end_each_with_its_own_arguments(
 
     # And there is exactly one run per request: nothing duplicated, nothing lost
     listed: list[str] = []
-    cursor = None
+    cursor: str | None = None
     while True:
-        params = {"task_id": "examples/echo", "limit": 100, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"task_id": "examples/echo", "limit": 100}
+        if cursor:
+            params["cursor"] = cursor
         page = client().get("/v1/runs", params=params).json()
         listed += [run["run_id"] for run in page["runs"]]
         cursor = page["next_cursor"]
