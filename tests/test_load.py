@@ -23,7 +23,7 @@ CLIENTS = 50
 def busy_switching() -> Iterator[None]:
     """Threads of the stack's process switch far more often than by default, so races show."""
     before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
+    sys.setswitchinterval(1e-4)
     yield
     sys.setswitchinterval(before)
 

@@ -10,10 +10,8 @@ reaches the emulator on its endpoint (AWS_ENDPOINT_URL), as it would reach AWS.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +19,16 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
-from moto.dynamodb.models.dynamo_type import DynamoType
 
-from taskrun.local.journal import Journal
+from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.sandbox import FunctionError, sandbox_context
+from taskrun.local.patches import (
+    keep_task_failure_causes,
+    make_item_access_atomic,
+    route_lambda_to,
+    serve_moto_faster,
+)
+from taskrun.local.sandbox import sandbox_context
 from taskrun.local.template import ACCOUNT_ID, Stack
 
 if TYPE_CHECKING:
@@ -33,160 +36,6 @@ if TYPE_CHECKING:
 
 EMULATOR_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-
-
-def _route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
-    """Make moto's simple Lambda backend call real handlers; return the undo."""
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-
-    original = LambdaSimpleBackend.invoke
-
-    def invoke(
-        self: LambdaSimpleBackend,
-        function_name: str,
-        qualifier: str | None,
-        body: Any,
-        headers: Any,
-        response_headers: Any,
-    ) -> str | bytes | None:
-        if function_name not in runtime:
-            self.get_function(function_name, qualifier)  # an unknown function is refused, as Lambda does
-            return original(self, function_name, qualifier, body, headers, response_headers)
-        event = json.loads(body) if body else {}
-        try:
-            if headers.get("X-Amz-Invocation-Type") == "Event":
-                runtime.invoke_async(function_name, event)
-                return b""
-            return runtime.invoke_text(function_name, json.dumps(event)).encode()
-        except FunctionError as error:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(error.payload).encode()
-
-    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
-
-    def undo() -> None:
-        LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
-
-    return undo
-
-
-def _make_item_access_atomic(journal: Journal | None) -> Callable[[], None]:
-    """DynamoDB checks a write's condition and applies it as one step, and a read never sees
-    half a write; moto, under concurrent threads, does neither (a reader could see a run's
-    new status before its result). Its item operations are serialised here, and each write
-    is recorded in the journal, if there is one, before it answers. Return the undo."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    reads = ("get_item", "query", "scan", "batch_get_item")
-    writes = ("put_item", "update_item", "delete_item", "transact_write_items")
-    originals = {name: getattr(DynamoDBBackend, name) for name in (*reads, *writes)}
-
-    def serialised(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        def operation(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-            with lock:
-                answer = original(backend, *args, **kwargs)
-                if journal is not None and name in writes:
-                    _record(journal, backend, name, answer, args, kwargs)
-                return answer
-
-        return operation
-
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, serialised(name, original))
-
-    def undo() -> None:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-    return undo
-
-
-def _record(journal: Journal, backend: Any, operation: str, answer: Any, args: Any, kwargs: Any) -> None:
-    """Journal what a write left behind: the item it wrote, or the key it deleted."""
-    if operation == "transact_write_items":
-        transact_items = kwargs.get("transact_items", args[0] if args else [])
-        for entry in transact_items:
-            request = next(iter(entry.values()))
-            table = backend.get_table(request["TableName"])
-            attributes = request.get("Key") or request.get("Item") or {}
-            hash_key = DynamoType(attributes[table.hash_key_attr])
-            range_key = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
-            item = table.get_item(hash_key, range_key)
-            if item is not None:
-                journal.written(table.name, item)
-        return
-    table_name = kwargs.get("table_name", args[0] if args else "")
-    if answer is None:
-        return
-    if operation == "delete_item":
-        journal.deleted(table_name, answer)
-    else:
-        journal.written(table_name, answer)
-
-
-def restore_tables(journal: Journal, region: str) -> int:
-    """Put the journal's items back into the emulator's tables; return how many. The journal
-    is then rewritten as one line per item and takes every write from now on."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    backend = dynamodb_backends[ACCOUNT_ID][region]
-    items = journal.load()
-    for table, by_key in items.items():
-        if table not in backend.tables:
-            continue
-        for item in by_key.values():
-            backend.put_item(table, item)
-    journal.open(items)
-    return sum(len(by_key) for by_key in items.values())
-
-
-def _serve_moto_faster() -> Callable[[], None]:
-    """moto's server looks up the backend of every request by scanning its modules, and sends
-    headers and body in separate writes that Nagle's algorithm may hold back: remember each
-    host's backend, and send at once. Return the undo."""
-    from moto.moto_server.threaded_moto_server import MotoRequestHandler
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-
-    original = DomainDispatcherApplication.get_backend_for_host
-    known: dict[str | None, Any] = {}
-
-    def get_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
-        if host not in known:
-            known[host] = original(self, host)
-        return known[host]
-
-    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
-    MotoRequestHandler.disable_nagle_algorithm = True
-
-    def undo() -> None:
-        DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
-        MotoRequestHandler.disable_nagle_algorithm = False
-
-    return undo
-
-
-def _keep_task_failure_causes() -> Callable[[], None]:
-    """moto's SendTaskFailure drops `cause`; Step Functions keeps it. Return the undo."""
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.stepfunctions.responses import StepFunctionResponse
-
-    original = StepFunctionResponse.send_task_failure
-
-    def send_task_failure(self: StepFunctionResponse) -> ActionResult:
-        self.stepfunction_backend.send_task_failure(  # the executing backend takes a cause
-            self._get_param("taskToken"),
-            error=self._get_param("error"),
-            cause=self._get_param("cause"),  # type: ignore[call-arg]
-        )
-        return EmptyResult()
-
-    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
-
-    def undo() -> None:
-        StepFunctionResponse.send_task_failure = original  # type: ignore[method-assign]
-
-    return undo
 
 
 class Emulator:
@@ -215,17 +64,17 @@ class Emulator:
         sandbox_context()
         config = mock.patch.dict(default_user_config, EMULATOR_CONFIG)
         config.start()
-        self._undo = [config.stop, _serve_moto_faster()]
+        self._undo = [config.stop, serve_moto_faster()]
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
-        self._undo += [_route_lambda_to(self.runtime), _keep_task_failure_causes()]
+        self._undo += [route_lambda_to(self.runtime), keep_task_failure_causes()]
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)
-        self._undo.append(_make_item_access_atomic(self.journal))
+        self._undo.append(make_item_access_atomic(self.journal))
         self._create_functions()
         from taskrun.local.events import EventBus, StreamPoller, publish_execution_ends
 

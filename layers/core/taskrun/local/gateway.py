@@ -116,6 +116,9 @@ class Gateway:
         except FunctionError as error:
             if str(error) == "Unauthorized":
                 return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
+            if error.payload["errorType"] == "TooManyRequestsException":
+                return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
+            print(f"the authorizer failed: {error.payload['errorType']}: {error}", flush=True)
             return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)
         statements = policy.get("policyDocument", {}).get("Statement", [])
         if not any(statement.get("Effect") == "Allow" for statement in statements):

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from taskrun.local.template import ACCOUNT_ID
+
 JOURNAL_NAME = "tables.jsonl"
 
 
@@ -83,3 +85,19 @@ class Journal:
 
 def _line(table: str, key: str, item: dict[str, Any] | None) -> bytes:
     return (json.dumps({"table": table, "key": key, "item": item}, separators=(",", ":")) + "\n").encode()
+
+
+def restore_tables(journal: Journal, region: str) -> int:
+    """Put the journal's items back into the emulator's tables; return how many. The journal
+    is then rewritten as one line per item and takes every write from now on."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[ACCOUNT_ID][region]
+    items = journal.load()
+    for table, by_key in items.items():
+        if table not in backend.tables:
+            continue
+        for item in by_key.values():
+            backend.put_item(table, item)
+    journal.open(items)
+    return sum(len(by_key) for by_key in items.values())

@@ -33,7 +33,7 @@ from typing import Any
 from taskrun.local.template import ACCOUNT_ID
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
-INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit
+INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit; past it, init goes on within the first invocation
 PRELOADED = ["boto3", "botocore.client", "pydantic", "aws_lambda_powertools.event_handler", "yaml"]
 
 
@@ -166,9 +166,10 @@ class Sandbox:
         log_writer.close()
         threading.Thread(target=self._read_log, args=(log_reader, on_log), daemon=True).start()
         self.init_error: dict[str, Any] | None = None
-        if not self._requests.poll(INIT_TIMEOUT_SECONDS):
+        limit = INIT_TIMEOUT_SECONDS + image.timeout
+        if not self._requests.poll(limit):
             self.kill()
-            self.init_error = error_payload("Sandbox.Timedout", f"the init phase took over {INIT_TIMEOUT_SECONDS:g} s")
+            self.init_error = error_payload("Sandbox.Timedout", f"the init phase took over {limit:g} s")
             return
         try:
             _, self.init_error = self._requests.recv()
