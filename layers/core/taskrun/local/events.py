@@ -8,7 +8,6 @@ rule matches, and each stream is read and handed in batches to the functions it 
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from botocore.config import Config
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, EventRule, StreamSource
+from taskrun.local.ticker import Ticker
 
 STREAM_POLL_SECONDS = 0.1
 
@@ -113,8 +113,7 @@ class StreamPoller:
         self.source = source
         self.runtime = runtime
         self.region = region
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stream-{source.function}", daemon=True)
+        self._ticker = Ticker(STREAM_POLL_SECONDS, self._poll, name=f"stream-{source.function}")
 
     def start(self) -> None:
         dynamodb = boto3.client("dynamodb", region_name=self.region)
@@ -130,20 +129,17 @@ class StreamPoller:
             ]
             for shard in shards
         ]
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        self._ticker.stop()
 
-    def _run(self) -> None:
-        while not self._stopped.wait(STREAM_POLL_SECONDS):
-            for index, iterator in enumerate(self._iterators):
-                page = self.streams.get_records(ShardIterator=iterator, Limit=self.source.batch_size)
-                self._iterators[index] = page["NextShardIterator"]
-                if page["Records"]:
-                    self._deliver(page["Records"])
+    def _poll(self) -> None:
+        for index, iterator in enumerate(self._iterators):
+            page = self.streams.get_records(ShardIterator=iterator, Limit=self.source.batch_size)
+            self._iterators[index] = page["NextShardIterator"]
+            if page["Records"]:
+                self._deliver(page["Records"])
 
     def _deliver(self, records: list[dict[str, Any]]) -> None:
         chosen = [_as_lambda_record(record) for record in records]

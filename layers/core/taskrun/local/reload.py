@@ -8,12 +8,12 @@ stack's own process never imports the changed code: the flows are read in a chil
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from taskrun.local.sandbox import sandbox_context
+from taskrun.local.ticker import Ticker
 
 POLL_SECONDS = 0.3
 
@@ -78,21 +78,17 @@ class Watcher:
     def __init__(self, directories: list[Path], on_change: Callable[[], None]) -> None:
         self.directories = [directory for directory in directories if directory.is_dir()]
         self.on_change = on_change
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="task-watcher", daemon=True)
+        self._ticker = Ticker(POLL_SECONDS, self._look, name="task-watcher")
 
     def start(self) -> None:
         self._seen = fingerprint(self.directories)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        self._ticker.stop()
 
-    def _run(self) -> None:
-        while not self._stopped.wait(POLL_SECONDS):
-            now = fingerprint(self.directories)
-            if now != self._seen:
-                self._seen = now
-                self.on_change()
+    def _look(self) -> None:
+        now = fingerprint(self.directories)
+        if now != self._seen:
+            self._seen = now
+            self.on_change()

@@ -1,0 +1,32 @@
+"""A background loop of local mode: call something every so often until stopped."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+
+
+class Ticker:
+    """Calls `tick` every `seconds` on its own daemon thread until stopped."""
+
+    def __init__(self, seconds: float, tick: Callable[[], None], name: str) -> None:
+        self.seconds = seconds
+        self.tick = tick
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.seconds):
+            try:
+                self.tick()
+            except Exception as error:  # one bad round must not end the loop
+                print(f"{self._thread.name}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
