@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,11 @@ def anonymous(base_url: str) -> Iterator[httpx.Client]:
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    """A sample event, as if it arrived now (API Gateway stamps its arrival time)."""
+    event = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    if "requestTimeEpoch" in event.get("requestContext", {}):
+        event["requestContext"]["requestTimeEpoch"] = int(time.time() * 1000)
+    return event
 
 
 @pytest.fixture

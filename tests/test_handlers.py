@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,3 +174,17 @@ def test_run_task_event_starts_a_run_for_a_state_machine(invoke: Invoke) -> None
 def test_notifier_event_with_a_token_no_state_machine_waits_for(invoke: Invoke) -> None:
     # The sample token belongs to no execution: the notifier says so and goes on (no retry storm).
     assert invoke("NotifierFunction", load_event("notifier")) == {"released": 0}
+
+
+def test_a_wait_counts_from_the_requests_arrival_not_from_the_handlers_start(invoke: Invoke) -> None:
+    # Given a start that reached the gateway 24.5 s ago (a slow cold start, say), asking to wait
+    event = load_event("runs_create")
+    event["requestContext"]["requestTimeEpoch"] -= 24_500
+    event["body"] = json.dumps({"task_id": "examples/sleep", "arguments": {"seconds": 3}, "wait": True})
+
+    # Then the handler waits only what is left of the 25 s, and answers the run as it stands
+    began = time.monotonic()
+    answer = invoke("StartRunFunction", event)
+    assert answer["statusCode"] == 201
+    assert body(answer)["status"] in ("pending", "running")
+    assert time.monotonic() - began < 2.5

@@ -298,3 +298,20 @@ def test_arguments_too_large_for_a_run_record_answer_413(api: httpx.Client) -> N
     assert response.status_code == 413
     assert response.headers["Content-Type"] == "application/problem+json"
     assert "at most 100000" in response.json()["detail"]
+
+
+def test_listed_runs_are_summaries_so_a_page_of_large_runs_stays_small(api: httpx.Client) -> None:
+    # Given 25 runs whose results are near the largest kept (25 of 270 KB would pass Lambda's 6 MB)
+    ids = [start(api, "team/blob", {"size": 270_000}, wait=True).json()["run_id"] for _ in range(25)]
+
+    # When they are listed in one page
+    response = api.get("/v1/runs", params={"task_id": "team/blob", "limit": 100})
+
+    # Then the page answers, its runs without arguments and result, which each run has
+    assert response.status_code == 200
+    listed = response.json()["runs"]
+    assert set(ids) <= {run["run_id"] for run in listed}
+    assert all("arguments" not in run and "result" not in run for run in listed)
+    assert {run["status"] for run in listed} == {"succeeded"}
+    assert len(response.content) < 100_000
+    assert len(api.get(f"/v1/runs/{ids[0]}").json()["result"]) == 270_000

@@ -1,6 +1,6 @@
 from http import HTTPStatus
 
-from taskrun.api import make_resolver
+from taskrun.api import make_resolver, seconds_since_arrival
 from taskrun.compat import run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse
 from taskrun.runtime import api_handler, run_service
@@ -11,7 +11,7 @@ app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
 
 @app.post("/api/v0/tools/tasks/run")
 def run_task(body: CompatRunRequest) -> CompatRunResponse:
-    return run_compat(run_service(), body)
+    return run_compat(run_service(), body, seconds_since_arrival(app))
 
 
 lambda_handler = api_handler(app)

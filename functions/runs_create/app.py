@@ -4,7 +4,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import json_response, make_resolver
+from taskrun.api import json_response, make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest
 from taskrun.runtime import api_handler, run_service
 from taskrun.service import RunRequest, wait_seconds
@@ -30,6 +30,7 @@ def start_run(
         wait if wait is not None else body.wait,
         wait_timeout if wait_timeout is not None else body.wait_timeout,
         service.settings.max_wait_seconds,
+        seconds_since_arrival(app),
     )
     run = service.start(request, wait_timeout=waiting)
     return json_response(run.to_api(), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})

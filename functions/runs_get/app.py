@@ -2,7 +2,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import make_resolver
+from taskrun.api import make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.runtime import api_handler, run_service
 from taskrun.service import wait_seconds
@@ -17,7 +17,7 @@ def get_run(
     wait_timeout: Annotated[float | None, Query(ge=0, le=MAX_WAIT_TIMEOUT)] = None,
 ) -> RunView:
     service = run_service()
-    waiting = wait_seconds(wait, wait_timeout, service.settings.max_wait_seconds)
+    waiting = wait_seconds(wait, wait_timeout, service.settings.max_wait_seconds, seconds_since_arrival(app))
     return service.get(run_id, wait_timeout=waiting).to_api()
 
 

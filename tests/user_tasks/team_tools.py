@@ -28,6 +28,12 @@ def overrun(marker: str, seconds: float = 3) -> None:
     Path(marker).write_text("still running")
 
 
+@task("team/blob", timeout=10)
+def blob(size: int) -> str:
+    """A result of `size` characters."""
+    return "x" * size
+
+
 class FragileArgs(BaseModel):
     """Add, then fail: a flow whose second step keeps failing."""
 

@@ -6,6 +6,7 @@ Every domain error maps to a problem here and nowhere else.
 from __future__ import annotations
 
 import json
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -123,6 +124,12 @@ def parse_json_body(text: str) -> Any:
                     "a string holds a lone surrogate, which is not Unicode text", text, 0
                 ) from None
     return value
+
+
+def seconds_since_arrival(app: APIGatewayRestResolver) -> float:
+    """How long ago API Gateway received the request being handled."""
+    arrived_ms = app.current_event.request_context.request_time_epoch
+    return max(0.0, time.time() - arrived_ms / 1000) if arrived_ms else 0.0
 
 
 def non_json_body(app: APIGatewayRestResolver) -> str | None:

@@ -12,10 +12,12 @@ from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunSt
 from taskrun.service import RunRequest, RunService
 
 
-def run_compat(service: RunService, body: CompatRunRequest) -> CompatRunResponse:
+def run_compat(service: RunService, body: CompatRunRequest, since_arrival: float = 0.0) -> CompatRunResponse:
+    """Run and wait up to the endpoint's wait, counted from the request's arrival."""
     request = RunRequest(task_id=body.task_id, arguments=body.arguments, task_type=body.task_type)
+    waiting = max(0.0, service.settings.compat_wait_seconds - since_arrival)
     try:
-        run = service.start(request, wait_timeout=service.settings.compat_wait_seconds)
+        run = service.start(request, wait_timeout=waiting)
     except TaskNotFound as error:
         return CompatRunResponse(success=False, error=error.detail, error_type=ErrorType.NOT_FOUND)
     except InvalidInput as error:

@@ -106,6 +106,13 @@ class Run(BaseModel):
             is_successful=self.status is RunStatus.SUCCEEDED,
         )
 
+    def to_summary(self) -> RunSummary:
+        return RunSummary(
+            **self.model_dump(exclude={"task_token", "arguments", "result"}),
+            is_done=self.status.is_done,
+            is_successful=self.status is RunStatus.SUCCEEDED,
+        )
+
 
 class RunView(Run):
     """A run with the two flags clients test most, derived from its status."""
@@ -115,8 +122,16 @@ class RunView(Run):
     task_token: None = Field(default=None, exclude=True)  # a secret of the calling state machine
 
 
+class RunSummary(RunView):
+    """A run as lists show it: without its arguments and result (up to 380 KB together), which
+    GET /v1/runs/{run_id} has, so that a page of runs stays far below Lambda's 6 MB response."""
+
+    arguments: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    result: Any = Field(default=None, exclude=True)
+
+
 class RunList(BaseModel):
-    runs: list[RunView]
+    runs: list[RunSummary]
     next_cursor: str | None = None
 
 

@@ -189,12 +189,17 @@ def _offset(cursor: str | None) -> int:
     return int(cursor)
 
 
-def wait_seconds(wait: bool | None, wait_timeout: float | None, longest: float) -> float | None:
+def wait_seconds(
+    wait: bool | None, wait_timeout: float | None, longest: float, since_arrival: float = 0.0
+) -> float | None:
     """How long a request waits: `wait=true` alone waits the longest allowed; a `wait_timeout`
-    alone implies waiting; `wait=false` never waits."""
+    alone implies waiting; `wait=false` never waits. The longest is counted from the request's
+    arrival at the gateway (`since_arrival` ago), so a cold start and the run's own writes
+    cannot carry the answer past the gateway's timeout."""
     if wait is False or (wait is None and wait_timeout is None):
         return None
-    return longest if wait_timeout is None else min(wait_timeout, longest)
+    left = max(0.0, longest - since_arrival)
+    return left if wait_timeout is None else min(wait_timeout, left)
 
 
 def run_for_state_machine(service: RunService, request: StartFromStateMachine, seconds_left: float) -> Any:
