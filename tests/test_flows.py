@@ -292,6 +292,41 @@ def test_a_failed_run_fails_the_waiting_state_machine_with_the_error_name(stack:
     assert described["cause"] == "no"
 
 
+def test_a_result_too_large_for_a_task_token_fails_the_waiting_state_machine_clearly(stack: LocalStack) -> None:
+    # Given a state machine waiting on a run whose result is over what SendTaskSuccess takes
+    execution = start_parent(
+        stack, "nightly-large", PARENT_DEFINITION, {"task_id": "team/blob", "arguments": {"size": 270_000}}
+    )
+    # Then it does not wait forever: the state fails, saying why
+    described = finished(execution)
+    assert described["status"] == "FAILED"
+    assert described["error"] == "ResultTooLarge"
+    assert "a task token takes at most 262144" in described["cause"]
+
+
+def test_a_cause_too_long_for_a_task_token_is_cut_to_fit(stack: LocalStack) -> None:
+    arguments = {"message": "why " * 10_000}
+    execution = start_parent(
+        stack, "nightly-wordy", PARENT_DEFINITION, {"task_id": "examples/fail", "arguments": arguments}
+    )
+    described = finished(execution)
+    assert described["status"] == "FAILED" and described["error"] == "TaskFailure"
+    assert len(described["cause"]) == 32_768 and described["cause"].endswith(" [cut]")
+
+
+def test_a_callback_output_too_large_for_the_flow_is_413_and_the_callback_still_waits(api: httpx.Client) -> None:
+    run = run_flow(api, "examples/approval", {"requester": "dee", "amount": 5}).json()
+    callback = _first_callback(api, run["run_id"])
+    url = f"/v1/runs/{run['run_id']}/callbacks/{callback['callback_id']}"
+
+    too_large = api.post(url, json={"output": {"note": "x" * 270_000}})
+    assert too_large.status_code == 413
+    assert api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"][0]["status"] == "waiting"
+
+    assert api.post(url, json={"output": {"approved": True, "by": "eve"}}).json()["status"] == "succeeded"
+    assert wait_for(api, run["run_id"])["result"]["by"] == "eve"
+
+
 def test_a_plain_invoke_of_the_run_task_function_returns_a_scripts_result(stack: LocalStack) -> None:
     lam = boto3.client("lambda", region_name="us-east-1")
     answer = lam.invoke(

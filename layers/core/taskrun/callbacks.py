@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, model_validator
 
 from taskrun import aws
-from taskrun.errors import TaskrunError
-from taskrun.flows import StepFunctions
+from taskrun.errors import PayloadTooLarge, TaskrunError
+from taskrun.flows import MAX_TASK_OUTPUT, StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
 from taskrun.store import RunStore
 
@@ -170,12 +170,22 @@ class Callbacks:
         if run.status.is_done:
             self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=CallbackStatus.WAITING)
             raise CallbackConflict(f"run {run_id} is {run.status}: its callbacks can no longer be completed")
+        size = len(json.dumps(answer.output))
+        if size > MAX_TASK_OUTPUT:
+            raise PayloadTooLarge(
+                f"the output is {size} characters of JSON; a flow's step takes at most {MAX_TASK_OUTPUT}"
+            )
         status = CallbackStatus.FAILED if answer.error is not None else CallbackStatus.SUCCEEDED
         if not self.store.settle(callback_id, status, from_status=CallbackStatus.WAITING):
             used = self.store.get(callback_id)
             raise CallbackConflict(f"callback {callback_id} is {used.status} already; a callback is completed once")
         assert callback.task_token is not None
-        if not self.sfn.release(callback.task_token, answer.output, answer.error, answer.cause or ""):
+        try:
+            delivered = self.sfn.release(callback.task_token, answer.output, answer.error, answer.cause or "")
+        except Exception:
+            self.store.settle(callback_id, CallbackStatus.WAITING, from_status=status)  # it can be completed again
+            raise
+        if not delivered:
             self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=status)
             raise CallbackConflict(
                 f"callback {callback_id} can no longer be completed: the flow stopped waiting for it"

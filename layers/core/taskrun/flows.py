@@ -22,6 +22,10 @@ logger = Logger(child=True)
 
 MAX_HISTORY_EVENTS = 25_000  # Step Functions keeps no more per execution
 GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
+# What SendTaskSuccess and SendTaskFailure take at most (characters)
+MAX_TASK_OUTPUT = 262_144
+MAX_TASK_CAUSE = 32_768
+MAX_TASK_ERROR = 256
 
 
 class StepFunctions:
@@ -75,12 +79,20 @@ class StepFunctions:
 
     def release(self, task_token: str, output: Any = None, error: str | None = None, cause: str = "") -> bool:
         """Resume the state waiting on a task token: with `error` it fails, else it gets `output`.
+        What Step Functions cannot take never leaves it waiting: an output over its limit fails
+        the state with `ResultTooLarge`, and a cause or error too long is cut to fit.
         False when nothing waits on the token any more (stopped, timed out, unknown)."""
+        text = json.dumps(output)
+        if error is None and len(text) > MAX_TASK_OUTPUT:
+            error = "ResultTooLarge"
+            cause = f"the result is {len(text)} characters of JSON; a task token takes at most {MAX_TASK_OUTPUT}"
         try:
             if error is not None:
-                self.client.send_task_failure(taskToken=task_token, error=error, cause=cause)
+                self.client.send_task_failure(
+                    taskToken=task_token, error=_clip(error, MAX_TASK_ERROR), cause=_clip(cause, MAX_TASK_CAUSE)
+                )
             else:
-                self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
+                self.client.send_task_success(taskToken=task_token, output=text)
         except ClientError as failure:
             if failure.response["Error"]["Code"] in GONE_TOKEN_ERRORS:
                 return False
@@ -90,6 +102,11 @@ class StepFunctions:
     def output(self, execution_arn: str) -> Any:
         described = self.client.describe_execution(executionArn=execution_arn)
         return json.loads(described["output"]) if described.get("output") else None
+
+
+def _clip(text: str, limit: int) -> str:
+    marker = " [cut]"
+    return text if len(text) <= limit else text[: limit - len(marker)] + marker
 
 
 class ExecutionStatusChange(BaseModel):

@@ -23,10 +23,10 @@ import boto3
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
-    keep_task_failure_causes,
     make_item_access_atomic,
     route_lambda_to,
     serve_moto_faster,
+    task_tokens_as_step_functions,
 )
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.template import ACCOUNT_ID, Stack
@@ -70,7 +70,7 @@ class Emulator:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
-        self._undo += [route_lambda_to(self.runtime), keep_task_failure_causes()]
+        self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions()]
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)

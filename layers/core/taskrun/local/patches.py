@@ -132,14 +132,37 @@ def serve_moto_faster() -> Callable[[], None]:
     return undo
 
 
-def keep_task_failure_causes() -> Callable[[], None]:
-    """moto's SendTaskFailure drops `cause`; Step Functions keeps it. Return the undo."""
+# Step Functions' own limits on what a task token takes
+MAX_TASK_OUTPUT = 262_144
+MAX_TASK_CAUSE = 32_768
+MAX_TASK_ERROR = 256
+
+
+def task_tokens_as_step_functions() -> Callable[[], None]:
+    """SendTaskSuccess and SendTaskFailure as Step Functions answers them: over its length
+    limits (output 262,144, cause 32,768, error 256) a call is refused; moto takes any
+    size. moto also drops `cause` on SendTaskFailure; Step Functions keeps it. Return the undo."""
     from moto.core.responses import ActionResult, EmptyResult
+    from moto.stepfunctions.exceptions import ValidationException
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    original = StepFunctionResponse.send_task_failure
+    original_success = StepFunctionResponse.send_task_success
+    original_failure = StepFunctionResponse.send_task_failure
+
+    def check(name: str, value: str | None, limit: int) -> None:
+        if value is not None and len(value) > limit:
+            raise ValidationException(
+                f"1 validation error detected: Value at '{name}' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {limit}"
+            )
+
+    def send_task_success(self: StepFunctionResponse) -> ActionResult:
+        check("output", self._get_param("output"), MAX_TASK_OUTPUT)
+        return original_success(self)
 
     def send_task_failure(self: StepFunctionResponse) -> ActionResult:
+        check("error", self._get_param("error"), MAX_TASK_ERROR)
+        check("cause", self._get_param("cause"), MAX_TASK_CAUSE)
         self.stepfunction_backend.send_task_failure(  # the executing backend takes a cause
             self._get_param("taskToken"),
             error=self._get_param("error"),
@@ -147,9 +170,11 @@ def keep_task_failure_causes() -> Callable[[], None]:
         )
         return EmptyResult()
 
+    StepFunctionResponse.send_task_success = send_task_success  # type: ignore[method-assign]
     StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
 
     def undo() -> None:
-        StepFunctionResponse.send_task_failure = original  # type: ignore[method-assign]
+        StepFunctionResponse.send_task_success = original_success  # type: ignore[method-assign]
+        StepFunctionResponse.send_task_failure = original_failure  # type: ignore[method-assign]
 
     return undo
