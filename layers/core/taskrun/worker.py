@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.connection import Connection
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -41,48 +40,21 @@ def _limit(timeout: int | None, seconds_left: float | None) -> float:
 
 
 def _call_within(script: ScriptRevision, arguments: dict[str, Any], context: RunContext, limit: float) -> _Outcome:
-    """Call the script in a process of its own and wait at most `limit` seconds for it.
+    """Call the script on a thread and wait at most `limit` seconds for it (a thread cannot be
+    stopped: one past its limit is left to finish in the background)."""
+    outcome = _Outcome()
 
-    A process can be stopped where a thread cannot: past its limit the script's process is
-    killed, so none of its code runs on beside a later run in the same sandbox (Lambda
-    freezes a sandbox between invocations and thaws it for the next one). A script that
-    ends its process (`os._exit`, a crash in native code) fails its run alone."""
-    processes = multiprocessing.get_context("fork")
-    receive, send = processes.Pipe(duplex=False)
-    child = processes.Process(target=_run_script, args=(script, arguments, context, send), daemon=True)
-    child.start()
-    send.close()
-    try:
-        if not receive.poll(limit):
-            return _Outcome(timed_out=True)
+    def target() -> None:
         try:
-            kind, value, usage = receive.recv()
-        except EOFError:
-            child.join(1)
-            return _Outcome(error=ScriptExited(f"the task's process ended with exit status {child.exitcode}"))
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        receive.close()
-    context.report_usage(**usage)
-    if kind == "ok":
-        return _Outcome(result=value)
-    error_type, message = value
-    return _Outcome(error=type(error_type, (Exception,), {})(message))
+            outcome.result = script.call(arguments, context)
+        except BaseException as error:
+            outcome.error = error
 
-
-def _run_script(script: ScriptRevision, arguments: dict[str, Any], context: RunContext, answer: Connection) -> None:
-    """In the script's process: call it, and send back its result or its exception's type and text."""
-    try:
-        result = script.call(arguments, context)
-        answer.send(("ok", result, context.usage))
-    except BaseException as error:
-        answer.send(("error", (type(error).__name__, str(error)), context.usage))
-
-
-class ScriptExited(Exception):
-    """The script's process ended without an answer."""
+    thread = threading.Thread(target=target, name=f"task-{context.run_id}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    outcome.timed_out = thread.is_alive()
+    return outcome
 
 
 @dataclass
