@@ -16,6 +16,7 @@ JSON = {"Content-Type": "application/json"}
 
 @dataclass(frozen=True)
 class Hostile:
+    name: str
     method: str
     path: str
     body: bytes | None = None
@@ -198,33 +199,52 @@ AUTH: list[tuple[str, dict[str, str], int]] = [
 
 CASES: list[Hostile] = [
     *(
-        Hostile("POST", "/v1/runs", body, headers, {}, status, location)
-        for _, body, headers, status, location in START_BODIES
+        Hostile(name, "POST", "/v1/runs", body, headers, {}, status, location)
+        for name, body, headers, status, location in START_BODIES
     ),
-    *(Hostile("GET", path, None, {}, params, status, location) for _, path, params, status, location in QUERIES),
-    *(Hostile(method, path, None, {}, {}, status) for _, method, path, status in PATHS),
-    *(Hostile("POST", f"/v1/runs/{RUN}/callbacks/cb_0", body, JSON, {}, status) for _, body, status in CALLBACK_BODIES),
     *(
-        Hostile("POST", "/api/v0/tools/tasks/run", body, headers, {}, status)
-        for _, body, headers, status in COMPAT_BODIES
+        Hostile(name, "GET", path, None, {}, params, status, location)
+        for name, path, params, status, location in QUERIES
     ),
-    Hostile("POST", "/v1/runs", run_body(), JSON, {"wait": "perhaps"}, 422, "query.wait"),
-    Hostile("POST", "/v1/runs", run_body(), JSON, {"wait_timeout": "1e999"}, 422, "query.wait_timeout"),
-    Hostile("POST", "/v1/runs", run_body(), JSON, {"wait_timeout": "-0.5"}, 422, "query.wait_timeout"),
+    *(Hostile(name, method, path, None, {}, {}, status) for name, method, path, status in PATHS),
+    *(
+        Hostile(name, "POST", f"/v1/runs/{RUN}/callbacks/cb_0", body, JSON, {}, status)
+        for name, body, status in CALLBACK_BODIES
+    ),
+    *(
+        Hostile(name, "POST", "/api/v0/tools/tasks/run", body, headers, {}, status)
+        for name, body, headers, status in COMPAT_BODIES
+    ),
+    Hostile("query-wait-text", "POST", "/v1/runs", run_body(), JSON, {"wait": "perhaps"}, 422, "query.wait"),
     Hostile(
-        "POST", f"/v1/runs/{RUN}/cancel", b"\xff\x00garbage", {"Content-Type": "application/octet-stream"}, {}, 404
+        "query-wait-timeout-inf",
+        "POST",
+        "/v1/runs",
+        run_body(),
+        JSON,
+        {"wait_timeout": "1e999"},
+        422,
+        "query.wait_timeout",
     ),
-]
-IDS = [
-    *(name for name, *_ in START_BODIES),
-    *(name for name, *_ in QUERIES),
-    *(name for name, *_ in PATHS),
-    *(name for name, *_ in CALLBACK_BODIES),
-    *(name for name, *_ in COMPAT_BODIES),
-    "query-wait-text",
-    "query-wait-timeout-inf",
-    "query-wait-timeout-negative",
-    "cancel-junk-body",
+    Hostile(
+        "query-wait-timeout-negative",
+        "POST",
+        "/v1/runs",
+        run_body(),
+        JSON,
+        {"wait_timeout": "-0.5"},
+        422,
+        "query.wait_timeout",
+    ),
+    Hostile(
+        "cancel-junk-body",
+        "POST",
+        f"/v1/runs/{RUN}/cancel",
+        b"\xff\x00garbage",
+        {"Content-Type": "application/octet-stream"},
+        {},
+        404,
+    ),
 ]
 
 
@@ -245,7 +265,7 @@ def echo_runs(api: httpx.Client) -> list[str]:
     return [run["run_id"] for run in page["runs"]]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_a_hostile_request_answers_a_4xx_problem_and_creates_no_run(api: httpx.Client, case: Hostile) -> None:
     before = echo_runs(api)
     response = api.request(

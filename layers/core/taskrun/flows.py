@@ -22,7 +22,7 @@ logger = Logger(child=True)
 
 MAX_HISTORY_EVENTS = 25_000  # Step Functions keeps no more per execution
 GONE_TOKEN_ERRORS = ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken")
-# What SendTaskSuccess and SendTaskFailure take at most (characters)
+# What SendTaskSuccess and SendTaskFailure take at most (characters); local mode holds to them too
 MAX_TASK_OUTPUT = 262_144
 MAX_TASK_CAUSE = 32_768
 MAX_TASK_ERROR = 256
@@ -82,8 +82,8 @@ class StepFunctions:
         What Step Functions cannot take never leaves it waiting: an output over its limit fails
         the state with `ResultTooLarge`, and a cause or error too long is cut to fit.
         False when nothing waits on the token any more (stopped, timed out, unknown)."""
-        text = json.dumps(output)
-        if error is None and len(text) > MAX_TASK_OUTPUT:
+        text = json.dumps(output) if error is None else ""
+        if len(text) > MAX_TASK_OUTPUT:
             error = "ResultTooLarge"
             cause = f"the result is {len(text)} characters of JSON; a task token takes at most {MAX_TASK_OUTPUT}"
         try:

@@ -37,8 +37,7 @@ class FunctionPool:
         self._idle: list[Sandbox] = []
         self._all: set[Sandbox] = set()
         self._count = 0
-        self._generation = 0
-        self._generation_of: dict[int, int] = {}
+        self._generation = 0  # of the task code; a sandbox of an older one is not used again
         self._changed = threading.Condition()
         self._closed = False
 
@@ -61,7 +60,7 @@ class FunctionPool:
                     raise FunctionError(error_payload("ServiceException", "the local stack is stopping"))
                 while self._idle:
                     sandbox = self._idle.pop()
-                    if sandbox.alive and self._generation_of.get(id(sandbox)) == self._generation:
+                    if sandbox.alive and sandbox.generation == self._generation:
                         return sandbox
                     self._retire(sandbox)
                 if self._count < self.limit:
@@ -75,21 +74,20 @@ class FunctionPool:
                     )
                 self._changed.wait(remaining)
         try:
-            sandbox = Sandbox(self.image, self._on_log)
+            sandbox = Sandbox(self.image, self._on_log, generation)
         except BaseException:
             with self._changed:
                 self._count -= 1
                 self._changed.notify()
             raise
         with self._changed:
-            self._generation_of[id(sandbox)] = generation
             self._all.add(sandbox)
         return sandbox
 
     def _release(self, sandbox: Sandbox, healthy: bool) -> None:
         with self._changed:
             fit = healthy and sandbox.alive and not self._closed
-            if fit and self._generation_of.get(id(sandbox)) == self._generation:
+            if fit and sandbox.generation == self._generation:
                 self._idle.append(sandbox)
             else:
                 self._retire(sandbox)
@@ -98,7 +96,6 @@ class FunctionPool:
     def _retire(self, sandbox: Sandbox) -> None:
         """Stop a sandbox (called with the lock held)."""
         self._count -= 1
-        self._generation_of.pop(id(sandbox), None)
         self._all.discard(sandbox)
         sandbox.kill()
 
@@ -121,11 +118,6 @@ class FunctionPool:
         for sandbox in busy:  # their invocations fail at once; the stack is going
             sandbox.kill()
 
-    @property
-    def sandboxes(self) -> int:
-        with self._changed:
-            return self._count
-
 
 class LambdaRuntime:
     """Every function of the template, each with its own sandboxes."""
@@ -137,7 +129,6 @@ class LambdaRuntime:
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(max_workers=concurrency * 4, thread_name_prefix="lambda-async")
-        self._pending: set[Any] = set()
         self.environment: dict[str, str] = {}  # for every sandbox: the emulator's endpoint, credentials, overrides
         self.logs: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES_KEPT)
         self.echo_logs = True
@@ -201,14 +192,7 @@ class LambdaRuntime:
                 if spec.on_failure:
                     self.invoke_async(spec.on_failure, _failure_record(spec, self._region, event, error.payload))
 
-        future = self._async.submit(run)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
-
-    def _forget(self, future: Any) -> None:
-        with self._lock:
-            self._pending.discard(future)
+        self._async.submit(run)
 
     def renew(self) -> None:
         """Task code changed: every function's next invocations run in new sandboxes."""
@@ -216,15 +200,6 @@ class LambdaRuntime:
             pools = list(self._pools.values())
         for pool in pools:
             pool.renew()
-
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        """Wait for queued asynchronous invocations to finish."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._pending:
-                    return
-            time.sleep(0.05)
 
     def stop(self) -> None:
         with self._lock:

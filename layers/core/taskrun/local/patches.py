@@ -12,6 +12,7 @@ from typing import Any
 
 from moto.dynamodb.models.dynamo_type import DynamoType
 
+from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError
@@ -130,12 +131,6 @@ def serve_moto_faster() -> Callable[[], None]:
         MotoRequestHandler.disable_nagle_algorithm = False
 
     return undo
-
-
-# Step Functions' own limits on what a task token takes
-MAX_TASK_OUTPUT = 262_144
-MAX_TASK_CAUSE = 32_768
-MAX_TASK_ERROR = 256
 
 
 def task_tokens_as_step_functions() -> Callable[[], None]:

@@ -153,8 +153,9 @@ def sandbox_context() -> Any:
 class Sandbox:
     """One sandbox process and the pipe it takes invocations on."""
 
-    def __init__(self, image: FunctionImage, on_log: Callable[[str, str], None]) -> None:
+    def __init__(self, image: FunctionImage, on_log: Callable[[str, str], None], generation: int = 0) -> None:
         self.image = image
+        self.generation = generation  # of the task code it imported
         context = sandbox_context()
         self._requests, child_requests = context.Pipe()
         log_reader, log_writer = context.Pipe(duplex=False)
@@ -193,7 +194,7 @@ class Sandbox:
                 message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
                 raise FunctionError(error_payload("Sandbox.Timedout", message))
             status, value, leftover = self._requests.recv()
-        except (EOFError, OSError, BrokenPipeError):
+        except (EOFError, OSError):
             raise FunctionError(self._exit_payload(request_id)) from None
         if leftover:
             self.kill()  # code of this invocation is still running: nothing may run on unseen

@@ -43,6 +43,12 @@ def end_interrupted_runs(runs_table: str) -> int:
     return ended
 
 
+def _state_machine_of(task_id: str) -> str:
+    """The name of a flow's state machine, as the template names it (`<stack>-<task id>`)."""
+    prefix = get_settings().state_machine_prefix.rpartition(":")[2]
+    return prefix + state_machine_name(task_id)
+
+
 def bundle_root() -> Path:
     """The folder with template.yaml: the working directory if it has one, else this checkout."""
     cwd = Path.cwd()
@@ -73,7 +79,6 @@ class LocalStack:
         self.gateway = Gateway(self.stack, self.emulator.runtime)
         self._server: ThreadingHTTPServer | None = None
         self.interrupted_runs = 0
-        self.reloads = 0
         self.watcher: Watcher | None = None
 
     def start(self) -> str:
@@ -108,10 +113,8 @@ class LocalStack:
         except Exception as error:
             print(f"taskrun local: the tasks changed but do not load: {error}", file=sys.stderr, flush=True)
             return
-        prefix = os.environ["TASKRUN_STATE_MACHINE_PREFIX"].rpartition(":")[2]
         for task_id, definition in flows:
-            self.emulator.put_state_machine(prefix + state_machine_name(task_id), definition)
-        self.reloads += 1
+            self.emulator.put_state_machine(_state_machine_of(task_id), definition)
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
     def _create_flows_from_task_dirs(self) -> None:
@@ -119,10 +122,9 @@ class LocalStack:
         one too, named as the template would name it, with the template's substitutions."""
         load_task_dirs(get_settings().task_dirs)
         existing = {machine.name for machine in self.stack.state_machines()}
-        prefix = os.environ["TASKRUN_STATE_MACHINE_PREFIX"].rpartition(":")[2]
         for definition in catalog.all():
             revision = definition.latest
-            name = prefix + state_machine_name(definition.task_id)
+            name = _state_machine_of(definition.task_id)
             if isinstance(revision, FlowRevision) and name not in existing:
                 self.emulator.create_state_machine(name, revision.definition, self.emulator.substitutions)
 
