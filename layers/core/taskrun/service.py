@@ -27,7 +27,7 @@ from taskrun.models import (
     utcnow,
 )
 from taskrun.settings import Settings
-from taskrun.store import Ending, RunFilter, RunStore
+from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -169,16 +169,17 @@ class RunService:
         run = self.store.get(run_id)
         if run.execution_arn and not run.status.is_done and self.flows is not None:
             self.flows.stop(run.execution_arn, cause="cancelled by request")
-        ended_at = self.clock()
-        return self.store.finish(
-            run_id,
-            Ending(
-                status=RunStatus.CANCELLED,
-                ended_at=ended_at,
-                error=RunError(type=ErrorType.CANCELLED, message="cancelled by request"),
-                started_at=run.started_at,
-            ),
+        ending = Ending(
+            status=RunStatus.CANCELLED,
+            ended_at=self.clock(),
+            error=RunError(type=ErrorType.CANCELLED, message="cancelled by request"),
+            started_at=run.started_at,
         )
+        ended, by_this_call = end_once(self.store, run_id, ending)
+        # stopping the execution may end the run first (its ABORTED event), which is this cancel too
+        if by_this_call or (run.execution_arn and ended.status is RunStatus.CANCELLED and not run.status.is_done):
+            return ended
+        raise RunConflict(run_id, ended.status, f"run {run_id} is {ended.status.value}")
 
 
 def _offset(cursor: str | None) -> int:
