@@ -106,6 +106,6 @@ def test_every_bundle_flow_has_its_state_machine_in_the_template() -> None:
     assert len(bundled) == len(machines)
     for definition in bundled:
         assert isinstance(definition.latest, FlowRevision)
-        name = "taskrun-local-" + state_machine_name(definition.task_id)
+        name = "taskrun-local_" + state_machine_name(definition.task_id)
         assert name in machines, f"{definition.task_id}: no state machine named {name} in template.yaml"
         assert machines[name].definition.resolve() == definition.latest.definition, definition.task_id

@@ -48,7 +48,7 @@ def test_a_three_step_flow_retries_chooses_and_returns_its_output(api: httpx.Cli
         "method": "standard",
         "tracking": "STA-A-1",
     }
-    assert run["execution_arn"].endswith(":execution:taskrun-local-examples-order:" + run["run_id"])
+    assert run["execution_arn"].endswith(":execution:taskrun-local_examples-order:" + run["run_id"])
 
     # And its history lists the steps in order, the retried one with two attempts
     history = steps(api, run["run_id"])

@@ -107,7 +107,7 @@ class FlowRevision(Revision):
 
 
 def state_machine_name(task_id: str) -> str:
-    """The flow's state machine is named `<stack>-<task id with / as ->` (template.yaml does the same)."""
+    """The flow's state machine is named `<stack>_<task id with / as ->` (template.yaml does the same)."""
     return task_id.replace("/", "-")
 
 

@@ -44,7 +44,7 @@ def end_interrupted_runs(runs_table: str) -> int:
 
 
 def _state_machine_of(task_id: str) -> str:
-    """The name of a flow's state machine, as the template names it (`<stack>-<task id>`)."""
+    """The name of a flow's state machine, as the template names it (`<stack>_<task id>`)."""
     prefix = get_settings().state_machine_prefix.rpartition(":")[2]
     return prefix + state_machine_name(task_id)
 

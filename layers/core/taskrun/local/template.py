@@ -108,8 +108,9 @@ class StreamSource:
 class Stack:
     """The parts of a template that local mode stands up."""
 
-    def __init__(self, path: Path, region: str) -> None:
+    def __init__(self, path: Path, region: str, stack_name: str = "taskrun-local") -> None:
         self.path = path
+        self.stack_name = stack_name
         self.root = path.parent
         self.region = region
         self.document = load_template(path)
@@ -166,7 +167,7 @@ class Stack:
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": "taskrun-local",
+            "AWS::StackName": self.stack_name,
         }
         if name in pseudo:
             return pseudo[name]
