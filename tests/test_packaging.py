@@ -1,0 +1,148 @@
+"""The layers build as `sam build` builds them (their Makefile targets) for the template's
+Lambda, and every function's handler imports with nothing but the built layers and its
+own folder, under the template's Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from taskrun.local.template import FunctionSpec, Stack, load_template
+from tests.conftest import ROOT
+
+TEMPLATE = load_template(ROOT / "template.yaml")
+GLOBALS = TEMPLATE["Globals"]["Function"]
+RUNTIME = GLOBALS["Runtime"]  # python3.12
+PYTHON_VERSION = RUNTIME.removeprefix("python")
+PLATFORM_OF = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+LAMBDA_PLATFORM = PLATFORM_OF[GLOBALS["Architectures"][0]]
+THIS_PLATFORM = PLATFORM_OF["arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"]
+
+
+def core_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_normal(re.sub(r"\[.*\]", "", name))] = version.strip()
+    return pins
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed(python_dir: Path) -> dict[str, str]:
+    found = {}
+    for info in python_dir.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        found[_normal(name)] = version
+    return found
+
+
+def build(layer: str, makefile: Path, out: Path, platform: str) -> Path:
+    subprocess.run(
+        ["make", "-f", str(makefile), f"build-{layer}", f"PLATFORM={platform}", f"PYTHON={sys.executable}"],
+        env={**os.environ, "ARTIFACTS_DIR": str(out)},
+        cwd=makefile.parent,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
+
+
+def template_python() -> str | None:
+    """The template's Python: among pyenv's versions, or on PATH (not a pyenv shim)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = sorted(pyenv.glob(f"{PYTHON_VERSION}.*/bin/python{PYTHON_VERSION}"))
+    if candidates:
+        return str(candidates[-1])
+    found = shutil.which(f"python{PYTHON_VERSION}")
+    return found if found and "shims" not in Path(found).parts else None
+
+
+def test_the_makefiles_build_for_the_templates_lambda() -> None:
+    makefile = (ROOT / "layers/pip.mk").read_text()
+    assert f"PLATFORM ?= {LAMBDA_PLATFORM}\n" in makefile
+    assert f"PYTHON_VERSION ?= {PYTHON_VERSION}\n" in makefile
+    for layer in ("CoreLayer", "TasksLayer"):
+        resource = TEMPLATE["Resources"][layer]
+        assert resource["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": GLOBALS["Architectures"][0]}
+        assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
+        assert resource["Properties"]["CompatibleArchitectures"] == GLOBALS["Architectures"]
+    project = (ROOT / "pyproject.toml").read_text()
+    for name in ("aws-lambda-powertools", "boto3", "pydantic"):
+        assert f'"{name}' in project and f'=={core_pins()[name]}"' in project, name
+
+
+def test_the_core_layer_holds_the_pinned_packages_for_the_lambdas_machine(tmp_path: Path) -> None:
+    core = build("CoreLayer", ROOT / "layers/core/Makefile", tmp_path / "core", LAMBDA_PLATFORM) / "python"
+
+    assert installed(core) == core_pins()
+    assert (core / "boto3").is_dir() and (core / "taskrun/service.py").is_file()
+    assert not (core / "taskrun/local").exists(), "the emulator is not shipped"
+    binaries = [path.name for path in (core / "pydantic_core").glob("*.so")]
+    arch = LAMBDA_PLATFORM.rpartition("_")[2] if "aarch64" in LAMBDA_PLATFORM else "x86_64"
+    assert binaries and all(f"cpython-{PYTHON_VERSION.replace('.', '')}" in b and arch in b for b in binaries)
+
+
+def test_a_task_dependency_is_held_to_the_cores_pins_and_no_requirements_install_nothing(tmp_path: Path) -> None:
+    """The tasks Makefile finds the core's pins beside it, as in the repository."""
+    shutil.copytree(ROOT / "layers", tmp_path / "layers", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+
+    (tmp_path / "tasks/requirements.txt").write_text("# only a comment\n\n")
+    bare = build("TasksLayer", tmp_path / "tasks/Makefile", tmp_path / "bare", LAMBDA_PLATFORM)
+    assert not (bare / "python").exists()
+    assert sorted(path.name for path in (bare / "tasks").iterdir()) == ["examples.py", "flows.py"]
+
+    (tmp_path / "tasks/requirements.txt").write_text("python-dateutil\n")  # unpinned: the core's pin decides
+    with_deps = build("TasksLayer", tmp_path / "tasks/Makefile", tmp_path / "deps", LAMBDA_PLATFORM)
+    assert installed(with_deps / "python") == {name: core_pins()[name] for name in ("python-dateutil", "six")}
+
+    (tmp_path / "tasks/requirements.txt").write_text("boto3<1.40\n")  # another boto3 than the core's
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        build("TasksLayer", tmp_path / "tasks/Makefile", tmp_path / "conflict", LAMBDA_PLATFORM)
+    assert b"boto3" in refused.value.stderr
+
+
+def test_every_handler_imports_from_the_built_layers_under_the_templates_python(tmp_path: Path) -> None:
+    python = template_python()
+    if python is None:
+        pytest.skip(f"no python{PYTHON_VERSION} on this machine (PATH or pyenv): the import check needs it")
+    # built for this machine's processor, so its Python can load the compiled wheels
+    core = build("CoreLayer", ROOT / "layers/core/Makefile", tmp_path / "core", THIS_PLATFORM)
+    tasks = build("TasksLayer", ROOT / "tasks/Makefile", tmp_path / "tasks", THIS_PLATFORM)
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+
+    def import_handler(function: FunctionSpec) -> tuple[str, int, str]:
+        module, _, attribute = function.handler.rpartition(".")
+        env = {
+            **function.environment,
+            "TASKRUN_TASK_DIRS": str(tasks / "tasks"),
+            "PYTHONPATH": os.pathsep.join([str(function.code_uri), str(core / "python"), str(tasks / "python")]),
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": os.environ["PATH"],
+        }
+        check = f"import json, {module}; print(json.dumps(callable({module}.{attribute})))"
+        # -S: no site-packages of that Python, only the layers and the function's folder
+        done = subprocess.run(
+            [python, "-S", "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        return function.logical_id, done.returncode, done.stdout + done.stderr
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(import_handler, stack.functions()))
+    assert {logical_id for logical_id, _, _ in results} >= {"WorkerFunction", "StartRunFunction"}
+    for logical_id, code, output in results:
+        assert code == 0 and json.loads(output.strip().splitlines()[-1]) is True, (logical_id, output[-2000:])
