@@ -17,6 +17,7 @@ from taskrun.dispatch import DispatchFailed
 from taskrun.errors import RunNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
 from taskrun.store import Ending, RunStore, end_once
+from taskrun.telemetry import count
 
 logger = Logger(child=True)
 
@@ -255,4 +256,6 @@ def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFuncti
     run, ended_here = end_once(store, run.run_id, Ending(status, ended_at, result, error, started_at=started_at))
     if not ended_here:
         logger.info("run had ended already", extra={"status": run.status})
+    else:
+        count(f"RunsEnded_{run.status.value}")
     return run

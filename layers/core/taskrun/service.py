@@ -176,6 +176,8 @@ class RunService:
             started_at=run.started_at,
         )
         ended, by_this_call = end_once(self.store, run_id, ending)
+        if by_this_call:
+            count("RunsEnded_cancelled")
         # stopping the execution may end the run first (its ABORTED event), which is this cancel too
         if by_this_call or (run.execution_arn and ended.status is RunStatus.CANCELLED and not run.status.is_done):
             return ended

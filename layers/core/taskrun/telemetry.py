@@ -14,11 +14,11 @@ metrics = Metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-def count(name: str) -> None:
+def count(name: str, value: int = 1) -> None:
     """Count one event. A status goes in the name (`RunsEnded_failed`), not in a dimension:
     dimensions hold for a whole flush, and one process may serve many runs at once locally.
 
     With POWERTOOLS_METRICS_DISABLED nothing is added: Metrics would keep disabled metrics
     unflushed and print them anyway once a hundred pile up."""
     if not is_metrics_disabled():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

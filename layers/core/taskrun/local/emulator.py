@@ -76,7 +76,8 @@ class Emulator:
             self.restored_items = restore_tables(self.journal, self.stack.region)
         self._undo.append(make_item_access_atomic(self.journal))
         self._create_functions()
-        from taskrun.local.events import EventBus, StreamPoller, publish_execution_ends
+        self._create_queues()
+        from taskrun.local.events import EventBus, Schedules, StreamPoller, publish_execution_ends
 
         self.bus = EventBus(self.stack.event_rules(), self.runtime, self.stack.region)
         self._undo.append(publish_execution_ends(self.bus))
@@ -89,6 +90,8 @@ class Emulator:
         ]
         for poller in self._pollers:
             poller.start()
+        self.schedules = Schedules(self.stack.schedules(), self.runtime, self.stack.region)
+        self.schedules.start()
 
     def create_state_machine(self, name: str, definition: Path, substitutions: dict[str, str]) -> str:
         """Create a state machine from an ASL file, with `${Name}` substitutions as SAM makes them."""
@@ -118,6 +121,8 @@ class Emulator:
     def stop(self) -> None:
         for poller in getattr(self, "_pollers", []):
             poller.stop()
+        if hasattr(self, "schedules"):
+            self.schedules.stop()
         self.runtime.stop()
         if self._server is not None:
             self._server.stop()
@@ -158,6 +163,11 @@ class Emulator:
             if properties.get("StreamSpecification"):
                 request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
             dynamodb.create_table(**request)
+
+    def _create_queues(self) -> None:
+        sqs = boto3.client("sqs", region_name=self.stack.region)
+        for name in self.stack.queues():
+            sqs.create_queue(QueueName=name)
 
     def _create_functions(self) -> None:
         iam = boto3.client("iam", region_name=self.stack.region)

@@ -16,12 +16,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.lambdas import LambdaRuntime, send_to_queue
 from taskrun.local.sandbox import FunctionError
-from taskrun.local.template import ACCOUNT_ID, EventRule, StreamSource
+from taskrun.local.template import ACCOUNT_ID, EventRule, ScheduleSource, StreamSource
 from taskrun.local.ticker import Ticker
 
 STREAM_POLL_SECONDS = 0.1
+STREAM_RETRY_DELAY_SECONDS = 0.2
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -54,20 +55,54 @@ class EventBus:
         self.region = region
 
     def publish(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> None:
-        event = {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": detail_type,
-            "source": source,
-            "account": ACCOUNT_ID,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "region": self.region,
-            "resources": resources,
-            "detail": detail,
-        }
+        event = event_of(source, detail_type, detail, resources, self.region)
         for rule in self.rules:
             if matches(rule.pattern, event):
                 self.runtime.invoke_async(rule.function, event)
+
+
+def event_of(
+    source: str, detail_type: str, detail: dict[str, Any], resources: list[str], region: str
+) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT_ID,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": resources,
+        "detail": detail,
+    }
+
+
+class Schedules:
+    """The template's Schedule events: each function invoked asynchronously at its rate,
+    with the "Scheduled Event" EventBridge sends."""
+
+    def __init__(self, schedules: list[ScheduleSource], runtime: LambdaRuntime, region: str) -> None:
+        self._tickers = [
+            Ticker(schedule.seconds, self._firing(schedule, runtime, region), name=f"schedule-{schedule.rule}")
+            for schedule in schedules
+        ]
+
+    @staticmethod
+    def _firing(schedule: ScheduleSource, runtime: LambdaRuntime, region: str) -> Callable[[], None]:
+        rule_arn = f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{schedule.rule}"
+
+        def fire() -> None:
+            runtime.invoke_async(schedule.function, event_of("aws.events", "Scheduled Event", {}, [rule_arn], region))
+
+        return fire
+
+    def start(self) -> None:
+        for ticker in self._tickers:
+            ticker.start()
+
+    def stop(self) -> None:
+        for ticker in self._tickers:
+            ticker.stop()
 
 
 def _epoch_ms(moment: datetime.datetime | None) -> int | None:
@@ -123,6 +158,7 @@ class StreamPoller:
         )
         stream_arn = dynamodb.describe_table(TableName=self.source.table)["Table"]["LatestStreamArn"]
         shards = self.streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        self._shards = [shard["ShardId"] for shard in shards]
         self._iterators = [
             self.streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")[
                 "ShardIterator"
@@ -139,19 +175,50 @@ class StreamPoller:
             page = self.streams.get_records(ShardIterator=iterator, Limit=self.source.batch_size)
             self._iterators[index] = page["NextShardIterator"]
             if page["Records"]:
-                self._deliver(page["Records"])
+                self._deliver(page["Records"], self._shards[index])
 
-    def _deliver(self, records: list[dict[str, Any]]) -> None:
+    def _deliver(self, records: list[dict[str, Any]], shard_id: str = "") -> None:
         chosen = [_as_lambda_record(record) for record in records]
         if self.source.filters:
             chosen = [record for record in chosen if any(matches(pattern, record) for pattern in self.source.filters)]
         if not chosen:
             return
         event = {"Records": chosen}
-        try:
-            self.runtime.invoke(self.source.function, event)
-        except FunctionError as error:
-            print(f"{self.source.function} failed on a stream batch: {error}", flush=True)
+        for attempt in range(self.source.max_retries + 1):
+            try:
+                self.runtime.invoke(self.source.function, event)
+                return
+            except FunctionError as error:
+                print(f"{self.source.function} failed on a stream batch: {error}", flush=True)
+            if attempt < self.source.max_retries:
+                time.sleep(STREAM_RETRY_DELAY_SECONDS * (attempt + 1))
+        if self.source.on_failure_queue:
+            send_to_queue(self.source.on_failure_queue, self._failure_record(chosen, shard_id), self.region)
+
+    def _failure_record(self, records: list[dict[str, Any]], shard_id: str) -> dict[str, Any]:
+        """What an event source mapping sends its on-failure destination: where the batch
+        lies in the stream, not the records themselves."""
+        first, last = records[0], records[-1]
+        return {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.source.function}",
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": self.source.max_retries + 1,
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": first["dynamodb"].get("SequenceNumber"),
+                "endSequenceNumber": last["dynamodb"].get("SequenceNumber"),
+                "approximateArrivalOfFirstRecord": first["dynamodb"].get("ApproximateCreationDateTime"),
+                "approximateArrivalOfLastRecord": last["dynamodb"].get("ApproximateCreationDateTime"),
+                "batchSize": len(records),
+                "streamArn": first.get("eventSourceARN", ""),
+            },
+        }
 
 
 def _as_lambda_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each function keeps warm sandboxes for reuse and starts more while all are busy, up to
 its concurrency limit; past the limit a synchronous invocation waits for a free sandbox,
 and asynchronous ones queue, as Lambda's own queue holds them. A failed asynchronous
-invocation goes to the function's on-failure destination with the record Lambda sends.
+invocation is retried as its EventInvokeConfig says, then goes to the function's
+on-failure destination (a Lambda or an SQS queue) with the record Lambda sends.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from taskrun.local.template import ACCOUNT_ID, FunctionSpec
 DEFAULT_CONCURRENCY = 16
 THROTTLE_WAIT_SECONDS = 30.0
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
+ASYNC_RETRY_DELAY_SECONDS = 0.5  # Lambda waits about a minute, then two; locally the retries come sooner
 LOG_LINES_KEPT = 5000
 
 
@@ -177,20 +179,28 @@ class LambdaRuntime:
         return json.loads(self.invoke_text(name_or_arn, json.dumps(event)))
 
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
-        """Queue an asynchronous invocation; a failure goes to the on-failure destination
-        (no retries: the template sets none)."""
+        """Queue an asynchronous invocation; a failure is retried (the function's
+        MaximumRetryAttempts), then goes to its on-failure destination."""
         spec = self._functions[self.function_name(name_or_arn)]
         event_text = json.dumps(event)
         if len(event_text) > MAX_ASYNC_PAYLOAD_BYTES:
             raise FunctionError(error_payload("RequestEntityTooLargeException", "the event is over 1 MB"))
 
         def run() -> None:
-            try:
-                self.invoke_text(spec.logical_id, event_text)
-            except FunctionError as error:
-                self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
-                if spec.on_failure:
-                    self.invoke_async(spec.on_failure, _failure_record(spec, self._region, event, error.payload))
+            for attempt in range(1, spec.async_retries + 2):
+                try:
+                    self.invoke_text(spec.logical_id, event_text)
+                    return
+                except FunctionError as error:
+                    self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
+                    failure = error.payload
+                if attempt <= spec.async_retries:
+                    time.sleep(ASYNC_RETRY_DELAY_SECONDS * attempt)
+            record = _failure_record(spec, self._region, event, failure, attempts=spec.async_retries + 1)
+            if spec.on_failure:
+                self.invoke_async(spec.on_failure, record)
+            elif spec.on_failure_queue:
+                send_to_queue(spec.on_failure_queue, record, self._region)
 
         self._async.submit(run)
 
@@ -209,7 +219,17 @@ class LambdaRuntime:
         self._async.shutdown(wait=False, cancel_futures=True)
 
 
-def _failure_record(spec: FunctionSpec, region: str, event: Any, error: dict[str, Any]) -> dict[str, Any]:
+def send_to_queue(queue_name: str, record: dict[str, Any], region: str) -> None:
+    """A dead letter, sent to the emulator's queue as Lambda or EventBridge would send it."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=region)
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"], MessageBody=json.dumps(record))
+
+
+def _failure_record(
+    spec: FunctionSpec, region: str, event: Any, error: dict[str, Any], attempts: int = 1
+) -> dict[str, Any]:
     return {
         "version": "1.0",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
@@ -217,7 +237,7 @@ def _failure_record(spec: FunctionSpec, region: str, event: Any, error: dict[str
             "requestId": str(uuid.uuid4()),
             "functionArn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}:$LATEST",
             "condition": "RetriesExhausted",
-            "approximateInvokeCount": 1,
+            "approximateInvokeCount": attempts,
         },
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},

@@ -65,6 +65,8 @@ class FunctionSpec:
     memory: int = 128
     environment: dict[str, str] = field(default_factory=dict)
     on_failure: str | None = None  # the Lambda an asynchronous invocation's failure goes to
+    on_failure_queue: str | None = None  # or the SQS queue (its name)
+    async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (Lambda's default is 2)
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -103,6 +105,29 @@ class StreamSource:
     table: str
     batch_size: int
     filters: list[dict[str, Any]] = field(default_factory=list)  # FilterCriteria patterns; none lets all in
+    max_retries: int = 0  # MaximumRetryAttempts (AWS retries until the record expires when unset)
+    on_failure_queue: str | None = None  # the SQS queue a batch goes to once the retries are spent
+
+
+@dataclass
+class ScheduleSource:
+    """A Schedule event of a function: EventBridge invokes it at a fixed rate."""
+
+    function: str
+    seconds: float
+    rule: str  # the rule's logical id, as SAM names it
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """`rate(5 minutes)` in seconds; local mode runs only the rates of the template's own schedules."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"local mode runs rate(...) schedules only, not {expression!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
 
 
 class Stack:
@@ -123,14 +148,22 @@ class Stack:
         return {name: res for name, res in self.resources.items() if res["Type"] == resource_type}
 
     def arn(self, logical_id: str) -> str:
-        resource_type = self.resources[logical_id]["Type"]
+        resource_type = self.resources.get(logical_id, {}).get("Type")  # SAM makes some (event rules)
         if resource_type == "AWS::Serverless::Function":
             return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{logical_id}"
         if resource_type == "AWS::DynamoDB::Table":
             return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{logical_id}"
         if resource_type == "AWS::Serverless::StateMachine":
             return f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{logical_id}"
+        if resource_type == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queue_name(logical_id)}"
         return f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{logical_id}"
+
+    def queue_name(self, logical_id: str) -> str:
+        return str(self.resolve(self.resources[logical_id]["Properties"].get("QueueName", logical_id)))
+
+    def queues(self) -> list[str]:
+        return [self.queue_name(logical_id) for logical_id in self.of_type("AWS::SQS::Queue")]
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -168,6 +201,7 @@ class Stack:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": self.stack_name,
+            "AWS::NoValue": "",
         }
         if name in pseudo:
             return pseudo[name]
@@ -184,8 +218,9 @@ class Stack:
         for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
             properties = resource["Properties"]
             env = {**shared_env, **properties.get("Environment", {}).get("Variables", {})}
-            destination = properties.get("EventInvokeConfig", {}).get("DestinationConfig", {}).get("OnFailure", {})
-            on_failure = self.resolve(destination["Destination"]) if destination.get("Type") == "Lambda" else None
+            invoke_config = properties.get("EventInvokeConfig", {})
+            destination = invoke_config.get("DestinationConfig", {}).get("OnFailure", {})
+            target = str(self.resolve(destination["Destination"])) if destination else None
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -194,7 +229,9 @@ class Stack:
                     timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
                     memory=int(properties.get("MemorySize", globals_.get("MemorySize", 128))),
                     environment={name: str(self.resolve(v)) for name, v in env.items()},
-                    on_failure=on_failure,
+                    on_failure=target if destination.get("Type") == "Lambda" else None,
+                    on_failure_queue=_queue_of(target) if destination.get("Type") == "SQS" else None,
+                    async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
                 )
             )
         return specs
@@ -257,8 +294,28 @@ class Stack:
                 properties["Stream"]["Fn::GetAtt"][0],
                 int(properties.get("BatchSize", 100)),
                 [json.loads(f["Pattern"]) for f in properties.get("FilterCriteria", {}).get("Filters", [])],
+                max_retries=int(properties.get("MaximumRetryAttempts", 0)),
+                on_failure_queue=_queue_of(
+                    str(self.resolve(properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")))
+                )
+                if properties.get("DestinationConfig")
+                else None,
             )
             for function, properties in self._events("DynamoDB")
+        ]
+
+    def schedules(self) -> list[ScheduleSource]:
+        return [
+            ScheduleSource(function, rate_seconds(properties["Schedule"]), rule)
+            for function, rule, properties in self._named_events("Schedule")
+        ]
+
+    def _named_events(self, event_type: str) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (logical_id, logical_id + name, event["Properties"])
+            for logical_id, resource in self.of_type("AWS::Serverless::Function").items()
+            for name, event in resource["Properties"].get("Events", {}).items()
+            if event["Type"] == event_type
         ]
 
     def authorizer_function(self) -> str | None:
@@ -277,3 +334,8 @@ class Stack:
                 body = spec.get("ResponseTemplates", {}).get("application/json", "")
                 answers[kind] = (int(spec["StatusCode"]), body)
         return answers
+
+
+def _queue_of(arn: str | None) -> str | None:
+    """The queue name in an SQS ARN."""
+    return arn.rpartition(":")[2] if arn and ":sqs:" in arn else None

@@ -1,0 +1,125 @@
+"""The deadline sweeper: a scheduled backstop that ends the runs nothing else will end.
+
+Every other path ends a run by itself (the worker, its on-failure destination, the flow's
+status-change event). When one of those is lost (an asynchronous event dropped or dead-
+lettered, a worker killed before its write), the run would stay pending or running: the
+sweeper finds active runs past their deadline and ends them with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
+from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType
+from taskrun.store import Ending, RunFilter, RunStore, end_once
+from taskrun.telemetry import count
+
+logger = Logger(child=True)
+
+GRACE_SECONDS = 60  # past a deadline, time for the ending already on its way to be written
+LONGEST_SCRIPT_SECONDS = 900  # the worker's Lambda timeout: no script runs longer
+# how long an asynchronous invocation of the worker may wait to start (template.yaml:
+# WorkerFunction EventInvokeConfig.MaximumEventAgeInSeconds; a test keeps them in step)
+DISPATCH_MAX_AGE_SECONDS = 3600
+PAGE_SIZE = 100
+MAX_RUNS_PER_SWEEP = 2_000  # the next sweep goes on where a long backlog left off
+
+
+@dataclass
+class Sweep:
+    checked: int = 0
+    ended: list[str] = field(default_factory=list)
+
+
+def sweep(store: RunStore, flows: StepFunctions, now: datetime) -> Sweep:
+    """End every pending or running run past its deadline, oldest first."""
+    done = Sweep()
+    for status in (RunStatus.PENDING, RunStatus.RUNNING):
+        cursor: str | None = None
+        while done.checked < MAX_RUNS_PER_SWEEP:
+            runs, cursor = store.list(RunFilter(status=status), PAGE_SIZE, cursor)
+            for run in runs:
+                done.checked += 1
+                ended = _end_if_overdue(store, flows, run, now)
+                if ended is not None:
+                    done.ended.append(ended.run_id)
+            if cursor is None:
+                break
+    if done.ended:
+        logger.warning("runs past their deadline ended", extra={"run_ids": done.ended[:50], "count": len(done.ended)})
+        count("RunsSwept", len(done.ended))
+    return done
+
+
+def _end_if_overdue(store: RunStore, flows: StepFunctions, run: Run, now: datetime) -> Run | None:
+    if run.task_type is TaskType.FLOW:
+        return _end_flow_if_over(store, flows, run, now)
+    ending = _script_ending(run, now)
+    if ending is None:
+        return None
+    return _end(store, run, ending)
+
+
+def _end(store: RunStore, run: Run, ending: Ending) -> Run | None:
+    ended, ended_here = end_once(store, run.run_id, ending)
+    if not ended_here:
+        return None
+    count(f"RunsEnded_{ended.status.value}")
+    return ended
+
+
+def _script_ending(run: Run, now: datetime) -> Ending | None:
+    limit = min(run.timeout or LONGEST_SCRIPT_SECONDS, LONGEST_SCRIPT_SECONDS)
+    if run.status is RunStatus.RUNNING and run.started_at is not None:
+        if now < run.started_at + timedelta(seconds=limit + GRACE_SECONDS):
+            return None
+        message = (
+            f"no ending was recorded within the task's {limit} s timeout: the worker was lost "
+            "(ended by the deadline sweeper)"
+        )
+        return Ending(RunStatus.TIMED_OUT, now, error=RunError(type=ErrorType.TIMEOUT, message=message))
+    if now < run.created_at + timedelta(seconds=DISPATCH_MAX_AGE_SECONDS + limit + GRACE_SECONDS):
+        return None
+    message = "the run never started: its worker invocation was lost (ended by the deadline sweeper)"
+    return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
+
+
+def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: Run, now: datetime) -> Run | None:
+    """A flow run ends with its execution: if the execution ended and its event was lost,
+    end the run from the execution as the event would have; if it never started, fail it."""
+    arn = run.execution_arn or flows.execution_arn(run.task_id, run.run_id)
+    try:
+        described = flows.client.describe_execution(executionArn=arn)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        if now < run.created_at + timedelta(seconds=GRACE_SECONDS):
+            return None  # its start may be on its way
+        message = "the flow's execution never started (ended by the deadline sweeper)"
+        ending = Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
+        return _end(store, run, ending)
+    if described["status"] in ("RUNNING", "PENDING_REDRIVE"):
+        return None
+    change = ExecutionStatusChange(
+        executionArn=described["executionArn"],
+        stateMachineArn=described["stateMachineArn"],
+        name=described["name"],
+        status=described["status"],
+        startDate=_epoch_ms(described.get("startDate")),
+        stopDate=_epoch_ms(described.get("stopDate")),
+        output=described.get("output"),
+        error=described.get("error"),
+        cause=described.get("cause"),
+    )
+    ended = end_flow_run(change, store, flows)
+    return ended if ended is not None and ended.status.is_done else None
+
+
+def _epoch_ms(moment: Any) -> int | None:
+    return int(moment.timestamp() * 1000) if isinstance(moment, datetime) else None
