@@ -109,3 +109,24 @@ def test_every_bundle_flow_has_its_state_machine_in_the_template() -> None:
         name = "taskrun-local_" + state_machine_name(definition.task_id)
         assert name in machines, f"{definition.task_id}: no state machine named {name} in template.yaml"
         assert machines[name].definition.resolve() == definition.latest.definition, definition.task_id
+
+
+LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
+
+
+def test_every_lambda_step_of_the_bundles_flows_retries_lambdas_transient_errors() -> None:
+    def task_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, state in states.items():
+            if state["Type"] == "Task" and ":states:::lambda:invoke" in state["Resource"]:
+                yield name, state
+            for nested in [state.get("ItemProcessor") or state.get("Iterator"), *state.get("Branches", [])]:
+                if nested:
+                    yield from task_states(nested["States"])
+
+    for path in sorted((ROOT / "statemachines").glob("*.asl.json")):
+        definition = json.loads(path.read_text())
+        found = list(task_states(definition["States"]))
+        assert found, path.name
+        for name, state in found:
+            covered = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
+            assert covered >= LAMBDA_TRANSIENT, f"{path.name}: {name} lacks the Lambda retrier"

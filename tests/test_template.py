@@ -76,3 +76,98 @@ def test_a_stack_reaches_none_of_the_flows_of_a_stack_whose_name_it_prefixes() -
         for pattern in own:
             for arn in flows(theirs):
                 assert not fnmatch.fnmatchcase(arn, pattern), (mine.stack_name, pattern, arn)
+
+
+def _actions(resource: dict[str, object]) -> list[str]:
+    """Every IAM action a function's policies grant (SAM policy templates by name)."""
+    found: list[str] = []
+    for policy in resource["Properties"].get("Policies", []):  # type: ignore[attr-defined]
+        if isinstance(policy, str):
+            found.append(policy)
+        elif "Statement" in policy:
+            for statement in policy["Statement"]:
+                action = statement["Action"]
+                found += action if isinstance(action, list) else [action]
+        else:
+            found += list(policy)
+    return found
+
+
+def test_every_asynchronous_path_ends_somewhere_an_operator_sees() -> None:
+    """A function invoked asynchronously (Lambda destinations, EventBridge, schedules, a
+    stream) has an on-failure destination; events EventBridge cannot hand over are
+    dead-lettered; the dead-letter queue has an alarm."""
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    resources = stack.resources
+    invoked_async = {spec.on_failure.rpartition(":")[2] for spec in stack.functions() if spec.on_failure}
+    for logical_id, resource in stack.of_type("AWS::Serverless::Function").items():
+        events = resource["Properties"].get("Events", {}).values()
+        kinds = {event["Type"] for event in events}
+        if logical_id in invoked_async or kinds & {"EventBridgeRule", "Schedule"}:
+            destination = resource["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+            assert destination["Type"] in ("SQS", "Lambda"), logical_id
+        for event in events:
+            if event["Type"] in ("EventBridgeRule", "Schedule"):
+                assert "Arn" in event["Properties"]["DeadLetterConfig"], logical_id
+            if event["Type"] == "DynamoDB":
+                assert event["Properties"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS", logical_id
+                assert event["Properties"]["MaximumRetryAttempts"] >= 1
+    worker = resources["WorkerFunction"]["Properties"]
+    assert worker["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "Lambda"
+    alarmed = {
+        json.dumps(alarm["Properties"].get("Dimensions", []))
+        for alarm in stack.of_type("AWS::CloudWatch::Alarm").values()
+    }
+    assert any("DeadLetterQueue" in dimensions for dimensions in alarmed)
+
+
+def test_the_sweeper_knows_how_long_a_worker_invocation_may_wait() -> None:
+    from taskrun.sweeper import DISPATCH_MAX_AGE_SECONDS, LONGEST_SCRIPT_SECONDS
+
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    worker = stack.resources["WorkerFunction"]["Properties"]
+    assert worker["EventInvokeConfig"]["MaximumEventAgeInSeconds"] == DISPATCH_MAX_AGE_SECONDS
+    assert worker["Timeout"] == LONGEST_SCRIPT_SECONDS
+    assert any(schedule.function == "SweeperFunction" for schedule in stack.schedules())
+
+
+def test_the_stack_has_what_an_operator_expects() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    document = stack.document
+    globals_ = document["Globals"]
+    # logs: one JSON log group for the functions, access logs, flow logs, all with retention
+    assert globals_["Function"]["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": "FunctionsLogGroup"}}
+    log_groups = stack.of_type("AWS::Logs::LogGroup")
+    assert set(log_groups) >= {"FunctionsLogGroup", "ApiAccessLogGroup", "FlowsLogGroup"}
+    assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in log_groups.values())
+    api = stack.resources["TaskrunApi"]["Properties"]
+    assert api["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert api["MethodSettings"][0]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+    assert globals_["Api"]["OpenApiVersion"] == "3.0.1"
+    # the worker's concurrency can be reserved; flows log and trace
+    assert "HasWorkerReservedConcurrency" in json.dumps(stack.resources["WorkerFunction"]["Properties"])
+    for machine in stack.of_type("AWS::Serverless::StateMachine").values():
+        assert machine["Properties"]["Logging"]["Level"] in ("ERROR", "ALL")
+        assert machine["Properties"]["Tracing"] == {"Enabled": True}
+    # alarms notify the topic; a dashboard shows them
+    alarms = stack.of_type("AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 5 and all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms.values())
+    body = json.loads(stack.resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    shown = [arn for widget in body["widgets"] for arn in widget["properties"].get("alarms", [])]
+    assert set(alarms) <= {arn.removeprefix("${").removesuffix(".Arn}") for arn in shown}
+
+
+def test_functions_get_only_the_table_actions_their_code_uses() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    used = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    for logical_id, resource in stack.of_type("AWS::Serverless::Function").items():
+        for action in _actions(resource):
+            assert not action.startswith("DynamoDB"), (logical_id, action)  # SAM's broad table templates
+            if action.startswith("dynamodb:"):
+                assert action in used, (logical_id, action)
+
+
+def test_no_partition_is_written_out() -> None:
+    """`arn:aws:` would break in aws-cn and aws-us-gov; ARNs take `${AWS::Partition}`."""
+    for path in [ROOT / "template.yaml", *(ROOT / "statemachines").glob("*.asl.json")]:
+        assert "arn:aws:" not in path.read_text(), path.name

@@ -1,0 +1,150 @@
+"""Nothing stays running: when the path that ends a run is lost, the deadline sweeper ends
+it; what an asynchronous path cannot deliver lands in the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from taskrun.local.stack import LocalStack
+from taskrun.sweeper import DISPATCH_MAX_AGE_SECONDS, GRACE_SECONDS
+from tests.conftest import load_event
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+@pytest.fixture
+def lost(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """Asynchronous invocations of the functions named in the set vanish, as an event
+    dropped between services would."""
+    runtime = stack.emulator.runtime
+    original = runtime.invoke_async
+    names: set[str] = set()
+
+    def invoke_async(name_or_arn: str, event: Any) -> None:
+        if runtime.function_name(name_or_arn) not in names:
+            original(name_or_arn, event)
+
+    monkeypatch.setattr(runtime, "invoke_async", invoke_async)
+    yield names
+
+
+def sweep_at(invoke: Invoke, moment: datetime) -> dict[str, Any]:
+    event = load_event("sweeper")
+    event["time"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    result: dict[str, Any] = invoke("SweeperFunction", event)
+    return result
+
+
+def get(api: httpx.Client, run_id: str) -> dict[str, Any]:
+    run: dict[str, Any] = api.get(f"/v1/runs/{run_id}").json()
+    return run
+
+
+def test_a_run_whose_worker_invocation_was_lost_fails_once_it_cannot_start_any_more(
+    api: httpx.Client, invoke: Invoke, lost: set[str]
+) -> None:
+    # Given a run whose asynchronous worker invocation never arrives
+    lost.add("WorkerFunction")
+    run = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}}).json()
+    time.sleep(0.3)
+    assert get(api, run["run_id"])["status"] == "pending"
+
+    # When the sweeper runs now, the run may still start: it is left alone
+    assert run["run_id"] not in sweep_at(invoke, datetime.now(UTC))["ended"]
+    assert get(api, run["run_id"])["status"] == "pending"
+
+    # Then once the invocation could no longer be waiting in Lambda's queue, it is ended
+    created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00"))
+    past = created + timedelta(seconds=DISPATCH_MAX_AGE_SECONDS + run["timeout"] + GRACE_SECONDS + 1)
+    assert run["run_id"] in sweep_at(invoke, past)["ended"]
+    ended = get(api, run["run_id"])
+    assert ended["status"] == "failed"
+    assert ended["error"]["type"] == "dispatch_error"
+    assert "never started" in ended["error"]["message"]
+    # And a second sweep changes nothing
+    assert run["run_id"] not in sweep_at(invoke, past)["ended"]
+
+
+def test_a_running_run_whose_worker_died_unreported_ends_timed_out_past_its_deadline(
+    api: httpx.Client, invoke: Invoke, lost: set[str]
+) -> None:
+    # Given a worker that dies mid-run and whose on-failure record is lost
+    lost.add("WorkerFailedFunction")
+    run = api.post("/v1/runs", json={"task_id": "team/exit", "arguments": {"code": 9}}).json()
+    deadline = time.monotonic() + 10
+    while (current := get(api, run["run_id"]))["status"] == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)
+    assert get(api, run["run_id"])["status"] == "running"
+
+    started = datetime.fromisoformat(current["started_at"].replace("Z", "+00:00"))
+    assert run["run_id"] not in sweep_at(invoke, started + timedelta(seconds=run["timeout"]))["ended"]
+
+    assert run["run_id"] in sweep_at(invoke, started + timedelta(seconds=run["timeout"] + GRACE_SECONDS + 1))["ended"]
+    ended = get(api, run["run_id"])
+    assert ended["status"] == "timed_out"
+    assert ended["error"]["type"] == "timeout" and "worker was lost" in ended["error"]["message"]
+
+
+def test_a_flow_whose_end_event_was_lost_ends_as_its_execution_did(
+    api: httpx.Client, invoke: Invoke, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given EventBridge losing the execution's status change
+    monkeypatch.setattr(stack.emulator.bus, "publish", lambda *args, **kwargs: None)
+    body = {"task_id": "examples/delay", "task_type": "flow", "arguments": {"seconds": 0, "name": "Ada"}}
+    run = api.post("/v1/runs", json=body).json()
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    deadline = time.monotonic() + 20
+    while sfn.describe_execution(executionArn=run["execution_arn"])["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert get(api, run["run_id"])["status"] == "running"
+
+    # When the sweeper runs (no waiting for a deadline: the execution says how it ended)
+    assert run["run_id"] in sweep_at(invoke, datetime.now(UTC))["ended"]
+
+    # Then the run ended as the event would have ended it
+    ended = get(api, run["run_id"])
+    assert ended["status"] == "succeeded" and ended["result"] == {"greeting": "hello Ada!"}
+
+
+def test_a_flow_run_still_executing_is_left_alone(api: httpx.Client, invoke: Invoke) -> None:
+    body = {"task_id": "examples/delay", "task_type": "flow", "arguments": {"seconds": 3600, "name": "Bo"}}
+    run = api.post("/v1/runs", json=body).json()
+    assert run["run_id"] not in sweep_at(invoke, datetime.now(UTC) + timedelta(days=1))["ended"]
+    assert get(api, run["run_id"])["status"] == "running"
+    api.post(f"/v1/runs/{run['run_id']}/cancel")
+
+
+def test_an_asynchronous_invocation_that_keeps_failing_lands_in_the_dead_letter_queue(stack: LocalStack) -> None:
+    # Given a record the worker's on-failure function cannot take (retried twice, as configured)
+    garbage = {"not": "a failure record"}
+    stack.emulator.runtime.invoke_async("WorkerFailedFunction", garbage)
+
+    # Then Lambda's failure record, with the event, waits in the dead-letter queue
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName="taskrun-local-dead-letters")["QueueUrl"]
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 15
+    while not found:
+        assert time.monotonic() < deadline, "nothing reached the dead-letter queue"
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for message in messages:
+            record = json.loads(message["Body"])
+            if record.get("requestPayload") == garbage:
+                found.append(record)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    record = found[0]
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["requestContext"]["functionArn"].endswith(":function:WorkerFailedFunction:$LATEST")
+    assert record["responsePayload"]["errorType"]
