@@ -359,3 +359,21 @@ def test_starting_a_runs_execution_again_is_harmless(api: httpx.Client, stack: L
     named = [e for e in sfn().list_executions(stateMachineArn=machine)["executions"] if e["name"] == run["run_id"]]
     assert len(named) == 1
     api.post(f"/v1/runs/{run['run_id']}/cancel")
+
+
+def test_a_step_result_past_step_functions_limit_fails_the_step_with_an_error_a_flow_can_catch(
+    api: httpx.Client,
+) -> None:
+    # A result that fits passes between states
+    fits = run_flow(api, "team/bulky", {"size": 200_000}, wait=True).json()
+    assert fits["status"] == "succeeded" and fits["result"] == {"status": 200}
+
+    # One past 256 KiB fails the step with ResultTooLarge, saying how large it was
+    failed = run_flow(api, "team/bulky", {"size": 300_000}, wait=True).json()
+    assert failed["status"] == "failed"
+    assert failed["error"]["exception_type"] == "ResultTooLarge"
+    assert "300,002 bytes" in failed["error"]["message"] and "'Produce'" in failed["error"]["message"]
+
+    # and, unlike States.DataLimitExceeded, a Catch can take it
+    caught = run_flow(api, "team/bulky", {"size": 300_000, "catch": True}, wait=True).json()
+    assert caught["status"] == "succeeded" and caught["result"] == {"caught": "ResultTooLarge"}

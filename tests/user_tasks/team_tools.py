@@ -48,3 +48,13 @@ class SlowArgs(BaseModel):
 
 
 flow("team/slow", definition="slow.asl.json", parameters=SlowArgs)
+
+
+class BulkyArgs(BaseModel):
+    """One step returning `size` characters; with `catch` the flow catches ResultTooLarge."""
+
+    size: int
+    catch: bool = False
+
+
+flow("team/bulky", definition="bulky.asl.json", parameters=BulkyArgs)

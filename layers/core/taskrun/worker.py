@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, RunContext, ScriptRevision
-from taskrun.errors import InvalidArguments, InvalidInput, RunConflict, TaskNotFound, TaskTimedOut
+from taskrun.errors import InvalidArguments, InvalidInput, ResultTooLarge, RunConflict, TaskNotFound, TaskTimedOut
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
@@ -22,6 +22,8 @@ logger = Logger(child=True)
 
 SAFETY_MARGIN_SECONDS = 2.0
 MAX_RESULT_BYTES = 280_000  # with at most 100 KB of arguments, the run stays below 400 KB
+# A state's data is at most 256 KiB; lambda:invoke wraps the result with about 1 KB of metadata
+MAX_STEP_RESULT_BYTES = 256 * 1024 - 4096
 
 
 @dataclass
@@ -107,6 +109,12 @@ class Worker:
             raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
         if outcome.error is not None:
             raise outcome.error
+        size = len(json.dumps(outcome.result, default=str, separators=(",", ":")).encode())
+        if size > MAX_STEP_RESULT_BYTES:
+            raise ResultTooLarge(
+                f"task {step.task_id!r} returned {size:,} bytes of JSON; a flow step may return at most "
+                f"{MAX_STEP_RESULT_BYTES:,} (Step Functions passes 256 KiB between states)"
+            )
         return outcome.result
 
     def record_crash(self, failure: FailedInvocation) -> Run:
