@@ -304,14 +304,15 @@ def test_a_result_too_large_for_a_task_token_fails_the_waiting_state_machine_cle
     assert "a task token takes at most 262144" in described["cause"]
 
 
-def test_a_cause_too_long_for_a_task_token_is_cut_to_fit(stack: LocalStack) -> None:
+def test_a_failure_message_too_long_for_a_task_token_reaches_the_waiting_state_cut_to_fit(stack: LocalStack) -> None:
     arguments = {"message": "why " * 10_000}
     execution = start_parent(
         stack, "nightly-wordy", PARENT_DEFINITION, {"task_id": "examples/fail", "arguments": arguments}
     )
     described = finished(execution)
     assert described["status"] == "FAILED" and described["error"] == "TaskFailure"
-    assert len(described["cause"]) == 32_768 and described["cause"].endswith(" [cut]")
+    # the run keeps 8,192 characters of the message, well within SendTaskFailure's 32,768
+    assert len(described["cause"]) == 8_192 and described["cause"].endswith(" [cut]")
 
 
 def test_a_callback_output_too_large_for_the_flow_is_413_and_the_callback_still_waits(api: httpx.Client) -> None:
@@ -377,3 +378,44 @@ def test_a_step_result_past_step_functions_limit_fails_the_step_with_an_error_a_
     # and, unlike States.DataLimitExceeded, a Catch can take it
     caught = run_flow(api, "team/bulky", {"size": 300_000, "catch": True}, wait=True).json()
     assert caught["status"] == "succeeded" and caught["result"] == {"caught": "ResultTooLarge"}
+
+
+def test_history_pages_stay_under_lambdas_response_limit_and_the_cursor_reaches_every_step(
+    api: httpx.Client,
+) -> None:
+    # Given a flow whose 30 steps return 200 KB each (6 MB of outputs in all)
+    run = run_flow(api, "team/wide", {"sizes": [200_000] * 30}, wait=True).json()
+    assert run["status"] == "succeeded", run
+
+    # When its history is read with the largest page size
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 500} if cursor is None else {"limit": 500, "cursor": cursor}
+        response = api.get(f"/v1/runs/{run['run_id']}/history", params=params)
+        assert response.status_code == 200
+        assert len(response.content) < 6_000_000  # what Lambda may hand API Gateway
+        page = response.json()
+        seen += page["steps"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    # Then it took more than one page, and together they hold every step once
+    assert pages >= 2
+    produced = [step for step in seen if step["name"] == "Produce"]
+    assert len(produced) == 30, len(produced)
+    lengths = sorted(len(step["output"] or "") for step in produced)
+    assert lengths == [200_000] * 30
+    (each,) = [step for step in seen if step["name"] == "Each"]
+    assert each["status"] == "succeeded" and each["output"] == {"sizes": [200_000] * 30}
+
+
+def test_a_huge_exception_message_is_cut_to_fit_the_run(api: httpx.Client) -> None:
+    run = api.post(
+        "/v1/runs", json={"task_id": "examples/fail", "arguments": {"message": "boom " * 19_000}, "wait": True}
+    ).json()
+    assert run["status"] == "failed"
+    assert len(run["error"]["message"]) == 8_192 and run["error"]["message"].endswith(" [cut]")

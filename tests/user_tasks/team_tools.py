@@ -58,3 +58,12 @@ class BulkyArgs(BaseModel):
 
 
 flow("team/bulky", definition="bulky.asl.json", parameters=BulkyArgs)
+
+
+class WideArgs(BaseModel):
+    """One Map iteration a size: each returns that many characters."""
+
+    sizes: list[int]
+
+
+flow("team/wide", definition="wide.asl.json", parameters=WideArgs)

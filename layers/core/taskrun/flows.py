@@ -166,11 +166,14 @@ def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
     by_id = {event["id"]: event for event in events}
     steps: dict[int, FlowStep] = {}
 
-    def owner(event: dict[str, Any]) -> FlowStep | None:
+    def owner(event: dict[str, Any], name: str | None = None) -> FlowStep | None:
+        """The step an event belongs to. An exit names its state: a Map's exit follows its
+        last iteration's events, so the walk passes the iterations' steps to reach the Map."""
         seen: dict[str, Any] | None = event
         while seen is not None:
-            if seen["id"] in steps and seen is not event:
-                return steps[seen["id"]]
+            step = steps.get(seen["id"]) if seen is not event else None
+            if step is not None and (name is None or (step.name == name and step.status == "running")):
+                return step
             seen = by_id.get(seen.get("previousEventId", 0))
         return None
 
@@ -184,7 +187,7 @@ def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
                 started_at=event["timestamp"],
             )
         elif kind.endswith("StateExited"):
-            step = owner(event)
+            step = owner(event, event["stateExitedEventDetails"]["name"])
             if step is not None:
                 # a step that exits with its last failure standing went on through a Catch
                 step.status, step.ended_at = ("failed" if step.error else "succeeded"), event["timestamp"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from taskrun.ids import RunId, TaskId
 
@@ -61,9 +61,19 @@ class TriggeredBy(StrEnum):
     STEP_FUNCTIONS = "step_functions"
 
 
+MAX_ERROR_MESSAGE = 8_192  # characters; an exception's text can be any length, the run's item cannot
+
+
+def _clip_message(text: str) -> str:
+    marker = " [cut]"
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - len(marker)] + marker
+
+
 class RunError(BaseModel):
     type: ErrorType
-    message: str
+    message: Annotated[str, AfterValidator(_clip_message)] = Field(
+        description=f"What went wrong; at most {MAX_ERROR_MESSAGE:,} characters (a longer one ends in ' [cut]')."
+    )
     exception_type: str | None = Field(
         default=None, description="For execution errors, the type name of the exception the task raised."
     )

@@ -34,6 +34,8 @@ logger = Logger(child=True)
 
 # A run is one DynamoDB item (400 KB at most): arguments and result share it.
 MAX_ARGUMENTS_BYTES = 100_000
+# A page of history stops short of this much JSON (Lambda answers API Gateway with at most 6 MB)
+MAX_PAGE_BYTES = 4_000_000
 FIRST_POLL_SECONDS = 0.02
 POLL_GROWTH = 1.5
 LONGEST_POLL_SECONDS = 1.0
@@ -158,8 +160,15 @@ class RunService:
             return [], None
         steps = steps_of(self.flows.events(run.execution_arn))
         start = _offset(cursor)
-        page = steps[start : start + limit]
-        return page, (str(start + limit) if start + limit < len(steps) else None)
+        page: list[FlowStep] = []
+        size = 0
+        for step in steps[start : start + limit]:
+            size += len(step.model_dump_json())
+            if page and size > MAX_PAGE_BYTES:
+                break
+            page.append(step)
+        end = start + len(page)
+        return page, (str(end) if end < len(steps) else None)
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
         return self.store.list(filters, limit, cursor)
