@@ -21,7 +21,7 @@ def list_runs(
 ) -> RunList:
     filters = RunFilter(task_id=task_id, status=status, triggered_by=triggered_by)
     runs, next_cursor = run_service().list(filters, limit, cursor)
-    return RunList(runs=[run.to_summary() for run in runs], next_cursor=next_cursor)
+    return RunList(runs=runs, next_cursor=next_cursor)
 
 
 lambda_handler = api_handler(app)

@@ -21,6 +21,7 @@ from taskrun.models import (
     Run,
     RunError,
     RunStatus,
+    RunSummary,
     StartFromStateMachine,
     TaskType,
     TriggeredBy,
@@ -170,7 +171,7 @@ class RunService:
         end = start + len(page)
         return page, (str(end) if end < len(steps) else None)
 
-    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
+    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         return self.store.list(filters, limit, cursor)
 
     def cancel(self, run_id: str) -> Run:

@@ -1,10 +1,11 @@
 """The run store: a small port, and its DynamoDB adapter.
 
 Table design (template.yaml, RunsTable): key `run_id`; run ids are time-ordered, so they
-double as the sort key of three indexes, each read newest first:
-`by_task` (task_id), `by_status` (status) and `by_time` (a constant `kind`).
-Arbitrary JSON (arguments, result, error, usage) is kept as JSON text, so numbers keep
-their exact form and no Decimal leaks out of the store.
+double as the sort key of three indexes, each read newest first: `by_task` (task_id),
+`by_status` (status) and `by_time` (`kind`, one of a few shards, so that no single index
+partition takes every write). The indexes project what a list shows (a run's summary),
+never the arguments, result or task token. Arbitrary JSON (arguments, result, error,
+usage) is kept as JSON text, so numbers keep their exact form and no Decimal leaks out.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,11 +25,15 @@ from botocore.exceptions import ClientError
 from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
-from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, TriggeredBy, format_time
+from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary, TriggeredBy, format_time
 
 JSON_FIELDS = ("arguments", "result", "error", "usage")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
+TIME_SHARDS = 4  # `by_time` partitions: each takes a quarter of the writes
+SHARD_KEYS = [f"{KIND}#{shard}" for shard in range(TIME_SHARDS)]
+MAX_READS_PER_LIST = 8  # queries one list request may make; past them it answers with what it has and a cursor
+FILTERED_READ_SIZE = 100  # items a filtered query evaluates at a time
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class RunStore(Protocol):
 
     def get(self, run_id: str) -> Run: ...
 
-    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]: ...
+    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
     def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run: ...
 
@@ -83,35 +89,69 @@ class DynamoRunStore(aws.TableAdapter):
             raise RunNotFound(run_id)
         return run_from_item(item)
 
-    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
+    def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
+        """Runs matching the filters, newest first, read from the most selective index.
+
+        The index's partitions (one, or the time shards) are read side by side and merged
+        by run id. A request makes at most MAX_READS_PER_LIST queries: a filter that matches
+        little answers a short (even empty) page with a cursor rather than reading on."""
         index, key_name, key_value = _index_for(filters)
-        query: dict[str, Any] = {
-            "IndexName": index,
-            "KeyConditionExpression": "#k = :k",
-            "ExpressionAttributeNames": {"#k": key_name},
-            "ExpressionAttributeValues": {":k": key_value},
-            "ScanIndexForward": False,
-        }
+        partitions = SHARD_KEYS if index == "by_time" else [key_value]
+        before = _decode_cursor(cursor, key_name, key_value) if cursor else None
+        filter_names: dict[str, str] = {}
+        filter_values: dict[str, str] = {}
         conditions = []
         for name, value in (("status", filters.status), ("triggered_by", filters.triggered_by)):
             if value is not None and name != key_name:
-                query["ExpressionAttributeNames"][f"#{name}"] = name
-                query["ExpressionAttributeValues"][f":{name}"] = str(value)
+                filter_names[f"#{name}"] = name
+                filter_values[f":{name}"] = str(value)
                 conditions.append(f"#{name} = :{name}")
-        if conditions:
-            query["FilterExpression"] = " AND ".join(conditions)
-        if cursor:
-            query["ExclusiveStartKey"] = _decode_cursor(cursor, key_name, key_value)
-        runs: list[Run] = []
+        page_size = FILTERED_READ_SIZE if conditions else limit
+
+        def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
+            request: dict[str, Any] = {
+                "IndexName": index,
+                "KeyConditionExpression": "#k = :k" + (" AND #run_id < :before" if before else ""),
+                "ExpressionAttributeNames": {"#k": key_name, **filter_names},
+                "ExpressionAttributeValues": {":k": partition, **filter_values},
+                "ScanIndexForward": False,
+                "Limit": page_size,
+            }
+            if before:
+                request["ExpressionAttributeNames"]["#run_id"] = "run_id"
+                request["ExpressionAttributeValues"][":before"] = before
+            if conditions:
+                request["FilterExpression"] = " AND ".join(conditions)
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            return dict(self.table.query(**request))
+
+        found: list[dict[str, Any]] = []
+        resume: dict[str, dict[str, Any] | None] = dict.fromkeys(partitions)  # absent: read to its end
+        reads = 0
         while True:
-            page = self.table.query(Limit=limit - len(runs) if not conditions else max(limit, 25), **query)
-            for item in page.get("Items", []):
-                runs.append(run_from_item(item))
-                if len(runs) == limit:
-                    return runs, _encode_cursor(_index_key(item, key_name))
-            if "LastEvaluatedKey" not in page:
-                return runs, None
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            for partition in list(resume):
+                page = query(partition, resume[partition])
+                reads += 1
+                found += page.get("Items", [])
+                if "LastEvaluatedKey" in page:
+                    resume[partition] = page["LastEvaluatedKey"]
+                else:
+                    del resume[partition]
+            # every partition still being read has been read down to its resume key: what is
+            # newer than the highest of those is complete and in order
+            bound = max((key["run_id"] for key in resume.values() if key), default="")
+            ready = sorted((item for item in found if item["run_id"] >= bound), key=_run_id, reverse=True)
+            if len(ready) >= limit:
+                chosen = ready[:limit]
+                return [summary_from_item(item) for item in chosen], _encode_cursor(
+                    chosen[-1]["run_id"], key_name, key_value
+                )
+            if not resume:
+                return [summary_from_item(item) for item in ready], None
+            if reads + len(resume) > MAX_READS_PER_LIST:
+                # answer what is complete; the next request goes on below the bound
+                return [summary_from_item(item) for item in ready], _encode_cursor(bound, key_name, key_value)
 
     def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run:
         values = {"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)}
@@ -194,26 +234,33 @@ def _index_for(filters: RunFilter) -> tuple[str, str, str]:
     return "by_time", "kind", KIND
 
 
-def _index_key(item: dict[str, Any], key_name: str) -> dict[str, Any]:
-    return {"run_id": item["run_id"], key_name: item[key_name]}
+def time_shard(run_id: str) -> str:
+    """The `by_time` partition of a run: spread evenly, fixed for the run's life."""
+    return SHARD_KEYS[zlib.crc32(run_id.encode()) % TIME_SHARDS]
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
+def _run_id(item: dict[str, Any]) -> str:
+    return str(item["run_id"])
+
+
+def _encode_cursor(before: str, key_name: str, key_value: str) -> str:
+    """Where the next page starts (below this run id), tied to the filter it was given for."""
+    key = {"before": before, key_name: key_value}
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, key_name: str, key_value: str) -> dict[str, Any]:
-    """The index key a cursor holds: only one this API gave out for the same filters passes."""
+def _decode_cursor(cursor: str, key_name: str, key_value: str) -> str:
+    """The run id a cursor holds: only one this API gave out for the same filters passes."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)))
         if (
             isinstance(key, dict)
-            and set(key) == {"run_id", key_name}
+            and set(key) == {"before", key_name}
             and key[key_name] == key_value
-            and isinstance(key["run_id"], str)
-            and RUN_ID.fullmatch(key["run_id"])
+            and isinstance(key["before"], str)
+            and RUN_ID.fullmatch(key["before"])
         ):
-            return key
+            return key["before"]
     except (binascii.Error, ValueError):
         pass
     raise InvalidInput(
@@ -230,8 +277,13 @@ def _to_item(run: Run) -> dict[str, Any]:
     for name in JSON_FIELDS:
         if name in data:
             data[name] = json.dumps(data[name])
-    data["kind"] = KIND
+    data["kind"] = time_shard(run.run_id)
     return data
+
+
+def summary_from_item(item: dict[str, Any]) -> RunSummary:
+    """A run's summary from an index item (which holds no arguments, result or token)."""
+    return run_from_item(item).to_summary()
 
 
 def run_from_item(item: dict[str, Any]) -> Run:

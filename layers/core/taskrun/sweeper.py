@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
-from taskrun.models import ErrorType, Run, RunError, RunStatus, TaskType
+from taskrun.models import ErrorType, Run, RunError, RunStatus, RunSummary, TaskType
 from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -57,7 +57,7 @@ def sweep(store: RunStore, flows: StepFunctions, now: datetime) -> Sweep:
     return done
 
 
-def _end_if_overdue(store: RunStore, flows: StepFunctions, run: Run, now: datetime) -> Run | None:
+def _end_if_overdue(store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime) -> Run | None:
     if run.task_type is TaskType.FLOW:
         return _end_flow_if_over(store, flows, run, now)
     ending = _script_ending(run, now)
@@ -66,7 +66,7 @@ def _end_if_overdue(store: RunStore, flows: StepFunctions, run: Run, now: dateti
     return _end(store, run, ending)
 
 
-def _end(store: RunStore, run: Run, ending: Ending) -> Run | None:
+def _end(store: RunStore, run: RunSummary, ending: Ending) -> Run | None:
     ended, ended_here = end_once(store, run.run_id, ending)
     if not ended_here:
         return None
@@ -74,7 +74,7 @@ def _end(store: RunStore, run: Run, ending: Ending) -> Run | None:
     return ended
 
 
-def _script_ending(run: Run, now: datetime) -> Ending | None:
+def _script_ending(run: RunSummary, now: datetime) -> Ending | None:
     limit = min(run.timeout or LONGEST_SCRIPT_SECONDS, LONGEST_SCRIPT_SECONDS)
     if run.status is RunStatus.RUNNING and run.started_at is not None:
         if now < run.started_at + timedelta(seconds=limit + GRACE_SECONDS):
@@ -90,7 +90,7 @@ def _script_ending(run: Run, now: datetime) -> Ending | None:
     return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
 
 
-def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: Run, now: datetime) -> Run | None:
+def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime) -> Run | None:
     """A flow run ends with its execution: if the execution ended and its event was lost,
     end the run from the execution as the event would have; if it never started, fail it."""
     arn = run.execution_arn or flows.execution_arn(run.task_id, run.run_id)

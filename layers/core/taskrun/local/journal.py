@@ -92,12 +92,16 @@ def restore_tables(journal: Journal, region: str) -> int:
     is then rewritten as one line per item and takes every write from now on."""
     from moto.dynamodb.models import dynamodb_backends
 
+    from taskrun.store import time_shard
+
     backend = dynamodb_backends[ACCOUNT_ID][region]
     items = journal.load()
     for table, by_key in items.items():
         if table not in backend.tables:
             continue
         for item in by_key.values():
+            if item.get("kind") == {"S": "run"} and "run_id" in item:  # kept before `by_time` had shards
+                item["kind"] = {"S": time_shard(item["run_id"]["S"])}
             backend.put_item(table, item)
     journal.open(items)
     return sum(len(by_key) for by_key in items.values())
