@@ -120,10 +120,11 @@ def test_a_task_that_kills_its_sandbox_fails_its_run_and_the_stack_goes_on(api: 
     # Given a task that ends its process at once (as a crashing native library would)
     run = api.post("/v1/runs", json={"task_id": "team/exit", "arguments": {"code": 3}, "wait": True}).json()
 
-    # Then the worker's on-failure destination ends the run failed, saying why
+    # Then its run fails, saying why (the script ran in a process of its own)
     assert run["status"] == "failed", run
     assert run["error"]["type"] == "execution_error"
-    assert "Runtime exited with error: exit status 3" in run["error"]["message"]
+    assert run["error"]["exception_type"] == "TaskProcessExited"
+    assert "the task ended its process (exit status 3)" in run["error"]["message"]
 
     # And the rest of the stack goes on: the next run gets a new sandbox
     again = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1, "b": 2}, "wait": True}).json()

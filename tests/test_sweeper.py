@@ -4,6 +4,8 @@ it; what an asynchronous path cannot deliver lands in the dead-letter queue."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -74,16 +76,20 @@ def test_a_run_whose_worker_invocation_was_lost_fails_once_it_cannot_start_any_m
 
 
 def test_a_running_run_whose_worker_died_unreported_ends_timed_out_past_its_deadline(
-    api: httpx.Client, invoke: Invoke, lost: set[str]
+    api: httpx.Client, invoke: Invoke, lost: set[str], stack: LocalStack
 ) -> None:
-    # Given a worker that dies mid-run and whose on-failure record is lost
+    # Given a worker killed mid-run (as Lambda ends a sandbox out of memory) whose
+    # on-failure record is lost
     lost.add("WorkerFailedFunction")
-    run = api.post("/v1/runs", json={"task_id": "team/exit", "arguments": {"code": 9}}).json()
+    run = api.post("/v1/runs", json={"task_id": "team/nap", "arguments": {"seconds": 5}}).json()
     deadline = time.monotonic() + 10
     while (current := get(api, run["run_id"]))["status"] == "pending":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(1)
+    pool = stack.emulator.runtime.pool("WorkerFunction")
+    for sandbox in pool._all - set(pool._idle):
+        os.kill(sandbox.process.pid, signal.SIGKILL)
+    time.sleep(6)  # past the nap: nothing ends the run
     assert get(api, run["run_id"])["status"] == "running"
 
     started = datetime.fromisoformat(current["started_at"].replace("Z", "+00:00"))

@@ -21,6 +21,13 @@ def exit_now(code: int = 1) -> None:
     os._exit(code)
 
 
+@task("team/nap", timeout=10)
+def nap(seconds: float = 5) -> str:
+    """Sleep a while, then answer."""
+    time.sleep(seconds)
+    return "rested"
+
+
 @task("team/overrun", timeout=1)
 def overrun(marker: str, seconds: float = 3) -> None:
     """Run past the 1 s timeout, then leave a mark: a mark means overrun code kept running."""

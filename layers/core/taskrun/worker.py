@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,9 +11,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, RunContext, ScriptRevision
+from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
 from taskrun.errors import InvalidArguments, InvalidInput, ResultTooLarge, RunConflict, TaskNotFound, TaskTimedOut
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
+from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -26,13 +26,6 @@ MAX_RESULT_BYTES = 280_000  # with at most 100 KB of arguments, the run stays be
 MAX_STEP_RESULT_BYTES = 256 * 1024 - 4096
 
 
-@dataclass
-class _Outcome:
-    result: Any = None
-    error: BaseException | None = None
-    timed_out: bool = False
-
-
 def _limit(timeout: int | None, seconds_left: float | None) -> float:
     """The task's own timeout, never past the Lambda's remaining time less a margin."""
     limit = float(timeout or DEFAULT_TIMEOUT)
@@ -41,29 +34,17 @@ def _limit(timeout: int | None, seconds_left: float | None) -> float:
     return limit
 
 
-def _call_within(script: ScriptRevision, arguments: dict[str, Any], context: RunContext, limit: float) -> _Outcome:
-    """Call the script on a thread and wait at most `limit` seconds for it (a thread cannot be
-    stopped: one past its limit is left to finish in the background)."""
-    outcome = _Outcome()
-
-    def target() -> None:
-        try:
-            outcome.result = script.call(arguments, context)
-        except BaseException as error:
-            outcome.error = error
-
-    thread = threading.Thread(target=target, name=f"task-{context.run_id}", daemon=True)
-    thread.start()
-    thread.join(limit)
-    outcome.timed_out = thread.is_alive()
-    return outcome
-
-
 @dataclass
 class Worker:
     store: RunStore
     catalog: Catalog
     clock: Callable[[], datetime] = utcnow
+    scripts: ScriptProcess | None = None  # made on first use, so that it forks a loaded sandbox
+
+    def _call(self, task_id: str, revision: str, arguments: dict[str, Any], context_id: str, limit: float) -> Outcome:
+        if self.scripts is None:
+            self.scripts = ScriptProcess(self.catalog)
+        return self.scripts.call(Call(task_id, revision, arguments, context_id, time.monotonic() + limit), limit)
 
     def execute(self, run_id: str, seconds_left: float | None = None) -> Run:
         """Run the script of a pending run. A run that is no longer pending (a repeated
@@ -103,8 +84,7 @@ class Worker:
         except InvalidInput as invalid:
             raise InvalidArguments(invalid.summary()) from invalid
         limit = _limit(definition.timeout, seconds_left)
-        context = RunContext(step.execution or "", step.task_id, script.revision, time.monotonic() + limit)
-        outcome = _call_within(script, arguments, context, limit)
+        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit)
         if outcome.timed_out:
             raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
         if outcome.error is not None:
@@ -146,10 +126,10 @@ class Worker:
 
     def _run_script(self, run: Run, limit: float) -> Ending:
         assert run.started_at is not None
-        context = RunContext(run.run_id, run.task_id, run.revision, time.monotonic() + limit)
+        usage: dict[str, float] = {}
 
         def ending(status: RunStatus, result: Any = None, error: RunError | None = None) -> Ending:
-            return Ending(status, self.clock(), result, error, context.usage, run.started_at)
+            return Ending(status, self.clock(), result, error, usage, run.started_at)
 
         try:
             script = self.catalog.get(run.task_id).revisions[run.revision]
@@ -159,9 +139,10 @@ class Worker:
             message = f"task {run.task_id!r} revision {run.revision!r} is not a script deployed on the worker"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message))
 
-        outcome = _call_within(script, run.arguments, context, limit)
+        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit)
+        usage.update(outcome.usage)
         if outcome.timed_out:
-            logger.warning("task timed out", extra={"timeout": limit})
+            logger.warning("task timed out; its process was stopped", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
             return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message))
         if outcome.error is not None:

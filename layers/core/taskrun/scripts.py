@@ -1,0 +1,137 @@
+"""Where the worker runs scripts: a child process of its sandbox, so one that runs past its
+time limit can be stopped.
+
+Lambda freezes a sandbox between invocations and thaws it for the next: a script left
+running on a thread would go on beside an unrelated run. So each sandbox forks one child
+(after its imports, so the child starts at once with the catalog loaded), hands it one
+call at a time over a pipe, and kills it when a call outlasts its limit; the next call
+gets a new child. Module state of the task code lives in the child and lasts from run to
+run, as it would in a warm Lambda. A script that ends its process fails its own run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from taskrun.catalog import Catalog, RunContext, ScriptRevision
+
+logger = Logger(child=True)
+
+
+@dataclass
+class Outcome:
+    result: Any = None
+    error: BaseException | None = None
+    timed_out: bool = False
+    usage: dict[str, float] = field(default_factory=dict)
+
+
+class TaskProcessExited(Exception):
+    """The script ended the process it ran in (os._exit, a crash in native code)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    task_id: str
+    revision: str
+    arguments: dict[str, Any]
+    context_id: str  # the run id, or a flow step's execution
+    deadline: float  # time.monotonic() by which the script should be done
+
+
+class ScriptProcess:
+    """One child process at a time, running the scripts of `catalog`."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def call(self, call: Call, limit: float) -> Outcome:
+        conn = self._started()
+        try:
+            conn.send(call)
+        except OSError:  # the child is gone (killed between calls): start another
+            self.stop()
+            conn = self._started()
+            conn.send(call)
+        if not conn.poll(limit):
+            self.stop()
+            return Outcome(timed_out=True)
+        try:
+            status, result, error_name, message, usage = conn.recv()
+        except (EOFError, OSError):
+            code = self.stop()
+            return Outcome(error=TaskProcessExited(f"the task ended its process (exit status {code})"))
+        if status == "ok":
+            return Outcome(result=result, usage=usage)
+        return Outcome(error=_named_error(error_name, message), usage=usage)
+
+    def stop(self) -> int | None:
+        """Kill the child (if any); return its exit status."""
+        process, self._process = self._process, None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if process is None:
+            return None
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        return int(process.exitcode) if process.exitcode is not None else None
+
+    def _started(self) -> Connection:
+        if self._process is not None and self._conn is not None and self._process.is_alive():
+            return self._conn
+        self.stop()
+        context = multiprocessing.get_context("fork")
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_serve, args=(child_end, self.catalog), name="task", daemon=True)
+        process.start()
+        child_end.close()
+        self._process, self._conn = process, parent_end
+        return parent_end
+
+
+def _serve(conn: Connection, catalog: Catalog) -> None:
+    """The child: run each call it is handed and answer how it went, until the pipe closes."""
+    _die_with_parent()
+    while True:
+        try:
+            call: Call = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        context = RunContext(call.context_id, call.task_id, call.revision, call.deadline)
+        logger.append_keys(run_id=call.context_id, task_id=call.task_id)
+        try:
+            script = catalog.get(call.task_id).revisions[call.revision]
+            if not isinstance(script, ScriptRevision):
+                raise TypeError(f"task {call.task_id!r} revision {call.revision!r} is not a script")
+            reply: tuple[Any, ...] = ("ok", script.call(call.arguments, context), None, None, context.usage)
+        except BaseException as error:  # the run records whatever the script raised
+            reply = ("error", None, type(error).__name__, str(error), context.usage)
+        try:
+            conn.send(reply)
+        except Exception as error:  # a result pickle cannot carry
+            conn.send(("error", None, type(error).__name__, f"the result could not be handed back: {error}", {}))
+
+
+def _named_error(name: str, message: str) -> Exception:
+    """An exception of the script's exception's name, which the run and Step Functions show."""
+    kind = type(name if name.isidentifier() else "TaskError", (Exception,), {"__module__": "task"})
+    return kind(message) if message else kind()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the sandbox process goes, whatever it is doing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
