@@ -187,6 +187,94 @@ COMPAT_BODIES: list[tuple[str, bytes, dict[str, str], int]] = [
     ("compat-bad-arguments", b'{"task_id": "examples/greet", "arguments": {"times": "x"}}', JSON, 200),
 ]
 
+SCHEDULE = "sch_00000000000000000000000000"
+
+
+def schedule_body(**fields: Any) -> bytes:
+    return json.dumps({"task_id": "examples/echo", "arguments": {"message": "m"}, **fields}).encode()
+
+
+SCHEDULE_CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str | None]] = [
+    ("schedule-not-json", "POST", "/v1/schedules", b"{", {}, 400, None),
+    ("schedule-empty", "POST", "/v1/schedules", b"", {}, 422, "body"),
+    ("schedule-array", "POST", "/v1/schedules", b"[]", {}, 422, None),
+    ("schedule-no-expression", "POST", "/v1/schedules", schedule_body(), {}, 422, "body.expression"),
+    ("schedule-expression-int", "POST", "/v1/schedules", schedule_body(expression=5), {}, 422, "body.expression"),
+    ("schedule-expression-long", "POST", "/v1/schedules", schedule_body(expression="x" * 10_000), {}, 422, None),
+    ("schedule-cron-nul", "POST", "/v1/schedules", schedule_body(expression="cron(\u0000)"), {}, 422, None),
+    ("schedule-cron-unicode", "POST", "/v1/schedules", schedule_body(expression="cron(² ² ² ² ? ²)"), {}, 422, None),
+    ("schedule-rate-huge", "POST", "/v1/schedules", schedule_body(expression="rate(99999999999 days)"), {}, 422, None),
+    (
+        "schedule-tz-long",
+        "POST",
+        "/v1/schedules",
+        schedule_body(expression="rate(5 minutes)", timezone="A" * 500),
+        {},
+        422,
+        "body.timezone",
+    ),
+    (
+        "schedule-tz-nul",
+        "POST",
+        "/v1/schedules",
+        schedule_body(expression="rate(5 minutes)", timezone="UTC\u0000"),
+        {},
+        422,
+        "body.timezone",
+    ),
+    (
+        "schedule-start-text",
+        "POST",
+        "/v1/schedules",
+        schedule_body(expression="rate(5 minutes)", start_at="soon"),
+        {},
+        422,
+        "body.start_at",
+    ),
+    (
+        "schedule-deep-args",
+        "POST",
+        "/v1/schedules",
+        b'{"task_id": "examples/echo", "expression": "rate(5 minutes)", "arguments": {"m": '
+        + nested(5000).encode()
+        + b"}}",
+        {},
+        400,
+        None,
+    ),
+    (
+        "schedule-as-text",
+        "POST",
+        "/v1/schedules",
+        schedule_body(expression="rate(5 minutes)"),
+        {"Content-Type": "text/plain"},
+        415,
+        None,
+    ),
+    ("schedules-cursor-junk", "GET", "/v1/schedules?cursor=%C2%B2", None, {}, 422, "query.cursor"),
+    ("schedules-limit-huge", "GET", "/v1/schedules?limit=100000", None, {}, 422, "query.limit"),
+    ("schedules-task-bad", "GET", "/v1/schedules?task_id=%00", None, {}, 422, "query.task_id"),
+    ("schedule-get-unknown", "GET", f"/v1/schedules/{SCHEDULE}", None, {}, 404, None),
+    ("schedule-get-long", "GET", "/v1/schedules/" + "s" * 5000, None, {}, 404, None),
+    ("schedule-get-dots", "GET", "/v1/schedules/..%2F..%2Fetc", None, {}, 404, None),
+    ("schedule-patch-unknown", "PATCH", f"/v1/schedules/{SCHEDULE}", b'{"enabled": false}', {}, 404, None),
+    ("schedule-patch-junk", "PATCH", f"/v1/schedules/{SCHEDULE}", b"\xff\xfe", {}, 400, None),
+    ("schedule-patch-field", "PATCH", f"/v1/schedules/{SCHEDULE}", b'{"colour": 1}', {}, 422, "body.colour"),
+    ("schedule-delete-unknown", "DELETE", f"/v1/schedules/{SCHEDULE}", None, {}, 404, None),
+    ("schedule-delete-bad", "DELETE", "/v1/schedules/%00", None, {}, 404, None),
+    ("schedule-execute-unknown", "POST", f"/v1/schedules/{SCHEDULE}/execute", b"{}", {}, 404, None),
+    (
+        "schedule-execute-args-list",
+        "POST",
+        f"/v1/schedules/{SCHEDULE}/execute",
+        b'{"arguments": []}',
+        {},
+        422,
+        "body.arguments",
+    ),
+    ("schedule-execute-field", "POST", f"/v1/schedules/{SCHEDULE}/execute", b'{"when": "now"}', {}, 422, "body.when"),
+]
+
 AUTH: list[tuple[str, dict[str, str], int]] = [
     ("no-key", {}, 401),
     ("empty-key", {"X-API-KEY": ""}, 401),
@@ -214,6 +302,19 @@ CASES: list[Hostile] = [
     *(
         Hostile(name, "POST", "/api/v0/tools/tasks/run", body, headers, {}, status)
         for name, body, headers, status in COMPAT_BODIES
+    ),
+    *(
+        Hostile(
+            name,
+            method,
+            path.split("?")[0],
+            body,
+            {**JSON, **headers},
+            dict(item.split("=", 1) for item in path.split("?")[1].split("&")) if "?" in path else {},
+            status,
+            location,
+        )
+        for name, method, path, body, headers, status, location in SCHEDULE_CASES
     ),
     Hostile("query-wait-text", "POST", "/v1/runs", run_body(), JSON, {"wait": "perhaps"}, 422, "query.wait"),
     Hostile(

@@ -80,7 +80,7 @@ def test_the_makefiles_build_for_the_templates_lambda() -> None:
         assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
         assert resource["Properties"]["CompatibleArchitectures"] == GLOBALS["Architectures"]
     project = (ROOT / "pyproject.toml").read_text()
-    for name in ("aws-lambda-powertools", "boto3", "pydantic"):
+    for name in ("aws-lambda-powertools", "boto3", "pydantic", "aws-croniter", "tzdata"):
         assert f'"{name}' in project and f'=={core_pins()[name]}"' in project, name
 
 

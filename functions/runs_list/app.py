@@ -6,6 +6,7 @@ from taskrun.api import make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
+from taskrun.schedules import DECLARED_NAME_PATTERN
 from taskrun.store import RunFilter
 
 app = make_resolver()
@@ -13,13 +14,14 @@ app = make_resolver()
 
 @app.get("/v1/runs")
 def list_runs(
+    schedule_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=DECLARED_NAME_PATTERN)] = None,
     task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,
     status: Annotated[RunStatus | None, Query()] = None,
     triggered_by: Annotated[TriggeredBy | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query()] = None,
 ) -> RunList:
-    filters = RunFilter(task_id=task_id, status=status, triggered_by=triggered_by)
+    filters = RunFilter(schedule_id=schedule_id, task_id=task_id, status=status, triggered_by=triggered_by)
     runs, next_cursor = run_service().list(filters, limit, cursor)
     return RunList(runs=runs, next_cursor=next_cursor)
 

@@ -26,6 +26,7 @@ from taskrun.errors import (
     PayloadTooLarge,
     RunConflict,
     RunNotFound,
+    ScheduleNotFound,
     TaskNotFound,
     TaskrunError,
 )
@@ -162,6 +163,7 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
     TaskNotFound: HTTPStatus.NOT_FOUND,
     RunNotFound: HTTPStatus.NOT_FOUND,
     CallbackNotFound: HTTPStatus.NOT_FOUND,
+    ScheduleNotFound: HTTPStatus.NOT_FOUND,
     RunConflict: HTTPStatus.CONFLICT,
     CallbackConflict: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

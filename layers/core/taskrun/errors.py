@@ -33,6 +33,13 @@ class TaskNotFound(TaskrunError):
         self.task_id = task_id
 
 
+class ScheduleNotFound(TaskrunError):
+    title = "Schedule not found"
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"no schedule {schedule_id[:100]!r}")
+
+
 class RunNotFound(TaskrunError):
     title = "Run not found"
 

@@ -17,6 +17,7 @@ from taskrun.catalog import Catalog, catalog
 from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
 from taskrun.flows import StepFunctions
 from taskrun.loader import load_task_dirs
+from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
 from taskrun.service import RunService
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore
@@ -60,6 +61,18 @@ def run_service() -> RunService:
 def worker() -> Worker:
     service = run_service()
     return Worker(store=service.store, catalog=service.catalog)
+
+
+@lru_cache(maxsize=1)
+def schedules() -> Schedules:
+    settings = get_settings()
+    scheduler = EventBridgeScheduler(
+        group=settings.schedule_group,
+        target_arn=settings.schedule_target_arn,
+        role_arn=settings.scheduler_role_arn,
+        dead_letter_arn=settings.dead_letter_arn,
+    )
+    return Schedules(ScheduleStore(settings.schedules_table), scheduler, run_service())
 
 
 @lru_cache(maxsize=1)

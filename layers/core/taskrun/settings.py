@@ -14,6 +14,11 @@ class Settings(BaseModel):
     keys_table: str = Field(description="DynamoDB table of hashed API keys (TASKRUN_KEYS_TABLE).")
     worker_function: str = Field(description="Name or ARN of the worker Lambda (TASKRUN_WORKER_FUNCTION).")
     callbacks_table: str = Field(default="", description="DynamoDB table of flow callbacks (TASKRUN_CALLBACKS_TABLE).")
+    schedules_table: str = Field(default="", description="DynamoDB table of schedules (TASKRUN_SCHEDULES_TABLE).")
+    schedule_group: str = Field(default="", description="EventBridge Scheduler group (TASKRUN_SCHEDULE_GROUP).")
+    schedule_target_arn: str = Field(default="", description="The function schedules invoke (TASKRUN_SCHEDULE_TARGET).")
+    scheduler_role_arn: str = Field(default="", description="Role EventBridge Scheduler invokes it with.")
+    dead_letter_arn: str = Field(default="", description="Where undeliverable firings go (TASKRUN_DEAD_LETTER_ARN).")
     state_machine_prefix: str = Field(
         default="",
         description="ARN prefix of the flows' state machines; a flow's is the prefix + its id with / as -.",
@@ -34,6 +39,11 @@ class Settings(BaseModel):
             "keys_table": env.get("TASKRUN_KEYS_TABLE", ""),
             "worker_function": env.get("TASKRUN_WORKER_FUNCTION", ""),
             "callbacks_table": env.get("TASKRUN_CALLBACKS_TABLE", ""),
+            "schedules_table": env.get("TASKRUN_SCHEDULES_TABLE", ""),
+            "schedule_group": env.get("TASKRUN_SCHEDULE_GROUP", ""),
+            "schedule_target_arn": env.get("TASKRUN_SCHEDULE_TARGET", ""),
+            "scheduler_role_arn": env.get("TASKRUN_SCHEDULER_ROLE", ""),
+            "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
         }

@@ -1,7 +1,8 @@
 """The run store: a small port, and its DynamoDB adapter.
 
 Table design (template.yaml, RunsTable): key `run_id`; run ids are time-ordered, so they
-double as the sort key of three indexes, each read newest first: `by_task` (task_id),
+double as the sort key of four indexes, each read newest first: `by_schedule` (the
+runs a schedule started; sparse), `by_task` (task_id),
 `by_status` (status) and `by_time` (`kind`, one of a few shards, so that no single index
 partition takes every write). The indexes project what a list shows (a run's summary),
 never the arguments, result or task token. Arbitrary JSON (arguments, result, error,
@@ -10,8 +11,6 @@ usage) is kept as JSON text, so numbers keep their exact form and no Decimal lea
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import zlib
@@ -22,8 +21,8 @@ from typing import Any, Protocol
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from taskrun import aws
-from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound
+from taskrun import aws, cursors
+from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary, TriggeredBy, format_time
 
@@ -38,6 +37,7 @@ FILTERED_READ_SIZE = 100  # items a filtered query evaluates at a time
 
 @dataclass(frozen=True)
 class RunFilter:
+    schedule_id: str | None = None
     task_id: str | None = None
     status: RunStatus | None = None
     triggered_by: TriggeredBy | None = None
@@ -97,11 +97,15 @@ class DynamoRunStore(aws.TableAdapter):
         little answers a short (even empty) page with a cursor rather than reading on."""
         index, key_name, key_value = _index_for(filters)
         partitions = SHARD_KEYS if index == "by_time" else [key_value]
-        before = _decode_cursor(cursor, key_name, key_value) if cursor else None
+        before = cursors.decode(cursor, key_name, key_value, RUN_ID) if cursor else None
         filter_names: dict[str, str] = {}
         filter_values: dict[str, str] = {}
         conditions = []
-        for name, value in (("status", filters.status), ("triggered_by", filters.triggered_by)):
+        for name, value in (
+            ("task_id", filters.task_id),
+            ("status", filters.status),
+            ("triggered_by", filters.triggered_by),
+        ):
             if value is not None and name != key_name:
                 filter_names[f"#{name}"] = name
                 filter_values[f":{name}"] = str(value)
@@ -144,14 +148,14 @@ class DynamoRunStore(aws.TableAdapter):
             ready = sorted((item for item in found if item["run_id"] >= bound), key=_run_id, reverse=True)
             if len(ready) >= limit:
                 chosen = ready[:limit]
-                return [summary_from_item(item) for item in chosen], _encode_cursor(
+                return [summary_from_item(item) for item in chosen], cursors.encode(
                     chosen[-1]["run_id"], key_name, key_value
                 )
             if not resume:
                 return [summary_from_item(item) for item in ready], None
             if reads + len(resume) > MAX_READS_PER_LIST:
                 # answer what is complete; the next request goes on below the bound
-                return [summary_from_item(item) for item in ready], _encode_cursor(bound, key_name, key_value)
+                return [summary_from_item(item) for item in ready], cursors.encode(bound, key_name, key_value)
 
     def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run:
         values = {"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)}
@@ -227,6 +231,8 @@ def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:
 
 
 def _index_for(filters: RunFilter) -> tuple[str, str, str]:
+    if filters.schedule_id is not None:
+        return "by_schedule", "schedule_id", filters.schedule_id
     if filters.task_id is not None:
         return "by_task", "task_id", filters.task_id
     if filters.status is not None:
@@ -241,31 +247,6 @@ def time_shard(run_id: str) -> str:
 
 def _run_id(item: dict[str, Any]) -> str:
     return str(item["run_id"])
-
-
-def _encode_cursor(before: str, key_name: str, key_value: str) -> str:
-    """Where the next page starts (below this run id), tied to the filter it was given for."""
-    key = {"before": before, key_name: key_value}
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, key_name: str, key_value: str) -> str:
-    """The run id a cursor holds: only one this API gave out for the same filters passes."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)))
-        if (
-            isinstance(key, dict)
-            and set(key) == {"before", key_name}
-            and key[key_name] == key_value
-            and isinstance(key["before"], str)
-            and RUN_ID.fullmatch(key["before"])
-        ):
-            return key["before"]
-    except (binascii.Error, ValueError):
-        pass
-    raise InvalidInput(
-        "the cursor is not one this API gave out", [FieldError("query.cursor", "invalid cursor", cursor)]
-    )
 
 
 def _is_condition_failure(error: ClientError) -> bool:

@@ -168,6 +168,9 @@ class Emulator:
         sqs = boto3.client("sqs", region_name=self.stack.region)
         for name in self.stack.queues():
             sqs.create_queue(QueueName=name)
+        scheduler = boto3.client("scheduler", region_name=self.stack.region)
+        for group in self.stack.schedule_groups():
+            scheduler.create_schedule_group(Name=group)
 
     def _create_functions(self) -> None:
         iam = boto3.client("iam", region_name=self.stack.region)

@@ -12,11 +12,13 @@ from pathlib import Path
 from taskrun.auth import DynamoKeyStore, new_key
 from taskrun.catalog import FlowRevision, catalog, state_machine_name
 from taskrun.loader import load_task_dirs
+from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, make_server
 from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
+from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
 
@@ -80,6 +82,7 @@ class LocalStack:
         self._server: ThreadingHTTPServer | None = None
         self.interrupted_runs = 0
         self.watcher: Watcher | None = None
+        self.clock: ScheduleClock | None = None
 
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
@@ -88,6 +91,16 @@ class LocalStack:
         self._create_flows_from_task_dirs()
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
+        settings = get_settings()
+        if settings.schedules_table and settings.schedule_target_arn:
+            runtime = self.emulator.runtime
+            self.clock = ScheduleClock(
+                runtime,
+                runtime.function_name(settings.schedule_target_arn),
+                ScheduleStore(settings.schedules_table),
+                self.stack.declared_schedules(),
+            )
+            self.clock.start()
         key, record = new_key(name="local", secret=self.api_key or self._kept_key())
         DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
         self.api_key = key
@@ -139,6 +152,8 @@ class LocalStack:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        if self.clock is not None:
+            self.clock.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

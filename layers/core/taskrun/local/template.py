@@ -208,6 +208,8 @@ class Stack:
         if name in self.parameters:
             return self.parameters[name]
         if name in self.resources:
+            if self.resources[name]["Type"] == "AWS::Scheduler::ScheduleGroup":  # Ref is the group's name
+                return str(self.resolve(self.resources[name]["Properties"]["Name"]))
             return name
         raise KeyError(f"{self.path}: Ref to unknown {name!r}")
 
@@ -304,6 +306,29 @@ class Stack:
             for function, properties in self._events("DynamoDB")
         ]
 
+    def schedule_groups(self) -> list[str]:
+        return [
+            str(self.resolve(resource["Properties"]["Name"]))
+            for resource in self.of_type("AWS::Scheduler::ScheduleGroup").values()
+        ]
+
+    def declared_schedules(self) -> list[DeclaredSchedule]:
+        found = []
+        for logical_id, resource in self.of_type("AWS::Scheduler::Schedule").items():
+            properties = resource["Properties"]
+            target = properties["Target"]
+            found.append(
+                DeclaredSchedule(
+                    name=str(self.resolve(properties.get("Name", logical_id))),
+                    expression=str(properties["ScheduleExpression"]),
+                    timezone=str(properties.get("ScheduleExpressionTimezone", "UTC")),
+                    enabled=properties.get("State", "ENABLED") == "ENABLED",
+                    function=target["Arn"]["Fn::GetAtt"][0],
+                    input=json.loads(self.resolve(target.get("Input", "{}"))),
+                )
+            )
+        return found
+
     def schedules(self) -> list[ScheduleSource]:
         return [
             ScheduleSource(function, rate_seconds(properties["Schedule"]), rule)
@@ -334,6 +359,18 @@ class Stack:
                 body = spec.get("ResponseTemplates", {}).get("application/json", "")
                 answers[kind] = (int(spec["StatusCode"]), body)
         return answers
+
+
+@dataclass
+class DeclaredSchedule:
+    """An AWS::Scheduler::Schedule of the template: its expression, and the target's Input."""
+
+    name: str
+    expression: str
+    timezone: str
+    enabled: bool
+    function: str  # the target function's logical id
+    input: dict[str, Any]
 
 
 def _queue_of(arn: str | None) -> str | None:

@@ -1,0 +1,52 @@
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from taskrun.api import json_response, make_resolver
+from taskrun.ids import TASK_ID_PATTERN
+from taskrun.runtime import api_handler, schedules
+from taskrun.schedules import ExecuteRequest, ScheduleList, SchedulePatch, ScheduleRequest, ScheduleView
+
+app = make_resolver()
+
+
+@app.post("/v1/schedules")
+def create_schedule(body: ScheduleRequest) -> Response[str]:
+    schedule = schedules().create(body)
+    return json_response(schedule, HTTPStatus.CREATED, {"Location": f"/v1/schedules/{schedule.schedule_id}"})
+
+
+@app.get("/v1/schedules")
+def list_schedules(
+    task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> ScheduleList:
+    return schedules().list(task_id, limit, cursor)
+
+
+@app.get("/v1/schedules/<schedule_id>")
+def get_schedule(schedule_id: str) -> ScheduleView:
+    return schedules().get(schedule_id)
+
+
+@app.patch("/v1/schedules/<schedule_id>")
+def update_schedule(schedule_id: str, body: SchedulePatch) -> ScheduleView:
+    return schedules().update(schedule_id, body)
+
+
+@app.delete("/v1/schedules/<schedule_id>")
+def delete_schedule(schedule_id: str) -> Response[str]:
+    schedules().delete(schedule_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@app.post("/v1/schedules/<schedule_id>/execute")
+def execute_schedule(schedule_id: str, body: ExecuteRequest | None = None) -> Response[str]:
+    run = schedules().execute(schedule_id, body or ExecuteRequest())
+    return json_response(run.to_api(), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
+
+
+lambda_handler = api_handler(app)

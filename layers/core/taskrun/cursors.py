@@ -1,0 +1,35 @@
+"""List cursors: where the next page starts (below an id), tied to the filter they were
+given for, as base64url JSON. Only a cursor this API gave out, for the same filter, passes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+
+from taskrun.errors import FieldError, InvalidInput
+
+
+def encode(before: str, key_name: str, key_value: str) -> str:
+    key = {"before": before, key_name: key_value}
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode(cursor: str, key_name: str, key_value: str, id_pattern: re.Pattern[str]) -> str:
+    """The id a cursor holds; InvalidInput at `query.cursor` for anything else."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)))
+        if (
+            isinstance(key, dict)
+            and set(key) == {"before", key_name}
+            and key[key_name] == key_value
+            and isinstance(key["before"], str)
+            and id_pattern.fullmatch(key["before"])
+        ):
+            return str(key["before"])
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        pass
+    raise InvalidInput(
+        "the cursor is not one this API gave out", [FieldError("query.cursor", "invalid cursor", cursor)]
+    )

@@ -1,0 +1,648 @@
+"""Schedules: a task run at a time or over and over, in EventBridge Scheduler's own syntax.
+
+A schedule is a record in the schedules table (the one source of truth: what the API
+shows) and an EventBridge Scheduler schedule in the stack's group, whose target, the
+schedule-target function, starts the run through the same run service as the API
+(`triggered_by: schedule`). Locally the stack's own clock fires them (taskrun.local).
+
+A schedule's state and next run are worked out when it is read, from its record and its
+last run: nothing has to be written when a run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aws_croniter import AwsCroniter
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskrun import aws, cursors
+from taskrun.catalog import Catalog
+from taskrun.errors import FieldError, InvalidInput, RunNotFound, ScheduleNotFound, TaskNotFound
+from taskrun.ids import TaskId, new_run_id
+from taskrun.models import Run, RunStatus, TriggeredBy, UtcTime, format_time, utcnow
+from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
+from taskrun.telemetry import count
+
+logger = Logger(child=True)
+
+SCHEDULE_ID_PATTERN = r"^sch_[0-9a-z]{26}$"
+SCHEDULE_ID = re.compile(SCHEDULE_ID_PATTERN)
+# runs of a schedule declared in template.yaml carry its declared name as their schedule_id
+DECLARED_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+KIND = "schedule"
+
+
+class ScheduleState(StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    DISABLED = "disabled"
+
+
+class Overlap(StrEnum):
+    ALLOW = "allow"  # a run starts at its time whatever the last one is doing
+    SKIP = "skip"  # no run starts while the last one is still pending or running
+
+
+# ---------------------------------------------------------------------------- expressions
+
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+_RATE = re.compile(r"^rate\(([1-9]\d{0,5}) (minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\(([^()]{1,200})\)$")
+_UNIT = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed `at(...)`, `rate(...)` or `cron(...)`, in its timezone."""
+
+    text: str
+    zone: ZoneInfo
+    at: datetime | None = None  # a one-off's moment, in UTC
+    period: timedelta | None = None
+    cron: AwsCroniter | None = None
+
+    @property
+    def one_off(self) -> bool:
+        return self.at is not None
+
+    def next_after(self, moment: datetime, anchor: datetime) -> datetime | None:
+        """The first firing strictly after `moment` (a rate fires at anchor, anchor + period, ...)."""
+        if self.at is not None:
+            return self.at if self.at > moment else None
+        if self.period is not None:
+            if moment < anchor:
+                return anchor
+            steps = (moment - anchor) // self.period + 1
+            return anchor + steps * self.period
+        assert self.cron is not None
+        # the cron is read in the schedule's timezone: work on wall-clock time, then back to UTC
+        wall = moment.astimezone(self.zone).replace(tzinfo=UTC)
+        found = self.cron.get_next(wall)[0]
+        if found is None:
+            return None
+        return found.replace(tzinfo=self.zone).astimezone(UTC)
+
+
+def parse_expression(text: str, timezone: str, now: datetime | None = None) -> Expression:
+    """Check an expression as EventBridge Scheduler would; InvalidInput names the field."""
+    zone = parse_timezone(timezone)
+    text = text.strip()
+    if match := _AT.match(text):
+        try:
+            local = datetime.fromisoformat(match.group(1))
+        except ValueError:
+            raise _bad_expression(text, "at(...) takes a real date and time: yyyy-mm-ddThh:mm:ss") from None
+        moment = local.replace(tzinfo=zone).astimezone(UTC)
+        if now is not None and moment <= now:
+            raise _bad_expression(text, f"at(...) is in the past ({format_time(moment)})")
+        return Expression(text, zone, at=moment)
+    if match := _RATE.match(text):
+        value, unit = int(match.group(1)), match.group(2)
+        if (value == 1) != (not unit.endswith("s")):
+            raise _bad_expression(text, "a rate of 1 takes a singular unit (1 minute), any other a plural (5 minutes)")
+        return Expression(text, zone, period=value * _UNIT[unit.rstrip("s")])
+    if match := _CRON.match(text):
+        try:
+            cron = AwsCroniter(match.group(1))
+        except Exception as error:  # the library's own errors, and what hostile text provokes
+            raise _bad_expression(text, f"not a cron expression EventBridge Scheduler takes: {error}") from None
+        expression = Expression(text, zone, cron=cron)
+        try:
+            if expression.next_after(now or utcnow(), now or utcnow()) is None:
+                raise _bad_expression(text, "the cron expression never fires again")
+        except InvalidInput:
+            raise
+        except Exception as error:
+            raise _bad_expression(text, f"not a cron expression EventBridge Scheduler takes: {error}") from None
+        return expression
+    raise _bad_expression(
+        text, "must be at(yyyy-mm-ddThh:mm:ss), rate(N minutes|hours|days) or cron(min hour dom month dow year)"
+    )
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInput(
+            "the timezone is not one of the IANA time zones",
+            [FieldError("body.timezone", "an IANA time zone such as Europe/Paris or UTC", name[:100])],
+        ) from None
+
+
+def _bad_expression(text: str, message: str) -> InvalidInput:
+    return InvalidInput("the schedule expression is not valid", [FieldError("body.expression", message, text[:300])])
+
+
+# ---------------------------------------------------------------------------- models
+
+
+class ScheduleFields(BaseModel):
+    """What a client sets on a schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    expression: str = Field(
+        min_length=1,
+        max_length=256,
+        description="EventBridge Scheduler's syntax: at(...), rate(...) or cron(...)",
+        examples=["cron(0 9 ? * MON-FRI *)", "rate(5 minutes)", "at(2026-12-01T10:00:00)"],
+    )
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA time zone of the expression.")
+    enabled: bool = True
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    description: str | None = Field(default=None, max_length=1024)
+    overlap: Overlap = Overlap.ALLOW
+    start_at: UtcTime | None = Field(
+        default=None,
+        description="A rate schedule fires first at this moment (by default, one period after it is made).",
+    )
+
+
+class ScheduleRequest(ScheduleFields):
+    """Body of POST /v1/schedules."""
+
+
+class SchedulePatch(BaseModel):
+    """Body of PATCH /v1/schedules/{schedule_id}: the fields to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId | None = None
+    arguments: dict[str, Any] | None = None
+    expression: str | None = Field(default=None, min_length=1, max_length=256)
+    timezone: str | None = Field(default=None, min_length=1, max_length=64)
+    enabled: bool | None = None
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    description: str | None = Field(default=None, max_length=1024)
+    overlap: Overlap | None = None
+    start_at: UtcTime | None = None
+
+
+class ExecuteRequest(BaseModel):
+    """Body of POST /v1/schedules/{schedule_id}/execute (may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arguments: dict[str, Any] | None = Field(
+        default=None, description="Arguments that replace the schedule's own, key by key, for this run."
+    )
+
+
+class Schedule(ScheduleFields):
+    """A schedule as the table keeps it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schedule_id: str
+    created_at: UtcTime
+    updated_at: UtcTime
+    fired_at: UtcTime | None = Field(default=None, description="The time of the last firing (or run now).")
+    last_run_id: str | None = None
+    last_error: str | None = Field(default=None, description="Why the last firing started no run.")
+
+
+class LastRun(BaseModel):
+    run_id: str
+    status: RunStatus
+    started_at: UtcTime | None = None
+    ended_at: UtcTime | None = None
+
+
+class ScheduleView(ScheduleFields):
+    """A schedule as the API shows it."""
+
+    schedule_id: str
+    state: ScheduleState
+    next_run_at: UtcTime | None = None
+    last_run: LastRun | None = None
+    last_error: str | None = None
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleView]
+    next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------------------- store
+
+
+class ScheduleStore(aws.TableAdapter):
+    """Schedules in DynamoDB: key `schedule_id`; `by_kind` lists them all, `by_task` a task's."""
+
+    def put(self, schedule: Schedule, new: bool = False) -> None:
+        item = {k: v for k, v in schedule.model_dump(mode="json").items() if v is not None}
+        item["arguments"] = json.dumps(schedule.arguments)
+        item["kind"] = KIND
+        condition = "attribute_not_exists(schedule_id)" if new else "attribute_exists(schedule_id)"
+        try:
+            self.table.put_item(Item=item, ConditionExpression=condition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" and not new:
+                raise ScheduleNotFound(schedule.schedule_id) from error
+            raise
+
+    def get(self, schedule_id: str) -> Schedule:
+        if not SCHEDULE_ID.fullmatch(schedule_id):
+            raise ScheduleNotFound(schedule_id)
+        item = self.table.get_item(Key={"schedule_id": schedule_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise ScheduleNotFound(schedule_id)
+        return _schedule_from(item)
+
+    def delete(self, schedule_id: str) -> None:
+        if not SCHEDULE_ID.fullmatch(schedule_id):
+            raise ScheduleNotFound(schedule_id)
+        try:
+            self.table.delete_item(
+                Key={"schedule_id": schedule_id}, ConditionExpression="attribute_exists(schedule_id)"
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ScheduleNotFound(schedule_id) from error
+            raise
+
+    def list(self, task_id: str | None, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
+        index, key_name, key_value = ("by_task", "task_id", task_id) if task_id else ("by_kind", "kind", KIND)
+        request: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": key_name},
+            "ExpressionAttributeValues": {":k": key_value},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            before = cursors.decode(cursor, key_name, key_value, SCHEDULE_ID)
+            request["KeyConditionExpression"] += " AND #id < :before"
+            request["ExpressionAttributeNames"]["#id"] = "schedule_id"
+            request["ExpressionAttributeValues"][":before"] = before
+        page = self.table.query(**request)
+        schedules = [_schedule_from(item) for item in page.get("Items", [])]
+        more = "LastEvaluatedKey" in page and schedules
+        return schedules, (cursors.encode(schedules[-1].schedule_id, key_name, key_value) if more else None)
+
+    def claim_firing(self, schedule_id: str, moment: datetime) -> bool:
+        """Mark the schedule fired for `moment`, once: a repeated delivery of the same firing
+        (EventBridge Scheduler delivers at least once) or an older one finds it claimed."""
+        try:
+            self.table.update_item(
+                Key={"schedule_id": schedule_id},
+                UpdateExpression="SET fired_at = :t",
+                ConditionExpression=(
+                    "attribute_exists(schedule_id) AND (attribute_not_exists(fired_at) OR fired_at < :t)"
+                ),
+                ExpressionAttributeValues={":t": format_time(moment)},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def record_outcome(self, schedule_id: str, run_id: str | None, error: str | None) -> None:
+        """The run a firing started (or why it started none)."""
+        names = {"#run": "last_run_id", "#error": "last_error"}
+        if run_id is not None:
+            expression, values = "SET #run = :run REMOVE #error", {":run": run_id}
+        else:
+            expression, values = "SET #error = :error", {":error": (error or "")[:2000]}
+        try:
+            self.table.update_item(
+                Key={"schedule_id": schedule_id},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(schedule_id)",
+                ExpressionAttributeNames={k: v for k, v in names.items() if k in expression},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":  # deleted meanwhile
+                raise
+
+
+def _schedule_from(item: dict[str, Any]) -> Schedule:
+    data = dict(item)
+    data["arguments"] = json.loads(data.get("arguments") or "{}")
+    return Schedule.model_validate(data)
+
+
+# ---------------------------------------------------------------------------- EventBridge Scheduler
+
+
+class Scheduler(Protocol):
+    def put(self, schedule: Schedule, expression: Expression, new: bool) -> None: ...
+
+    def delete(self, schedule_id: str) -> None: ...
+
+
+@dataclass
+class EventBridgeScheduler:
+    """Each schedule as an EventBridge Scheduler schedule named after it, in the stack's group,
+    targeting the schedule-target function with the schedule's id and the firing's time."""
+
+    group: str
+    target_arn: str
+    role_arn: str
+    dead_letter_arn: str = ""
+    client: Any = None
+
+    def _client(self) -> Any:
+        return self.client or aws.client("scheduler")
+
+    def put(self, schedule: Schedule, expression: Expression, new: bool) -> None:
+        target: dict[str, Any] = {
+            "Arn": self.target_arn,
+            "RoleArn": self.role_arn,
+            "Input": json.dumps(
+                {
+                    "schedule_id": schedule.schedule_id,
+                    "scheduled_time": "<aws.scheduler.scheduled-time>",
+                    "execution_id": "<aws.scheduler.execution-id>",
+                    "attempt": "<aws.scheduler.attempt-number>",
+                }
+            ),
+            "RetryPolicy": {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600},
+        }
+        if self.dead_letter_arn:
+            target["DeadLetterConfig"] = {"Arn": self.dead_letter_arn}
+        request: dict[str, Any] = {
+            "Name": schedule.schedule_id,
+            "GroupName": self.group,
+            "ScheduleExpression": expression.text,
+            "ScheduleExpressionTimezone": schedule.timezone,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED" if schedule.enabled and not _spent(schedule, expression) else "DISABLED",
+            "Target": target,
+            "Description": (schedule.description or schedule.task_id)[:512],
+        }
+        if schedule.start_at is not None and expression.period is not None:
+            request["StartDate"] = schedule.start_at
+        if new:
+            self._client().create_schedule(**request)
+            return
+        try:
+            self._client().update_schedule(**request)
+        except ClientError as error:  # gone from the group (deleted by hand): made again
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            self._client().create_schedule(**request)
+
+    def delete(self, schedule_id: str) -> None:
+        try:
+            self._client().delete_schedule(Name=schedule_id, GroupName=self.group)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+
+
+def _spent(schedule: Schedule, expression: Expression) -> bool:
+    """A one-off that has fired (or was run now) never fires again."""
+    return expression.one_off and schedule.fired_at is not None
+
+
+# ---------------------------------------------------------------------------- service
+
+
+@dataclass
+class FireEvent:
+    """What the schedule target gets: the Input of a schedule made through the API (its id),
+    or of one declared in template.yaml (the task, its arguments, a name)."""
+
+    schedule_id: str | None
+    scheduled_time: datetime
+    task_id: str | None = None
+    arguments: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, event: dict[str, Any], now: datetime) -> FireEvent:
+        moment = now
+        raw = event.get("scheduled_time")
+        if isinstance(raw, str) and not raw.startswith("<"):
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+        arguments = event.get("arguments")
+        return cls(
+            schedule_id=event.get("schedule_id") if isinstance(event.get("schedule_id"), str) else None,
+            scheduled_time=moment,
+            task_id=event.get("task_id") if isinstance(event.get("task_id"), str) else None,
+            arguments=arguments if isinstance(arguments, dict) else None,
+        )
+
+
+@dataclass
+class Schedules:
+    store: ScheduleStore
+    scheduler: Scheduler
+    runs: RunService
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runs.catalog
+
+    def create(self, request: ScheduleRequest) -> ScheduleView:
+        now = utcnow()
+        schedule = Schedule(**request.model_dump(), schedule_id=_new_schedule_id(), created_at=now, updated_at=now)
+        schedule, expression = self._checked(schedule, now)
+        self.store.put(schedule, new=True)
+        try:
+            self.scheduler.put(schedule, expression, new=True)
+        except Exception:
+            self.store.delete(schedule.schedule_id)  # no record of a schedule that does not exist
+            raise
+        return self.view(schedule)
+
+    def get(self, schedule_id: str) -> ScheduleView:
+        return self.view(self.store.get(schedule_id))
+
+    def list(self, task_id: str | None, limit: int, cursor: str | None) -> ScheduleList:
+        schedules, next_cursor = self.store.list(task_id, limit, cursor)
+        return ScheduleList(schedules=[self.view(schedule) for schedule in schedules], next_cursor=next_cursor)
+
+    def update(self, schedule_id: str, patch: SchedulePatch) -> ScheduleView:
+        current = self.store.get(schedule_id)
+        changes = patch.model_dump(exclude_unset=True)
+        for name in ("task_id", "expression", "timezone", "enabled", "arguments", "overlap"):
+            if name in changes and changes[name] is None:
+                raise InvalidInput("the field cannot be null", [FieldError(f"body.{name}", "must not be null", None)])
+        now = utcnow()
+        schedule = current.model_copy(update={**changes, "updated_at": now})
+        schedule, expression = self._checked(schedule, now, changed=set(changes))
+        self.store.put(schedule)
+        self.scheduler.put(schedule, expression, new=False)
+        return self.view(schedule)
+
+    def delete(self, schedule_id: str) -> None:
+        self.store.get(schedule_id)
+        self.scheduler.delete(schedule_id)
+        self.store.delete(schedule_id)
+
+    def execute(self, schedule_id: str, request: ExecuteRequest) -> Run:
+        """Run the schedule's task now, bypassing the schedule; a one-off run now does not
+        fire again at its time."""
+        schedule = self.store.get(schedule_id)
+        arguments = {**schedule.arguments, **(request.arguments or {})}
+        run = self.runs.start(
+            RunRequest(
+                task_id=schedule.task_id,
+                arguments=arguments,
+                webhook_url=schedule.webhook_url,
+                triggered_by=TriggeredBy.SCHEDULE,
+                schedule_id=schedule.schedule_id,
+            )
+        )
+        self.store.record_outcome(schedule_id, run.run_id, None)
+        expression = parse_expression(schedule.expression, schedule.timezone)
+        if expression.one_off and self.store.claim_firing(schedule_id, utcnow()):
+            fired = schedule.model_copy(update={"fired_at": utcnow()})
+            self.scheduler.put(fired, expression, new=False)  # disabled: it has had its run
+        return run
+
+    def fire(self, event: FireEvent) -> Run | None:
+        """A schedule's time came: start its run, once per firing; None when nothing starts."""
+        if event.schedule_id is None or not SCHEDULE_ID.fullmatch(event.schedule_id):
+            return self._fire_declared(event)
+        try:
+            schedule = self.store.get(event.schedule_id)
+        except ScheduleNotFound:
+            logger.info("schedule gone; nothing to run", extra={"schedule_id": event.schedule_id})
+            return None
+        if not schedule.enabled:
+            return None
+        if schedule.overlap is Overlap.SKIP and self._last_run_active(schedule):
+            logger.info("last run still going; firing skipped", extra={"schedule_id": schedule.schedule_id})
+            count("ScheduleFiringsSkipped")
+            return None
+        if not self.store.claim_firing(schedule.schedule_id, event.scheduled_time):
+            logger.info("firing handled already", extra={"schedule_id": schedule.schedule_id})
+            return None
+        try:
+            run = self.runs.start(
+                RunRequest(
+                    task_id=schedule.task_id,
+                    arguments=schedule.arguments,
+                    webhook_url=schedule.webhook_url,
+                    triggered_by=TriggeredBy.SCHEDULE,
+                    schedule_id=schedule.schedule_id,
+                )
+            )
+        except (InvalidInput, TaskNotFound) as error:
+            self.store.record_outcome(schedule.schedule_id, None, str(error))
+            logger.warning("scheduled run refused", extra={"schedule_id": schedule.schedule_id, "error": str(error)})
+            return None
+        self.store.record_outcome(schedule.schedule_id, run.run_id, None)
+        return run
+
+    def _fire_declared(self, event: FireEvent) -> Run | None:
+        if event.task_id is None:
+            raise ValueError("a schedule-target event names a schedule_id or a task_id")
+        declared = event.schedule_id or ""
+        name = declared if re.fullmatch(DECLARED_NAME_PATTERN, declared) else None
+        return self.runs.start(
+            RunRequest(
+                task_id=event.task_id,
+                arguments=event.arguments or {},
+                triggered_by=TriggeredBy.SCHEDULE,
+                schedule_id=name,
+            )
+        )
+
+    def view(self, schedule: Schedule, now: datetime | None = None) -> ScheduleView:
+        now = now or utcnow()
+        expression = parse_expression(schedule.expression, schedule.timezone)
+        last_run = self._last_run(schedule)
+        spent = _spent(schedule, expression)
+        starting = spent and schedule.last_run_id is None and schedule.last_error is None  # fired, run on its way
+        if not schedule.enabled:
+            state = ScheduleState.DISABLED
+        elif starting or (last_run is not None and not last_run.status.is_done):
+            state = ScheduleState.RUNNING
+        elif schedule.last_error is not None or (last_run is not None and last_run.status is not RunStatus.SUCCEEDED):
+            state = ScheduleState.ERROR
+        elif spent:
+            state = ScheduleState.DONE
+        else:
+            state = ScheduleState.SCHEDULED
+        next_run_at = None
+        if schedule.enabled and not spent:
+            next_run_at = expression.next_after(now, rate_anchor(schedule, expression))
+        fields = schedule.model_dump(include=set(ScheduleFields.model_fields))
+        return ScheduleView(
+            **fields,
+            schedule_id=schedule.schedule_id,
+            state=state,
+            next_run_at=next_run_at,
+            last_run=last_run,
+            last_error=schedule.last_error,
+            created_at=schedule.created_at,
+            updated_at=schedule.updated_at,
+        )
+
+    def _last_run(self, schedule: Schedule) -> LastRun | None:
+        if schedule.last_run_id is None:
+            return None
+        try:
+            run = self.runs.store.get(schedule.last_run_id)
+        except RunNotFound:
+            return None
+        return LastRun(run_id=run.run_id, status=run.status, started_at=run.started_at, ended_at=run.ended_at)
+
+    def _last_run_active(self, schedule: Schedule) -> bool:
+        last = self._last_run(schedule)
+        return last is not None and not last.status.is_done
+
+    def _checked(
+        self, schedule: Schedule, now: datetime, changed: set[str] | None = None
+    ) -> tuple[Schedule, Expression]:
+        """Check the task, its arguments, the expression and timezone; the schedule with its
+        arguments as the task takes them."""
+        try:
+            definition = self.catalog.get(schedule.task_id)
+        except TaskNotFound:
+            raise InvalidInput(
+                f"no task named {schedule.task_id!r}",
+                [FieldError("body.task_id", "no task of this id", schedule.task_id)],
+            ) from None
+        arguments = definition.choose_revision(None).validate(schedule.arguments, ("body", "arguments"))
+        if len(json.dumps(arguments)) > MAX_ARGUMENTS_BYTES:
+            raise InvalidInput(
+                "the arguments are too large",
+                [FieldError("body.arguments", f"at most {MAX_ARGUMENTS_BYTES} bytes of JSON", None)],
+            )
+        # an at() in the past is refused when it is set, not when an unrelated field changes
+        checks_time = changed is None or bool({"expression", "timezone"} & changed)
+        expression = parse_expression(schedule.expression, schedule.timezone, now if checks_time else None)
+        if schedule.webhook_url is not None and not schedule.webhook_url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                "the webhook URL is not valid",
+                [FieldError("body.webhook_url", "an http or https URL", schedule.webhook_url[:300])],
+            )
+        if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
+            schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
+        return schedule.model_copy(update={"arguments": arguments}), expression
+
+
+def rate_anchor(schedule: Schedule, expression: Expression) -> datetime:
+    """Where a rate schedule's firings are counted from."""
+    if schedule.start_at is not None:
+        return schedule.start_at
+    return schedule.created_at + (expression.period or timedelta(0))
+
+
+def _new_schedule_id() -> str:
+    return "sch_" + new_run_id().removeprefix("run_")

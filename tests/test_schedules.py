@@ -1,0 +1,231 @@
+"""Schedules through the local stack: the API, the stack's clock firing them with the event
+EventBridge Scheduler sends, run now, and the schedule target's handler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from taskrun.models import format_time
+from tests.conftest import load_event
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def wall(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def create(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    body = {"task_id": "team/add", "arguments": {"a": 2, "b": 3}, **fields}
+    response = api.post("/v1/schedules", json=body)
+    assert response.status_code == 201, response.text
+    schedule: dict[str, Any] = response.json()
+    return schedule
+
+
+def runs_of(api: httpx.Client, schedule_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = api.get("/v1/runs", params={"schedule_id": schedule_id, "limit": 100}).json()["runs"]
+    return runs
+
+
+def until(check: Callable[[], Any], seconds: float = 15) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.1)
+    return found
+
+
+def scheduler() -> Any:
+    return boto3.client("scheduler", region_name="us-east-1")
+
+
+def test_a_schedule_is_made_read_listed_changed_and_deleted_with_its_eventbridge_schedule(
+    api: httpx.Client,
+) -> None:
+    # Made: weekdays at 09:00 in Paris
+    made = create(api, expression="cron(0 9 ? * MON-FRI *)", timezone="Europe/Paris", description="daily sum")
+    schedule_id = made["schedule_id"]
+    assert made["state"] == "scheduled" and made["last_run"] is None
+    next_run = datetime.fromisoformat(made["next_run_at"].replace("Z", "+00:00"))
+    paris = next_run.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    assert (paris.hour, paris.minute) == (9, 0) and paris.isoweekday() <= 5
+    group = "taskrun-local"  # the stack's own group
+    on_aws = scheduler().get_schedule(Name=schedule_id, GroupName=group)
+    assert on_aws["ScheduleExpression"] == "cron(0 9 ? * MON-FRI *)"
+    assert on_aws["ScheduleExpressionTimezone"] == "Europe/Paris"
+    assert on_aws["FlexibleTimeWindow"] == {"Mode": "OFF"} and on_aws["State"] == "ENABLED"
+
+    # Read and listed (all, and by task)
+    assert api.get(f"/v1/schedules/{schedule_id}").json()["expression"] == "cron(0 9 ? * MON-FRI *)"
+    assert schedule_id in {s["schedule_id"] for s in api.get("/v1/schedules").json()["schedules"]}
+    by_task = api.get("/v1/schedules", params={"task_id": "team/add"}).json()["schedules"]
+    assert schedule_id in {s["schedule_id"] for s in by_task}
+    others = api.get("/v1/schedules", params={"task_id": "examples/greet"}).json()["schedules"]
+    assert all(s["task_id"] == "examples/greet" for s in others)
+
+    # Changed: disabled shows so, with no next run, and EventBridge's copy follows
+    changed = api.patch(f"/v1/schedules/{schedule_id}", json={"enabled": False, "description": "paused"}).json()
+    assert changed["state"] == "disabled" and changed["next_run_at"] is None and changed["description"] == "paused"
+    assert scheduler().get_schedule(Name=schedule_id, GroupName=group)["State"] == "DISABLED"
+
+    # Deleted: gone from the API and from EventBridge Scheduler
+    assert api.delete(f"/v1/schedules/{schedule_id}").status_code == 204
+    assert api.get(f"/v1/schedules/{schedule_id}").status_code == 404
+    with pytest.raises(scheduler().exceptions.ResourceNotFoundException):
+        scheduler().get_schedule(Name=schedule_id, GroupName=group)
+    assert api.delete(f"/v1/schedules/{schedule_id}").status_code == 404
+
+
+def test_a_one_off_a_few_seconds_ahead_fires_once_and_shows_done(api: httpx.Client) -> None:
+    made = create(api, expression=f"at({wall(datetime.now(UTC) + timedelta(seconds=2))})")
+    assert made["state"] == "scheduled" and made["next_run_at"]
+
+    done = until(lambda: (s := api.get(f"/v1/schedules/{made['schedule_id']}").json())["state"] == "done" and s)
+    assert done["last_run"]["status"] == "succeeded" and done["next_run_at"] is None
+    time.sleep(1.5)
+    (run,) = runs_of(api, made["schedule_id"])
+    assert run["run_id"] == done["last_run"]["run_id"]
+    assert run["triggered_by"] == "schedule" and run["schedule_id"] == made["schedule_id"]
+    assert api.get(f"/v1/runs/{run['run_id']}").json()["result"] == 5
+
+
+def test_a_recurring_schedule_fires_at_its_start_and_goes_on_at_its_rate(api: httpx.Client) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    made = create(api, expression="rate(1 minute)", start_at=format_time(start), arguments={"a": 7})
+    assert made["next_run_at"] == format_time(start)
+
+    (run,) = until(lambda: runs_of(api, made["schedule_id"]))
+    assert run["triggered_by"] == "schedule"
+    after = until(lambda: (s := api.get(f"/v1/schedules/{made['schedule_id']}").json())["last_run"] and s)
+    assert after["next_run_at"] == format_time(start + timedelta(minutes=1))
+    assert after["state"] in ("running", "scheduled")
+    api.delete(f"/v1/schedules/{made['schedule_id']}")
+
+
+def test_run_now_runs_a_future_one_off_at_once_and_it_never_fires_at_its_time(api: httpx.Client) -> None:
+    made = create(api, expression=f"at({wall(datetime.now(UTC) + timedelta(days=30))})")
+
+    response = api.post(f"/v1/schedules/{made['schedule_id']}/execute", json={"arguments": {"b": 10}})
+
+    assert response.status_code == 201
+    run = response.json()
+    assert run["triggered_by"] == "schedule" and run["schedule_id"] == made["schedule_id"]
+    assert run["arguments"] == {"a": 2, "b": 10}
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true"}).json()
+    assert ended["result"] == 12
+    shown = api.get(f"/v1/schedules/{made['schedule_id']}").json()
+    assert shown["state"] == "done" and shown["last_run"]["run_id"] == run["run_id"]
+    assert shown["next_run_at"] is None
+    group = "taskrun-local"  # the stack's own group
+    assert scheduler().get_schedule(Name=made["schedule_id"], GroupName=group)["State"] == "DISABLED"
+    # an empty body runs it with its own arguments
+    again = api.post(f"/v1/schedules/{made['schedule_id']}/execute")
+    assert again.status_code == 201 and again.json()["arguments"] == {"a": 2, "b": 3}
+
+
+def test_a_disabled_schedule_does_not_fire(api: httpx.Client) -> None:
+    made = create(api, expression=f"at({wall(datetime.now(UTC) + timedelta(seconds=1))})", enabled=False)
+    assert made["state"] == "disabled"
+    time.sleep(3)
+    assert runs_of(api, made["schedule_id"]) == []
+    assert api.get(f"/v1/schedules/{made['schedule_id']}").json()["last_run"] is None
+
+
+def test_the_target_starts_one_run_per_firing_and_skips_while_the_last_runs_if_asked(
+    api: httpx.Client, invoke: Invoke
+) -> None:
+    made = create(
+        api,
+        task_id="team/nap",
+        arguments={"seconds": 3},
+        expression=f"at({wall(datetime.now(UTC) + timedelta(days=30))})",
+        overlap="skip",
+    )
+    event = load_event("schedule_target")
+    event["schedule_id"] = made["schedule_id"]
+    event["scheduled_time"] = format_time(datetime.now(UTC))
+
+    first = invoke("ScheduleTargetFunction", event)
+    assert first["run_id"]
+    # the same firing delivered again (EventBridge Scheduler delivers at least once): no second run
+    assert invoke("ScheduleTargetFunction", event) == {"run_id": None}
+    assert len(runs_of(api, made["schedule_id"])) == 1
+    assert api.get(f"/v1/schedules/{made['schedule_id']}").json()["state"] == "running"
+
+
+def test_a_recurring_firing_while_the_last_run_goes_on_is_skipped_with_overlap_skip(
+    api: httpx.Client, invoke: Invoke
+) -> None:
+    made = create(api, task_id="team/nap", arguments={"seconds": 3}, expression="rate(1 day)", overlap="skip")
+    event = load_event("schedule_target") | {"schedule_id": made["schedule_id"]}
+    now = datetime.now(UTC)
+    assert invoke("ScheduleTargetFunction", event | {"scheduled_time": format_time(now)})["run_id"]
+    later = format_time(now + timedelta(seconds=1))
+    assert invoke("ScheduleTargetFunction", event | {"scheduled_time": later}) == {"run_id": None}
+    assert len(runs_of(api, made["schedule_id"])) == 1
+
+
+def test_a_schedule_declared_in_the_template_runs_under_its_name(api: httpx.Client, invoke: Invoke) -> None:
+    answer = invoke("ScheduleTargetFunction", load_event("schedule_target_declared"))
+    run = api.get(f"/v1/runs/{answer['run_id']}").json()
+    assert run["task_id"] == "examples/greet" and run["triggered_by"] == "schedule"
+    assert run["schedule_id"] == "examples-daily-greeting"
+    assert answer["run_id"] in {r["run_id"] for r in runs_of(api, "examples-daily-greeting")}
+
+
+@pytest.mark.parametrize(
+    ("fields", "location"),
+    [
+        ({"expression": "cron(bogus)"}, "body.expression"),
+        ({"expression": "rate(0 minutes)"}, "body.expression"),
+        ({"expression": "rate(5 minute)"}, "body.expression"),
+        ({"expression": "cron(0 9 1 * MON *)"}, "body.expression"),  # both day fields set
+        ({"expression": "cron(0 9 30 2 ? *)"}, "body.expression"),  # never fires
+        ({"expression": "at(2020-01-01T00:00:00)"}, "body.expression"),  # in the past
+        ({"expression": "at(2026-13-45T99:00:00)"}, "body.expression"),
+        ({"expression": "every day"}, "body.expression"),
+        ({"expression": "cron(" + "1," * 200 + ")"}, "body.expression"),
+        ({"expression": "rate(5 minutes)", "timezone": "Mars/Olympus"}, "body.timezone"),
+        ({"expression": "rate(5 minutes)", "timezone": "../../etc/passwd"}, "body.timezone"),
+        ({"expression": "rate(5 minutes)", "task_id": "no/such-task"}, "body.task_id"),
+        ({"expression": "rate(5 minutes)", "arguments": {"a": "two"}}, "body.arguments.a"),
+        ({"expression": "rate(5 minutes)", "overlap": "sometimes"}, "body.overlap"),
+        ({"expression": "rate(5 minutes)", "colour": "red"}, "body.colour"),
+        ({"expression": "rate(5 minutes)", "enabled": "yes please"}, "body.enabled"),
+    ],
+)
+def test_a_schedule_that_cannot_be_is_422_naming_the_field(
+    api: httpx.Client, fields: dict[str, Any], location: str
+) -> None:
+    body = {"task_id": "team/add", "arguments": {"a": 1}, **fields}
+    response = api.post("/v1/schedules", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert location in {error["location"] for error in response.json()["errors"]}
+
+
+def test_unknown_schedules_and_bad_changes_answer_problems(api: httpx.Client) -> None:
+    assert api.get("/v1/schedules/sch_00000000000000000000000000").status_code == 404
+    assert api.get("/v1/schedules/not-an-id").status_code == 404
+    assert api.patch("/v1/schedules/sch_00000000000000000000000000", json={"enabled": False}).status_code == 404
+    assert api.post("/v1/schedules/sch_00000000000000000000000000/execute").status_code == 404
+    made = create(api, expression="rate(5 minutes)")
+    url = f"/v1/schedules/{made['schedule_id']}"
+    unknown_field = api.patch(url, json={"colour": "red"})
+    assert unknown_field.status_code == 422 and unknown_field.json()["errors"][0]["location"] == "body.colour"
+    assert api.patch(url, json={"expression": "rate(0 minutes)"}).status_code == 422
+    assert api.patch(url, json={"expression": None}).status_code == 422
+    assert api.patch(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert api.get("/v1/schedules", params={"cursor": "not-a-cursor"}).status_code == 422
+    assert api.get("/v1/schedules", params={"limit": 0}).status_code == 422
+    assert api.get("/v1/runs", params={"schedule_id": "../etc"}).status_code == 422
+    assert api.get(url).json()["expression"] == "rate(5 minutes)"  # nothing refused was kept
+    api.delete(url)
