@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -138,9 +139,28 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
             json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
         ).json()
         assert cut["status"] == "running"
+        made = time.monotonic()
+        # and two schedules: one a few seconds ahead (it will be missed), one weekly
+        soon = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S")
+        missed = httpx.post(
+            f"{url}/v1/schedules",
+            headers=headers,
+            json={"task_id": "team/add", "arguments": {"a": 1}, "expression": f"at({soon})"},
+        ).json()
+        weekly = httpx.post(
+            f"{url}/v1/schedules",
+            headers=headers,
+            json={
+                "task_id": "team/add",
+                "arguments": {"a": 2},
+                "expression": "cron(0 6 ? * MON *)",
+                "timezone": "Asia/Tokyo",
+            },
+        ).json()
         # When it is killed without warning
         process.kill()
         process.communicate()
+    time.sleep(max(0.0, 5 - (time.monotonic() - made)))  # the one-off's time passes while it is stopped
 
     # Then the next start on the same folder has both runs: the ended one as it was,
     # the cut-off one ended failed, saying why
@@ -152,6 +172,17 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         assert ended["error"]["message"] == "the local stack stopped while the run was running; it was not resumed"
         listed = httpx.get(f"{url}/v1/runs", headers=headers, params={"limit": 100}).json()["runs"]
         assert {done["run_id"], cut["run_id"]} <= {run["run_id"] for run in listed}
+        # the schedules are kept; the one-off missed while stopped fires once at the start
+        kept_weekly = httpx.get(f"{url}/v1/schedules/{weekly['schedule_id']}", headers=headers).json()
+        assert kept_weekly["state"] == "scheduled" and kept_weekly["next_run_at"] == weekly["next_run_at"]
+        deadline = time.monotonic() + 10
+        while (shown := httpx.get(f"{url}/v1/schedules/{missed['schedule_id']}", headers=headers).json())[
+            "state"
+        ] != "done":
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.2)
+        fired = httpx.get(f"{url}/v1/runs", headers=headers, params={"schedule_id": missed["schedule_id"]}).json()
+        assert [run["run_id"] for run in fired["runs"]] == [shown["last_run"]["run_id"]]
         # And a graceful stop ends within seconds
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
