@@ -496,16 +496,7 @@ class Schedules:
         """Run the schedule's task now, bypassing the schedule; a one-off run now does not
         fire again at its time."""
         schedule = self.store.get(schedule_id)
-        arguments = {**schedule.arguments, **(request.arguments or {})}
-        run = self.runs.start(
-            RunRequest(
-                task_id=schedule.task_id,
-                arguments=arguments,
-                webhook_url=schedule.webhook_url,
-                triggered_by=TriggeredBy.SCHEDULE,
-                schedule_id=schedule.schedule_id,
-            )
-        )
+        run = self.runs.start(_run_request(schedule, {**schedule.arguments, **(request.arguments or {})}))
         self.store.record_outcome(schedule_id, run.run_id, None)
         expression = parse_expression(schedule.expression, schedule.timezone)
         if expression.one_off and self.store.claim_firing(schedule_id, utcnow()):
@@ -532,15 +523,7 @@ class Schedules:
             logger.info("firing handled already", extra={"schedule_id": schedule.schedule_id})
             return None
         try:
-            run = self.runs.start(
-                RunRequest(
-                    task_id=schedule.task_id,
-                    arguments=schedule.arguments,
-                    webhook_url=schedule.webhook_url,
-                    triggered_by=TriggeredBy.SCHEDULE,
-                    schedule_id=schedule.schedule_id,
-                )
-            )
+            run = self.runs.start(_run_request(schedule, schedule.arguments))
         except (InvalidInput, TaskNotFound) as error:
             self.store.record_outcome(schedule.schedule_id, None, str(error))
             logger.warning("scheduled run refused", extra={"schedule_id": schedule.schedule_id, "error": str(error)})
@@ -635,6 +618,17 @@ class Schedules:
         if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
             schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
         return schedule.model_copy(update={"arguments": arguments}), expression
+
+
+def _run_request(schedule: Schedule, arguments: dict[str, Any]) -> RunRequest:
+    """A run of the schedule's task, marked as the schedule's."""
+    return RunRequest(
+        task_id=schedule.task_id,
+        arguments=arguments,
+        webhook_url=schedule.webhook_url,
+        triggered_by=TriggeredBy.SCHEDULE,
+        schedule_id=schedule.schedule_id,
+    )
 
 
 def rate_anchor(schedule: Schedule, expression: Expression) -> datetime:
