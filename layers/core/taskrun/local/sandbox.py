@@ -156,6 +156,7 @@ class Sandbox:
     def __init__(self, image: FunctionImage, on_log: Callable[[str, str], None], generation: int = 0) -> None:
         self.image = image
         self.generation = generation  # of the task code it imported
+        self._killing = threading.Lock()
         context = sandbox_context()
         self._requests, child_requests = context.Pipe()
         log_reader, log_writer = context.Pipe(duplex=False)
@@ -222,7 +223,11 @@ class Sandbox:
         return self.process.is_alive()
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=2)
-        self._requests.close()
+        """Stop the process and close its pipe, once, whichever thread asks first (the stack
+        stopping, and the invocation that then finds its sandbox gone)."""
+        with self._killing:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(timeout=2)
+            if not self._requests.closed:
+                self._requests.close()
