@@ -30,6 +30,7 @@ from taskrun.errors import (
     TaskNotFound,
     TaskrunError,
 )
+from taskrun.idempotency import HEADER, IdempotencyConflict, OnceKey
 
 logger = Logger(child=True)
 
@@ -127,6 +128,19 @@ def parse_json_body(text: str) -> Any:
     return value
 
 
+def once_key(app: APIGatewayRestResolver, body: BaseModel) -> OnceKey | None:
+    """The request's Idempotency-Key, scoped to the API key that sent it, with its body."""
+    event = app.current_event
+    key = event.headers.get(HEADER) or next(
+        (value for name, value in event.headers.items() if name.lower() == HEADER.lower()), None
+    )
+    if key is None:
+        return None
+    authorizer = event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    scope = str(authorizer.get("key_id", ""))
+    return OnceKey.of(key, scope, body.model_dump(mode="json"))
+
+
 def seconds_since_arrival(app: APIGatewayRestResolver) -> float:
     """How long ago API Gateway received the request being handled."""
     arrived_ms = app.current_event.request_context.request_time_epoch
@@ -164,6 +178,7 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
     RunNotFound: HTTPStatus.NOT_FOUND,
     CallbackNotFound: HTTPStatus.NOT_FOUND,
     ScheduleNotFound: HTTPStatus.NOT_FOUND,
+    IdempotencyConflict: HTTPStatus.CONFLICT,
     RunConflict: HTTPStatus.CONFLICT,
     CallbackConflict: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

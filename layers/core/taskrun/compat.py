@@ -8,16 +8,26 @@ in that shape; only authentication stays with the API's usual 401.
 from __future__ import annotations
 
 from taskrun.errors import InvalidInput, TaskNotFound
+from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
 from taskrun.service import RunRequest, RunService
 
 
-def run_compat(service: RunService, body: CompatRunRequest, since_arrival: float = 0.0) -> CompatRunResponse:
-    """Run and wait up to the endpoint's wait, counted from the request's arrival."""
+def run_compat(
+    service: RunService,
+    body: CompatRunRequest,
+    since_arrival: float = 0.0,
+    once: tuple[OnceKey, IdempotencyStore] | None = None,
+) -> CompatRunResponse:
+    """Run and wait up to the endpoint's wait, counted from the request's arrival; with an
+    idempotency key, a repeated request answers the first one's run."""
     request = RunRequest(task_id=body.task_id, arguments=body.arguments, task_type=body.task_type)
     waiting = max(0.0, service.settings.compat_wait_seconds - since_arrival)
     try:
-        run = service.start(request, wait_timeout=waiting)
+        if once is None:
+            run = service.start(request, wait_timeout=waiting)
+        else:
+            run, _ = service.start_once(request, once[0], once[1], wait_timeout=waiting)
     except TaskNotFound as error:
         return CompatRunResponse(success=False, error=error.detail, error_type=ErrorType.NOT_FOUND)
     except InvalidInput as error:

@@ -16,6 +16,7 @@ from taskrun.callbacks import Callbacks, CallbackStore
 from taskrun.catalog import Catalog, catalog
 from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
 from taskrun.flows import StepFunctions
+from taskrun.idempotency import IdempotencyStore
 from taskrun.loader import load_task_dirs
 from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
 from taskrun.service import RunService
@@ -73,6 +74,11 @@ def schedules() -> Schedules:
         dead_letter_arn=settings.dead_letter_arn,
     )
     return Schedules(ScheduleStore(settings.schedules_table), scheduler, run_service())
+
+
+@lru_cache(maxsize=1)
+def idempotency_keys() -> IdempotencyStore:
+    return IdempotencyStore(get_settings().idempotency_table)
 
 
 @lru_cache(maxsize=1)

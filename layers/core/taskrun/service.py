@@ -13,8 +13,9 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
-from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict, TaskTimedOut
+from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskTimedOut
 from taskrun.flows import FlowStep, StepFunctions, steps_of
+from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
 from taskrun.models import (
     ErrorType,
@@ -43,6 +44,7 @@ LONGEST_POLL_SECONDS = 1.0
 # Step Functions error names of runs that ended without an exception of their own
 ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
 RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
+REPLAY_GRACE_SECONDS = 5.0  # how long a repeated request waits for the first one's run to be recorded
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,41 @@ class RunService:
 
     def start(self, request: RunRequest, wait_timeout: float | None = None) -> Run:
         """Validate, record the run, dispatch it; with a wait timeout, wait for it to end."""
+        return self._launch(self._prepare(request), wait_timeout)
+
+    def start_once(
+        self, request: RunRequest, once: OnceKey, keys: IdempotencyStore, wait_timeout: float | None = None
+    ) -> tuple[Run, bool]:
+        """Start a run for an idempotency key, or answer the run the key started before
+        (True): the same key with another body is IdempotencyConflict. Concurrent requests
+        with one key start one run."""
+        run = self._prepare(request)
+        first = keys.claim(once, run.run_id, self.clock())
+        if first is None:
+            return self._launch(run, wait_timeout), False
+        return self._replay(run.model_copy(update={"run_id": first}), wait_timeout), True
+
+    def _replay(self, run: Run, wait_timeout: float | None) -> Run:
+        """The run a key started: wait for its record if the first request is still making it;
+        if that request died before making it, make it now (the run id makes it once)."""
+        deadline = time.monotonic() + REPLAY_GRACE_SECONDS
+        while True:
+            try:
+                existing = self.store.get(run.run_id)
+                break
+            except RunNotFound:
+                if time.monotonic() >= deadline:
+                    try:
+                        return self._launch(run, wait_timeout)
+                    except RunConflict:
+                        continue
+                self.sleep(0.05)
+        if wait_timeout is not None and not existing.status.is_done:
+            return self.wait(existing.run_id, wait_timeout, current=existing)
+        return existing
+
+    def _prepare(self, request: RunRequest) -> Run:
+        """The run a request asks for, validated, not yet recorded."""
         definition = self.catalog.get(request.task_id)
         if request.task_type is not None and request.task_type is not definition.task_type:
             raise InvalidInput(
@@ -99,6 +136,10 @@ class RunService:
             timeout=definition.timeout,
             created_at=self.clock(),
         )
+        return run
+
+    def _launch(self, run: Run, wait_timeout: float | None) -> Run:
+        """Record the run, dispatch it; with a wait timeout, wait for it to end."""
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         try:

@@ -15,6 +15,7 @@ class Settings(BaseModel):
     worker_function: str = Field(description="Name or ARN of the worker Lambda (TASKRUN_WORKER_FUNCTION).")
     callbacks_table: str = Field(default="", description="DynamoDB table of flow callbacks (TASKRUN_CALLBACKS_TABLE).")
     schedules_table: str = Field(default="", description="DynamoDB table of schedules (TASKRUN_SCHEDULES_TABLE).")
+    idempotency_table: str = Field(default="", description="Idempotency keys' table (TASKRUN_IDEMPOTENCY_TABLE).")
     schedule_group: str = Field(default="", description="EventBridge Scheduler group (TASKRUN_SCHEDULE_GROUP).")
     schedule_target_arn: str = Field(default="", description="The function schedules invoke (TASKRUN_SCHEDULE_TARGET).")
     scheduler_role_arn: str = Field(default="", description="Role EventBridge Scheduler invokes it with.")
@@ -40,6 +41,7 @@ class Settings(BaseModel):
             "worker_function": env.get("TASKRUN_WORKER_FUNCTION", ""),
             "callbacks_table": env.get("TASKRUN_CALLBACKS_TABLE", ""),
             "schedules_table": env.get("TASKRUN_SCHEDULES_TABLE", ""),
+            "idempotency_table": env.get("TASKRUN_IDEMPOTENCY_TABLE", ""),
             "schedule_group": env.get("TASKRUN_SCHEDULE_GROUP", ""),
             "schedule_target_arn": env.get("TASKRUN_SCHEDULE_TARGET", ""),
             "scheduler_role_arn": env.get("TASKRUN_SCHEDULER_ROLE", ""),
