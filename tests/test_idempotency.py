@@ -66,7 +66,7 @@ def test_a_refused_request_does_not_use_up_its_key(api: httpx.Client) -> None:
 def test_a_key_that_is_not_one_is_422(api: httpx.Client) -> None:
     body = {"task_id": "team/add", "arguments": {"a": 1}}
     for bad in (b"has space", b"k" * 256, "é".encode(), b""):
-        response = api.post("/v1/runs", json=body, headers={"Idempotency-Key": bad})
+        response = api.post("/v1/runs", json=body, headers={b"Idempotency-Key": bad})
         assert response.status_code == 422, bad
         assert response.json()["errors"][0]["location"] == "header.Idempotency-Key"
 
