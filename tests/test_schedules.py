@@ -229,3 +229,26 @@ def test_unknown_schedules_and_bad_changes_answer_problems(api: httpx.Client) ->
     assert api.get("/v1/runs", params={"schedule_id": "../etc"}).status_code == 422
     assert api.get(url).json()["expression"] == "rate(5 minutes)"  # nothing refused was kept
     api.delete(url)
+
+
+def test_a_firing_whose_first_delivery_died_after_claiming_it_runs_once_on_the_repeat(
+    api: httpx.Client, invoke: Invoke
+) -> None:
+    from taskrun.ids import new_run_id
+    from taskrun.schedules import ScheduleStore
+    from taskrun.settings import get_settings
+
+    made = create(api, expression="rate(1 day)")
+    moment = datetime.now(UTC).replace(microsecond=0)
+    # Given a delivery that claimed the firing and died before making its run
+    chosen = new_run_id()
+    assert ScheduleStore(get_settings().schedules_table).claim_firing(made["schedule_id"], moment, chosen) == chosen
+    event = load_event("schedule_target") | {"schedule_id": made["schedule_id"], "scheduled_time": format_time(moment)}
+
+    # When EventBridge Scheduler delivers the firing again, twice
+    answers = [invoke("ScheduleTargetFunction", event) for _ in range(2)]
+
+    # Then the run the first delivery chose is made, once
+    assert answers == [{"run_id": chosen}, {"run_id": None}]
+    assert [run["run_id"] for run in runs_of(api, made["schedule_id"])] == [chosen]
+    api.delete(f"/v1/schedules/{made['schedule_id']}")

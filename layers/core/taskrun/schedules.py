@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskrun import aws, cursors
 from taskrun.catalog import Catalog
-from taskrun.errors import FieldError, InvalidInput, RunNotFound, ScheduleNotFound, TaskNotFound
+from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import TaskId, new_run_id
 from taskrun.models import Run, RunStatus, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
@@ -214,6 +214,7 @@ class Schedule(ScheduleFields):
     fired_at: UtcTime | None = Field(default=None, description="The time of the last firing (or run now).")
     last_run_id: str | None = None
     last_error: str | None = Field(default=None, description="Why the last firing started no run.")
+    firing_run_id: str | None = Field(default=None, description="The run the last firing makes (once).")
 
 
 class LastRun(BaseModel):
@@ -298,23 +299,29 @@ class ScheduleStore(aws.TableAdapter):
         more = "LastEvaluatedKey" in page and schedules
         return schedules, (cursors.encode(schedules[-1].schedule_id, key_name, key_value) if more else None)
 
-    def claim_firing(self, schedule_id: str, moment: datetime) -> bool:
-        """Mark the schedule fired for `moment`, once: a repeated delivery of the same firing
-        (EventBridge Scheduler delivers at least once) or an older one finds it claimed."""
+    def claim_firing(self, schedule_id: str, moment: datetime, run_id: str) -> str | None:
+        """Mark the schedule fired for `moment` with the id its run will have; answer that id.
+        A repeated delivery of the same firing (EventBridge Scheduler delivers at least once)
+        gets the id the first one chose, so that the run is made once, even if the first
+        delivery died before making it; an older firing, or a schedule gone, gets None."""
+        at = format_time(moment)
         try:
             self.table.update_item(
                 Key={"schedule_id": schedule_id},
-                UpdateExpression="SET fired_at = :t",
+                UpdateExpression="SET fired_at = :t, firing_run_id = :run",
                 ConditionExpression=(
                     "attribute_exists(schedule_id) AND (attribute_not_exists(fired_at) OR fired_at < :t)"
                 ),
-                ExpressionAttributeValues={":t": format_time(moment)},
+                ExpressionAttributeValues={":t": at, ":run": run_id},
             )
+            return run_id
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        item = self.table.get_item(Key={"schedule_id": schedule_id}, ConsistentRead=True).get("Item") or {}
+        if item.get("fired_at") == at and item.get("firing_run_id"):
+            return str(item["firing_run_id"])
+        return None
 
     def record_outcome(self, schedule_id: str, run_id: str | None, error: str | None) -> None:
         """The run a firing started (or why it started none)."""
@@ -499,7 +506,7 @@ class Schedules:
         run = self.runs.start(_run_request(schedule, {**schedule.arguments, **(request.arguments or {})}))
         self.store.record_outcome(schedule_id, run.run_id, None)
         expression = parse_expression(schedule.expression, schedule.timezone)
-        if expression.one_off and self.store.claim_firing(schedule_id, utcnow()):
+        if expression.one_off and self.store.claim_firing(schedule_id, utcnow(), run.run_id):
             fired = schedule.model_copy(update={"fired_at": utcnow()})
             self.scheduler.put(fired, expression, new=False)  # disabled: it has had its run
         return run
@@ -519,11 +526,15 @@ class Schedules:
             logger.info("last run still going; firing skipped", extra={"schedule_id": schedule.schedule_id})
             count("ScheduleFiringsSkipped")
             return None
-        if not self.store.claim_firing(schedule.schedule_id, event.scheduled_time):
-            logger.info("firing handled already", extra={"schedule_id": schedule.schedule_id})
+        run_id = self.store.claim_firing(schedule.schedule_id, event.scheduled_time, new_run_id())
+        if run_id is None:
+            logger.info("an older firing; nothing to run", extra={"schedule_id": schedule.schedule_id})
             return None
         try:
-            run = self.runs.start(_run_request(schedule, schedule.arguments))
+            run = self.runs.start(_run_request(schedule, schedule.arguments, run_id))
+        except RunConflict:
+            logger.info("firing handled already", extra={"schedule_id": schedule.schedule_id, "run_id": run_id})
+            return None
         except (InvalidInput, TaskNotFound) as error:
             self.store.record_outcome(schedule.schedule_id, None, str(error))
             logger.warning("scheduled run refused", extra={"schedule_id": schedule.schedule_id, "error": str(error)})
@@ -620,7 +631,7 @@ class Schedules:
         return schedule.model_copy(update={"arguments": arguments}), expression
 
 
-def _run_request(schedule: Schedule, arguments: dict[str, Any]) -> RunRequest:
+def _run_request(schedule: Schedule, arguments: dict[str, Any], run_id: str | None = None) -> RunRequest:
     """A run of the schedule's task, marked as the schedule's."""
     return RunRequest(
         task_id=schedule.task_id,
@@ -628,6 +639,7 @@ def _run_request(schedule: Schedule, arguments: dict[str, Any]) -> RunRequest:
         webhook_url=schedule.webhook_url,
         triggered_by=TriggeredBy.SCHEDULE,
         schedule_id=schedule.schedule_id,
+        run_id=run_id,
     )
 
 

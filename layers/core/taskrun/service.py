@@ -61,6 +61,7 @@ class RunRequest:
     parent_run_id: str | None = None
     parent_execution: str | None = None
     task_token: str | None = None
+    run_id: str | None = None  # chosen beforehand, so that a repeated start makes one run (RunConflict)
 
 
 @dataclass
@@ -122,7 +123,7 @@ class RunService:
         if size > MAX_ARGUMENTS_BYTES:
             raise PayloadTooLarge(f"the arguments are {size} bytes of JSON; at most {MAX_ARGUMENTS_BYTES} are accepted")
         run = Run(
-            run_id=new_run_id(),
+            run_id=request.run_id or new_run_id(),
             task_id=definition.task_id,
             task_type=definition.task_type,
             revision=revision.revision,
