@@ -29,10 +29,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def started(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def started(*options: str, **settings: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`taskrun local` in its own process on a free port, answering health; killed on the way out."""
     port = free_port()
-    env = {**os.environ, "TASKRUN_API_KEY": "cli-key"}
+    env = {**os.environ, "TASKRUN_API_KEY": "cli-key", **settings}
     process = subprocess.Popen(
         [TASKRUN, "local", "--port", str(port), "--tasks", str(USER_TASKS), *options],
         cwd=ROOT,
@@ -193,3 +193,17 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
     # And a stack started with --ephemeral keeps nothing
     with started("--ephemeral") as (url, _):
         assert httpx.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).status_code == 404
+
+
+def test_allowing_private_webhooks_lets_a_receiver_on_this_machine_through_but_never_the_metadata_address() -> None:
+    headers = {"X-API-KEY": "cli-key"}
+    body = {"task_id": "team/add", "arguments": {"a": 1}}
+    with started("--ephemeral", TASKRUN_WEBHOOK_ALLOW_PRIVATE="1") as (url, _):
+        mine = httpx.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://127.0.0.1:9/hook"})
+        assert mine.status_code == 201
+        inside = httpx.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://10.0.0.7/hook"})
+        assert inside.status_code == 201
+        metadata = httpx.post(
+            f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://169.254.169.254/latest/"}
+        )
+        assert metadata.status_code == 422

@@ -32,6 +32,7 @@ from taskrun.ids import TaskId, new_run_id
 from taskrun.models import Run, RunStatus, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
+from taskrun.webhooks import check_target
 
 logger = Logger(child=True)
 
@@ -621,11 +622,8 @@ class Schedules:
         # an at() in the past is refused when it is set, not when an unrelated field changes
         checks_time = changed is None or bool({"expression", "timezone"} & changed)
         expression = parse_expression(schedule.expression, schedule.timezone, now if checks_time else None)
-        if schedule.webhook_url is not None and not schedule.webhook_url.startswith(("http://", "https://")):
-            raise InvalidInput(
-                "the webhook URL is not valid",
-                [FieldError("body.webhook_url", "an http or https URL", schedule.webhook_url[:300])],
-            )
+        if schedule.webhook_url is not None:
+            check_target(schedule.webhook_url, self.runs.settings.webhook_allow_private)
         if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
             schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
         return schedule.model_copy(update={"arguments": arguments}), expression

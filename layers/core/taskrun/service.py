@@ -31,6 +31,7 @@ from taskrun.models import (
 from taskrun.settings import Settings
 from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
+from taskrun.webhooks import check_target
 
 logger = Logger(child=True)
 
@@ -119,6 +120,8 @@ class RunService:
             )
         revision = definition.choose_revision(request.revision)
         arguments = revision.validate(request.arguments, ("body", "arguments"))
+        if request.webhook_url is not None:
+            check_target(request.webhook_url, self.settings.webhook_allow_private)
         size = len(json.dumps(arguments))
         if size > MAX_ARGUMENTS_BYTES:
             raise PayloadTooLarge(f"the arguments are {size} bytes of JSON; at most {MAX_ARGUMENTS_BYTES} are accepted")

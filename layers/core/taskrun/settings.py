@@ -31,6 +31,10 @@ class Settings(BaseModel):
         description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
     )
     compat_wait_seconds: float = Field(default=25.0, gt=0)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback and private addresses (TASKRUN_WEBHOOK_ALLOW_PRIVATE=1).",
+    )
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -48,6 +52,7 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
+            "webhook_allow_private": env.get("TASKRUN_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         }
         for name in ("max_wait_seconds", "compat_wait_seconds"):
             key = "TASKRUN_" + name.upper()

@@ -59,6 +59,9 @@ def bundle_root() -> Path:
     return Path(__file__).resolve().parents[4]
 
 
+PASSED_SETTINGS = ("TASKRUN_WEBHOOK_ALLOW_PRIVATE",)
+
+
 @dataclass
 class LocalStack:
     root: Path = field(default_factory=bundle_root)
@@ -76,6 +79,8 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("TASKRUN_LOG_LEVEL", "WARNING"),
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines are for CloudWatch; locally only noise
+            # settings of the local stack the functions read, from its own environment
+            **{name: os.environ[name] for name in PASSED_SETTINGS if name in os.environ},
         }
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.gateway = Gateway(self.stack, self.emulator.runtime)
