@@ -20,13 +20,16 @@ class Ticker:
         self._thread.start()
 
     def stop(self) -> None:
+        """No tick starts after this; one under way gets a moment to end (the thread is a
+        daemon: a tick stuck on a stopping emulator never holds the stack's exit)."""
         self._stopped.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=0.3)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.seconds):
             try:
                 self.tick()
             except Exception as error:  # one bad round must not end the loop
-                print(f"{self._thread.name}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                if not self._stopped.is_set():  # past a stop, the emulator may be gone: say nothing
+                    print(f"{self._thread.name}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
