@@ -1,6 +1,6 @@
 """EventBridge Scheduler, stood in for locally: moto keeps schedules but never fires them.
 
-Four times a second the clock reads the schedules table (the API's schedules) and the
+Twice a second the clock reads the schedules table (the API's schedules) and the
 template's declared schedules, and invokes the schedule target asynchronously with the
 event EventBridge Scheduler would send for each firing that is due. A one-off missed while
 the stack was stopped fires once at the next start; a recurring schedule resumes at its
@@ -20,7 +20,7 @@ from taskrun.local.ticker import Ticker
 from taskrun.models import format_time, utcnow
 from taskrun.schedules import Expression, Schedule, ScheduleStore, parse_expression, rate_anchor
 
-TICK_SECONDS = 0.25
+TICK_SECONDS = 0.5
 
 
 @dataclass
