@@ -123,6 +123,27 @@ class ExecutionStatusChange(BaseModel):
     error: str | None = None
     cause: str | None = None
 
+    @classmethod
+    def of_execution(cls, described: dict[str, Any]) -> ExecutionStatusChange:
+        """The change an execution's DescribeExecution output stands for (what EventBridge
+        would report when it ended)."""
+        status = described["status"]
+        return cls(
+            executionArn=described["executionArn"],
+            stateMachineArn=described["stateMachineArn"],
+            name=described["name"],
+            status=str(getattr(status, "value", status)),
+            startDate=epoch_ms(described.get("startDate")),
+            stopDate=epoch_ms(described.get("stopDate")),
+            output=described.get("output"),
+            error=described.get("error"),
+            cause=described.get("cause"),
+        )
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    return int(moment.timestamp() * 1000) if isinstance(moment, datetime) else None
+
 
 class FlowStep(BaseModel):
     """One state a flow's execution entered, as GET /v1/runs/{run_id}/history lists it."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -106,20 +105,6 @@ def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: RunSummary, no
         return _end(store, run, ending)
     if described["status"] in ("RUNNING", "PENDING_REDRIVE"):
         return None
-    change = ExecutionStatusChange(
-        executionArn=described["executionArn"],
-        stateMachineArn=described["stateMachineArn"],
-        name=described["name"],
-        status=described["status"],
-        startDate=_epoch_ms(described.get("startDate")),
-        stopDate=_epoch_ms(described.get("stopDate")),
-        output=described.get("output"),
-        error=described.get("error"),
-        cause=described.get("cause"),
-    )
+    change = ExecutionStatusChange.of_execution(described)
     ended = end_flow_run(change, store, flows)
     return ended if ended is not None and ended.status.is_done else None
-
-
-def _epoch_ms(moment: Any) -> int | None:
-    return int(moment.timestamp() * 1000) if isinstance(moment, datetime) else None

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from taskrun.flows import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
 from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, EventRule, ScheduleSource, StreamSource
@@ -105,10 +106,6 @@ class Schedules:
             ticker.stop()
 
 
-def _epoch_ms(moment: datetime.datetime | None) -> int | None:
-    return int(moment.timestamp() * 1000) if moment else None
-
-
 def publish_execution_ends(bus: EventBus) -> Callable[[], None]:
     """Publish "Step Functions Execution Status Change" when an execution ends. Return the undo."""
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -118,18 +115,7 @@ def publish_execution_ends(bus: EventBus) -> Callable[[], None]:
     def terminated(self: BaseExecutionWorkerCommunication) -> None:
         original(self)
         described: dict[str, Any] = dict(self.execution.to_describe_output())
-        detail = {
-            "executionArn": described["executionArn"],
-            "stateMachineArn": described["stateMachineArn"],
-            "name": described["name"],
-            "status": getattr(described["status"], "value", described["status"]),
-            "startDate": _epoch_ms(described["startDate"]),
-            "stopDate": _epoch_ms(described.get("stopDate")),
-            "input": described.get("input"),
-            "output": described.get("output"),
-            "error": described.get("error"),
-            "cause": described.get("cause"),
-        }
+        detail = {**ExecutionStatusChange.of_execution(described).model_dump(), "input": described.get("input")}
         bus.publish("aws.states", "Step Functions Execution Status Change", detail, [described["executionArn"]])
 
     BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
