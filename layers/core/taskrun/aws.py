@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
 
@@ -19,6 +20,11 @@ def client(service: str) -> Any:
 @cache
 def dynamodb_table(name: str) -> Any:
     return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    """A conditional write that did not happen because its condition was false."""
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class TableAdapter:

@@ -125,7 +125,7 @@ class CallbackStore(aws.TableAdapter):
                 ExpressionAttributeValues={":s": status.value, ":from": from_status.value, ":t": format_time(utcnow())},
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws.is_condition_failure(error):
                 return False
             raise
         return True

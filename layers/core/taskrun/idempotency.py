@@ -73,7 +73,7 @@ class IdempotencyStore(aws.TableAdapter):
             )
             return None
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not aws.is_condition_failure(error):
                 raise
         item = self.table.get_item(Key={"key_digest": once.digest}, ConsistentRead=True)["Item"]
         if item["body_digest"] != once.body_digest:

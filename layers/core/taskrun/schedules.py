@@ -256,7 +256,7 @@ class ScheduleStore(aws.TableAdapter):
         try:
             self.table.put_item(Item=item, ConditionExpression=condition)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" and not new:
+            if aws.is_condition_failure(error) and not new:
                 raise ScheduleNotFound(schedule.schedule_id) from error
             raise
 
@@ -276,7 +276,7 @@ class ScheduleStore(aws.TableAdapter):
                 Key={"schedule_id": schedule_id}, ConditionExpression="attribute_exists(schedule_id)"
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws.is_condition_failure(error):
                 raise ScheduleNotFound(schedule_id) from error
             raise
 
@@ -317,7 +317,7 @@ class ScheduleStore(aws.TableAdapter):
             )
             return run_id
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not aws.is_condition_failure(error):
                 raise
         item = self.table.get_item(Key={"schedule_id": schedule_id}, ConsistentRead=True).get("Item") or {}
         if item.get("fired_at") == at and item.get("firing_run_id"):
@@ -340,7 +340,7 @@ class ScheduleStore(aws.TableAdapter):
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":  # deleted meanwhile
+            if not aws.is_condition_failure(error):  # deleted meanwhile
                 raise
 
 

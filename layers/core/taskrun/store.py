@@ -78,7 +78,7 @@ class DynamoRunStore(aws.TableAdapter):
         try:
             self.table.put_item(Item=_to_item(run), ConditionExpression="attribute_not_exists(run_id)")
         except ClientError as error:
-            if _is_condition_failure(error):
+            if aws.is_condition_failure(error):
                 raise RunConflict(run.run_id, run.status, f"run {run.run_id} exists already") from error
             raise
 
@@ -205,7 +205,7 @@ class DynamoRunStore(aws.TableAdapter):
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not aws.is_condition_failure(error):
                 raise
             old = error.response.get("Item")
             if not old:
@@ -247,10 +247,6 @@ def time_shard(run_id: str) -> str:
 
 def _run_id(item: dict[str, Any]) -> str:
     return str(item["run_id"])
-
-
-def _is_condition_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _to_item(run: Run) -> dict[str, Any]:
