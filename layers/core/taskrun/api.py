@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
 from taskrun.callbacks import CallbackConflict, CallbackNotFound
+from taskrun.deliveries import DeliveryConflict, DeliveryNotFound
 from taskrun.errors import (
     FieldError,
     InvalidInput,
@@ -181,6 +182,8 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
     IdempotencyConflict: HTTPStatus.CONFLICT,
     RunConflict: HTTPStatus.CONFLICT,
     CallbackConflict: HTTPStatus.CONFLICT,
+    DeliveryNotFound: HTTPStatus.NOT_FOUND,
+    DeliveryConflict: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
 }
 

@@ -17,12 +17,16 @@ def _local(args: argparse.Namespace) -> int:
         if not Path(directory).is_dir():
             parser().error(f"tasks directory {directory} does not exist")
     data_dir = None if args.ephemeral else Path(args.data).resolve()
-    stack = LocalStack(
-        root=Path(args.root) if args.root else bundle_root(),
-        extra_task_dirs=[Path(d) for d in args.tasks],
-        api_key=os.environ.get("TASKRUN_API_KEY") or None,
-        data_dir=data_dir,
-    )
+    try:
+        stack = LocalStack(
+            root=Path(args.root) if args.root else bundle_root(),
+            extra_task_dirs=[Path(d) for d in args.tasks],
+            api_key=os.environ.get("TASKRUN_API_KEY") or None,
+            data_dir=data_dir,
+        )
+    except ValueError as error:  # a setting that cannot work, such as a malformed webhook secret
+        print(f"taskrun local: could not start: {error}", file=sys.stderr)
+        return 1
     from taskrun.runtime import task_catalog
 
     try:
@@ -42,6 +46,8 @@ def _local(args: argparse.Namespace) -> int:
     print(f"taskrun local: http://{host}:{port}/v1  (template {stack.stack.path})", flush=True)
     if not os.environ.get("TASKRUN_API_KEY"):
         print(f"API key (set TASKRUN_API_KEY to choose one): {key}", flush=True)
+    if not os.environ.get("TASKRUN_WEBHOOK_SECRET"):
+        print(f"webhook signing secret (set TASKRUN_WEBHOOK_SECRET to choose one): {stack.webhook_secret}", flush=True)
     if data_dir is None:
         print("state: in memory only (--ephemeral): nothing is kept after a stop", flush=True)
     else:
@@ -49,6 +55,8 @@ def _local(args: argparse.Namespace) -> int:
         print(f"state: {data_dir} ({kept} items kept; delete the folder to start afresh)", flush=True)
     if stack.interrupted_runs:
         print(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed", flush=True)
+    if stack.resumed_deliveries:
+        print(f"{stack.resumed_deliveries} webhook deliveries pending from before the stop go on", flush=True)
     print(f"tasks: {tasks}", flush=True)
     print("Ctrl-C stops it.", flush=True)
     stopped = threading.Event()

@@ -1,5 +1,6 @@
 """What happens when a run ends, read from the runs table's stream: the task token of the
-state machine that started the run is released with the run's outcome."""
+state machine that started the run is released with the run's outcome, and a run with a
+webhook gets its delivery recorded and queued (taskrun.deliveries)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer
 
+from taskrun.deliveries import Deliveries
 from taskrun.flows import StepFunctions
-from taskrun.models import ACTIVE_STATUSES, RunStatus
+from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
 from taskrun.service import step_error
 from taskrun.store import run_from_item
 
@@ -22,17 +24,30 @@ def _image(image: dict[str, Any] | None) -> dict[str, Any]:
     return {name: _deserialize(value) for name, value in (image or {}).items()}
 
 
-def release_task_tokens(records: Iterable[dict[str, Any]], sfn: StepFunctions) -> int:
-    """For each run that just ended holding a task token, send its outcome; return how many."""
-    released = 0
+def ended_runs(records: Iterable[dict[str, Any]]) -> list[Run]:
+    """The runs that ended in these stream records (from pending or running to done)."""
+    ended = []
     for record in records:
         old, new = _image(record["dynamodb"].get("OldImage")), _image(record["dynamodb"].get("NewImage"))
-        if not new.get("task_token") or old.get("status") not in ACTIVE_STATUSES:
+        if not new or old.get("status") not in ACTIVE_STATUSES:
             continue
         run = run_from_item(new)
-        if not run.status.is_done:
+        if run.status.is_done:
+            ended.append(run)
+    return ended
+
+
+def start_deliveries(runs: Iterable[Run], deliveries: Deliveries) -> int:
+    """Record and queue the webhook delivery of each ended run that has a webhook."""
+    return deliveries.start(run for run in runs if run.webhook_url)
+
+
+def release_task_tokens(runs: Iterable[Run], sfn: StepFunctions) -> int:
+    """For each run that ended holding a task token, send its outcome; return how many."""
+    released = 0
+    for run in runs:
+        if not run.task_token:
             continue
-        assert run.task_token is not None
         if run.status is RunStatus.SUCCEEDED:
             delivered = sfn.release(run.task_token, output=run.result)
         else:

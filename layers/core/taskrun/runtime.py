@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from taskrun.auth import DynamoKeyStore
 from taskrun.callbacks import Callbacks, CallbackStore
 from taskrun.catalog import Catalog, catalog
+from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
 from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
 from taskrun.flows import StepFunctions
 from taskrun.idempotency import IdempotencyStore
@@ -23,6 +24,7 @@ from taskrun.service import RunService
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore
 from taskrun.telemetry import metrics
+from taskrun.webhooks import Signer
 from taskrun.worker import Worker
 
 logger = Logger()
@@ -79,6 +81,32 @@ def schedules() -> Schedules:
 @lru_cache(maxsize=1)
 def idempotency_keys() -> IdempotencyStore:
     return IdempotencyStore(get_settings().idempotency_table)
+
+
+@lru_cache(maxsize=1)
+def deliveries() -> Deliveries:
+    settings = get_settings()
+    return Deliveries(
+        store=DeliveryStore(settings.deliveries_table),
+        queue=DeliveryQueue(settings.webhook_queue_url),
+        runs=DynamoRunStore(settings.runs_table),
+        signer=_signer(),
+        schedule=RetrySchedule(delays=tuple(settings.webhook_retry_delays)),
+        timeout=settings.webhook_timeout_seconds,
+        allow_private=settings.webhook_allow_private,
+    )
+
+
+def _signer() -> Signer | None:
+    """The signing secret: given itself (local mode), or read from Secrets Manager."""
+    settings = get_settings()
+    if settings.webhook_secret:
+        return Signer(settings.webhook_secret)
+    if settings.webhook_secret_arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        return Signer(str(parameters.get_secret(settings.webhook_secret_arn, max_age=300)))
+    return None
 
 
 @lru_cache(maxsize=1)

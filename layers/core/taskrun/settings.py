@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from taskrun.webhooks import DEFAULT_DELAYS
+
 
 class Settings(BaseModel):
     runs_table: str = Field(description="DynamoDB table of runs (TASKRUN_RUNS_TABLE).")
@@ -31,6 +33,23 @@ class Settings(BaseModel):
         description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
     )
     compat_wait_seconds: float = Field(default=25.0, gt=0)
+    deliveries_table: str = Field(default="", description="Webhook deliveries' table (TASKRUN_DELIVERIES_TABLE).")
+    webhook_queue_url: str = Field(default="", description="The queue of webhook attempts (TASKRUN_WEBHOOK_QUEUE_URL).")
+    webhook_secret: str = Field(
+        default="", description="The whsec_ signing secret itself (TASKRUN_WEBHOOK_SECRET); wins over the ARN."
+    )
+    webhook_secret_arn: str = Field(
+        default="", description="Secrets Manager secret holding the signing secret (TASKRUN_WEBHOOK_SECRET_ARN)."
+    )
+    webhook_retry_delays: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_DELAYS),
+        min_length=0,
+        max_length=20,
+        description="Seconds between webhook attempts (TASKRUN_WEBHOOK_RETRY_DELAYS, comma-separated).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=30, description="Longest one webhook attempt takes (TASKRUN_WEBHOOK_TIMEOUT_SECONDS)."
+    )
     webhook_allow_private: bool = Field(
         default=False,
         description="Let webhooks reach loopback and private addresses (TASKRUN_WEBHOOK_ALLOW_PRIVATE=1).",
@@ -52,9 +71,15 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
+            "deliveries_table": env.get("TASKRUN_DELIVERIES_TABLE", ""),
+            "webhook_queue_url": env.get("TASKRUN_WEBHOOK_QUEUE_URL", ""),
+            "webhook_secret": env.get("TASKRUN_WEBHOOK_SECRET", ""),
+            "webhook_secret_arn": env.get("TASKRUN_WEBHOOK_SECRET_ARN", ""),
             "webhook_allow_private": env.get("TASKRUN_WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true", "yes"),
         }
-        for name in ("max_wait_seconds", "compat_wait_seconds"):
+        if env.get("TASKRUN_WEBHOOK_RETRY_DELAYS"):
+            values["webhook_retry_delays"] = [part for part in env["TASKRUN_WEBHOOK_RETRY_DELAYS"].split(",") if part]
+        for name in ("max_wait_seconds", "compat_wait_seconds", "webhook_timeout_seconds"):
             key = "TASKRUN_" + name.upper()
             if env.get(key):
                 values[name] = env[key]

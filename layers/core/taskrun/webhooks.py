@@ -1,4 +1,4 @@
-"""Webhook targets: where taskrun may send a run's outcome, and where it must not.
+"""Webhooks: where taskrun may send a run's outcome, how it signs it, and how it sends it.
 
 Only http and https, to a host that is not loopback, private, link-local (the cloud
 metadata address among them), multicast, reserved or otherwise not a public address.
@@ -9,17 +9,32 @@ resolve now is let through: it is checked again when there is something to deliv
 `TASKRUN_WEBHOOK_ALLOW_PRIVATE=1` lets loopback and private addresses through, for a
 receiver on your own machine or network; link-local, multicast and unspecified addresses
 stay refused.
+
+Messages are signed the Standard Webhooks way (https://www.standardwebhooks.com): headers
+`webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
+"id.timestamp.body">`, keyed with the `whsec_` secret's base64-decoded bytes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import ipaddress
 import socket
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import urllib3
 
 from taskrun.errors import FieldError, InvalidInput
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Standard Webhooks' schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+# (eight attempts over about 28 hours).
+DEFAULT_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 def check_target(url: str, allow_private: bool = False, location: str = "body.webhook_url") -> None:
@@ -29,20 +44,46 @@ def check_target(url: str, allow_private: bool = False, location: str = "body.we
         raise InvalidInput("the webhook URL is not allowed", [FieldError(location, reason, url[:300])])
 
 
+@dataclass(frozen=True)
+class Target:
+    """A webhook URL taken apart: where to connect, and what to ask for there."""
+
+    scheme: str
+    host: str
+    port: int
+    netloc: str  # host[:port] as the URL wrote it, for the Host header
+    path: str  # with the query
+
+    @classmethod
+    def parse(cls, url: str) -> Target | str:
+        """The target, or why the URL is not one taskrun sends to."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as error:
+            return f"not a URL: {error}"
+        if parts.scheme not in ("http", "https"):
+            return "only http and https URLs are sent to"
+        host = parts.hostname
+        if not host:
+            return "the URL has no host"
+        if parts.username is not None or parts.password is not None:
+            return "a URL with credentials in it is not sent to"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default_port = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, host, port or default_port, parts.netloc, path)
+
+
 def _refusal(url: str, allow_private: bool) -> str | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as error:
-        return f"not a URL: {error}"
-    if parts.scheme not in ("http", "https"):
-        return "only http and https URLs are sent to"
-    host = parts.hostname
-    if not host:
-        return "the URL has no host"
-    if parts.username is not None or parts.password is not None:
-        return "a URL with credentials in it is not sent to"
-    for address in _addresses(host, port or (443 if parts.scheme == "https" else 80)):
+    target = Target.parse(url)
+    if isinstance(target, str):
+        return target
+    return _refused_address(target.host, _addresses(target.host, target.port), allow_private)
+
+
+def _refused_address(host: str, addresses: list[Address], allow_private: bool) -> str | None:
+    """Why one of the addresses a host resolves to is not sent to, or None."""
+    for address in addresses:
         reason = _forbidden(address, allow_private)
         if reason is not None:
             return f"{host} is {reason}" if str(address) == host else f"{host} resolves to {address}, {reason}"
@@ -79,3 +120,120 @@ def _forbidden(address: Address, allow_private: bool) -> str | None:
     if address.is_private:
         return "a private address"
     return "a reserved address"
+
+
+class Signer:
+    """Signs messages with a Standard Webhooks secret (`whsec_` and base64 key bytes; the
+    prefix may be left off)."""
+
+    def __init__(self, secret: str) -> None:
+        encoded = secret.strip().removeprefix("whsec_")
+        try:
+            self._key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the webhook secret is not whsec_ followed by base64") from None
+        if len(self._key) < 16:
+            raise ValueError("the webhook secret is too short: use at least 16 random bytes, base64-encoded")
+
+    def headers(self, message_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """The three signature headers of one attempt to send `body`."""
+        sent_at = int(time.time()) if timestamp is None else timestamp
+        signed = f"{message_id}.{sent_at}.".encode() + body
+        signature = base64.b64encode(hmac.new(self._key, signed, hashlib.sha256).digest()).decode()
+        return {"webhook-id": message_id, "webhook-timestamp": str(sent_at), "webhook-signature": f"v1,{signature}"}
+
+
+def new_secret() -> str:
+    """A fresh signing secret: `whsec_` and 24 random bytes in base64."""
+    import secrets
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one POST came to: a status code, or an error that kept it from getting one."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+USER_AGENT = "taskrun-webhooks/1"
+MAX_ANSWER_BYTES = 64 * 1024  # of the receiver's body read (and dropped): the status is what counts
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool = False) -> Answer:
+    """POST `body` to a webhook URL: resolve its host now and refuse it if any address is
+    not allowed, connect to the address checked (so a second resolution cannot lead
+    elsewhere), follow no redirect, give up after `timeout` seconds."""
+    began = time.monotonic()
+
+    def answer(status_code: int | None = None, error: str | None = None) -> Answer:
+        return Answer(status_code, error, int((time.monotonic() - began) * 1000))
+
+    target = Target.parse(url)
+    if isinstance(target, str):
+        return answer(error=f"refused: {target}")
+    addresses = _addresses(target.host, target.port)
+    if not addresses:
+        return answer(error=f"{target.host} does not resolve")
+    refusal = _refused_address(target.host, addresses, allow_private)
+    if refusal is not None:
+        return answer(error=f"refused: {refusal}")
+    address = str(addresses[0])
+    options: dict[str, object] = {
+        "timeout": urllib3.Timeout(total=timeout),
+        "retries": False,
+        "maxsize": 1,
+    }
+    if target.scheme == "https":
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            address,
+            target.port,
+            cert_reqs="CERT_REQUIRED",
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            **options,  # type: ignore[arg-type]
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, target.port, **options)  # type: ignore[arg-type]
+    request_headers = {
+        **headers,
+        "Host": target.netloc,
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers=request_headers,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+        )
+        try:
+            response.read(MAX_ANSWER_BYTES)
+        finally:
+            response.release_conn()
+        return answer(status_code=response.status)
+    except urllib3.exceptions.HTTPError as error:
+        return answer(error=_describe(error, timeout))
+    finally:
+        pool.close()
+
+
+def _describe(error: Exception, timeout: float) -> str:
+    if isinstance(error, urllib3.exceptions.TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return "could not connect: " + str(error).rpartition(": ")[2]
+    if isinstance(error, urllib3.exceptions.SSLError):
+        return f"TLS failed: {error}"
+    return f"{type(error).__name__}: {error}"[:500]

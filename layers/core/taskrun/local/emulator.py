@@ -77,7 +77,7 @@ class Emulator:
         self._undo.append(make_item_access_atomic(self.journal))
         self._create_functions()
         self._create_queues()
-        from taskrun.local.events import EventBus, Schedules, StreamPoller, publish_execution_ends
+        from taskrun.local.events import EventBus, QueuePoller, Schedules, StreamPoller, publish_execution_ends
 
         self.bus = EventBus(self.stack.event_rules(), self.runtime, self.stack.region)
         self._undo.append(publish_execution_ends(self.bus))
@@ -85,9 +85,10 @@ class Emulator:
         for machine in self.stack.state_machines():
             self.create_state_machine(machine.name, machine.definition, machine.substitutions)
             self.substitutions.update(machine.substitutions)
-        self._pollers = [
+        self._pollers: list[StreamPoller | QueuePoller] = [
             StreamPoller(source, self.runtime, self.stack.region) for source in self.stack.stream_sources()
         ]
+        self._pollers += [QueuePoller(source, self.runtime, self.stack.region) for source in self.stack.queue_sources()]
         for poller in self._pollers:
             poller.start()
         self.schedules = Schedules(self.stack.schedules(), self.runtime, self.stack.region)
@@ -166,8 +167,8 @@ class Emulator:
 
     def _create_queues(self) -> None:
         sqs = boto3.client("sqs", region_name=self.stack.region)
-        for name in self.stack.queues():
-            sqs.create_queue(QueueName=name)
+        for queue in self.stack.queues():
+            sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
         scheduler = boto3.client("scheduler", region_name=self.stack.region)
         for group in self.stack.schedule_groups():
             scheduler.create_schedule_group(Name=group)

@@ -1,13 +1,15 @@
-"""EventBridge rules and DynamoDB stream triggers of the template, stood in for locally.
+"""EventBridge rules, DynamoDB stream and SQS triggers of the template, stood in for locally.
 
 moto executes state machines but sends no execution status changes, and keeps table
-streams but triggers nothing: here an execution's end is published to the functions whose
-rule matches, and each stream is read and handed in batches to the functions it triggers.
+streams and queues but triggers nothing: here an execution's end is published to the
+functions whose rule matches, and each stream and queue is read and handed in batches to
+the functions it triggers, as Lambda's event source mappings do.
 """
 
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,11 +21,13 @@ from botocore.config import Config
 from taskrun.flows import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
 from taskrun.local.sandbox import FunctionError
-from taskrun.local.template import ACCOUNT_ID, EventRule, ScheduleSource, StreamSource
+from taskrun.local.template import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource
 from taskrun.local.ticker import Ticker
 
 STREAM_POLL_SECONDS = 0.1
 STREAM_RETRY_DELAY_SECONDS = 0.2
+QUEUE_POLL_SECONDS = 0.1
+QUEUE_BATCHES_IN_FLIGHT = 5  # Lambda starts with five pollers on a queue
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -214,3 +218,78 @@ def _as_lambda_record(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(created, datetime.datetime):
         dynamodb["ApproximateCreationDateTime"] = created.timestamp()
     return {**record, "dynamodb": dynamodb, "eventSource": "aws:dynamodb"}
+
+
+class QueuePoller:
+    """Receives a queue's messages and hands them to the function in batches, as Lambda's
+    SQS event source mapping does: a batch the function handled is deleted, except the
+    messages it reports failed (ReportBatchItemFailures); a failed invocation leaves the
+    whole batch to come back after the queue's visibility timeout."""
+
+    def __init__(self, source: QueueSource, runtime: LambdaRuntime, region: str) -> None:
+        self.source = source
+        self.runtime = runtime
+        self.region = region
+        self._in_flight = threading.Semaphore(QUEUE_BATCHES_IN_FLIGHT)
+        self._ticker = Ticker(QUEUE_POLL_SECONDS, self._poll, name=f"queue-{source.function}")
+
+    def start(self) -> None:
+        self.sqs = boto3.client("sqs", region_name=self.region)
+        self.queue_url = self.sqs.get_queue_url(QueueName=self.source.queue)["QueueUrl"]
+        self.queue_arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.source.queue}"
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._ticker.stop()
+
+    def _poll(self) -> None:
+        while self._in_flight.acquire(blocking=False):
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(10, self.source.batch_size),
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception:
+                self._in_flight.release()
+                raise
+            if not messages:
+                self._in_flight.release()
+                return
+            threading.Thread(
+                target=self._deliver, args=(messages,), name=f"queue-{self.source.function}", daemon=True
+            ).start()
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            event = {"Records": [self._record(message) for message in messages]}
+            try:
+                answer = self.runtime.invoke(self.source.function, event)
+            except FunctionError as error:
+                print(f"{self.source.function} failed on a queue batch: {error}", flush=True)
+                return
+            failed: set[str] = set()
+            if self.source.reports_failures and isinstance(answer, dict):
+                failed = {str(item.get("itemIdentifier")) for item in answer.get("batchItemFailures") or []}
+            done = [message for message in messages if message["MessageId"] not in failed]
+            if done:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                )
+        finally:
+            self._in_flight.release()
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.region,
+        }

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
 
 from taskrun.auth import DynamoKeyStore, new_key
 from taskrun.catalog import FlowRevision, catalog, state_machine_name
+from taskrun.deliveries import DeliveryQueue, DeliveryRef, DeliveryStatus, DeliveryStore
 from taskrun.loader import load_task_dirs
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
@@ -19,11 +24,13 @@ from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.schedules import ScheduleStore
-from taskrun.settings import get_settings
+from taskrun.settings import Settings, get_settings
 from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
+from taskrun.webhooks import Signer, new_secret
 
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
+SECRET_FILE = "webhook-secret"
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
@@ -59,7 +66,30 @@ def bundle_root() -> Path:
     return Path(__file__).resolve().parents[4]
 
 
-PASSED_SETTINGS = ("TASKRUN_WEBHOOK_ALLOW_PRIVATE",)
+PASSED_SETTINGS = ("TASKRUN_WEBHOOK_ALLOW_PRIVATE", "TASKRUN_WEBHOOK_RETRY_DELAYS", "TASKRUN_WEBHOOK_TIMEOUT_SECONDS")
+
+
+def resume_deliveries(settings: Settings) -> int:
+    """Webhook deliveries kept pending from before a restart lost their queue messages (the
+    queue is not kept): give each a new one. Return how many."""
+    if not (settings.deliveries_table and settings.webhook_queue_url):
+        return 0
+    store = DeliveryStore(settings.deliveries_table)
+    scan: dict[str, Any] = {
+        "FilterExpression": Attr("status").eq(DeliveryStatus.PENDING.value),
+        "ProjectionExpression": "run_id, delivery_id",
+    }
+    refs = []
+    while True:
+        page = store.table.scan(**scan)
+        refs += [DeliveryRef(item["run_id"], item["delivery_id"]) for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            break
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for ref in refs:
+        store.release(ref)
+    DeliveryQueue(settings.webhook_queue_url).send(refs)
+    return len(refs)
 
 
 @dataclass
@@ -70,6 +100,7 @@ class LocalStack:
     region: str = DEFAULT_REGION
     settings_overrides: dict[str, str] = field(default_factory=dict)
     data_dir: Path | None = None  # where the tables are kept across restarts; None keeps nothing
+    webhook_secret: str | None = None  # the whsec_ key webhooks are signed with; made if not given
 
     def __post_init__(self) -> None:
         self.stack = Stack(self.root / "template.yaml", self.region)
@@ -82,10 +113,16 @@ class LocalStack:
             # settings of the local stack the functions read, from its own environment
             **{name: os.environ[name] for name in PASSED_SETTINGS if name in os.environ},
         }
+        self.webhook_secret = (
+            self.webhook_secret or os.environ.get("TASKRUN_WEBHOOK_SECRET") or self._kept(SECRET_FILE, new_secret)
+        )
+        Signer(self.webhook_secret)  # a malformed secret stops the start, with the reason
+        overrides["TASKRUN_WEBHOOK_SECRET"] = self.webhook_secret
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.gateway = Gateway(self.stack, self.emulator.runtime)
         self._server: ThreadingHTTPServer | None = None
         self.interrupted_runs = 0
+        self.resumed_deliveries = 0
         self.watcher: Watcher | None = None
         self.clock: ScheduleClock | None = None
 
@@ -93,6 +130,7 @@ class LocalStack:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
         self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
+        self.resumed_deliveries = resume_deliveries(get_settings())
         self._create_flows_from_task_dirs()
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
@@ -106,22 +144,24 @@ class LocalStack:
                 self.stack.declared_schedules(),
             )
             self.clock.start()
-        key, record = new_key(name="local", secret=self.api_key or self._kept_key())
+        key, record = new_key(name="local", secret=self.api_key or self._kept(KEY_FILE, lambda: new_key()[0]))
         DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
         self.api_key = key
         return key
 
-    def _kept_key(self) -> str | None:
-        """With a data directory, the key made at the first start is kept there and used again."""
+    def _kept(self, name: str, make: Callable[[], str]) -> str:
+        """A secret made at the first start; with a data directory it is kept there (owner
+        only) and used again at the next start."""
         if self.data_dir is None:
-            return None
-        path = self.data_dir / KEY_FILE
-        if path.exists():
-            return path.read_text().strip() or None
-        key, _ = new_key()
+            return make()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / name
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        value = make()
         path.touch(mode=0o600)
-        path.write_text(key + "\n")
-        return key
+        path.write_text(value + "\n")
+        return value
 
     def _reload(self) -> None:
         """Task files changed: new sandboxes for every function, state machines from the flows' files."""

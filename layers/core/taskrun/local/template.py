@@ -109,6 +109,25 @@ class StreamSource:
     on_failure_queue: str | None = None  # the SQS queue a batch goes to once the retries are spent
 
 
+QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+
+
+@dataclass
+class QueueSpec:
+    name: str
+    attributes: dict[str, str]  # as CreateQueue takes them
+
+
+@dataclass
+class QueueSource:
+    """An SQS event of a function: the queue's messages invoke it in batches."""
+
+    function: str
+    queue: str  # the queue's name
+    batch_size: int
+    reports_failures: bool  # FunctionResponseTypes has ReportBatchItemFailures
+
+
 @dataclass
 class ScheduleSource:
     """A Schedule event of a function: EventBridge invokes it at a fixed rate."""
@@ -162,8 +181,27 @@ class Stack:
     def queue_name(self, logical_id: str) -> str:
         return str(self.resolve(self.resources[logical_id]["Properties"].get("QueueName", logical_id)))
 
-    def queues(self) -> list[str]:
-        return [self.queue_name(logical_id) for logical_id in self.of_type("AWS::SQS::Queue")]
+    def queues(self) -> list[QueueSpec]:
+        """The template's queues, each after the queue its messages are moved to."""
+        specs = []
+        for logical_id, resource in self.of_type("AWS::SQS::Queue").items():
+            properties = self.resolve(resource.get("Properties", {}))
+            attributes = {name: str(properties[name]) for name in QUEUE_ATTRIBUTES if name in properties}
+            if "RedrivePolicy" in properties:
+                attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
+            specs.append(QueueSpec(self.queue_name(logical_id), attributes))
+        return sorted(specs, key=lambda spec: "RedrivePolicy" in spec.attributes)
+
+    def queue_sources(self) -> list[QueueSource]:
+        return [
+            QueueSource(
+                function,
+                self.queue_name(properties["Queue"]["Fn::GetAtt"][0]),
+                int(properties.get("BatchSize", 10)),
+                "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+            )
+            for function, properties in self._events("SQS")
+        ]
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -176,6 +214,8 @@ class Stack:
             logical_id, attribute = value["Fn::GetAtt"]
             if attribute in ("Arn", "StreamArn"):
                 return self.arn(logical_id)
+            if attribute == "QueueName":
+                return self.queue_name(logical_id)
             return logical_id
         if "Fn::Sub" in value:
             text, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
@@ -210,6 +250,8 @@ class Stack:
         if name in self.resources:
             if self.resources[name]["Type"] == "AWS::Scheduler::ScheduleGroup":  # Ref is the group's name
                 return str(self.resolve(self.resources[name]["Properties"]["Name"]))
+            if self.resources[name]["Type"] == "AWS::SQS::Queue":  # Ref is the queue's URL
+                return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{self.queue_name(name)}"
             return name
         raise KeyError(f"{self.path}: Ref to unknown {name!r}")
 
