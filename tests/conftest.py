@@ -30,6 +30,7 @@ os.environ.update(
 )
 
 from taskrun.local.stack import LocalStack
+from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -39,6 +40,8 @@ USER_TASKS = Path(__file__).parent / "user_tasks"
 # Short enough that the tests that wait past a limit stay quick.
 COMPAT_WAIT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 2
+WEBHOOK_RETRY_DELAYS = "1,1,1"  # four attempts a second apart, not over a day
+WEBHOOK_TIMEOUT_SECONDS = 1.5
 
 
 LIVE_TASK = """
@@ -65,7 +68,12 @@ def stack(live_tasks: Path) -> Iterator[LocalStack]:
         root=ROOT,
         extra_task_dirs=[USER_TASKS, live_tasks],
         api_key=API_KEY,
-        settings_overrides={"TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS), "POWERTOOLS_LOG_LEVEL": "INFO"},
+        settings_overrides={
+            "TASKRUN_COMPAT_WAIT_SECONDS": str(COMPAT_WAIT_SECONDS),
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "TASKRUN_WEBHOOK_RETRY_DELAYS": WEBHOOK_RETRY_DELAYS,
+            "TASKRUN_WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
+        },
     )
     local.emulator.runtime.echo_logs = False  # kept in runtime.logs for the tests that read them
     local.start()
@@ -79,6 +87,24 @@ def base_url(stack: LocalStack) -> str:
     assert stack._server is not None
     host, port = stack._server.server_address[:2]
     return f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="module")
+def private_webhooks(stack: LocalStack) -> Iterator[None]:
+    """Webhooks may reach this machine (TASKRUN_WEBHOOK_ALLOW_PRIVATE=1), for a receiver in
+    the tests of one module (a change of setting starts every function's sandboxes anew)."""
+    stack.emulator.runtime.update_environment({"TASKRUN_WEBHOOK_ALLOW_PRIVATE": "1"})
+    yield
+    stack.emulator.runtime.update_environment({"TASKRUN_WEBHOOK_ALLOW_PRIVATE": None})
+
+
+@pytest.fixture
+def receiver(stack: LocalStack, private_webhooks: None) -> Iterator[Receiver]:
+    """A webhook receiver on this machine that verifies with the stack's signing secret."""
+    assert stack.webhook_secret is not None
+    found = Receiver(stack.webhook_secret)
+    yield found
+    found.stop()
 
 
 @pytest.fixture

@@ -173,7 +173,22 @@ def test_run_task_event_starts_a_run_for_a_state_machine(invoke: Invoke) -> None
 
 def test_notifier_event_with_a_token_no_state_machine_waits_for(invoke: Invoke) -> None:
     # The sample token belongs to no execution: the notifier says so and goes on (no retry storm).
-    assert invoke("NotifierFunction", load_event("notifier")) == {"released": 0}
+    assert invoke("NotifierFunction", load_event("notifier")) == {"released": 0, "deliveries": 0}
+
+
+def test_deliveries_events(invoke: Invoke) -> None:
+    run = body(invoke("StartRunFunction", load_event("runs_create")))
+    listed = load_event("deliveries_list")
+    listed["pathParameters"]["run_id"] = run["run_id"]
+    listed["path"] = listed["path"].replace("run_01m84c2bq8y4a7r1t3d5f9h2kx", run["run_id"])
+    answer = invoke("DeliveriesFunction", listed)
+    assert answer["statusCode"] == 200 and body(answer) == {"deliveries": []}  # started without a webhook
+    assert invoke("DeliveriesFunction", load_event("deliveries_retry"))["statusCode"] == 404  # no such run
+
+
+def test_webhook_event_for_a_delivery_that_does_not_exist_is_dropped(invoke: Invoke) -> None:
+    # A message naming no delivery is done with (deleted), not retried into the dead-letter queue.
+    assert invoke("WebhookFunction", load_event("webhook")) == {"batchItemFailures": []}
 
 
 def test_a_wait_counts_from_the_requests_arrival_not_from_the_handlers_start(invoke: Invoke) -> None:

@@ -230,10 +230,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_p
 
 
 def _describe(error: Exception, timeout: float) -> str:
+    if isinstance(error, urllib3.exceptions.NewConnectionError):  # before timeouts: it is one of them
+        return "could not connect: " + str(error).rpartition(": ")[2]
     if isinstance(error, urllib3.exceptions.TimeoutError):
         return f"no answer within {timeout:g} s"
-    if isinstance(error, urllib3.exceptions.NewConnectionError):
-        return "could not connect: " + str(error).rpartition(": ")[2]
     if isinstance(error, urllib3.exceptions.SSLError):
         return f"TLS failed: {error}"
     return f"{type(error).__name__}: {error}"[:500]

@@ -10,6 +10,7 @@ on-failure destination (a Lambda or an SQS queue) with the record Lambda sends.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import sys
 import threading
@@ -203,6 +204,22 @@ class LambdaRuntime:
                 send_to_queue(spec.on_failure_queue, record, self._region)
 
         self._async.submit(run)
+
+    def update_environment(self, changes: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) variables of every function, as an update of the
+        functions' configuration does on AWS: the next invocations run in new sandboxes."""
+        with self._lock:
+            for name, value in changes.items():
+                if value is None:
+                    self.environment.pop(name, None)
+                else:
+                    self.environment[name] = value
+            for pool in self._pools.values():
+                variables = {**pool.image.environment, **self.environment}
+                for name in (name for name, value in changes.items() if value is None):
+                    variables.pop(name, None)
+                pool.image = dataclasses.replace(pool.image, environment=variables)
+        self.renew()
 
     def renew(self) -> None:
         """Task code changed: every function's next invocations run in new sandboxes."""
