@@ -117,6 +117,15 @@ class Receiver:
         """The requests of one webhook id this receiver answered 2xx (after the sender got it)."""
         return [r for r in self.received if r.webhook_id == webhook_id and r.answered and 200 <= r.answered < 300]
 
+    def accepted_runs(self) -> dict[str, int]:
+        """Run id → how many of its requests were answered 2xx."""
+        counts: dict[str, int] = {}
+        for received in list(self.received):
+            if received.answered and 200 <= received.answered < 300:
+                run_id = received.payload["data"]["run_id"]
+                counts[run_id] = counts.get(run_id, 0) + 1
+        return counts
+
     def of_run(self, run_id: str) -> list[Received]:
         return [r for r in list(self.received) if r.payload["data"]["run_id"] == run_id]
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
+from taskrun import aws
 from taskrun.callbacks import CallbackConflict, CallbackNotFound
 from taskrun.deliveries import DeliveryConflict, DeliveryNotFound
 from taskrun.errors import (
@@ -217,6 +218,13 @@ def make_resolver(malformed_status: HTTPStatus | None = None) -> APIGatewayRestR
 
     @app.exception_handler(Exception)
     def unexpected(error: Exception) -> Response[str]:
+        if aws.is_throttled(error):  # still throttled after the SDK's own retries
+            logger.warning("throttled by AWS", extra={"error": str(error)})
+            answer = problem_response(
+                HTTPStatus.TOO_MANY_REQUESTS, "taskrun's storage is busy; try again in a moment (nothing was changed)"
+            )
+            answer.headers["Retry-After"] = "1"
+            return answer
         logger.exception("unexpected error")
         return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "an unexpected error occurred; it has been logged")
 

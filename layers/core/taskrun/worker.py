@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from taskrun import aws
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
 from taskrun.errors import InvalidArguments, InvalidInput, ResultTooLarge, RunConflict, TaskNotFound, TaskTimedOut
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
@@ -21,6 +22,7 @@ from taskrun.telemetry import count
 logger = Logger(child=True)
 
 SAFETY_MARGIN_SECONDS = 2.0
+PATIENCE_SECONDS = 30.0  # how long a throttled write of a run is tried again, at most
 MAX_RESULT_BYTES = 280_000  # with at most 100 KB of arguments, the run stays below 400 KB
 # A state's data is at most 256 KiB; lambda:invoke wraps the result with about 1 KB of metadata
 MAX_STEP_RESULT_BYTES = 256 * 1024 - 4096
@@ -49,18 +51,23 @@ class Worker:
     def execute(self, run_id: str, seconds_left: float | None = None) -> Run:
         """Run the script of a pending run. A run that is no longer pending (a repeated
         delivery, a cancel that came first) is left as it is."""
-        run = self.store.get(run_id)
+        # A write throttled past the SDK's retries is made again while there is time: a
+        # throttle must not lose a run's result, nor end a run whose code never started.
+        deadline = None if seconds_left is None else time.monotonic() + seconds_left
+        run = aws.patiently(lambda: self.store.get(run_id), PATIENCE_SECONDS)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         if run.status is not RunStatus.PENDING:
             logger.info("run is not pending; nothing to do", extra={"status": run.status})
             return run
         try:
-            run = self.store.mark_running(run_id, self.clock())
+            run = aws.patiently(lambda: self.store.mark_running(run_id, self.clock()), PATIENCE_SECONDS)
         except RunConflict as conflict:
             logger.info("run was taken or ended by another writer", extra={"status": conflict.status})
             return self.store.get(run_id)
         assert run.started_at is not None
-        run, ended_here = end_once(self.store, run_id, self._run_script(run, _limit(run.timeout, seconds_left)))
+        ending = self._run_script(run, _limit(run.timeout, None if deadline is None else deadline - time.monotonic()))
+        patience = PATIENCE_SECONDS if deadline is None else deadline - time.monotonic() - 1.0
+        run, ended_here = aws.patiently(lambda: end_once(self.store, run_id, ending), patience)
         if ended_here:
             logger.info("run ended", extra={"status": run.status, "duration_ms": run.duration_ms})
             count(f"RunsEnded_{run.status.value}")

@@ -74,7 +74,7 @@ class Emulator:
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)
-        self._undo.append(make_item_access_atomic(self.journal))
+        self._undo.append(make_item_access_atomic(self.journal, self.runtime.faults))
         self._create_functions()
         self._create_queues()
         from taskrun.local.events import EventBus, QueuePoller, Schedules, StreamPoller, publish_execution_ends

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from taskrun.local.faults import Faults
 from taskrun.local.sandbox import FunctionError, FunctionImage, Sandbox, error_payload
 from taskrun.local.template import ACCOUNT_ID, FunctionSpec
 
@@ -27,6 +28,7 @@ DEFAULT_CONCURRENCY = 16
 THROTTLE_WAIT_SECONDS = 30.0
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
 ASYNC_RETRY_DELAY_SECONDS = 0.5  # Lambda waits about a minute, then two; locally the retries come sooner
+THROTTLE_BACKOFF_MAX_SECONDS = 5.0
 LOG_LINES_KEPT = 5000
 
 
@@ -134,6 +136,7 @@ class LambdaRuntime:
         self._async = ThreadPoolExecutor(max_workers=concurrency * 4, thread_name_prefix="lambda-async")
         self.environment: dict[str, str] = {}  # for every sandbox: the emulator's endpoint, credentials, overrides
         self.logs: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES_KEPT)
+        self.faults = Faults()
         self.echo_logs = True
 
     def __contains__(self, name: str) -> bool:
@@ -173,7 +176,10 @@ class LambdaRuntime:
 
     def invoke_text(self, name_or_arn: str, event_text: str) -> str:
         """A synchronous invocation with the event as JSON text; the result as JSON text."""
-        return self.pool(self.function_name(name_or_arn)).invoke(event_text)
+        name = self.function_name(name_or_arn)
+        if self.faults.strikes("throttle", name):
+            raise FunctionError(error_payload("TooManyRequestsException", "Rate Exceeded (an injected fault)"))
+        return self.pool(name).invoke(event_text)
 
     def invoke(self, name_or_arn: str, event: Any) -> Any:
         """Call the function as Lambda would; its failure raises FunctionError."""
@@ -188,22 +194,34 @@ class LambdaRuntime:
             raise FunctionError(error_payload("RequestEntityTooLargeException", "the event is over 1 MB"))
 
         def run() -> None:
-            for attempt in range(1, spec.async_retries + 2):
+            queued = time.monotonic()
+            attempt, throttles = 1, 0
+            while True:
                 try:
                     self.invoke_text(spec.logical_id, event_text)
                     return
                 except FunctionError as error:
                     self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
                     failure = error.payload
-                if attempt <= spec.async_retries:
-                    time.sleep(ASYNC_RETRY_DELAY_SECONDS * attempt)
-            record = _failure_record(spec, self._region, event, failure, attempts=spec.async_retries + 1)
+                throttled = failure["errorType"] == "TooManyRequestsException"
+                if throttled and time.monotonic() - queued < spec.max_event_age:
+                    # Lambda keeps a throttled event queued and tries it again, without using up a retry
+                    throttles += 1
+                    time.sleep(min(THROTTLE_BACKOFF_MAX_SECONDS, ASYNC_RETRY_DELAY_SECONDS * throttles))
+                    continue
+                if attempt > spec.async_retries:
+                    break
+                time.sleep(ASYNC_RETRY_DELAY_SECONDS * attempt)
+                attempt += 1
+            record = _failure_record(spec, self._region, event, failure, attempts=attempt)
             if spec.on_failure:
                 self.invoke_async(spec.on_failure, record)
             elif spec.on_failure_queue:
                 send_to_queue(spec.on_failure_queue, record, self._region)
 
         self._async.submit(run)
+        if self.faults.strikes("duplicate", spec.logical_id):
+            self._async.submit(run)  # the same event, delivered a second time
 
     def update_environment(self, changes: dict[str, str | None]) -> None:
         """Set (or, with None, remove) variables of every function, as an update of the

@@ -13,6 +13,7 @@ from typing import Any
 from moto.dynamodb.models.dynamo_type import DynamoType
 
 from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
+from taskrun.local.faults import Faults
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError
@@ -53,11 +54,12 @@ def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
     return undo
 
 
-def make_item_access_atomic(journal: Journal | None) -> Callable[[], None]:
+def make_item_access_atomic(journal: Journal | None, faults: Faults | None = None) -> Callable[[], None]:
     """DynamoDB checks a write's condition and applies it as one step, and a read never sees
     half a write; moto, under concurrent threads, does neither (a reader could see a run's
     new status before its result). Its item operations are serialised here, and each write
     is recorded in the journal, if there is one, before it answers. Return the undo."""
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
@@ -67,6 +69,13 @@ def make_item_access_atomic(journal: Journal | None) -> Callable[[], None]:
 
     def serialised(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def operation(backend: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+            if faults is not None and name in writes and name != "transact_write_items":
+                table_name = str(kwargs.get("table_name", args[0] if args else ""))
+                if faults.strikes("throttle_writes", table_name):
+                    raise DynamodbException(
+                        ERROR_TYPE_PREFIX + "ProvisionedThroughputExceededException",
+                        "The level of configured provisioned throughput for the table was exceeded (an injected fault)",
+                    )
             with lock:
                 answer = original(backend, *args, **kwargs)
                 if journal is not None and name in writes:

@@ -67,6 +67,7 @@ class FunctionSpec:
     on_failure: str | None = None  # the Lambda an asynchronous invocation's failure goes to
     on_failure_queue: str | None = None  # or the SQS queue (its name)
     async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (Lambda's default is 2)
+    max_event_age: float = 21600  # EventInvokeConfig.MaximumEventAgeInSeconds (Lambda's default is 6 h)
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -276,6 +277,7 @@ class Stack:
                     on_failure=target if destination.get("Type") == "Lambda" else None,
                     on_failure_queue=_queue_of(target) if destination.get("Type") == "SQS" else None,
                     async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
+                    max_event_age=float(invoke_config.get("MaximumEventAgeInSeconds", 21600)),
                 )
             )
         return specs

@@ -1,0 +1,325 @@
+"""Fault injection on the local stack: for each fault, many runs, each with a webhook to a
+receiver on this machine. For every run the tests assert:
+
+- exactly one terminal state: the runs table's stream shows one move from pending or
+  running into an ended status, and none out of it afterwards;
+- the task's code ran at most once (the task leaves a mark each time it starts);
+- the receiver accepted (2xx) the run's webhook exactly once, under one webhook-id, signed
+  as the reference Standard Webhooks library verifies.
+
+Each test prints its counts (`pytest -s tests/test_faults.py`).
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from taskrun.local.stack import LocalStack
+from tests.receiver import Receiver, fail_first, hang_first
+from tests.test_deliveries import deliveries
+
+RUNS = 20  # per fault; eleven faults
+TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def marks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("marks")
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(stack: LocalStack) -> Iterator[None]:
+    yield
+    stack.emulator.runtime.faults.clear()
+
+
+def code_runs(marks: Path, run_id: str) -> int:
+    return len(list(marks.glob(f"{run_id}.*")))
+
+
+def start_runs(api: httpx.Client, bodies: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """Start each run (an Idempotency-Key on each, retried while the API answers 429 or
+    503, as a careful client does); the run ids and how many retries it took."""
+    run_ids: list[str] = []
+    retries = 0
+    for body in bodies:
+        key = uuid.uuid4().hex
+        for _ in range(20):
+            answer = api.post("/v1/runs", json=body, headers={"Idempotency-Key": key})
+            if answer.status_code not in (429, 503):
+                break
+            retries += 1
+            time.sleep(float(answer.headers.get("Retry-After", "0.2")))
+        assert answer.status_code in (200, 201), answer.text
+        run_ids.append(answer.json()["run_id"])
+    return run_ids, retries
+
+
+def ended(api: httpx.Client, run_ids: list[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    runs: dict[str, dict[str, Any]] = {}
+    for run_id in run_ids:
+        while True:
+            run = api.get(f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 5}).json()
+            if run["status"] in TERMINAL:
+                runs[run_id] = run
+                break
+            assert time.monotonic() < deadline, run
+    return runs
+
+
+def status_moves(stack: LocalStack, run_ids: set[str]) -> dict[str, list[tuple[str | None, str]]]:
+    """Every status change of these runs, in order, read from the runs table's stream."""
+    region = stack.region
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    streams = boto3.client("dynamodbstreams", region_name=region, config=Config(account_id_endpoint_mode="disabled"))
+    arn = dynamodb.describe_table(TableName="RunsTable")["Table"]["LatestStreamArn"]
+    moves: dict[str, list[tuple[str | None, str]]] = collections.defaultdict(list)
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            for record in page["Records"]:
+                change = record["dynamodb"]
+                run_id = change["Keys"]["run_id"]["S"]
+                if run_id not in run_ids or "NewImage" not in change:
+                    continue
+                old = change.get("OldImage", {}).get("status", {}).get("S")
+                new = change["NewImage"]["status"]["S"]
+                if old != new:
+                    moves[run_id].append((old, new))
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return moves
+
+
+def check_every_run(
+    stack: LocalStack,
+    api: httpx.Client,
+    receiver: Receiver,
+    marks: Path,
+    run_ids: list[str],
+    label: str,
+    expect: Callable[[dict[str, Any]], bool],
+    retries: int = 0,
+    most_code_runs: int = 1,
+) -> None:
+    runs = ended(api, run_ids)
+    assert len(set(run_ids)) == len(run_ids)
+    receiver.wait_for(lambda: all(receiver.accepted_runs().get(run_id) for run_id in run_ids), timeout=60)
+    time.sleep(0.3)  # a late duplicate, if there were one, would arrive by now
+    moves = status_moves(stack, set(run_ids))
+    counts: collections.Counter[str] = collections.Counter()
+    attempts = 0
+    for run_id, run in runs.items():
+        counts[run["status"]] += 1
+        assert expect(run), (label, run["status"], run["error"])
+        endings = [(old, new) for old, new in moves[run_id] if new in TERMINAL]
+        assert len(endings) == 1 and endings[0][0] in (None, "pending", "running"), (label, run_id, moves[run_id])
+        assert moves[run_id][-1] == endings[0], (label, run_id, moves[run_id])  # nothing moved it out again
+        assert code_runs(marks, run_id) <= most_code_runs, (label, run_id)
+        received = receiver.of_run(run_id)
+        assert len({r.webhook_id for r in received}) == 1, (label, run_id)
+        accepted = receiver.accepted(received[0].webhook_id)
+        assert len(accepted) == 1, (label, run_id, [(r.answered, r.at) for r in received])
+        assert receiver.verify(accepted[0])["data"]["status"] == run["status"]
+        (delivery,) = deliveries(api, run_id)
+        attempts += len(delivery["attempts"])
+    total_code = sum(code_runs(marks, run_id) for run_id in run_ids)
+    hits = stack.emulator.runtime.faults.clear()
+    print(
+        f"\nfault {label}: {len(runs)} runs, ended {dict(sorted(counts.items()))}, one terminal state each,"
+        f" task code ran {total_code} times (≤ {most_code_runs} a run), faults injected {sum(hits.values())},"
+        f" client retries {retries}, webhook attempts {attempts}, accepted once each: {len(runs)}"
+    )
+
+
+def bodies(marks: Path, url: str, count: int = RUNS, **arguments: Any) -> list[dict[str, Any]]:
+    return [
+        {"task_id": "fault/act", "arguments": {"marks": str(marks), **arguments}, "webhook_url": url}
+        for _ in range(count)
+    ]
+
+
+def test_the_task_raises(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url, act="raise"))
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "task raises",
+        lambda run: run["status"] == "failed" and run["error"]["type"] == "execution_error",
+    )
+
+
+def test_the_task_hangs_past_its_timeout(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url, act="hang"))
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "task hangs past its timeout",
+        lambda run: run["status"] == "timed_out" and run["error"]["type"] == "timeout",
+    )
+
+
+def test_the_sandbox_dies(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url, act="die"))
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "sandbox dies",
+        lambda run: run["status"] == "failed" and run["error"]["type"] == "execution_error",
+    )
+
+
+def test_the_async_invoke_is_throttled(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    stack.emulator.runtime.faults.inject("throttle", "WorkerFunction", times=RUNS, every=2)
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url))
+    assert stack.emulator.runtime.faults.hits("throttle", "WorkerFunction") >= RUNS // 2 - 1
+    check_every_run(
+        stack, api, receiver, marks, run_ids, "async invoke throttled", lambda run: run["status"] == "succeeded"
+    )
+
+
+def test_the_async_invoke_is_delivered_twice(
+    stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path
+) -> None:
+    stack.emulator.runtime.faults.inject("duplicate", "WorkerFunction", times=RUNS)
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url, act="nap", seconds=0.2))
+    assert stack.emulator.runtime.faults.hits("duplicate", "WorkerFunction") == RUNS
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "async invoke delivered twice",
+        lambda run: run["status"] == "succeeded" and code_runs_of(run) == 1,
+    )
+
+
+def test_the_store_throttles_writes(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    stack.emulator.runtime.faults.inject("throttle_writes", "RunsTable", times=1000, every=3)
+    run_ids, retries = start_runs(api, bodies(marks, receiver.url))
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "store throttles every third write",
+        lambda run: run["status"] == "succeeded",
+        retries=retries,
+    )
+
+
+def test_a_cancel_races_the_ending(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url, act="nap", seconds=0.3))
+    answers: dict[str, int] = {}
+
+    def cancel(run_id: str) -> None:
+        time.sleep(random.uniform(0.0, 0.8))
+        answers[run_id] = api.post(f"/v1/runs/{run_id}/cancel").status_code
+
+    threads = [threading.Thread(target=cancel, args=(run_id,)) for run_id in run_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(answers.values()) <= {200, 409}
+
+    def agrees(run: dict[str, Any]) -> bool:
+        won = answers[run["run_id"]] == 200
+        return run["status"] == ("cancelled" if won else "succeeded")
+
+    check_every_run(stack, api, receiver, marks, run_ids, "cancel races the ending", agrees)
+    print(
+        f"  cancels that won: {sum(1 for a in answers.values() if a == 200)}, too late (409): "
+        f"{sum(1 for a in answers.values() if a == 409)}"
+    )
+
+
+def test_the_receiver_answers_500(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    receiver.behaviour = fail_first(2, status=500)
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url))
+    check_every_run(
+        stack, api, receiver, marks, run_ids, "receiver answers 500 twice", lambda run: run["status"] == "succeeded"
+    )
+    assert all(len(receiver.of_run(run_id)) == 3 for run_id in run_ids)
+
+
+def test_the_receiver_hangs(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    receiver.behaviour = hang_first(3.0)
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url))
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "receiver hangs past the timeout",
+        lambda run: run["status"] == "succeeded",
+    )
+
+
+def test_the_receiver_is_down_then_back(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    receiver.stop()
+    run_ids, _ = start_runs(api, bodies(marks, receiver.url))
+    ended(api, run_ids)
+    time.sleep(1.5)  # the first attempts find nothing listening
+    receiver.start()
+    check_every_run(
+        stack, api, receiver, marks, run_ids, "receiver down, then back", lambda run: run["status"] == "succeeded"
+    )
+    refused = sum(
+        1 for run_id in run_ids if "could not connect" in (deliveries(api, run_id)[0]["attempts"][0]["error"] or "")
+    )
+    assert refused == RUNS
+
+
+def test_a_flow_step_is_throttled(stack: LocalStack, api: httpx.Client, receiver: Receiver, marks: Path) -> None:
+    stack.emulator.runtime.faults.inject("throttle", "WorkerFunction", times=RUNS, every=2)
+    flows = [
+        {"task_id": "fault/step", "arguments": {"marks": str(marks)}, "webhook_url": receiver.url} for _ in range(RUNS)
+    ]
+    run_ids, _ = start_runs(api, flows)
+    check_every_run(
+        stack,
+        api,
+        receiver,
+        marks,
+        run_ids,
+        "flow step throttled (retried by its state machine)",
+        lambda run: run["status"] == "succeeded",
+    )
+    for run_id in run_ids:
+        (step,) = api.get(f"/v1/runs/{run_id}/history").json()["steps"]
+        assert step["status"] == "succeeded"
+        assert code_runs(marks, run_id) == 1  # one run of the code, however many attempts it took
+
+
+def code_runs_of(run: dict[str, Any]) -> int:
+    return code_runs(Path(run["arguments"]["marks"]), run["run_id"])
