@@ -42,6 +42,15 @@ COMPAT_WAIT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 2
 WEBHOOK_RETRY_DELAYS = "1,1,1"  # four attempts a second apart, not over a day
 WEBHOOK_TIMEOUT_SECONDS = 1.5
+# The functions that check webhook URLs (when a run or schedule is made, and at delivery).
+WEBHOOK_CHECKERS = [
+    "StartRunFunction",
+    "CompatRunFunction",
+    "RunTaskFunction",
+    "SchedulesFunction",
+    "ScheduleTargetFunction",
+    "WebhookFunction",
+]
 
 
 LIVE_TASK = """
@@ -93,9 +102,10 @@ def base_url(stack: LocalStack) -> str:
 def private_webhooks(stack: LocalStack) -> Iterator[None]:
     """Webhooks may reach this machine (TASKRUN_WEBHOOK_ALLOW_PRIVATE=1), for a receiver in
     the tests of one module (a change of setting starts every function's sandboxes anew)."""
-    stack.emulator.runtime.update_environment({"TASKRUN_WEBHOOK_ALLOW_PRIVATE": "1"})
+    runtime = stack.emulator.runtime
+    runtime.update_environment(WEBHOOK_CHECKERS, {"TASKRUN_WEBHOOK_ALLOW_PRIVATE": "1"})
     yield
-    stack.emulator.runtime.update_environment({"TASKRUN_WEBHOOK_ALLOW_PRIVATE": None})
+    runtime.update_environment(WEBHOOK_CHECKERS, {"TASKRUN_WEBHOOK_ALLOW_PRIVATE": None})
 
 
 @pytest.fixture

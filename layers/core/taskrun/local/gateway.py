@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.sandbox import FunctionError
+from taskrun.local.sandbox import FunctionError, InvokeRefused
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -94,7 +94,7 @@ class Gateway:
             detail = f"the function did not answer within {INTEGRATION_TIMEOUT_SECONDS:g} s; it may still be running"
             return _problem(HTTPStatus.GATEWAY_TIMEOUT, detail)
         except FunctionError as error:
-            if error.payload["errorType"] == "TooManyRequestsException":
+            if isinstance(error, InvokeRefused) and error.status == HTTPStatus.TOO_MANY_REQUESTS:
                 return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
             print(f"{route.function} failed: {error.payload['errorType']}: {error}", flush=True)
             return _problem(HTTPStatus.BAD_GATEWAY, "the function behind this route failed")
@@ -116,7 +116,7 @@ class Gateway:
         except FunctionError as error:
             if str(error) == "Unauthorized":
                 return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
-            if error.payload["errorType"] == "TooManyRequestsException":
+            if isinstance(error, InvokeRefused) and error.status == HTTPStatus.TOO_MANY_REQUESTS:
                 return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
             print(f"the authorizer failed: {error.payload['errorType']}: {error}", flush=True)
             return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)

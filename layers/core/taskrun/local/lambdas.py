@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskrun.local.faults import Faults
-from taskrun.local.sandbox import FunctionError, FunctionImage, Sandbox, error_payload
+from taskrun.local.sandbox import FunctionError, FunctionImage, InvokeRefused, Sandbox, error_payload
 from taskrun.local.template import ACCOUNT_ID, FunctionSpec
 
 DEFAULT_CONCURRENCY = 16
@@ -62,7 +62,7 @@ class FunctionPool:
         with self._changed:
             while True:
                 if self._closed:
-                    raise FunctionError(error_payload("ServiceException", "the local stack is stopping"))
+                    raise InvokeRefused(error_payload("ServiceException", "the local stack is stopping"), 500)
                 while self._idle:
                     sandbox = self._idle.pop()
                     if sandbox.alive and sandbox.generation == self._generation:
@@ -74,9 +74,8 @@ class FunctionPool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise FunctionError(
-                        error_payload("TooManyRequestsException", f"Rate Exceeded: {self.limit} sandboxes are busy")
-                    )
+                    busy = f"Rate Exceeded: {self.limit} sandboxes are busy"
+                    raise InvokeRefused(error_payload("TooManyRequestsException", busy), 429)
                 self._changed.wait(remaining)
         try:
             sandbox = Sandbox(self.image, self._on_log, generation)
@@ -178,7 +177,7 @@ class LambdaRuntime:
         """A synchronous invocation with the event as JSON text; the result as JSON text."""
         name = self.function_name(name_or_arn)
         if self.faults.strikes("throttle", name):
-            raise FunctionError(error_payload("TooManyRequestsException", "Rate Exceeded (an injected fault)"))
+            raise InvokeRefused(error_payload("TooManyRequestsException", "Rate Exceeded (an injected fault)"), 429)
         return self.pool(name).invoke(event_text)
 
     def invoke(self, name_or_arn: str, event: Any) -> Any:
@@ -203,7 +202,7 @@ class LambdaRuntime:
                 except FunctionError as error:
                     self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
                     failure = error.payload
-                throttled = failure["errorType"] == "TooManyRequestsException"
+                    throttled = isinstance(error, InvokeRefused) and error.status == 429
                 if throttled and time.monotonic() - queued < spec.max_event_age:
                     # Lambda keeps a throttled event queued and tries it again, without using up a retry
                     throttles += 1
@@ -223,21 +222,22 @@ class LambdaRuntime:
         if self.faults.strikes("duplicate", spec.logical_id):
             self._async.submit(run)  # the same event, delivered a second time
 
-    def update_environment(self, changes: dict[str, str | None]) -> None:
-        """Set (or, with None, remove) variables of every function, as an update of the
-        functions' configuration does on AWS: the next invocations run in new sandboxes."""
+    def update_environment(self, functions: list[str], changes: dict[str, str | None]) -> None:
+        """Set (or, with None, remove) variables of some functions, as UpdateFunctionConfiguration
+        does on AWS: their next invocations run in new sandboxes; other functions keep theirs."""
+
+        def changed(variables: dict[str, str]) -> dict[str, str]:
+            updated = {**variables, **{key: value for key, value in changes.items() if value is not None}}
+            return {key: value for key, value in updated.items() if changes.get(key, "") is not None}
+
         with self._lock:
-            for name, value in changes.items():
-                if value is None:
-                    self.environment.pop(name, None)
-                else:
-                    self.environment[name] = value
-            for pool in self._pools.values():
-                variables = {**pool.image.environment, **self.environment}
-                for name in (name for name, value in changes.items() if value is None):
-                    variables.pop(name, None)
-                pool.image = dataclasses.replace(pool.image, environment=variables)
-        self.renew()
+            for name in functions:
+                spec = self._functions[name]
+                self._functions[name] = dataclasses.replace(spec, environment=changed(spec.environment))
+                pool = self._pools.get(name)
+                if pool is not None:
+                    pool.image = dataclasses.replace(pool.image, environment=changed(pool.image.environment))
+                    pool.renew()
 
     def renew(self) -> None:
         """Task code changed: every function's next invocations run in new sandboxes."""

@@ -10,13 +10,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models.dynamo_type import DynamoType
 
 from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.faults import Faults
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.sandbox import FunctionError
+from taskrun.local.sandbox import FunctionError, InvokeRefused
 
 
 def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
@@ -42,6 +43,10 @@ def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
                 runtime.invoke_async(function_name, event)
                 return b""
             return runtime.invoke_text(function_name, json.dumps(event)).encode()
+        except InvokeRefused as error:  # an error of the Invoke call, such as 429 when throttled
+            refused = JsonRESTError(error.payload["errorType"], str(error))
+            refused.code = error.status
+            raise refused from None
         except FunctionError as error:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(error.payload).encode()

@@ -45,6 +45,15 @@ class FunctionError(Exception):
         self.payload = payload
 
 
+class InvokeRefused(FunctionError):
+    """The Invoke call itself failed before any sandbox ran (throttled; the stack stopping):
+    Lambda answers it with an HTTP error of the call, not as the function's error."""
+
+    def __init__(self, payload: dict[str, Any], status: int) -> None:
+        super().__init__(payload)
+        self.status = status
+
+
 def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
     return {"errorType": error_type, "errorMessage": message, "stackTrace": stack or []}
 
