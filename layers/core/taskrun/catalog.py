@@ -25,6 +25,7 @@ from pydantic_core import to_jsonable_python
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RevisionInfo, TaskInfo, TaskType
+from taskrun.results import as_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +88,7 @@ class Revision:
 class ScriptRevision(Revision):
     function: Callable[..., Any]
     context_parameter: str | None
+    output_declared: bool = True  # the function has a return annotation
 
     def call(self, arguments: Mapping[str, Any], context: RunContext) -> Any:
         """Run the function on arguments already validated once, and return a JSON-ready result."""
@@ -94,11 +96,7 @@ class ScriptRevision(Revision):
         kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
         if self.context_parameter:
             kwargs[self.context_parameter] = context
-        result = self.function(**kwargs)
-        try:
-            return self.output_adapter.dump_python(result, mode="json")
-        except Exception:
-            return to_jsonable_python(result, fallback=repr)
+        return as_json(self.function(**kwargs), self.output_adapter, self.output_declared)
 
 
 @dataclass(frozen=True)
@@ -264,6 +262,7 @@ def _script_revision(function: Callable[..., Any], revision: str, weight: int) -
         arguments_model=arguments_model,
         output_adapter=TypeAdapter(hints.get("return", Any)),
         context_parameter=context_parameter,
+        output_declared="return" in hints,
     )
 
 

@@ -100,3 +100,9 @@ class TaskTimedOut(Exception):
 class ResultTooLarge(Exception):
     """A flow step's result is more than Step Functions passes between states (the error
     name a Retry or Catch can match, where States.DataLimitExceeded cannot be caught)."""
+
+
+class InvalidResult(Exception):
+    """A script's return value breaks its declared return type or the run's `json_schema`,
+    or is nothing JSON can hold (an object, NaN, a cycle, nesting too deep). A run ends
+    failed with a validation_error; in a flow it is the step's error name."""

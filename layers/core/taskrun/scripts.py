@@ -23,6 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog, RunContext, ScriptRevision
+from taskrun.errors import InvalidResult
 
 logger = Logger(child=True)
 
@@ -74,6 +75,8 @@ class ScriptProcess:
             return Outcome(error=TaskProcessExited(f"the task ended its process (exit status {code})"))
         if status == "ok":
             return Outcome(result=result, usage=usage)
+        if status == "invalid":
+            return Outcome(error=InvalidResult(message), usage=usage)
         return Outcome(error=_named_error(error_name, message), usage=usage)
 
     def stop(self) -> int | None:
@@ -117,6 +120,8 @@ def _serve(conn: Connection, catalog: Catalog) -> None:
             if not isinstance(script, ScriptRevision):
                 raise TypeError(f"task {call.task_id!r} revision {call.revision!r} is not a script")
             reply: tuple[Any, ...] = ("ok", script.call(call.arguments, context), None, None, context.usage)
+        except InvalidResult as error:
+            reply = ("invalid", None, type(error).__name__, str(error), context.usage)
         except BaseException as error:  # the run records whatever the script raised
             reply = ("error", None, type(error).__name__, str(error), context.usage)
         try:

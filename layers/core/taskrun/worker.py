@@ -13,7 +13,15 @@ from aws_lambda_powertools import Logger
 
 from taskrun import aws
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
-from taskrun.errors import InvalidArguments, InvalidInput, ResultTooLarge, RunConflict, TaskNotFound, TaskTimedOut
+from taskrun.errors import (
+    InvalidArguments,
+    InvalidInput,
+    InvalidResult,
+    ResultTooLarge,
+    RunConflict,
+    TaskNotFound,
+    TaskTimedOut,
+)
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
@@ -152,6 +160,9 @@ class Worker:
             logger.warning("task timed out; its process was stopped", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
             return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message))
+        if isinstance(outcome.error, InvalidResult):
+            logger.info("task result is not valid", extra={"reason": str(outcome.error)})
+            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(outcome.error)))
         if outcome.error is not None:
             error = outcome.error
             logger.info("task raised", extra={"exception_type": type(error).__name__})
