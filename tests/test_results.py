@@ -61,3 +61,78 @@ def test_the_compatible_endpoint_reports_a_mistyped_result_as_a_validation_error
     assert answer.status_code == 200
     body = answer.json()
     assert body["success"] is False and body["error_type"] == "validation_error"
+
+
+INVOICE_SCHEMA = {
+    "type": "object",
+    "required": ["lines"],
+    "properties": {
+        "lines": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"price": {"type": "number", "maximum": 1.9}}},
+        }
+    },
+}
+
+
+def test_a_result_that_meets_the_runs_json_schema_succeeds_one_that_breaks_it_fails(api: httpx.Client) -> None:
+    met = api.post(
+        "/v1/runs",
+        json={"task_id": "team/add", "arguments": {"a": 2}, "json_schema": {"type": "integer"}, "wait": True},
+    ).json()
+    assert met["status"] == "succeeded" and met["result"] == 2
+    assert met["json_schema"] == {"type": "integer"}
+
+    broken = api.post(
+        "/v1/runs", json={"task_id": "results/invoice", "json_schema": INVOICE_SCHEMA, "wait": True}
+    ).json()
+    assert broken["status"] == "failed" and broken["result"] is None
+    assert broken["error"]["type"] == "validation_error"
+    assert broken["error"]["message"].startswith("result.lines.1.price: 2.0 is greater than the maximum of 1.9")
+
+
+def test_a_flows_output_is_held_to_the_runs_json_schema(api: httpx.Client) -> None:
+    schema = {"type": "object", "required": ["never_there"]}
+    body = {"task_id": "examples/batch", "arguments": {"numbers": [1, 2]}, "json_schema": schema, "wait": True}
+    run = api.post("/v1/runs", json=body).json()
+    deadline_run = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert deadline_run["status"] == "failed", deadline_run
+    assert deadline_run["error"]["type"] == "validation_error"
+    assert "'never_there' is a required property" in deadline_run["error"]["message"]
+
+
+def test_the_compatible_endpoint_takes_a_json_schema(api: httpx.Client) -> None:
+    body = {"task_id": "team/add", "arguments": {"a": 2}, "json_schema": {"type": "string"}}
+    answer = api.post("/api/v0/tools/tasks/run", json=body).json()
+    assert answer["success"] is False and answer["error_type"] == "validation_error"
+    assert "2 is not of type 'string'" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "location"),
+    [
+        ({"type": "integr"}, "body.json_schema.type"),
+        ({"properties": {"a": {"minimum": "zero"}}}, "body.json_schema.properties.a.minimum"),
+        ({"required": "a"}, "body.json_schema.required"),
+        ({"description": "x" * 70_000}, "body.json_schema"),
+    ],
+)
+def test_an_invalid_json_schema_is_refused_at_its_location(
+    api: httpx.Client, schema: dict[str, Any], location: str
+) -> None:
+    answer = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "json_schema": schema})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["location"] == location
+    compat = api.post("/api/v0/tools/tasks/run", json={"task_id": "team/add", "json_schema": schema})
+    assert compat.status_code == 422
+
+
+def test_a_json_schema_that_is_not_an_object_or_refers_elsewhere(api: httpx.Client) -> None:
+    not_object = api.post("/v1/runs", json={"task_id": "team/add", "json_schema": ["type"]})
+    assert not_object.status_code == 422 and not_object.json()["errors"][0]["location"] == "body.json_schema"
+    remote = {"$ref": "https://schemas.example.org/never-fetched.json"}
+    run = api.post(
+        "/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "json_schema": remote, "wait": True}
+    ).json()
+    assert run["status"] == "failed" and run["error"]["type"] == "validation_error"
+    assert "could not be applied" in run["error"]["message"]

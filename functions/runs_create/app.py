@@ -25,6 +25,7 @@ def start_run(
         task_type=body.task_type,
         revision=body.revision,
         webhook_url=body.webhook_url,
+        json_schema=body.json_schema,
     )
     waiting = wait_seconds(
         wait if wait is not None else body.wait,

@@ -2,7 +2,8 @@
 
 Its clients read one shape, {success, error, error_type, job_id, result}, for every
 outcome, so every outcome (unknown task, bad arguments, failure, timeout) answers 200
-in that shape; only authentication stays with the API's usual 401.
+in that shape; authentication stays with the API's usual 401, and a body that is not the
+request's shape (an invalid `json_schema` among them) with its 422.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
+from taskrun.results import check_schema
 from taskrun.service import RunRequest, RunService
 
 
@@ -21,7 +23,11 @@ def run_compat(
 ) -> CompatRunResponse:
     """Run and wait up to the endpoint's wait, counted from the request's arrival; with an
     idempotency key, a repeated request answers the first one's run."""
-    request = RunRequest(task_id=body.task_id, arguments=body.arguments, task_type=body.task_type)
+    request = RunRequest(
+        task_id=body.task_id, arguments=body.arguments, task_type=body.task_type, json_schema=body.json_schema
+    )
+    if body.json_schema is not None:
+        check_schema(body.json_schema)  # a body the endpoint cannot take: 422, not an outcome
     waiting = max(0.0, service.settings.compat_wait_seconds - since_arrival)
     try:
         if once is None:

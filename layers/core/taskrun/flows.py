@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 from taskrun import aws
 from taskrun.catalog import state_machine_name
 from taskrun.dispatch import DispatchFailed
-from taskrun.errors import RunNotFound
+from taskrun.errors import InvalidResult, RunNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
+from taskrun.results import check_against
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -267,6 +268,12 @@ def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFuncti
     error = None
     if status is RunStatus.SUCCEEDED:
         result = _json(change.output) if change.output is not None else sfn.output(change.executionArn)
+        if run.json_schema is not None:
+            try:
+                check_against(result, run.json_schema)
+            except InvalidResult as invalid:
+                status, result = RunStatus.FAILED, None
+                error = RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid))
     elif status is RunStatus.FAILED:
         step = failed_step(steps_of(sfn.events(change.executionArn)))
         message = f"{change.error}: {_cause_message(change.cause)}" if change.cause else str(change.error)

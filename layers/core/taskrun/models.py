@@ -95,6 +95,9 @@ class Run(BaseModel):
     schedule_id: str | None = None
     parent_run_id: str | None = None
     webhook_url: str | None = None
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="The JSON Schema (Draft 2020-12) the run's result must meet."
+    )
     timeout: int | None = Field(
         default=None, description="Seconds the task may run before the run ends timed_out (scripts)."
     )
@@ -138,6 +141,7 @@ class RunSummary(RunView):
 
     arguments: dict[str, Any] = Field(default_factory=dict, exclude=True)
     result: Any = Field(default=None, exclude=True)
+    json_schema: dict[str, Any] | None = Field(default=None, exclude=True)
 
 
 class RunList(BaseModel):
@@ -157,6 +161,10 @@ class StartRunRequest(BaseModel):
     wait: bool | None = None
     wait_timeout: float | None = Field(default=None, ge=0, le=MAX_WAIT_TIMEOUT)
     webhook_url: str | None = Field(default=None, max_length=2048)
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON Schema (Draft 2020-12) the result must meet, else the run fails with a validation_error.",
+    )
 
 
 class RevisionInfo(BaseModel):
@@ -216,6 +224,7 @@ class CompatRunRequest(BaseModel):
     task_id: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     task_type: TaskType = TaskType.SCRIPT
+    json_schema: dict[str, Any] | None = None
 
 
 class CompatRunResponse(BaseModel):

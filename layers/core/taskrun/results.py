@@ -3,13 +3,18 @@ JSON Schema a run may bring (`json_schema`), with the path and reason of what br
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, best_match
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
+from referencing.exceptions import Unresolvable
 
-from taskrun.errors import InvalidResult
+from taskrun.errors import FieldError, InvalidInput, InvalidResult
 
 MAX_DEPTH = 64  # levels of nesting a result may have
 
@@ -73,3 +78,43 @@ def _plain(value: Any, path: list[Any], open_: set[int]) -> Any:
         finally:
             open_.discard(id(value))
     raise InvalidResult(f"{_path(path)}: a {type(value).__name__} is not JSON (declare a return type to convert it)")
+
+
+MAX_SCHEMA_CHARS = 65_536  # of a run's json_schema, as JSON
+MAX_MESSAGE_CHARS = 500
+
+
+def check_schema(schema: dict[str, Any], location: str = "body.json_schema") -> None:
+    """InvalidInput at `location` unless `schema` is a Draft 2020-12 JSON Schema taskrun keeps."""
+    size = len(json.dumps(schema))
+    if size > MAX_SCHEMA_CHARS:
+        raise InvalidInput(
+            "the json_schema is too large",
+            [FieldError(location, f"{size:,} characters of JSON; at most {MAX_SCHEMA_CHARS:,}")],
+        )
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        where = ".".join([location, *(str(part) for part in error.absolute_path)])
+        raise InvalidInput(
+            "the json_schema is not a valid JSON Schema (Draft 2020-12)",
+            [FieldError(where, _clip(error.message))],
+        ) from None
+    except RecursionError:
+        raise InvalidInput(
+            "the json_schema is nested too deeply", [FieldError(location, "nested too deeply")]
+        ) from None
+
+
+def check_against(result: Any, schema: dict[str, Any]) -> None:
+    """InvalidResult, naming the path, unless the result is valid against the run's schema."""
+    try:
+        error = best_match(Draft202012Validator(schema).iter_errors(result))
+    except (Unresolvable, RecursionError, re.error) as problem:
+        raise InvalidResult(f"result: the json_schema could not be applied: {_clip(str(problem))}") from None
+    if error is not None:
+        raise InvalidResult(f"{_path(list(error.absolute_path))}: {_clip(error.message)} (json_schema)")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 6] + " [cut]"

@@ -28,6 +28,7 @@ from taskrun.models import (
     TriggeredBy,
     utcnow,
 )
+from taskrun.results import check_schema
 from taskrun.settings import Settings
 from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
@@ -57,6 +58,7 @@ class RunRequest:
     task_type: TaskType | None = None
     revision: str | None = None
     webhook_url: str | None = None
+    json_schema: dict[str, Any] | None = None
     triggered_by: TriggeredBy = TriggeredBy.API
     schedule_id: str | None = None
     parent_run_id: str | None = None
@@ -122,6 +124,8 @@ class RunService:
         arguments = revision.validate(request.arguments, ("body", "arguments"))
         if request.webhook_url is not None:
             check_target(request.webhook_url, self.settings.webhook_allow_private)
+        if request.json_schema is not None:
+            check_schema(request.json_schema)
         size = len(json.dumps(arguments))
         if size > MAX_ARGUMENTS_BYTES:
             raise PayloadTooLarge(f"the arguments are {size} bytes of JSON; at most {MAX_ARGUMENTS_BYTES} are accepted")
@@ -132,6 +136,7 @@ class RunService:
             revision=revision.revision,
             arguments=arguments,
             webhook_url=request.webhook_url,
+            json_schema=request.json_schema,
             triggered_by=request.triggered_by,
             schedule_id=request.schedule_id,
             parent_run_id=request.parent_run_id,

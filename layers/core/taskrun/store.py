@@ -26,7 +26,7 @@ from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary, TriggeredBy, format_time
 
-JSON_FIELDS = ("arguments", "result", "error", "usage")
+JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
 TIME_SHARDS = 4  # `by_time` partitions: each takes a quarter of the writes

@@ -23,6 +23,7 @@ from taskrun.errors import (
     TaskTimedOut,
 )
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
+from taskrun.results import check_against
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
@@ -178,4 +179,10 @@ class Worker:
         if size > MAX_RESULT_BYTES:
             message = f"the result is {size} bytes of JSON; at most {MAX_RESULT_BYTES} are kept"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.EXECUTION_ERROR, message=message))
+        if run.json_schema is not None:
+            try:
+                check_against(outcome.result, run.json_schema)
+            except InvalidResult as invalid:
+                logger.info("task result breaks the run's json_schema", extra={"reason": str(invalid)})
+                return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid)))
         return ending(RunStatus.SUCCEEDED, result=outcome.result)
