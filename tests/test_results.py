@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from taskrun.local.sandbox import FunctionError
+from taskrun.local.stack import LocalStack
+
 
 def run(api: httpx.Client, task_id: str, **arguments: Any) -> dict[str, Any]:
     answer = api.post("/v1/runs", json={"task_id": task_id, "arguments": arguments, "wait": True})
@@ -136,3 +139,48 @@ def test_a_json_schema_that_is_not_an_object_or_refers_elsewhere(api: httpx.Clie
     ).json()
     assert run["status"] == "failed" and run["error"]["type"] == "validation_error"
     assert "could not be applied" in run["error"]["message"]
+
+
+MIB = 1024 * 1024
+
+
+def test_a_result_too_large_for_the_record_comes_back_whole_through_its_result_url(api: httpx.Client) -> None:
+    run = api.post("/v1/runs", json={"task_id": "team/blob", "arguments": {"size": MIB}, "wait": True}).json()
+    assert run["status"] == "succeeded", run
+    assert run["result"] is None and run["result_url"]
+    fetched = httpx.get(run["result_url"], timeout=30)
+    assert fetched.status_code == 200
+    assert fetched.json() == "x" * MIB
+
+    # each read signs a fresh link (Signature Version 4, an hour long)
+    again = api.get(f"/v1/runs/{run['run_id']}").json()
+    assert again["result"] is None
+    query = dict(httpx.URL(again["result_url"]).params)
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-Expires"] == "3600"
+    assert "X-Amz-Signature" in query
+    assert httpx.get(again["result_url"], timeout=30).json() == "x" * MIB
+
+
+def test_the_compatible_endpoint_hands_a_large_result_back_whole(api: httpx.Client) -> None:
+    answer = api.post("/api/v0/tools/tasks/run", json={"task_id": "team/blob", "arguments": {"size": MIB}})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["success"] is True and body["result"] == "x" * MIB
+
+
+def test_a_large_result_is_listed_with_no_link_and_held_to_a_json_schema(api: httpx.Client) -> None:
+    schema = {"type": "string", "maxLength": 10}
+    run = api.post(
+        "/v1/runs",
+        json={"task_id": "team/blob", "arguments": {"size": 300_000}, "json_schema": schema, "wait": True},
+    ).json()
+    assert run["status"] == "failed" and run["error"]["type"] == "validation_error"
+    assert run["result_url"] is None
+
+
+def test_a_state_machine_waiting_on_a_large_result_gets_a_clear_error(stack: LocalStack) -> None:
+    event = {"task_id": "team/blob", "arguments": {"size": 300_000}, "execution": "arn:aws:states:x:1:execution:m:e"}
+    with pytest.raises(FunctionError) as raised:
+        stack.emulator.runtime.invoke("RunTaskFunction", event)
+    assert raised.value.payload["errorType"] == "ResultTooLarge"
+    assert "result_url" in str(raised.value)

@@ -3,7 +3,7 @@ from http import HTTPStatus
 from taskrun.api import make_resolver, once_key, seconds_since_arrival
 from taskrun.compat import run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse
-from taskrun.runtime import api_handler, idempotency_keys, run_service
+from taskrun.runtime import api_handler, idempotency_keys, result_store, run_service
 
 # Its contract: 422 for any body that is not its request's shape; 200 for every outcome of one that is.
 app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
@@ -13,7 +13,11 @@ app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
 def run_task(body: CompatRunRequest) -> CompatRunResponse:
     once = once_key(app, body)
     return run_compat(
-        run_service(), body, seconds_since_arrival(app), (once, idempotency_keys()) if once is not None else None
+        run_service(),
+        body,
+        seconds_since_arrival(app),
+        (once, idempotency_keys()) if once is not None else None,
+        result_store(),
     )
 
 

@@ -1,13 +1,13 @@
 from taskrun.api import make_resolver
 from taskrun.models import RunView
-from taskrun.runtime import api_handler, run_service
+from taskrun.runtime import api_handler, run_service, view
 
 app = make_resolver()
 
 
 @app.post("/v1/runs/<run_id>/cancel")
 def cancel_run(run_id: str) -> RunView:
-    return run_service().cancel(run_id).to_api()
+    return view(run_service().cancel(run_id))
 
 
 lambda_handler = api_handler(app)

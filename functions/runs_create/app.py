@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import json_response, make_resolver, once_key, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest
-from taskrun.runtime import api_handler, idempotency_keys, run_service
+from taskrun.runtime import api_handler, idempotency_keys, run_service, view
 from taskrun.service import RunRequest, wait_seconds
 
 app = make_resolver()
@@ -36,10 +36,10 @@ def start_run(
     once = once_key(app, body)
     if once is None:
         run = service.start(request, wait_timeout=waiting)
-        return json_response(run.to_api(), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
+        return json_response(view(run), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
     run, replayed = service.start_once(request, once, idempotency_keys(), wait_timeout=waiting)
     status = HTTPStatus.OK if replayed else HTTPStatus.CREATED
-    return json_response(run.to_api(), status, {"Location": f"/v1/runs/{run.run_id}"})
+    return json_response(view(run), status, {"Location": f"/v1/runs/{run.run_id}"})
 
 
 lambda_handler = api_handler(app)

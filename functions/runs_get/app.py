@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
-from taskrun.runtime import api_handler, run_service
+from taskrun.runtime import api_handler, run_service, view
 from taskrun.service import wait_seconds
 
 app = make_resolver()
@@ -18,7 +18,7 @@ def get_run(
 ) -> RunView:
     service = run_service()
     waiting = wait_seconds(wait, wait_timeout, service.settings.max_wait_seconds, seconds_since_arrival(app))
-    return service.get(run_id, wait_timeout=waiting).to_api()
+    return view(service.get(run_id, wait_timeout=waiting))
 
 
 lambda_handler = api_handler(app)

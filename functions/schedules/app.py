@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import json_response, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.runtime import api_handler, schedules
+from taskrun.runtime import api_handler, schedules, view
 from taskrun.schedules import ExecuteRequest, ScheduleList, SchedulePatch, ScheduleRequest, ScheduleView
 
 app = make_resolver()
@@ -46,7 +46,7 @@ def delete_schedule(schedule_id: str) -> Response[str]:
 @app.post("/v1/schedules/<schedule_id>/execute")
 def execute_schedule(schedule_id: str, body: ExecuteRequest | None = None) -> Response[str]:
     run = schedules().execute(schedule_id, body or ExecuteRequest())
-    return json_response(run.to_api(), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
+    return json_response(view(run), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
 
 
 lambda_handler = api_handler(app)

@@ -8,10 +8,12 @@ request's shape (an invalid `json_schema` among them) with its 422.
 
 from __future__ import annotations
 
+import json
+
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
-from taskrun.results import check_schema
+from taskrun.results import ResultStore, check_schema
 from taskrun.service import RunRequest, RunService
 
 
@@ -20,6 +22,7 @@ def run_compat(
     body: CompatRunRequest,
     since_arrival: float = 0.0,
     once: tuple[OnceKey, IdempotencyStore] | None = None,
+    results: ResultStore | None = None,
 ) -> CompatRunResponse:
     """Run and wait up to the endpoint's wait, counted from the request's arrival; with an
     idempotency key, a repeated request answers the first one's run."""
@@ -42,6 +45,8 @@ def run_compat(
             error=error.summary(),
             error_type=ErrorType.VALIDATION_ERROR,
         )
+    if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
+        return _stored_result(run.run_id, run.result_key, results)
     if run.status is RunStatus.SUCCEEDED:
         return CompatRunResponse(success=True, job_id=run.run_id, result=run.result)
     if not run.status.is_done:
@@ -61,4 +66,24 @@ def run_compat(
         error=run.error.message if run.error else f"the run ended {run.status}",
         error_type=error_type,
         job_id=run.run_id,
+    )
+
+
+MAX_ANSWERED_RESULT_BYTES = 5 * 1024 * 1024  # the answer must stay below Lambda's 6 MB response
+
+
+def _stored_result(run_id: str, key: str, results: ResultStore | None) -> CompatRunResponse:
+    """A result kept in S3, handed back whole when the answer can hold it."""
+    if results is not None:
+        result = results.get(key)
+        if len(json.dumps(result, separators=(",", ":"))) <= MAX_ANSWERED_RESULT_BYTES:
+            return CompatRunResponse(success=True, job_id=run_id, result=result)
+    return CompatRunResponse(
+        success=False,
+        error=(
+            f"the result is larger than this endpoint can answer ({MAX_ANSWERED_RESULT_BYTES:,} bytes); "
+            f"the run succeeded: read it from the result_url of GET /v1/runs/{run_id}"
+        ),
+        error_type=ErrorType.EXECUTION_ERROR,
+        job_id=run_id,
     )

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from taskrun import aws
 from taskrun.errors import TaskrunError
 from taskrun.models import Run, UtcTime, format_time, utcnow
+from taskrun.results import ResultStore, presented
 from taskrun.store import RunStore
 from taskrun.webhooks import DEFAULT_DELAYS, Answer, Signer, post
 
@@ -299,12 +300,12 @@ class DeliveryQueue:
         )
 
 
-def message_of(run: Run) -> bytes:
+def message_of(run: Run, results: ResultStore | None = None) -> bytes:
     """The webhook's body: the ended run, as GET /v1/runs/{run_id} shows it."""
     payload = {
         "type": f"run.{run.status.value}",
         "timestamp": format_time(run.ended_at or utcnow()),
-        "data": run.to_api().model_dump(mode="json"),
+        "data": presented(run, results).model_dump(mode="json"),
     }
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -317,6 +318,7 @@ class Deliveries:
         store: DeliveryStore,
         queue: DeliveryQueue,
         runs: RunStore,
+        results: ResultStore | None = None,
         signer: Signer | None = None,
         schedule: RetrySchedule | None = None,
         timeout: float = 15.0,
@@ -325,6 +327,7 @@ class Deliveries:
         self.store = store
         self.queue = queue
         self.runs = runs
+        self.results = results
         self.signer = signer
         self.schedule = schedule or RetrySchedule()
         self.timeout = timeout
@@ -375,7 +378,7 @@ class Deliveries:
         if delivery is None:
             return self._come_back(self.store.find(ref), carrier, now)
         run = self.runs.get(ref.run_id)
-        body = message_of(run)
+        body = message_of(run, self.results)
         if self.signer is None:
             raise RuntimeError("no webhook signing secret is configured (TASKRUN_WEBHOOK_SECRET or _ARN)")
         headers = self.signer.headers(delivery.delivery_id, body)

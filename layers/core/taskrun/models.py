@@ -89,7 +89,11 @@ class Run(BaseModel):
     status: RunStatus = RunStatus.PENDING
     arguments: dict[str, Any] = Field(default_factory=dict)
     result: Any = None
-    result_url: str | None = None
+    result_url: str | None = Field(
+        default=None,
+        description="A result too large for the record: a pre-signed link to it, fresh on each read (result null).",
+    )
+    result_key: str | None = Field(default=None, exclude=True)  # where in the results bucket
     error: RunError | None = None
     triggered_by: TriggeredBy = TriggeredBy.API
     schedule_id: str | None = None

@@ -48,7 +48,10 @@ def release_task_tokens(runs: Iterable[Run], sfn: StepFunctions) -> int:
     for run in runs:
         if not run.task_token:
             continue
-        if run.status is RunStatus.SUCCEEDED:
+        if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
+            cause = f"run {run.run_id} succeeded with a result larger than Step Functions passes; GET the run for it"
+            delivered = sfn.release(run.task_token, error="ResultTooLarge", cause=cause)
+        elif run.status is RunStatus.SUCCEEDED:
             delivered = sfn.release(run.task_token, output=run.result)
         else:
             error = step_error(run)

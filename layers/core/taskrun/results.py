@@ -14,7 +14,9 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 from referencing.exceptions import Unresolvable
 
+from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput, InvalidResult
+from taskrun.models import Run, RunView
 
 MAX_DEPTH = 64  # levels of nesting a result may have
 
@@ -118,3 +120,38 @@ def check_against(result: Any, schema: dict[str, Any]) -> None:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 6] + " [cut]"
+
+
+MAX_STORED_RESULT_BYTES = 64 * 1024 * 1024  # a result kept in S3 (the worker holds it in memory)
+RESULT_LINK_SECONDS = 3600  # how long a result_url works
+
+
+class ResultStore:
+    """Results too large for the run's record, as JSON objects in the stack's bucket
+    (`results/<run_id>.json`), read through pre-signed links."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    def put(self, run_id: str, data: bytes) -> str:
+        key = f"results/{run_id}.json"
+        aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+        return key
+
+    def get(self, key: str) -> Any:
+        return json.loads(aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def url(self, key: str) -> str:
+        """A fresh pre-signed GET link, valid for RESULT_LINK_SECONDS."""
+        link: str = aws.client("s3").generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=RESULT_LINK_SECONDS
+        )
+        return link
+
+
+def presented(run: Run, results: ResultStore | None) -> RunView:
+    """The run as the API shows it: a result kept in S3 as a fresh `result_url`."""
+    view = run.to_api()
+    if run.result_key is not None and results is not None:
+        view.result_url = results.url(run.result_key)
+    return view

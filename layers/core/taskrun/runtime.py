@@ -19,6 +19,8 @@ from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
 from taskrun.flows import StepFunctions
 from taskrun.idempotency import IdempotencyStore
 from taskrun.loader import load_task_dirs
+from taskrun.models import Run, RunView
+from taskrun.results import ResultStore, presented
 from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
 from taskrun.service import RunService
 from taskrun.settings import get_settings
@@ -63,7 +65,18 @@ def run_service() -> RunService:
 @lru_cache(maxsize=1)
 def worker() -> Worker:
     service = run_service()
-    return Worker(store=service.store, catalog=service.catalog)
+    return Worker(store=service.store, catalog=service.catalog, results=result_store())
+
+
+@lru_cache(maxsize=1)
+def result_store() -> ResultStore | None:
+    bucket = get_settings().results_bucket
+    return ResultStore(bucket) if bucket else None
+
+
+def view(run: Run) -> RunView:
+    """A run as the API answers it (a result kept in S3 as a fresh link)."""
+    return presented(run, result_store())
 
 
 @lru_cache(maxsize=1)
@@ -90,6 +103,7 @@ def deliveries() -> Deliveries:
         store=DeliveryStore(settings.deliveries_table),
         queue=DeliveryQueue(settings.webhook_queue_url),
         runs=DynamoRunStore(settings.runs_table),
+        results=result_store(),
         signer=_signer(),
         schedule=RetrySchedule(delays=tuple(settings.webhook_retry_delays)),
         timeout=settings.webhook_timeout_seconds,

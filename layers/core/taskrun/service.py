@@ -13,7 +13,15 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
-from taskrun.errors import FieldError, InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskTimedOut
+from taskrun.errors import (
+    FieldError,
+    InvalidInput,
+    PayloadTooLarge,
+    ResultTooLarge,
+    RunConflict,
+    RunNotFound,
+    TaskTimedOut,
+)
 from taskrun.flows import FlowStep, StepFunctions, steps_of
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
@@ -287,6 +295,11 @@ def run_for_state_machine(service: RunService, request: StartFromStateMachine, s
     if request.task_token is not None:
         return {"run_id": run.run_id, "status": run.status.value}
     run = service.wait(run.run_id, max(0.0, seconds_left - RESULT_MARGIN_SECONDS), current=run, capped=False)
+    if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
+        raise ResultTooLarge(
+            f"run {run.run_id} succeeded with a result larger than Step Functions passes between states; "
+            f"it is kept with the run (GET /v1/runs/{run.run_id} gives its result_url)"
+        )
     if run.status is RunStatus.SUCCEEDED:
         return run.result
     if not run.status.is_done:

@@ -33,6 +33,9 @@ class Settings(BaseModel):
         description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
     )
     compat_wait_seconds: float = Field(default=25.0, gt=0)
+    results_bucket: str = Field(
+        default="", description="Bucket of results too large for a run (TASKRUN_RESULTS_BUCKET)."
+    )
     deliveries_table: str = Field(default="", description="Webhook deliveries' table (TASKRUN_DELIVERIES_TABLE).")
     webhook_queue_url: str = Field(default="", description="The queue of webhook attempts (TASKRUN_WEBHOOK_QUEUE_URL).")
     webhook_secret: str = Field(
@@ -71,6 +74,7 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
+            "results_bucket": env.get("TASKRUN_RESULTS_BUCKET", ""),
             "deliveries_table": env.get("TASKRUN_DELIVERIES_TABLE", ""),
             "webhook_queue_url": env.get("TASKRUN_WEBHOOK_QUEUE_URL", ""),
             "webhook_secret": env.get("TASKRUN_WEBHOOK_SECRET", ""),

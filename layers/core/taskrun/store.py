@@ -53,6 +53,7 @@ class Ending:
     error: RunError | None = None
     usage: dict[str, float] | None = None
     started_at: datetime | None = None
+    result_key: str | None = None  # the result, kept in the results bucket instead of the record
 
     @property
     def duration_ms(self) -> int | None:
@@ -167,6 +168,8 @@ class DynamoRunStore(aws.TableAdapter):
         values: dict[str, Any] = {"status": ending.status.value, "ended_at": format_time(ending.ended_at)}
         if ending.result is not None:
             values["result"] = json.dumps(ending.result)
+        if ending.result_key is not None:
+            values["result_key"] = ending.result_key
         if ending.error is not None:
             values["error"] = ending.error.model_dump_json()
         if ending.usage:

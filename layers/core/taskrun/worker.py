@@ -23,7 +23,7 @@ from taskrun.errors import (
     TaskTimedOut,
 )
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
-from taskrun.results import check_against
+from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
@@ -51,6 +51,7 @@ class Worker:
     catalog: Catalog
     clock: Callable[[], datetime] = utcnow
     scripts: ScriptProcess | None = None  # made on first use, so that it forks a loaded sandbox
+    results: ResultStore | None = None  # where results too large for the record go
 
     def _call(self, task_id: str, revision: str, arguments: dict[str, Any], context_id: str, limit: float) -> Outcome:
         if self.scripts is None:
@@ -175,9 +176,10 @@ class Worker:
                     exception_type=type(error).__name__,
                 ),
             )
-        size = len(json.dumps(outcome.result))
-        if size > MAX_RESULT_BYTES:
-            message = f"the result is {size} bytes of JSON; at most {MAX_RESULT_BYTES} are kept"
+        data = json.dumps(outcome.result, separators=(",", ":")).encode()
+        if len(data) > MAX_RESULT_BYTES and (self.results is None or len(data) > MAX_STORED_RESULT_BYTES):
+            most = MAX_STORED_RESULT_BYTES if self.results is not None else MAX_RESULT_BYTES
+            message = f"the result is {len(data):,} bytes of JSON; at most {most:,} are kept"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.EXECUTION_ERROR, message=message))
         if run.json_schema is not None:
             try:
@@ -185,4 +187,9 @@ class Worker:
             except InvalidResult as invalid:
                 logger.info("task result breaks the run's json_schema", extra={"reason": str(invalid)})
                 return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid)))
+        if len(data) > MAX_RESULT_BYTES:
+            assert self.results is not None
+            key = aws.patiently(lambda: self.results.put(run.run_id, data), PATIENCE_SECONDS)  # type: ignore[union-attr]
+            logger.info("result kept in the results bucket", extra={"bytes": len(data)})
+            return Ending(RunStatus.SUCCEEDED, self.clock(), None, None, usage, run.started_at, result_key=key)
         return ending(RunStatus.SUCCEEDED, result=outcome.result)

@@ -166,9 +166,13 @@ class Emulator:
             dynamodb.create_table(**request)
 
     def _create_queues(self) -> None:
+        """Queues, buckets and schedule groups."""
         sqs = boto3.client("sqs", region_name=self.stack.region)
         for queue in self.stack.queues():
             sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
+        s3 = boto3.client("s3", region_name=self.stack.region)
+        for bucket in self.stack.buckets():
+            s3.create_bucket(Bucket=bucket)
         scheduler = boto3.client("scheduler", region_name=self.stack.region)
         for group in self.stack.schedule_groups():
             scheduler.create_schedule_group(Name=group)

@@ -177,7 +177,16 @@ class Stack:
             return f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{logical_id}"
         if resource_type == "AWS::SQS::Queue":
             return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queue_name(logical_id)}"
+        if resource_type == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{self.bucket_name(logical_id)}"
         return f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{logical_id}"
+
+    def bucket_name(self, logical_id: str) -> str:
+        """A bucket's name as CloudFormation would make one (lowercase, from the stack's name)."""
+        return f"{self.stack_name}-{logical_id}".lower()
+
+    def buckets(self) -> list[str]:
+        return [self.bucket_name(logical_id) for logical_id in self.of_type("AWS::S3::Bucket")]
 
     def queue_name(self, logical_id: str) -> str:
         return str(self.resolve(self.resources[logical_id]["Properties"].get("QueueName", logical_id)))
@@ -251,6 +260,8 @@ class Stack:
         if name in self.resources:
             if self.resources[name]["Type"] == "AWS::Scheduler::ScheduleGroup":  # Ref is the group's name
                 return str(self.resolve(self.resources[name]["Properties"]["Name"]))
+            if self.resources[name]["Type"] == "AWS::S3::Bucket":  # Ref is the bucket's name
+                return self.bucket_name(name)
             if self.resources[name]["Type"] == "AWS::SQS::Queue":  # Ref is the queue's URL
                 return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{self.queue_name(name)}"
             return name
