@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -252,3 +253,14 @@ def test_the_default_schedule_spans_minutes_to_about_a_day() -> None:
         for _ in range(20):
             value = schedule.delay_after(n)
             assert value is not None and 0.8 * schedule.delays[n - 1] <= value <= 1.2 * schedule.delays[n - 1]
+
+
+def test_a_run_answered_from_the_cache_is_delivered_too(api: httpx.Client, receiver: Receiver, tmp_path: Path) -> None:
+    arguments = {"word": "cherry", "marks": str(tmp_path)}
+    first = start(api, receiver.url, task_id="results/cached", arguments=arguments)
+    second = start(api, receiver.url, task_id="results/cached", arguments=arguments)
+    assert second["cached_from"] == first["run_id"]
+    delivery = settled(api, second["run_id"])
+    assert delivery["status"] == "succeeded"
+    (received,) = receiver.of_run(second["run_id"])
+    assert receiver.verify(received)["data"]["cached"] is True

@@ -4,6 +4,8 @@ validation_error naming the path."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -184,3 +186,59 @@ def test_a_state_machine_waiting_on_a_large_result_gets_a_clear_error(stack: Loc
         stack.emulator.runtime.invoke("RunTaskFunction", event)
     assert raised.value.payload["errorType"] == "ResultTooLarge"
     assert "result_url" in str(raised.value)
+
+
+def start_cached(api: httpx.Client, arguments: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    body = {"task_id": "results/cached", "arguments": arguments, "wait": True, **fields}
+    answer = api.post("/v1/runs", json=body)
+    assert answer.status_code == 201, answer.text
+    run: dict[str, Any] = answer.json()
+    assert run["status"] == "succeeded", run
+    return run
+
+
+def test_an_identical_run_of_a_cached_task_answers_with_the_earlier_result(api: httpx.Client, tmp_path: Path) -> None:
+    arguments = {"word": "apple", "marks": str(tmp_path)}
+    first = start_cached(api, arguments)
+    assert first["cached"] is False and first["cached_from"] is None
+
+    second = start_cached(api, arguments)
+    assert second["run_id"] != first["run_id"]
+    assert second["cached"] is True and second["cached_from"] == first["run_id"]
+    assert second["result"] == first["result"] and second["duration_ms"] == 0
+    assert len(list(tmp_path.glob("apple.*"))) == 1  # the task ran once
+
+    # a cached answer is a run of its own: recorded and listed
+    assert api.get(f"/v1/runs/{second['run_id']}").json()["cached_from"] == first["run_id"]
+    listed = api.get("/v1/runs", params={"task_id": "results/cached", "limit": 10}).json()["runs"]
+    assert second["run_id"] in {run["run_id"] for run in listed}
+
+    # other arguments are another entry; "cache": false runs afresh
+    other = start_cached(api, {"word": "pear", "marks": str(tmp_path)})
+    assert other["cached"] is False
+    fresh = start_cached(api, arguments, cache=False)
+    assert fresh["cached"] is False and fresh["result"] != first["result"]
+    assert len(list(tmp_path.glob("apple.*"))) == 2
+
+    # the newest success is what the cache answers with from now on
+    third = start_cached(api, arguments)
+    assert third["cached_from"] == fresh["run_id"]
+
+
+def test_a_cached_result_expires_with_its_ttl(api: httpx.Client) -> None:
+    def start(word: str) -> dict[str, Any]:
+        body = {"task_id": "results/cached_briefly", "arguments": {"word": word}, "wait": True}
+        run: dict[str, Any] = api.post("/v1/runs", json=body).json()
+        return run
+
+    first = start("plum")
+    time.sleep(1.2)
+    later = start("plum")
+    assert later["cached"] is False and later["result"] != first["result"]
+
+
+def test_only_succeeded_runs_are_reused_and_the_catalog_shows_the_ttl(api: httpx.Client) -> None:
+    failed = api.post("/v1/runs", json={"task_id": "results/cached", "arguments": {"word": "x"}, "wait": True})
+    assert failed.status_code == 422  # no marks: refused before it runs, nothing cached
+    assert api.get("/v1/tasks/results/cached").json()["cache_ttl"] == 60
+    assert api.get("/v1/tasks/team/add").json()["cache_ttl"] is None

@@ -26,6 +26,7 @@ def start_run(
         revision=body.revision,
         webhook_url=body.webhook_url,
         json_schema=body.json_schema,
+        cache=body.cache,
     )
     waiting = wait_seconds(
         wait if wait is not None else body.wait,

@@ -48,3 +48,20 @@ def untyped(kind: str = "plain"):  # type: ignore[no-untyped-def]
     if kind == "int-keys":
         return {1: "one"}
     return {"pair": (1, 2), "text": "ok", "none": None}
+
+
+@task("results/cached", timeout=5, cache_ttl=60)
+def cached(word: str, marks: str) -> dict[str, str]:
+    """Leaves a mark each time it really runs, so a test can tell a cached answer."""
+    import uuid
+    from pathlib import Path
+
+    Path(marks, f"{word}.{uuid.uuid4().hex}").touch()
+    return {"word": word, "run": uuid.uuid4().hex}
+
+
+@task("results/cached_briefly", timeout=5, cache_ttl=1)
+def cached_briefly(word: str) -> str:
+    import uuid
+
+    return f"{word}-{uuid.uuid4().hex}"

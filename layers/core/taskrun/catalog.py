@@ -22,6 +22,7 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RevisionInfo, TaskInfo, TaskType
@@ -122,6 +123,7 @@ class TaskDefinition:
     description: str
     timeout: int | None
     revisions: dict[str, Revision] = field(default_factory=dict)
+    cache_ttl: int | None = None  # seconds a succeeded run's result answers identical runs
 
     @property
     def latest(self) -> Revision:
@@ -150,6 +152,7 @@ class TaskDefinition:
             parameters=latest.arguments_model.model_json_schema(),
             output=latest.output_adapter.json_schema(),
             timeout=self.timeout,
+            cache_ttl=self.cache_ttl,
             revisions=[
                 RevisionInfo(revision=rev.revision, weight=rev.weight)
                 for rev in sorted(self.revisions.values(), key=lambda r: _revision_order(r.revision))
@@ -188,14 +191,18 @@ class Catalog:
         revision: str,
         weight: int,
         description: str | None,
+        cache_ttl: int | None = None,
     ) -> None:
         _check_task_id(task_id)
+        if cache_ttl is not None and not 1 <= cache_ttl <= MAX_CACHE_TTL:
+            raise ValueError(f"task {task_id!r}: cache_ttl must be 1..{MAX_CACHE_TTL} seconds")
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
         if weight < 0:
             raise ValueError(f"task {task_id!r}: weight must not be negative")
         script = _script_revision(function, revision, weight)
         self._add(task_id, TaskType.SCRIPT, script, timeout, description or inspect.getdoc(function) or "")
+        self._tasks[task_id].cache_ttl = cache_ttl
 
     def add_flow(
         self,
@@ -276,13 +283,21 @@ def task(
     revision: str = "1",
     weight: int = 100,
     description: str | None = None,
+    cache_ttl: int | None = None,
     registry: Catalog | None = None,
 ) -> Callable[[F], F]:
-    """Register a function as the script `task_id` (one revision of it)."""
+    """Register a function as the script `task_id` (one revision of it). With `cache_ttl`
+    (seconds), a run identical to one that succeeded that recently answers with its result."""
 
     def register(function: F) -> F:
         (registry or catalog).add_script(
-            task_id, function, timeout=timeout, revision=revision, weight=weight, description=description
+            task_id,
+            function,
+            timeout=timeout,
+            revision=revision,
+            weight=weight,
+            description=description,
+            cache_ttl=cache_ttl,
         )
         return function
 

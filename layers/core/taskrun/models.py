@@ -93,7 +93,11 @@ class Run(BaseModel):
         default=None,
         description="A result too large for the record: a pre-signed link to it, fresh on each read (result null).",
     )
-    result_key: str | None = Field(default=None, exclude=True)  # where in the results bucket
+    result_key: str | None = None  # internal: where in the results bucket the result is
+    cached: bool = Field(default=False, description="The result is an earlier run's (the task's cache_ttl).")
+    cached_from: str | None = Field(default=None, description="For a cached run, the run its result came from.")
+    cache_key: str | None = None  # internal: the task, revision and arguments a cached result answers
+    cache_ttl: int | None = None  # internal: how long this run's result answers identical runs
     error: RunError | None = None
     triggered_by: TriggeredBy = TriggeredBy.API
     schedule_id: str | None = None
@@ -137,6 +141,9 @@ class RunView(Run):
     is_done: bool
     is_successful: bool
     task_token: None = Field(default=None, exclude=True)  # a secret of the calling state machine
+    result_key: str | None = Field(default=None, exclude=True)
+    cache_key: str | None = Field(default=None, exclude=True)
+    cache_ttl: int | None = Field(default=None, exclude=True)
 
 
 class RunSummary(RunView):
@@ -169,6 +176,9 @@ class StartRunRequest(BaseModel):
         default=None,
         description="A JSON Schema (Draft 2020-12) the result must meet, else the run fails with a validation_error.",
     )
+    cache: bool = Field(
+        default=True, description="false runs the task afresh even when its cache holds a result for these arguments."
+    )
 
 
 class RevisionInfo(BaseModel):
@@ -183,6 +193,7 @@ class TaskInfo(BaseModel):
     parameters: dict[str, Any]
     output: dict[str, Any]
     timeout: int | None
+    cache_ttl: int | None = Field(default=None, description="Seconds a result answers identical runs, if cached.")
     revisions: list[RevisionInfo]
 
 

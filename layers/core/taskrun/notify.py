@@ -25,12 +25,13 @@ def _image(image: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def ended_runs(records: Iterable[dict[str, Any]]) -> list[Run]:
-    """The runs that ended in these stream records (from pending or running to done)."""
+    """The runs that ended in these stream records: from pending or running to done, or
+    recorded done (a run the result cache answered)."""
     ended = []
     for record in records:
         old, new = _image(record["dynamodb"].get("OldImage")), _image(record["dynamodb"].get("NewImage"))
-        if not new or old.get("status") not in ACTIVE_STATUSES:
-            continue
+        if not new or (old and old.get("status") not in ACTIVE_STATUSES):
+            continue  # gone, or ended before this change (a run recorded ended, from the cache, has no old image)
         run = run_from_item(new)
         if run.status.is_done:
             ended.append(run)

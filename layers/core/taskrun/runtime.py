@@ -12,6 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.auth import DynamoKeyStore
+from taskrun.cache import ResultCache
 from taskrun.callbacks import Callbacks, CallbackStore
 from taskrun.catalog import Catalog, catalog
 from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
@@ -59,13 +60,20 @@ def run_service() -> RunService:
         catalog=task_catalog(),
         settings=settings,
         flows=flows,
+        cache=result_cache(),
     )
 
 
 @lru_cache(maxsize=1)
 def worker() -> Worker:
     service = run_service()
-    return Worker(store=service.store, catalog=service.catalog, results=result_store())
+    return Worker(store=service.store, catalog=service.catalog, results=result_store(), cache=service.cache)
+
+
+@lru_cache(maxsize=1)
+def result_cache() -> ResultCache | None:
+    table = get_settings().cache_table
+    return ResultCache(table) if table else None
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from taskrun.cache import ResultCache, cache_key
 from taskrun.catalog import Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
 from taskrun.errors import (
@@ -67,6 +68,7 @@ class RunRequest:
     revision: str | None = None
     webhook_url: str | None = None
     json_schema: dict[str, Any] | None = None
+    cache: bool = True  # False: run afresh even if the task's cache has a result
     triggered_by: TriggeredBy = TriggeredBy.API
     schedule_id: str | None = None
     parent_run_id: str | None = None
@@ -82,12 +84,13 @@ class RunService:
     catalog: Catalog
     settings: Settings
     flows: StepFunctions | None = None
+    cache: ResultCache | None = None
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
 
     def start(self, request: RunRequest, wait_timeout: float | None = None) -> Run:
         """Validate, record the run, dispatch it; with a wait timeout, wait for it to end."""
-        return self._launch(self._prepare(request), wait_timeout)
+        return self._launch(self._prepare(request), wait_timeout, request.cache)
 
     def start_once(
         self, request: RunRequest, once: OnceKey, keys: IdempotencyStore, wait_timeout: float | None = None
@@ -98,7 +101,7 @@ class RunService:
         run = self._prepare(request)
         first = keys.claim(once, run.run_id, self.clock())
         if first is None:
-            return self._launch(run, wait_timeout), False
+            return self._launch(run, wait_timeout, request.cache), False
         return self._replay(run.model_copy(update={"run_id": first}), wait_timeout), True
 
     def _replay(self, run: Run, wait_timeout: float | None) -> Run:
@@ -145,6 +148,8 @@ class RunService:
             arguments=arguments,
             webhook_url=request.webhook_url,
             json_schema=request.json_schema,
+            cache_key=cache_key(definition.task_id, revision.revision, arguments) if definition.cache_ttl else None,
+            cache_ttl=definition.cache_ttl,
             triggered_by=request.triggered_by,
             schedule_id=request.schedule_id,
             parent_run_id=request.parent_run_id,
@@ -155,8 +160,13 @@ class RunService:
         )
         return run
 
-    def _launch(self, run: Run, wait_timeout: float | None) -> Run:
-        """Record the run, dispatch it; with a wait timeout, wait for it to end."""
+    def _launch(self, run: Run, wait_timeout: float | None, from_cache: bool = True) -> Run:
+        """Record the run, dispatch it; with a wait timeout, wait for it to end. A run the
+        task's cache answers (unless the request opted out) is recorded ended, with the
+        earlier run's result; a run that does run refreshes the cache when it succeeds."""
+        cached = self._from_cache(run) if from_cache else None
+        if cached is not None:
+            return cached
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         try:
@@ -179,6 +189,37 @@ class RunService:
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
+
+    def _from_cache(self, run: Run) -> Run | None:
+        if run.cache_key is None or self.cache is None:
+            return None
+        source_id = self.cache.find(run.cache_key, self.clock())
+        if source_id is None:
+            return None
+        try:
+            source = self.store.get(source_id)
+        except RunNotFound:
+            return None
+        if source.status is not RunStatus.SUCCEEDED:
+            return None
+        now = self.clock()
+        answer = run.model_copy(
+            update={
+                "status": RunStatus.SUCCEEDED,
+                "result": source.result,
+                "result_key": source.result_key,
+                "cached": True,
+                "cached_from": source.run_id,
+                "cache_key": None,  # an answer from the cache does not become a cache entry itself
+                "started_at": now,
+                "ended_at": now,
+                "duration_ms": 0,
+            }
+        )
+        self.store.create(answer)
+        logger.info("run answered from the cache", extra={"run_id": answer.run_id, "cached_from": source.run_id})
+        count("RunsCached")
+        return answer
 
     def _mark_flow_running(self, run: Run, execution_arn: str) -> Run:
         """A flow is running once its execution started (unless it has already ended)."""

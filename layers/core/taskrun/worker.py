@@ -6,12 +6,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from taskrun import aws
+from taskrun.cache import ResultCache
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
 from taskrun.errors import (
     InvalidArguments,
@@ -52,6 +53,7 @@ class Worker:
     clock: Callable[[], datetime] = utcnow
     scripts: ScriptProcess | None = None  # made on first use, so that it forks a loaded sandbox
     results: ResultStore | None = None  # where results too large for the record go
+    cache: ResultCache | None = None  # where succeeded runs of cached tasks are remembered
 
     def _call(self, task_id: str, revision: str, arguments: dict[str, Any], context_id: str, limit: float) -> Outcome:
         if self.scripts is None:
@@ -77,6 +79,10 @@ class Worker:
         assert run.started_at is not None
         ending = self._run_script(run, _limit(run.timeout, None if deadline is None else deadline - time.monotonic()))
         patience = PATIENCE_SECONDS if deadline is None else deadline - time.monotonic() - 1.0
+        if ending.status is RunStatus.SUCCEEDED:
+            # before the run is seen ended, so the next identical request finds the entry
+            # (which answers only once the run it names has succeeded)
+            self._remember(run, ending.ended_at)
         run, ended_here = aws.patiently(lambda: end_once(self.store, run_id, ending), patience)
         if ended_here:
             logger.info("run ended", extra={"status": run.status, "duration_ms": run.duration_ms})
@@ -84,6 +90,17 @@ class Worker:
         else:
             logger.info("run ended elsewhere first", extra={"status": run.status})
         return run
+
+    def _remember(self, run: Run, ended_at: datetime) -> None:
+        """A succeeded run of a cached task answers identical runs for its cache_ttl."""
+        if self.cache is None or not (run.cache_key and run.cache_ttl):
+            return
+        expires_at = ended_at + timedelta(seconds=run.cache_ttl)
+        cache, key = self.cache, run.cache_key
+        try:
+            aws.patiently(lambda: cache.remember(key, run.run_id, expires_at), PATIENCE_SECONDS)
+        except Exception:  # the run has ended and stays so; only the cache misses it
+            logger.exception("the result could not be cached")
 
     def run_step(self, step: StepRequest, seconds_left: float | None = None) -> Any:
         """Run a script as a step of a flow (a Task state's lambda:invoke) and return its result.
