@@ -136,10 +136,6 @@ class RetrySchedule:
         return max(0.0, nominal + (rng or random).uniform(-spread, spread))
 
 
-def _time(moment: datetime) -> str:
-    return format_time(moment)
-
-
 class DeliveryStore(aws.TableAdapter):
     """DeliveriesTable: key (`run_id`, `delivery_id`)."""
 
@@ -172,29 +168,22 @@ class DeliveryStore(aws.TableAdapter):
     def lease(self, ref: DeliveryRef, owner: str, now: datetime, until: datetime) -> Delivery | None:
         """Take the delivery for one attempt: it is pending, due, not under way, and this
         message's (or no message's yet). None if not."""
-        try:
-            answer = self.table.update_item(
-                Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id},
-                UpdateExpression="SET #owner = :me, lease_until = :until",
-                ConditionExpression=(
-                    "#status = :pending AND (attribute_not_exists(#owner) OR #owner = :me)"
-                    " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
-                    " AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-                ExpressionAttributeValues={
-                    ":me": owner,
-                    ":until": _time(until),
-                    ":now": _time(now),
-                    ":pending": DeliveryStatus.PENDING.value,
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if aws.is_condition_failure(error):
-                return None
-            raise
-        return _from_item(answer["Attributes"])
+        return self._update_if(
+            ref,
+            UpdateExpression="SET #owner = :me, lease_until = :until",
+            ConditionExpression=(
+                "#status = :pending AND (attribute_not_exists(#owner) OR #owner = :me)"
+                " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                " AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+            ExpressionAttributeValues={
+                ":me": owner,
+                ":until": format_time(until),
+                ":now": format_time(now),
+                ":pending": DeliveryStatus.PENDING.value,
+            },
+        )
 
     def record(self, delivery: Delivery, owner: str) -> bool:
         """Write the outcome of the attempt this owner made under its lease; False if the
@@ -233,16 +222,25 @@ class DeliveryStore(aws.TableAdapter):
     def reopen(self, ref: DeliveryRef, now: datetime) -> Delivery | None:
         """Make a delivery due now for one attempt asked for by hand, for the next message to
         carry; None if an attempt is under way."""
+        return self._update_if(
+            ref,
+            UpdateExpression="SET #status = :pending, next_attempt_at = :now, manual = :yes REMOVE #owner",
+            ConditionExpression=(
+                "attribute_exists(delivery_id) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+            ExpressionAttributeValues={
+                ":pending": DeliveryStatus.PENDING.value,
+                ":now": format_time(now),
+                ":yes": True,
+            },
+        )
+
+    def _update_if(self, ref: DeliveryRef, **update: Any) -> Delivery | None:
+        """A conditional update: the delivery as it now stands, or None if the condition was false."""
         try:
             answer = self.table.update_item(
-                Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id},
-                UpdateExpression="SET #status = :pending, next_attempt_at = :now, manual = :yes REMOVE #owner",
-                ConditionExpression=(
-                    "attribute_exists(delivery_id) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
-                ),
-                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-                ExpressionAttributeValues={":pending": DeliveryStatus.PENDING.value, ":now": _time(now), ":yes": True},
-                ReturnValues="ALL_NEW",
+                Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id}, ReturnValues="ALL_NEW", **update
             )
         except ClientError as error:
             if aws.is_condition_failure(error):
@@ -266,7 +264,7 @@ def _to_item(delivery: Delivery) -> dict[str, Any]:
     if delivery.owner is not None:
         item["owner"] = delivery.owner
     if delivery.lease_until is not None:
-        item["lease_until"] = _time(delivery.lease_until)
+        item["lease_until"] = format_time(delivery.lease_until)
     return item
 
 
