@@ -323,6 +323,14 @@ CASES: list[Hostile] = [
         )
         for name, method, path, body, headers, status, location in SCHEDULE_CASES
     ),
+    Hostile("files-not-json", "POST", "/v1/files", b"{filename", JSON, {}, 400),
+    Hostile("files-deep", "POST", "/v1/files", nested(5000).encode(), JSON, {}, 400),
+    Hostile("files-array", "POST", "/v1/files", b"[1, 2]", JSON, {}, 422),
+    Hostile(
+        "files-huge-name", "POST", "/v1/files", b'{"filename": "' + b"a" * 100_000 + b'", "size": 1}', JSON, {}, 422
+    ),
+    Hostile("files-nul-name", "POST", "/v1/files", b'{"filename": "a\\u0000b", "size": 1}', JSON, {}, 422),
+    Hostile("files-negative", "POST", "/v1/files", b'{"filename": "a", "size": -1}', JSON, {}, 422),
     Hostile("query-wait-text", "POST", "/v1/runs", run_body(), JSON, {"wait": "perhaps"}, 422, "query.wait"),
     Hostile(
         "query-wait-timeout-inf",

@@ -320,5 +320,5 @@ def test_listed_runs_are_summaries_so_a_page_of_large_runs_stays_small(api: http
     assert set(ids) <= {run["run_id"] for run in listed}
     assert len({run["run_id"] for run in listed}) == len(listed)
     assert all("arguments" not in run and "result" not in run for run in listed)
-    assert {run["status"] for run in listed} == {"succeeded"}
+    assert {run["status"] for run in listed if run["run_id"] in ids} == {"succeeded"}
     assert len(api.get(f"/v1/runs/{ids[0]}").json()["result"]) == 270_000

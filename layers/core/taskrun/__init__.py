@@ -1,5 +1,6 @@
 """taskrun: run named tasks over HTTP on AWS Lambda, Step Functions and DynamoDB."""
 
 from taskrun.catalog import RunContext, flow, task
+from taskrun.files import File
 
-__all__ = ["RunContext", "flow", "task"]
+__all__ = ["File", "RunContext", "flow", "task"]

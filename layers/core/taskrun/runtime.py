@@ -17,6 +17,7 @@ from taskrun.callbacks import Callbacks, CallbackStore
 from taskrun.catalog import Catalog, catalog
 from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
 from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
+from taskrun.files import FileStore
 from taskrun.flows import StepFunctions
 from taskrun.idempotency import IdempotencyStore
 from taskrun.loader import load_task_dirs
@@ -61,6 +62,7 @@ def run_service() -> RunService:
         settings=settings,
         flows=flows,
         cache=result_cache(),
+        files=file_store(),
     )
 
 
@@ -68,6 +70,12 @@ def run_service() -> RunService:
 def worker() -> Worker:
     service = run_service()
     return Worker(store=service.store, catalog=service.catalog, results=result_store(), cache=service.cache)
+
+
+@lru_cache(maxsize=1)
+def file_store() -> FileStore | None:
+    bucket = get_settings().files_bucket
+    return FileStore(bucket) if bucket else None
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from taskrun.errors import (
     RunNotFound,
     TaskTimedOut,
 )
+from taskrun.files import FileStore, file_parameters
 from taskrun.flows import FlowStep, StepFunctions, steps_of
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
@@ -85,6 +86,7 @@ class RunService:
     settings: Settings
     flows: StepFunctions | None = None
     cache: ResultCache | None = None
+    files: FileStore | None = None
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
 
@@ -133,6 +135,11 @@ class RunService:
             )
         revision = definition.choose_revision(request.revision)
         arguments = revision.validate(request.arguments, ("body", "arguments"))
+        for name in file_parameters(revision.arguments_model):
+            if arguments.get(name) is not None:
+                if self.files is None:
+                    raise InvalidInput("this stack takes no files", [FieldError(f"body.arguments.{name}", "no files")])
+                arguments[name] = self.files.resolve(arguments[name], f"body.arguments.{name}", self.clock())
         if request.webhook_url is not None:
             check_target(request.webhook_url, self.settings.webhook_allow_private)
         if request.json_schema is not None:

@@ -36,6 +36,7 @@ class Settings(BaseModel):
     results_bucket: str = Field(
         default="", description="Bucket of results too large for a run (TASKRUN_RESULTS_BUCKET)."
     )
+    files_bucket: str = Field(default="", description="Bucket of uploaded files (TASKRUN_FILES_BUCKET).")
     cache_table: str = Field(default="", description="The result cache's table (TASKRUN_CACHE_TABLE).")
     deliveries_table: str = Field(default="", description="Webhook deliveries' table (TASKRUN_DELIVERIES_TABLE).")
     webhook_queue_url: str = Field(default="", description="The queue of webhook attempts (TASKRUN_WEBHOOK_QUEUE_URL).")
@@ -76,6 +77,7 @@ class Settings(BaseModel):
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
             "results_bucket": env.get("TASKRUN_RESULTS_BUCKET", ""),
+            "files_bucket": env.get("TASKRUN_FILES_BUCKET", ""),
             "cache_table": env.get("TASKRUN_CACHE_TABLE", ""),
             "deliveries_table": env.get("TASKRUN_DELIVERIES_TABLE", ""),
             "webhook_queue_url": env.get("TASKRUN_WEBHOOK_QUEUE_URL", ""),

@@ -1,0 +1,22 @@
+from http import HTTPStatus
+
+from aws_lambda_powertools.event_handler import Response
+
+from taskrun.api import json_response, make_resolver
+from taskrun.errors import InvalidInput
+from taskrun.files import NewFile
+from taskrun.models import utcnow
+from taskrun.runtime import api_handler, file_store
+
+app = make_resolver()
+
+
+@app.post("/v1/files")
+def new_file(body: NewFile) -> Response[str]:
+    files = file_store()
+    if files is None:
+        raise InvalidInput("this stack takes no files")
+    return json_response(files.new_upload(body, utcnow()), HTTPStatus.CREATED)
+
+
+lambda_handler = api_handler(app)
