@@ -4,6 +4,7 @@ by a run's arguments, read by the task."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Any
 
@@ -108,3 +109,57 @@ def test_a_bad_announcement_is_refused(api: httpx.Client, body: dict[str, Any], 
     answer = api.post("/v1/files", json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"][0]["location"] == location
+
+
+def test_a_run_sent_as_a_form_with_its_file_reaches_the_task(api: httpx.Client) -> None:
+    data = os.urandom(200_000)
+    request = {"task_id": "files/measure", "arguments": {"label": "form"}, "wait": True}
+    answer = api.post(
+        "/v1/runs",
+        data={"request": json.dumps(request)},
+        files={"upload": ("scan.jpg", data, "image/jpeg")},
+    )
+    assert answer.status_code == 201, answer.text
+    run = answer.json()
+    assert run["status"] == "succeeded", run
+    assert run["result"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert run["result"]["name"] == "scan.jpg" and run["result"]["content_type"] == "image/jpeg"
+    assert run["arguments"]["upload"]["size"] == len(data) and run["arguments"]["label"] == "form"
+
+
+FORM = "multipart/form-data; boundary=XyZ"
+
+
+def form(*parts: tuple[str, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, payload in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + payload + b"\r\n"
+    return out + b"--XyZ--\r\n"
+
+
+REQUEST = json.dumps({"task_id": "files/measure"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "location"),
+    [
+        (FORM, form(("upload", "a.png", b"x")), 422, "body.request"),
+        (FORM, form(("request", None, b"{not json"), ("upload", "a.png", b"x")), 400, "body.request"),
+        (FORM, form(("request", None, b"[1]")), 422, "body.request"),
+        (FORM, form(("request", None, REQUEST), ("upload", "a.png", b"")), 422, "body.arguments.upload"),
+        (FORM, form(("request", None, REQUEST), ("label", "a.txt", b"text")), 422, "body.arguments.label"),
+        (FORM, form(("request", None, REQUEST), *[(f"f{i}", "a", b"x") for i in range(11)]), 422, None),
+        ("multipart/form-data", form(("request", None, REQUEST)), 400, None),
+        (FORM, b"no parts here at all", 400, None),
+        (FORM, b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n", 400, None),
+    ],
+)
+def test_a_form_that_cannot_be_taken_is_a_clear_problem(
+    api: httpx.Client, content_type: str, body: bytes, status: int, location: str | None
+) -> None:
+    answer = api.post("/v1/runs", content=body, headers={"Content-Type": content_type})
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    if location is not None:
+        assert location in [error["location"] for error in answer.json()["errors"]]

@@ -47,7 +47,7 @@ START_BODIES: list[tuple[str, bytes, dict[str, str], int | None, str | None]] = 
     ("json-as-octets", run_body(), {"Content-Type": "application/octet-stream"}, 415, None),
     ("json-as-xml", run_body(), {"Content-Type": "application/xml"}, 415, None),
     ("form", b"task_id=x", {"Content-Type": "application/x-www-form-urlencoded"}, 415, None),
-    ("multipart", b"--b\r\n\r\n--b--", {"Content-Type": "multipart/form-data; boundary=b"}, 415, None),
+    ("multipart-no-name", b"--b\r\n\r\n--b--", {"Content-Type": "multipart/form-data; boundary=b"}, 400, None),
     ("no-content-type", run_body(), {}, None, None),
     (
         "deep-300",

@@ -1,12 +1,14 @@
 from http import HTTPStatus
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.api import json_response, make_resolver, once_key, seconds_since_arrival
-from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest
-from taskrun.runtime import api_handler, idempotency_keys, run_service, view
+from taskrun.forms import FormError, form_as_json, is_form, problem_event
+from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest, utcnow
+from taskrun.runtime import api_handler, file_store, idempotency_keys, run_service, view
 from taskrun.service import RunRequest, wait_seconds
 
 app = make_resolver()
@@ -43,4 +45,15 @@ def start_run(
     return json_response(view(run), status, {"Location": f"/v1/runs/{run.run_id}"})
 
 
-lambda_handler = api_handler(app)
+handle_json = api_handler(app)
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A run sent as multipart/form-data (the request and its files) is first turned into
+    the JSON request, its files kept; then the route takes it as any other."""
+    if is_form(event):
+        try:
+            event = form_as_json(event, file_store(), utcnow())
+        except FormError as error:
+            return problem_event(error)
+    return handle_json(event, context)

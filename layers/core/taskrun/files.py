@@ -117,6 +117,19 @@ class FileStore:
         )
         return Upload(file_id=file_id, upload_url=url, upload_headers=headers, expires_at=expires_at)
 
+    def put(self, filename: str, content_type: str, data: bytes, now: datetime) -> str:
+        """Keep a file sent with the request itself (a form's part); its new file_id."""
+        file_id = f"file_{secrets.token_hex(16)}"
+        metadata = {
+            "filename": quote(filename[:255], safe=""),
+            "size": str(len(data)),
+            "expires-at": format_time(now + KEEP),
+        }
+        aws.client("s3").put_object(
+            Bucket=self.bucket, Key=_key(file_id), Body=data, ContentType=content_type, Metadata=metadata
+        )
+        return file_id
+
     def resolve(self, value: Any, location: str, now: datetime) -> dict[str, Any]:
         """A file argument as the run keeps it (reference and metadata); InvalidInput at
         `location` if it names no file a run may use now."""
