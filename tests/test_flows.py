@@ -362,22 +362,23 @@ def test_starting_a_runs_execution_again_is_harmless(api: httpx.Client, stack: L
     api.post(f"/v1/runs/{run['run_id']}/cancel")
 
 
-def test_a_step_result_past_step_functions_limit_fails_the_step_with_an_error_a_flow_can_catch(
+def test_a_step_result_past_step_functions_limit_passes_by_reference_through_the_results_bucket(
     api: httpx.Client,
 ) -> None:
-    # A result that fits passes between states
+    # A result that fits passes between states as it is
     fits = run_flow(api, "team/bulky", {"size": 200_000}, wait=True).json()
     assert fits["status"] == "succeeded" and fits["result"] == {"status": 200}
 
-    # One past 256 KiB fails the step with ResultTooLarge, saying how large it was
-    failed = run_flow(api, "team/bulky", {"size": 300_000}, wait=True).json()
-    assert failed["status"] == "failed"
-    assert failed["error"]["exception_type"] == "ResultTooLarge"
-    assert "300,002 bytes" in failed["error"]["message"] and "'Produce'" in failed["error"]["message"]
+    # One past 256 KiB is kept in the results bucket; the next step is handed it whole
+    relayed = run_flow(api, "team/relay", {"size": 300_000}, wait=True).json()
+    assert relayed["status"] == "succeeded", relayed
+    assert relayed["result"]["length"] == 300_000
 
-    # and, unlike States.DataLimitExceeded, a Catch can take it
-    caught = run_flow(api, "team/bulky", {"size": 300_000, "catch": True}, wait=True).json()
-    assert caught["status"] == "succeeded" and caught["result"] == {"caught": "ResultTooLarge"}
+    # and when it is the flow's output, the run shows it as its result_url
+    kept = run_flow(api, "team/relay", {"size": 400_000, "keep": True}, wait=True).json()
+    assert kept["status"] == "succeeded", kept
+    assert kept["result"] is None and kept["result_url"]
+    assert httpx.get(kept["result_url"], timeout=30).json() == "x" * 400_000
 
 
 def test_history_pages_stay_under_lambdas_response_limit_and_the_cursor_reaches_every_step(

@@ -74,3 +74,20 @@ class WideArgs(BaseModel):
 
 
 flow("team/wide", definition="wide.asl.json", parameters=WideArgs)
+
+
+@task("team/length", timeout=10)
+def length(text: str) -> int:
+    """How many characters."""
+    return len(text)
+
+
+class RelayArgs(BaseModel):
+    """One step returns `size` characters, the next measures them; with `keep` the flow's
+    output is the large result itself."""
+
+    size: int
+    keep: bool = False
+
+
+flow("team/relay", definition="relay.asl.json", parameters=RelayArgs)

@@ -16,7 +16,7 @@ from taskrun.catalog import state_machine_name
 from taskrun.dispatch import DispatchFailed
 from taskrun.errors import InvalidResult, RunNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
-from taskrun.results import check_against
+from taskrun.results import ResultStore, check_against, referenced_key
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -251,7 +251,9 @@ def _moment(epoch_ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC) if epoch_ms is not None else None
 
 
-def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFunctions) -> Run | None:
+def end_flow_run(
+    change: ExecutionStatusChange, store: RunStore, sfn: StepFunctions, results: ResultStore | None = None
+) -> Run | None:
     """End the run of an execution that ended. Executions that are not runs are ignored,
     as is a repeated event (the run has ended already)."""
     status = STATUS_OF_EXECUTION.get(change.status)
@@ -266,13 +268,17 @@ def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFuncti
     started_at = run.started_at or _moment(change.startDate)
     result = None
     error = None
+    result_key = None
     if status is RunStatus.SUCCEEDED:
         result = _json(change.output) if change.output is not None else sfn.output(change.executionArn)
+        result_key = referenced_key(result)  # the flow's output is a result kept in the bucket
+        if result_key is not None:
+            result = None
         if run.json_schema is not None:
             try:
-                check_against(result, run.json_schema)
+                check_against(results.get(result_key) if result_key and results else result, run.json_schema)
             except InvalidResult as invalid:
-                status, result = RunStatus.FAILED, None
+                status, result, result_key = RunStatus.FAILED, None, None
                 error = RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid))
     elif status is RunStatus.FAILED:
         step = failed_step(steps_of(sfn.events(change.executionArn)))
@@ -284,7 +290,8 @@ def end_flow_run(change: ExecutionStatusChange, store: RunStore, sfn: StepFuncti
         error = RunError(type=ErrorType.TIMEOUT, message="the flow's execution timed out")
     else:
         error = RunError(type=ErrorType.CANCELLED, message=_cause_message(change.cause) or "the execution was stopped")
-    run, ended_here = end_once(store, run.run_id, Ending(status, ended_at, result, error, started_at=started_at))
+    ending = Ending(status, ended_at, result, error, started_at=started_at, result_key=result_key)
+    run, ended_here = end_once(store, run.run_id, ending)
     if not ended_here:
         logger.info("run had ended already", extra={"status": run.status})
     else:

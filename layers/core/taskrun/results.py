@@ -126,6 +126,22 @@ MAX_STORED_RESULT_BYTES = 64 * 1024 * 1024  # a result kept in S3 (the worker ho
 RESULT_LINK_SECONDS = 3600  # how long a result_url works
 
 
+REFERENCE = "taskrun_result"  # a flow state's stand-in for a result kept in the bucket
+
+
+def reference_to(key: str, size: int) -> dict[str, Any]:
+    return {REFERENCE: {"key": key, "bytes": size}}
+
+
+def referenced_key(value: Any) -> str | None:
+    """The bucket key a value stands for, if it is a reference to a stored result."""
+    if isinstance(value, dict) and set(value) == {REFERENCE} and isinstance(value[REFERENCE], dict):
+        key = value[REFERENCE].get("key")
+        if isinstance(key, str) and key.startswith("results/"):
+            return key
+    return None
+
+
 class ResultStore:
     """Results too large for the run's record, as JSON objects in the stack's bucket
     (`results/<run_id>.json`), read through pre-signed links."""
@@ -133,8 +149,9 @@ class ResultStore:
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
 
-    def put(self, run_id: str, data: bytes) -> str:
-        key = f"results/{run_id}.json"
+    def put(self, name: str, data: bytes) -> str:
+        """Keep a result as `results/<name>.json` (name: a run id, or an execution's step)."""
+        key = f"results/{name}.json"
         aws.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
         return key
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from taskrun.errors import (
     TaskTimedOut,
 )
 from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
-from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against
+from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against, reference_to, referenced_key
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
@@ -113,8 +114,9 @@ class Worker:
         script = definition.latest
         if not isinstance(script, ScriptRevision):
             raise InvalidArguments(f"task {step.task_id!r} is a flow; a step runs a script")
+        given = {name: self._dereferenced(value) for name, value in step.arguments.items()}
         try:
-            arguments = script.validate(step.arguments, ("arguments",))
+            arguments = script.validate(given, ("arguments",))
         except InvalidInput as invalid:
             raise InvalidArguments(invalid.summary()) from invalid
         limit = _limit(definition.timeout, seconds_left)
@@ -123,13 +125,28 @@ class Worker:
             raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
         if outcome.error is not None:
             raise outcome.error
-        size = len(json.dumps(outcome.result, default=str, separators=(",", ":")).encode())
-        if size > MAX_STEP_RESULT_BYTES:
+        data = json.dumps(outcome.result, separators=(",", ":")).encode()
+        if len(data) <= MAX_STEP_RESULT_BYTES:
+            return outcome.result
+        if self.results is None or len(data) > MAX_STORED_RESULT_BYTES:
+            most = MAX_STORED_RESULT_BYTES if self.results is not None else MAX_STEP_RESULT_BYTES
             raise ResultTooLarge(
-                f"task {step.task_id!r} returned {size:,} bytes of JSON; a flow step may return at most "
-                f"{MAX_STEP_RESULT_BYTES:,} (Step Functions passes 256 KiB between states)"
+                f"task {step.task_id!r} returned {len(data):,} bytes of JSON; a flow step may return at most {most:,}"
             )
-        return outcome.result
+        # Step Functions passes 256 KiB between states: the result goes to the results bucket
+        # and the state gets a reference, which a later step's argument or the flow's output
+        # may carry (the worker reads it back for a step; the run shows it as its result_url)
+        name = f"{(step.execution or 'step').rpartition(':')[2]}/{uuid.uuid4().hex}"
+        key = aws.patiently(lambda: self.results.put(name, data), PATIENCE_SECONDS)  # type: ignore[union-attr]
+        logger.info("step result kept in the results bucket", extra={"bytes": len(data), "key": key})
+        return reference_to(key, len(data))
+
+    def _dereferenced(self, value: Any) -> Any:
+        """A step argument that is a reference to a stored result, read back; else as it is."""
+        key = referenced_key(value)
+        if key is None or self.results is None:
+            return value
+        return self.results.get(key)
 
     def record_crash(self, failure: FailedInvocation) -> Run:
         """End a run whose worker invocation failed outside the task, so it never stays
