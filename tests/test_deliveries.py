@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
@@ -264,3 +265,33 @@ def test_a_run_answered_from_the_cache_is_delivered_too(api: httpx.Client, recei
     assert delivery["status"] == "succeeded"
     (received,) = receiver.of_run(second["run_id"])
     assert receiver.verify(received)["data"]["cached"] is True
+
+
+def test_a_delivery_whose_message_was_lost_is_queued_again_by_the_sweeper(
+    stack: LocalStack, api: httpx.Client, receiver: Receiver, invoke: Any
+) -> None:
+    # Given a delivery left pending with no message: its receiver was down, and the queue
+    # lost what it held (as a message dead-lettered after failing handling would be)
+    receiver.stop()
+    run = start(api, receiver.url)
+    deadline = time.monotonic() + 10
+    while not (deliveries(api, run["run_id"]) and deliveries(api, run["run_id"])[0]["attempts"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    sqs = boto3.client("sqs", region_name=stack.region)
+    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="taskrun-local-webhooks")["QueueUrl"])
+    (delivery,) = deliveries(api, run["run_id"])
+    assert delivery["status"] == "pending"
+    table = boto3.resource("dynamodb", region_name=stack.region).Table("DeliveriesTable")
+    table.update_item(  # its next attempt was due long ago
+        Key={"run_id": run["run_id"], "delivery_id": delivery["delivery_id"]},
+        UpdateExpression="SET next_attempt_at = :then",
+        ExpressionAttributeValues={":then": "2026-01-01T00:00:00.000Z"},
+    )
+    receiver.start()
+
+    # When the sweeper runs, the delivery gets a new message and reaches the receiver once
+    swept = invoke("SweeperFunction", {"time": "2026-11-24T00:00:00Z"})
+    assert swept["deliveries_requeued"] >= 1
+    assert settled(api, run["run_id"])["status"] == "succeeded"
+    assert len(receiver.accepted(delivery["delivery_id"])) == 1

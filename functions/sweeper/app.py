@@ -3,18 +3,20 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.runtime import plain_handler, run_service, step_functions
+from taskrun.deliveries import STALE_AFTER
+from taskrun.runtime import deliveries, plain_handler, run_service, step_functions
 from taskrun.sweeper import sweep
 
 
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A scheduled event: end the runs past their deadline as of the event's time (never
-    earlier than now)."""
+    earlier than now), and queue again the webhook deliveries whose message was lost."""
     now = datetime.now(UTC)
     if isinstance(event.get("time"), str):
         now = max(now, datetime.fromisoformat(event["time"].replace("Z", "+00:00")))
     done = sweep(run_service().store, step_functions(), now)
-    return {"checked": done.checked, "ended": done.ended}
+    requeued = deliveries().requeue(due_before=now - STALE_AFTER)
+    return {"checked": done.checked, "ended": done.ended, "deliveries_requeued": requeued}
 
 
 lambda_handler = plain_handler(on_schedule)

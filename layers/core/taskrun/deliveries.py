@@ -42,6 +42,8 @@ logger = Logger(child=True)
 
 JITTER = 0.2  # each delay is drawn from ±20% of its nominal value
 MAX_ATTEMPTS_KEPT = 100  # the newest; a delivery retried by hand again and again keeps a bounded record
+MAX_REQUEUED = 1_000  # per sweep; the next sweep goes on
+STALE_AFTER = timedelta(minutes=15)  # past its time, a pending delivery's message is taken as lost
 LEASE_MARGIN_SECONDS = 60.0  # past the attempt's timeout, before another copy may take over
 MAX_HIDDEN_SECONDS = 43_200  # SQS: the longest a received message can be hidden
 DELIVERY_ID = re.compile(r"^msg_[0-9a-z]{26}$")
@@ -248,6 +250,21 @@ class DeliveryStore(aws.TableAdapter):
             raise
         return _from_item(answer["Attributes"])
 
+    def pending(self, due_before: datetime | None = None) -> list[DeliveryRef]:
+        """Pending deliveries (index `by_due`: status, next_attempt_at), those due before a
+        time if one is given, oldest first."""
+        condition = Key("status").eq(DeliveryStatus.PENDING.value)
+        if due_before is not None:
+            condition = condition & Key("next_attempt_at").lt(format_time(due_before))
+        query: dict[str, Any] = {"IndexName": "by_due", "KeyConditionExpression": condition}
+        found: list[DeliveryRef] = []
+        while True:
+            page = self.table.query(**query)
+            found += [DeliveryRef(item["run_id"], item["delivery_id"]) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page or len(found) >= MAX_REQUEUED:
+                return found[:MAX_REQUEUED]
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def release(self, ref: DeliveryRef) -> None:
         """Let the next message take a pending delivery (its own message was lost)."""
         self.table.update_item(
@@ -336,12 +353,14 @@ class Deliveries:
         refs = []
         for run in runs:
             assert run.webhook_url is not None and run.status.is_done
+            now = utcnow()
             delivery = Delivery(
                 delivery_id=delivery_id_of(run.run_id),
                 run_id=run.run_id,
                 url=run.webhook_url,
                 event_type=f"run.{run.status.value}",
-                created_at=utcnow(),
+                created_at=now,
+                next_attempt_at=now,
             )
             if not self.store.create(delivery):
                 known = self.store.find(DeliveryRef(run.run_id, delivery.delivery_id))
@@ -349,6 +368,17 @@ class Deliveries:
                     continue  # under way already: its own message carries it
             refs.append(DeliveryRef(run.run_id, delivery.delivery_id))
         self.queue.send(refs)
+        return len(refs)
+
+    def requeue(self, due_before: datetime | None = None) -> int:
+        """Give pending deliveries a new message: those whose message was lost (due long ago
+        and still pending: dead-lettered, or dropped by a local restart). Return how many."""
+        refs = self.store.pending(due_before)
+        for ref in refs:
+            self.store.release(ref)
+        self.queue.send(refs)
+        if refs:
+            logger.warning("webhook deliveries queued again", extra={"count": len(refs)})
         return len(refs)
 
     def of_run(self, run_id: str) -> list[Delivery]:

@@ -9,13 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-
-from boto3.dynamodb.conditions import Attr
 
 from taskrun.auth import DynamoKeyStore, new_key
 from taskrun.catalog import FlowRevision, catalog, state_machine_name
-from taskrun.deliveries import DeliveryQueue, DeliveryRef, DeliveryStatus, DeliveryStore
 from taskrun.loader import load_task_dirs
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
@@ -24,7 +20,7 @@ from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.schedules import ScheduleStore
-from taskrun.settings import Settings, get_settings
+from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
 from taskrun.webhooks import Signer, new_secret
 
@@ -69,27 +65,15 @@ def bundle_root() -> Path:
 PASSED_SETTINGS = ("TASKRUN_WEBHOOK_ALLOW_PRIVATE", "TASKRUN_WEBHOOK_RETRY_DELAYS", "TASKRUN_WEBHOOK_TIMEOUT_SECONDS")
 
 
-def resume_deliveries(settings: Settings) -> int:
+def resume_deliveries() -> int:
     """Webhook deliveries kept pending from before a restart lost their queue messages (the
     queue is not kept): give each a new one. Return how many."""
+    from taskrun.runtime import deliveries  # made once the emulator's settings are in place
+
+    settings = get_settings()
     if not (settings.deliveries_table and settings.webhook_queue_url):
         return 0
-    store = DeliveryStore(settings.deliveries_table)
-    scan: dict[str, Any] = {
-        "FilterExpression": Attr("status").eq(DeliveryStatus.PENDING.value),
-        "ProjectionExpression": "run_id, delivery_id",
-    }
-    refs = []
-    while True:
-        page = store.table.scan(**scan)
-        refs += [DeliveryRef(item["run_id"], item["delivery_id"]) for item in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            break
-        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    for ref in refs:
-        store.release(ref)
-    DeliveryQueue(settings.webhook_queue_url).send(refs)
-    return len(refs)
+    return deliveries().requeue()
 
 
 @dataclass
@@ -130,7 +114,7 @@ class LocalStack:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
         self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
-        self.resumed_deliveries = resume_deliveries(get_settings())
+        self.resumed_deliveries = resume_deliveries()
         self._create_flows_from_task_dirs()
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
