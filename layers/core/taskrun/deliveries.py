@@ -389,10 +389,13 @@ class Deliveries:
         """One more attempt now, asked for by hand."""
         self.runs.get(run_id)
         ref = DeliveryRef(run_id, delivery_id)
-        if not DELIVERY_ID.fullmatch(delivery_id) or self.store.find(ref) is None:
-            raise DeliveryNotFound(f"run {run_id} has no delivery {delivery_id[:100]!r}")
-        reopened = self.store.reopen(ref, utcnow())
+        missing = DeliveryNotFound(f"run {run_id} has no delivery {delivery_id[:100]!r}")
+        if not DELIVERY_ID.fullmatch(delivery_id):
+            raise missing
+        reopened = self.store.reopen(ref, utcnow())  # the condition checks it exists and is not under way
         if reopened is None:
+            if self.store.find(ref) is None:
+                raise missing
             raise DeliveryConflict(f"an attempt of delivery {delivery_id} is under way; ask again once it ends")
         self.queue.send([ref])
         return reopened
@@ -401,14 +404,13 @@ class Deliveries:
         """Take one message: attempt the delivery if it is due. Return the seconds until the
         message should come back, or None when it is done with (delivered, spent, or not
         this message's to carry)."""
+        if self.signer is None:  # before the lease, which would hold the delivery for nothing
+            raise RuntimeError("no webhook signing secret is configured (TASKRUN_WEBHOOK_SECRET or _ARN)")
         now = utcnow()
         delivery = self.store.lease(ref, carrier, now, now + timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS))
         if delivery is None:
             return self._come_back(self.store.find(ref), carrier, now)
-        run = self.runs.get(ref.run_id)
-        body = message_of(run, self.results)
-        if self.signer is None:
-            raise RuntimeError("no webhook signing secret is configured (TASKRUN_WEBHOOK_SECRET or _ARN)")
+        body = message_of(self.runs.get(ref.run_id), self.results)
         headers = self.signer.headers(delivery.delivery_id, body)
         sent_at = utcnow()
         answer = post(delivery.url, body, headers, self.timeout, self.allow_private)

@@ -13,7 +13,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from taskrun.deliveries import Deliveries
 from taskrun.flows import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
-from taskrun.service import step_error
+from taskrun.service import step_error, stored_result_error
 from taskrun.store import run_from_item
 
 logger = Logger(child=True)
@@ -49,13 +49,10 @@ def release_task_tokens(runs: Iterable[Run], sfn: StepFunctions) -> int:
     for run in runs:
         if not run.task_token:
             continue
-        if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
-            cause = f"run {run.run_id} succeeded with a result larger than Step Functions passes; GET the run for it"
-            delivered = sfn.release(run.task_token, error="ResultTooLarge", cause=cause)
-        elif run.status is RunStatus.SUCCEEDED:
+        if run.status is RunStatus.SUCCEEDED and run.result_key is None:
             delivered = sfn.release(run.task_token, output=run.result)
         else:
-            error = step_error(run)
+            error = stored_result_error(run) if run.status is RunStatus.SUCCEEDED else step_error(run)
             delivered = sfn.release(run.task_token, error=type(error).__name__, cause=str(error))
         if not delivered:
             logger.warning("the calling state machine no longer waits", extra={"run_id": run.run_id})

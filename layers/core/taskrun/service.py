@@ -344,15 +344,20 @@ def run_for_state_machine(service: RunService, request: StartFromStateMachine, s
         return {"run_id": run.run_id, "status": run.status.value}
     run = service.wait(run.run_id, max(0.0, seconds_left - RESULT_MARGIN_SECONDS), current=run, capped=False)
     if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
-        raise ResultTooLarge(
-            f"run {run.run_id} succeeded with a result larger than Step Functions passes between states; "
-            f"it is kept with the run (GET /v1/runs/{run.run_id} gives its result_url)"
-        )
+        raise stored_result_error(run)
     if run.status is RunStatus.SUCCEEDED:
         return run.result
     if not run.status.is_done:
         raise TaskTimedOut(f"run {run.run_id} did not end in time; it goes on (use .waitForTaskToken for long tasks)")
     raise step_error(run)
+
+
+def stored_result_error(run: Run) -> ResultTooLarge:
+    """What a state machine waiting on a run gets when its result is kept in the bucket."""
+    return ResultTooLarge(
+        f"run {run.run_id} succeeded with a result larger than Step Functions passes between states; "
+        f"it is kept with the run (GET /v1/runs/{run.run_id} gives its result_url)"
+    )
 
 
 def step_error(run: Run) -> Exception:

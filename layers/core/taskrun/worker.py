@@ -136,10 +136,16 @@ class Worker:
         # Step Functions passes 256 KiB between states: the result goes to the results bucket
         # and the state gets a reference, which a later step's argument or the flow's output
         # may carry (the worker reads it back for a step; the run shows it as its result_url)
-        name = f"{(step.execution or 'step').rpartition(':')[2]}/{uuid.uuid4().hex}"
-        key = aws.patiently(lambda: self.results.put(name, data), PATIENCE_SECONDS)  # type: ignore[union-attr]
-        logger.info("step result kept in the results bucket", extra={"bytes": len(data), "key": key})
+        key = self._keep(f"{(step.execution or 'step').rpartition(':')[2]}/{uuid.uuid4().hex}", data)
         return reference_to(key, len(data))
+
+    def _keep(self, name: str, data: bytes) -> str:
+        """Put a result too large to pass on into the results bucket; its key."""
+        results = self.results
+        assert results is not None
+        key = aws.patiently(lambda: results.put(name, data), PATIENCE_SECONDS)
+        logger.info("result kept in the results bucket", extra={"bytes": len(data), "key": key})
+        return key
 
     def _dereferenced(self, value: Any) -> Any:
         """A step argument that is a reference to a stored result, read back; else as it is."""
@@ -222,8 +228,6 @@ class Worker:
                 logger.info("task result breaks the run's json_schema", extra={"reason": str(invalid)})
                 return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid)))
         if len(data) > MAX_RESULT_BYTES:
-            assert self.results is not None
-            key = aws.patiently(lambda: self.results.put(run.run_id, data), PATIENCE_SECONDS)  # type: ignore[union-attr]
-            logger.info("result kept in the results bucket", extra={"bytes": len(data)})
+            key = self._keep(run.run_id, data)
             return Ending(RunStatus.SUCCEEDED, self.clock(), None, None, usage, run.started_at, result_key=key)
         return ending(RunStatus.SUCCEEDED, result=outcome.result)

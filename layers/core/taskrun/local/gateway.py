@@ -94,7 +94,7 @@ class Gateway:
             detail = f"the function did not answer within {INTEGRATION_TIMEOUT_SECONDS:g} s; it may still be running"
             return _problem(HTTPStatus.GATEWAY_TIMEOUT, detail)
         except FunctionError as error:
-            if isinstance(error, InvokeRefused) and error.status == HTTPStatus.TOO_MANY_REQUESTS:
+            if isinstance(error, InvokeRefused) and error.throttled:
                 return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
             print(f"{route.function} failed: {error.payload['errorType']}: {error}", flush=True)
             return _problem(HTTPStatus.BAD_GATEWAY, "the function behind this route failed")
@@ -116,7 +116,7 @@ class Gateway:
         except FunctionError as error:
             if str(error) == "Unauthorized":
                 return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
-            if isinstance(error, InvokeRefused) and error.status == HTTPStatus.TOO_MANY_REQUESTS:
+            if isinstance(error, InvokeRefused) and error.throttled:
                 return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
             print(f"the authorizer failed: {error.payload['errorType']}: {error}", flush=True)
             return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)

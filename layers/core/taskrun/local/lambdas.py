@@ -202,7 +202,7 @@ class LambdaRuntime:
                 except FunctionError as error:
                     self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
                     failure = error.payload
-                    throttled = isinstance(error, InvokeRefused) and error.status == 429
+                    throttled = isinstance(error, InvokeRefused) and error.throttled
                 if throttled and time.monotonic() - queued < spec.max_event_age:
                     # Lambda keeps a throttled event queued and tries it again, without using up a retry
                     throttles += 1

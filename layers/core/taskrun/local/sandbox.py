@@ -53,6 +53,10 @@ class InvokeRefused(FunctionError):
         super().__init__(payload)
         self.status = status
 
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
 
 def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
     return {"errorType": error_type, "errorMessage": message, "stackTrace": stack or []}
