@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
 from taskrun.models import ErrorType, Run, RunError, RunStatus, RunSummary, TaskType
+from taskrun.results import ResultStore
 from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -36,7 +37,7 @@ class Sweep:
     ended: list[str] = field(default_factory=list)
 
 
-def sweep(store: RunStore, flows: StepFunctions, now: datetime) -> Sweep:
+def sweep(store: RunStore, flows: StepFunctions, now: datetime, results: ResultStore | None = None) -> Sweep:
     """End every pending or running run past its deadline, oldest first."""
     done = Sweep()
     for status in (RunStatus.PENDING, RunStatus.RUNNING):
@@ -45,7 +46,7 @@ def sweep(store: RunStore, flows: StepFunctions, now: datetime) -> Sweep:
             runs, cursor = store.list(RunFilter(status=status), PAGE_SIZE, cursor)
             for run in runs:
                 done.checked += 1
-                ended = _end_if_overdue(store, flows, run, now)
+                ended = _end_if_overdue(store, flows, run, now, results)
                 if ended is not None:
                     done.ended.append(ended.run_id)
             if cursor is None:
@@ -56,9 +57,11 @@ def sweep(store: RunStore, flows: StepFunctions, now: datetime) -> Sweep:
     return done
 
 
-def _end_if_overdue(store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime) -> Run | None:
+def _end_if_overdue(
+    store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime, results: ResultStore | None
+) -> Run | None:
     if run.task_type is TaskType.FLOW:
-        return _end_flow_if_over(store, flows, run, now)
+        return _end_flow_if_over(store, flows, run, now, results)
     ending = _script_ending(run, now)
     if ending is None:
         return None
@@ -89,7 +92,9 @@ def _script_ending(run: RunSummary, now: datetime) -> Ending | None:
     return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
 
 
-def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime) -> Run | None:
+def _end_flow_if_over(
+    store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime, results: ResultStore | None
+) -> Run | None:
     """A flow run ends with its execution: if the execution ended and its event was lost,
     end the run from the execution as the event would have; if it never started, fail it."""
     arn = run.execution_arn or flows.execution_arn(run.task_id, run.run_id)
@@ -106,5 +111,5 @@ def _end_flow_if_over(store: RunStore, flows: StepFunctions, run: RunSummary, no
     if described["status"] in ("RUNNING", "PENDING_REDRIVE"):
         return None
     change = ExecutionStatusChange.of_execution(described)
-    ended = end_flow_run(change, store, flows)
+    ended = end_flow_run(change, store, flows, results)
     return ended if ended is not None and ended.status.is_done else None
