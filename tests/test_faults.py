@@ -300,6 +300,7 @@ def test_the_receiver_is_down_then_back(trial: Trial) -> None:
 
 
 def test_a_flow_step_is_throttled(trial: Trial) -> None:
+    # at most RUNS throttles in all: fewer than the step's retries, however they fall
     trial.faults.inject("throttle", "WorkerFunction", times=RUNS, every=2)
     run_ids, _ = start_runs(trial.api, trial.bodies(task_id="fault/step"))
     ended(trial.api, run_ids)
