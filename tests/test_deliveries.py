@@ -38,6 +38,17 @@ def deliveries(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
     return found
 
 
+def first_attempt(api: httpx.Client, run_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The run's delivery once its first attempt is recorded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = deliveries(api, run_id)
+        if found and found[0]["attempts"]:
+            return found[0]
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+
+
 def settled(api: httpx.Client, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
     """The run's one delivery once it is no longer pending."""
     deadline = time.monotonic() + timeout
@@ -127,10 +138,7 @@ def test_a_hanging_receiver_is_given_up_on_and_tried_again(api: httpx.Client, re
 def test_a_receiver_that_is_down_then_back_gets_it_once(api: httpx.Client, receiver: Receiver) -> None:
     receiver.stop()
     run = start(api, receiver.url)
-    deadline = time.monotonic() + 10
-    while not (deliveries(api, run["run_id"]) and deliveries(api, run["run_id"])[0]["attempts"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    first_attempt(api, run["run_id"])
     receiver.start()
     delivery = settled(api, run["run_id"])
     assert delivery["status"] == "succeeded"
@@ -274,10 +282,7 @@ def test_a_delivery_whose_message_was_lost_is_queued_again_by_the_sweeper(
     # lost what it held (as a message dead-lettered after failing handling would be)
     receiver.stop()
     run = start(api, receiver.url)
-    deadline = time.monotonic() + 10
-    while not (deliveries(api, run["run_id"]) and deliveries(api, run["run_id"])[0]["attempts"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    first_attempt(api, run["run_id"])
     sqs = boto3.client("sqs", region_name=stack.region)
     sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="taskrun-local-webhooks")["QueueUrl"])
     (delivery,) = deliveries(api, run["run_id"])

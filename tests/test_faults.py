@@ -30,7 +30,7 @@ from botocore.config import Config
 from taskrun.local.faults import Faults
 from taskrun.local.stack import LocalStack
 from tests.receiver import Receiver, fail_first, hang_first
-from tests.test_deliveries import deliveries
+from tests.test_deliveries import deliveries, first_attempt
 
 RUNS = 20  # per fault; eleven faults
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -284,10 +284,7 @@ def test_the_receiver_is_down_then_back(trial: Trial) -> None:
     trial.receiver.stop()
     run_ids, _ = trial.start()
     first = run_ids[0]
-    deadline = time.monotonic() + 20
-    while not (deliveries(trial.api, first) and deliveries(trial.api, first)[0]["attempts"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    first_attempt(trial.api, first, timeout=20)
     trial.receiver.start()  # back: the next attempts reach it
     trial.check(run_ids, "receiver down, then back", succeeded)
     refused = [
