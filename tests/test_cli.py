@@ -20,6 +20,8 @@ from tests.conftest import ROOT, USER_TASKS
 
 # The installed `taskrun` command, as the README runs it.
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
+# A stack just started on a busy machine may take some seconds over its first runs.
+http = httpx.Client(timeout=30)
 
 
 def free_port() -> int:
@@ -69,7 +71,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_taskrun_local_serves_runs_of_bundle_and_user_tasks(served: tuple[str, subprocess.Popen[str]]) -> None:
     url, _ = served
     headers = {"X-API-KEY": "cli-key"}
-    greet = httpx.post(
+    greet = http.post(
         f"{url}/v1/runs",
         headers=headers,
         json={"task_id": "examples/greet", "arguments": {"name": "cli"}, "wait": True},
@@ -78,7 +80,7 @@ def test_taskrun_local_serves_runs_of_bundle_and_user_tasks(served: tuple[str, s
     assert greet.json()["status"] == "succeeded", greet.text
     assert greet.json()["result"] == {"greeting": "hello cli!"}
 
-    add = httpx.post(
+    add = http.post(
         f"{url}/v1/runs?wait=true", headers=headers, json={"task_id": "team/add", "arguments": {"a": 2, "b": 3}}
     )
     assert add.json()["result"] == 5
@@ -88,7 +90,7 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
     served: tuple[str, subprocess.Popen[str]],
 ) -> None:
     url, process = served
-    httpx.get(f"{url}/v1/tasks", headers={"X-API-KEY": "cli-key"})
+    http.get(f"{url}/v1/tasks", headers={"X-API-KEY": "cli-key"})
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
     assert process.returncode == 0
@@ -129,11 +131,11 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
     headers = {"X-API-KEY": "cli-key"}
     # Given a stack keeping its state in a folder, with a run that ended and one that was running
     with started("--data", str(data)) as (url, process):
-        done = httpx.post(
+        done = http.post(
             f"{url}/v1/runs?wait=true", headers=headers, json={"task_id": "team/add", "arguments": {"a": 4}}
         ).json()
         assert done["status"] == "succeeded"
-        cut = httpx.post(
+        cut = http.post(
             f"{url}/v1/runs?wait=true&wait_timeout=1",
             headers=headers,
             json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
@@ -142,12 +144,12 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         made = time.monotonic()
         # and two schedules: one a few seconds ahead (it will be missed), one weekly
         soon = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S")
-        missed = httpx.post(
+        missed = http.post(
             f"{url}/v1/schedules",
             headers=headers,
             json={"task_id": "team/add", "arguments": {"a": 1}, "expression": f"at({soon})"},
         ).json()
-        weekly = httpx.post(
+        weekly = http.post(
             f"{url}/v1/schedules",
             headers=headers,
             json={
@@ -165,23 +167,23 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
     # Then the next start on the same folder has both runs: the ended one as it was,
     # the cut-off one ended failed, saying why
     with started("--data", str(data)) as (url, process):
-        kept = httpx.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).json()
+        kept = http.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).json()
         assert kept["status"] == "succeeded" and kept["result"] == 4
-        ended = httpx.get(f"{url}/v1/runs/{cut['run_id']}", headers=headers).json()
+        ended = http.get(f"{url}/v1/runs/{cut['run_id']}", headers=headers).json()
         assert ended["status"] == "failed"
         assert ended["error"]["message"] == "the local stack stopped while the run was running; it was not resumed"
-        listed = httpx.get(f"{url}/v1/runs", headers=headers, params={"limit": 100}).json()["runs"]
+        listed = http.get(f"{url}/v1/runs", headers=headers, params={"limit": 100}).json()["runs"]
         assert {done["run_id"], cut["run_id"]} <= {run["run_id"] for run in listed}
         # the schedules are kept; the one-off missed while stopped fires once at the start
-        kept_weekly = httpx.get(f"{url}/v1/schedules/{weekly['schedule_id']}", headers=headers).json()
+        kept_weekly = http.get(f"{url}/v1/schedules/{weekly['schedule_id']}", headers=headers).json()
         assert kept_weekly["state"] == "scheduled" and kept_weekly["next_run_at"] == weekly["next_run_at"]
         deadline = time.monotonic() + 10
-        while (shown := httpx.get(f"{url}/v1/schedules/{missed['schedule_id']}", headers=headers).json())[
+        while (shown := http.get(f"{url}/v1/schedules/{missed['schedule_id']}", headers=headers).json())[
             "state"
         ] != "done":
             assert time.monotonic() < deadline, shown
             time.sleep(0.2)
-        fired = httpx.get(f"{url}/v1/runs", headers=headers, params={"schedule_id": missed["schedule_id"]}).json()
+        fired = http.get(f"{url}/v1/runs", headers=headers, params={"schedule_id": missed["schedule_id"]}).json()
         assert [run["run_id"] for run in fired["runs"]] == [shown["last_run"]["run_id"]]
         # And a graceful stop ends within seconds
         process.send_signal(signal.SIGTERM)
@@ -192,18 +194,18 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
 
     # And a stack started with --ephemeral keeps nothing
     with started("--ephemeral") as (url, _):
-        assert httpx.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).status_code == 404
+        assert http.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).status_code == 404
 
 
 def test_allowing_private_webhooks_lets_a_receiver_on_this_machine_through_but_never_the_metadata_address() -> None:
     headers = {"X-API-KEY": "cli-key"}
     body = {"task_id": "team/add", "arguments": {"a": 1}}
     with started("--ephemeral", TASKRUN_WEBHOOK_ALLOW_PRIVATE="1") as (url, _):
-        mine = httpx.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://127.0.0.1:9/hook"})
+        mine = http.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://127.0.0.1:9/hook"})
         assert mine.status_code == 201
-        inside = httpx.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://10.0.0.7/hook"})
+        inside = http.post(f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://10.0.0.7/hook"})
         assert inside.status_code == 201
-        metadata = httpx.post(
+        metadata = http.post(
             f"{url}/v1/runs", headers=headers, json={**body, "webhook_url": "http://169.254.169.254/latest/"}
         )
         assert metadata.status_code == 422
