@@ -29,6 +29,14 @@ def test_health_event(invoke: Invoke) -> None:
     assert body(answer) == {"status": "ok"}
 
 
+def test_docs_event_behind_a_stage_names_the_stage_as_the_server(invoke: Invoke) -> None:
+    # Given a request through the execute-api address, whose paths start with the stage
+    answer = invoke("DocsFunction", load_event("docs_openapi"))
+    # Then the document's server is that stage, so Swagger UI's calls reach the same API
+    assert answer["statusCode"] == 200
+    assert body(answer)["servers"] == [{"url": "/Prod"}]
+
+
 def test_start_get_list_and_cancel_events(invoke: Invoke) -> None:
     # Given a run started from the sample event (greet, with wait)
     started = invoke("StartRunFunction", load_event("runs_create"))

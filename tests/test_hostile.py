@@ -132,6 +132,8 @@ QUERIES: list[tuple[str, str, dict[str, str], int | None, str | None]] = [
     ("history-limit-zero", f"/v1/runs/{RUN}/history", {"limit": "0"}, 422, "query.limit"),
     ("history-limit-text", f"/v1/runs/{RUN}/history", {"limit": "many"}, 422, "query.limit"),
     ("health-junk-query", "/v1/health", {"x": "\u0000" * 10}, 200, None),
+    ("openapi-junk-query", "/v1/openapi.json", {"format": "<script>" * 100}, 200, None),
+    ("docs-junk-query", "/v1/docs", {"format": "oauth2-redirect", "x": "\u0000"}, 200, None),
     ("tasks-junk-query", "/v1/tasks", {"limit": "-1"}, None, None),
 ]
 

@@ -1,6 +1,6 @@
 from http import HTTPStatus
 
-from taskrun.api import make_resolver, once_key, seconds_since_arrival
+from taskrun.api import answers, make_resolver, once_key, seconds_since_arrival
 from taskrun.compat import run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse
 from taskrun.runtime import api_handler, idempotency_keys, result_store, run_service
@@ -9,7 +9,13 @@ from taskrun.runtime import api_handler, idempotency_keys, result_store, run_ser
 app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
 
 
-@app.post("/api/v0/tools/tasks/run")
+@app.post(
+    "/api/v0/tools/tasks/run",
+    summary="Run a task and wait for it (the compatible synchronous endpoint)",
+    description="200 for every outcome of a well-formed request, with `success` and `error_type`.",
+    tags=["runs"],
+    responses=answers(200, CompatRunResponse, 413, 422),
+)
 def run_task(body: CompatRunRequest) -> CompatRunResponse:
     once = once_key(app, body)
     return run_compat(

@@ -2,16 +2,21 @@ from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import Response
 
-from taskrun.api import json_response, make_resolver
+from taskrun.api import answers, json_response, make_resolver
 from taskrun.errors import InvalidInput
-from taskrun.files import NewFile
+from taskrun.files import NewFile, Upload
 from taskrun.models import utcnow
 from taskrun.runtime import api_handler, file_store
 
 app = make_resolver()
 
 
-@app.post("/v1/files")
+@app.post(
+    "/v1/files",
+    summary="Make a file for a run's File parameter: a pre-signed PUT to upload it to",
+    tags=["files"],
+    responses=answers(201, Upload, 400, 415, 422),
+)
 def new_file(body: NewFile) -> Response[str]:
     files = file_store()
     if files is None:

@@ -1,11 +1,11 @@
-from taskrun.api import make_resolver
+from taskrun.api import answers, make_resolver
 from taskrun.models import Health
 from taskrun.runtime import api_handler
 
 app = make_resolver()
 
 
-@app.get("/v1/health")
+@app.get("/v1/health", summary="Liveness: answers when the API is up", tags=["service"], responses=answers(200, Health))
 def health() -> Health:
     return Health()
 

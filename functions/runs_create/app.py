@@ -5,16 +5,30 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.api import json_response, make_resolver, once_key, seconds_since_arrival
+from taskrun.api import answers, json_response, make_resolver, once_key, seconds_since_arrival
 from taskrun.forms import FormError, form_as_json, is_form, problem_event
-from taskrun.models import MAX_WAIT_TIMEOUT, StartRunRequest, utcnow
+from taskrun.models import MAX_WAIT_TIMEOUT, RunView, StartRunRequest, utcnow
 from taskrun.runtime import api_handler, file_store, idempotency_keys, run_service, view
 from taskrun.service import RunRequest, wait_seconds
 
 app = make_resolver()
 
 
-@app.post("/v1/runs")
+@app.post(
+    "/v1/runs",
+    summary="Start a run of a task, and wait for it to end if asked",
+    description=(
+        "Answers the run: ended when `wait` let it finish, else as it stands (poll it at its `Location`)."
+        " With an `Idempotency-Key` header, the same key and body answer the first run again (200);"
+        " the same key with another body answers 409. A run with files is sent as multipart/form-data:"
+        " a `request` part holding this JSON body, and one part per file parameter."
+    ),
+    tags=["runs"],
+    responses={
+        **answers(201, RunView, 400, 404, 409, 413, 415, 422, description="The run was started"),
+        **answers(200, RunView, description="The run an Idempotency-Key already started"),
+    },
+)
 def start_run(
     body: StartRunRequest,
     wait: Annotated[bool | None, Query()] = None,

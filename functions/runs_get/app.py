@@ -2,7 +2,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import make_resolver, seconds_since_arrival
+from taskrun.api import answers, make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.runtime import api_handler, run_service, view
 from taskrun.service import wait_seconds
@@ -10,7 +10,13 @@ from taskrun.service import wait_seconds
 app = make_resolver()
 
 
-@app.get("/v1/runs/<run_id>")
+@app.get(
+    "/v1/runs/<run_id>",
+    summary="One run; with wait=true, wait for it to end",
+    description="Answers as soon as the run ends, or as it stands when `wait_timeout` (or the cap) passes.",
+    tags=["runs"],
+    responses=answers(200, RunView, 404, 422),
+)
 def get_run(
     run_id: str,
     wait: Annotated[bool | None, Query()] = None,

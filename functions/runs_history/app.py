@@ -3,7 +3,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
-from taskrun.api import make_resolver
+from taskrun.api import answers, make_resolver
 from taskrun.flows import FlowStep
 from taskrun.runtime import api_handler, run_service
 
@@ -15,7 +15,12 @@ class StepList(BaseModel):
     next_cursor: str | None = None
 
 
-@app.get("/v1/runs/<run_id>/history")
+@app.get(
+    "/v1/runs/<run_id>/history",
+    summary="A flow run's steps: name, status, times, output or error",
+    tags=["runs"],
+    responses=answers(200, StepList, 404, 422),
+)
 def run_history(
     run_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

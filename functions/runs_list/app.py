@@ -2,7 +2,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import make_resolver
+from taskrun.api import answers, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
@@ -12,7 +12,12 @@ from taskrun.store import RunFilter
 app = make_resolver()
 
 
-@app.get("/v1/runs")
+@app.get(
+    "/v1/runs",
+    summary="Runs, newest first, as summaries; filtered and paged with next_cursor",
+    tags=["runs"],
+    responses=answers(200, RunList, 422),
+)
 def list_runs(
     schedule_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=DECLARED_NAME_PATTERN)] = None,
     task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,

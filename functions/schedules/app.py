@@ -4,21 +4,32 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import json_response, make_resolver
+from taskrun.api import answers, json_response, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
+from taskrun.models import RunView
 from taskrun.runtime import api_handler, schedules, view
 from taskrun.schedules import ExecuteRequest, ScheduleList, SchedulePatch, ScheduleRequest, ScheduleView
 
 app = make_resolver()
 
 
-@app.post("/v1/schedules")
+@app.post(
+    "/v1/schedules",
+    summary="Schedule a task: cron(...), rate(...) or at(...) in a timezone",
+    tags=["schedules"],
+    responses=answers(201, ScheduleView, 400, 404, 415, 422),
+)
 def create_schedule(body: ScheduleRequest) -> Response[str]:
     schedule = schedules().create(body)
     return json_response(schedule, HTTPStatus.CREATED, {"Location": f"/v1/schedules/{schedule.schedule_id}"})
 
 
-@app.get("/v1/schedules")
+@app.get(
+    "/v1/schedules",
+    summary="Schedules, paged with next_cursor",
+    tags=["schedules"],
+    responses=answers(200, ScheduleList, 422),
+)
 def list_schedules(
     task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -27,23 +38,43 @@ def list_schedules(
     return schedules().list(task_id, limit, cursor)
 
 
-@app.get("/v1/schedules/<schedule_id>")
+@app.get(
+    "/v1/schedules/<schedule_id>",
+    summary="One schedule, its next run and its last",
+    tags=["schedules"],
+    responses=answers(200, ScheduleView, 404),
+)
 def get_schedule(schedule_id: str) -> ScheduleView:
     return schedules().get(schedule_id)
 
 
-@app.patch("/v1/schedules/<schedule_id>")
+@app.patch(
+    "/v1/schedules/<schedule_id>",
+    summary="Change a schedule (only the fields sent)",
+    tags=["schedules"],
+    responses=answers(200, ScheduleView, 400, 404, 415, 422),
+)
 def update_schedule(schedule_id: str, body: SchedulePatch) -> ScheduleView:
     return schedules().update(schedule_id, body)
 
 
-@app.delete("/v1/schedules/<schedule_id>")
+@app.delete(
+    "/v1/schedules/<schedule_id>",
+    summary="Delete a schedule (its runs are kept)",
+    tags=["schedules"],
+    responses=answers(204, None, 404, description="Deleted"),
+)
 def delete_schedule(schedule_id: str) -> Response[str]:
     schedules().delete(schedule_id)
     return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
 
-@app.post("/v1/schedules/<schedule_id>/execute")
+@app.post(
+    "/v1/schedules/<schedule_id>/execute",
+    summary="Run a schedule's task now",
+    tags=["schedules"],
+    responses=answers(201, RunView, 400, 404, 415, 422, description="The run was started"),
+)
 def execute_schedule(schedule_id: str, body: ExecuteRequest | None = None) -> Response[str]:
     run = schedules().execute(schedule_id, body or ExecuteRequest())
     return json_response(view(run), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})

@@ -16,7 +16,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from pydantic import BaseModel, Field
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from taskrun import aws
@@ -49,11 +50,61 @@ class ProblemField(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:taskrun:problem:unprocessable-entity",
+                    "title": "Unprocessable Entity",
+                    "status": 422,
+                    "detail": "the request is not valid",
+                    "errors": [
+                        {"location": "body.arguments.name", "message": "Field required", "value": None},
+                    ],
+                }
+            ]
+        }
+    )
+
     type: str = "about:blank"
     title: str
     status: int
     detail: str
     errors: list[ProblemField] = Field(default_factory=list)
+
+
+# What each problem status means on any route, for the API document.
+WHEN_PROBLEM: dict[int, str] = {
+    400: "The body is not valid JSON or not UTF-8 text",
+    401: "No API key, or one that is not valid",
+    403: "The key lacks the scope the route needs",
+    404: "No such resource",
+    409: "The request conflicts with the resource's state",
+    413: "The request or a value in it is too large",
+    415: "The body is not JSON",
+    422: "The request is well formed but not valid; `errors` says where",
+    429: "Throttled; try again after Retry-After seconds",
+    500: "An unexpected error, logged with the request id",
+}
+
+
+def answers(
+    status: int, model: type[BaseModel] | None, *problems: int, description: str = ""
+) -> dict[int, OpenAPIResponse]:
+    """A route's documented responses: its success (with the model it answers) and the
+    problems it can answer itself. 401, 429 and 500, which any secured route can answer,
+    are added to every route when the API document is made."""
+    success: OpenAPIResponse = {"description": description or HTTPStatus(status).phrase}
+    if model is not None:
+        success["content"] = {APPLICATION_JSON: {"model": model}}
+    documented = {status: success}
+    for code in problems:
+        documented[code] = problem_answer(code)
+    return documented
+
+
+def problem_answer(status: int) -> OpenAPIResponse:
+    return {"description": WHEN_PROBLEM[status], "content": {PROBLEM_JSON: {"model": Problem}}}
 
 
 def problem_response(

@@ -138,6 +138,31 @@ class Run(BaseModel):
 class RunView(Run):
     """A run with the two flags clients test most, derived from its status."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "run_01m8496zv092capcb6htkybrew",
+                    "task_id": "examples/greet",
+                    "task_type": "script",
+                    "revision": "1",
+                    "status": "succeeded",
+                    "is_done": True,
+                    "is_successful": True,
+                    "arguments": {"name": "Ada"},
+                    "result": "Hello, Ada!",
+                    "result_url": None,
+                    "error": None,
+                    "triggered_by": "api",
+                    "created_at": "2026-11-24T09:30:00.120Z",
+                    "started_at": "2026-11-24T09:30:00.180Z",
+                    "ended_at": "2026-11-24T09:30:00.195Z",
+                    "duration_ms": 15,
+                }
+            ]
+        }
+    )
+
     is_done: bool
     is_successful: bool
     task_token: None = Field(default=None, exclude=True)  # a secret of the calling state machine
@@ -163,7 +188,15 @@ class RunList(BaseModel):
 class StartRunRequest(BaseModel):
     """Body of POST /v1/runs. `wait` and `wait_timeout` may also come as query parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"task_id": "examples/greet", "arguments": {"name": "Ada"}, "wait": True, "wait_timeout": 10},
+                {"task_id": "examples/sleep", "arguments": {"seconds": 30}, "webhook_url": "https://example.com/hook"},
+            ]
+        },
+    )
 
     task_id: TaskId
     task_type: TaskType | None = Field(default=None, description="When given, must match the task's type.")

@@ -175,7 +175,8 @@ class Gateway:
                 "resourceId": route.function,
                 "resourcePath": route.path,
                 "httpMethod": method,
-                "path": f"/{STAGE}{path}",
+                # served at the root, as API Gateway serves a custom domain with no base path
+                "path": path,
                 "stage": STAGE,
                 "protocol": "HTTP/1.1",
                 "requestId": str(uuid.uuid4()),

@@ -1,0 +1,55 @@
+"""The API document and Swagger UI, open without a key.
+
+The document is the one docs/openapi.json holds (made from every function's routes by
+`taskrun openapi`), served with the address the API is reached at as its server."""
+
+import json
+from functools import cache
+from pathlib import Path
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
+from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+from taskrun.api import APPLICATION_JSON, make_resolver
+from taskrun.runtime import api_handler
+
+app = make_resolver()
+DOCUMENT = Path(__file__).with_name("openapi.json")
+ASSETS = Path(swagger_ui.__file__).parent
+
+
+@cache
+def _document() -> dict:
+    return json.loads(DOCUMENT.read_text())
+
+
+@cache
+def _assets() -> tuple[str, str]:
+    return (ASSETS / "swagger-ui-bundle.min.js").read_text(), (ASSETS / "swagger-ui.min.css").read_text()
+
+
+def _served() -> str:
+    """The document, its server the base path this request came through (a stage, a
+    custom domain's mapping), so that Swagger UI's requests reach the same API."""
+    event = app.current_event
+    full = event.raw_event.get("requestContext", {}).get("path") or event.path
+    base = full[: -len(event.path)] if full.endswith(event.path) else ""
+    return json.dumps({**_document(), "servers": [{"url": base or "/"}]}, indent=2)
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[str]:
+    return Response(status_code=200, content_type=APPLICATION_JSON, body=_served())
+
+
+@app.get("/v1/docs", include_in_schema=False)
+def swagger() -> Response[str]:
+    script, style = _assets()
+    spec = _served().replace("</", "<\\/")  # the document sits inside a <script>
+    page = generate_swagger_html(spec, script, style, swagger_base_url="", oauth2_config=None)
+    page = page.replace("<title>Swagger UI</title>", "<title>taskrun API</title>")
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
+
+
+lambda_handler = api_handler(app)
