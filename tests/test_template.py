@@ -136,7 +136,16 @@ def test_the_stack_has_what_an_operator_expects() -> None:
     document = stack.document
     globals_ = document["Globals"]
     # logs: one JSON log group for the functions, access logs, flow logs, all with retention
-    assert globals_["Function"]["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": {"Ref": "FunctionsLogGroup"}}
+    # the LogLevel parameter reaches Lambda's own filter, Powertools and the tasks' logs
+    assert globals_["Function"]["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": {"Ref": "FunctionsLogGroup"},
+        "ApplicationLogLevel": {"Ref": "LogLevel"},
+        "SystemLogLevel": "WARN",
+    }
+    variables = globals_["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_LOG_LEVEL"] == variables["TASKRUN_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "taskrun"
     log_groups = stack.of_type("AWS::Logs::LogGroup")
     assert set(log_groups) >= {"FunctionsLogGroup", "ApiAccessLogGroup", "FlowsLogGroup"}
     assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in log_groups.values())

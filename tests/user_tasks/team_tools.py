@@ -38,6 +38,7 @@ def overrun(marker: str, seconds: float = 3) -> None:
 @task("team/blob", timeout=10)
 def blob(size: int) -> str:
     """A result of `size` characters."""
+    print(f"making {size} characters")
     return "x" * size
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from taskrun.ids import RunId, TaskId
+from taskrun.tasklogs import Frame
 
 
 def utcnow() -> datetime:
@@ -76,6 +77,11 @@ class RunError(BaseModel):
     )
     exception_type: str | None = Field(
         default=None, description="For execution errors, the type name of the exception the task raised."
+    )
+    frames: list[Frame] | None = Field(
+        default=None,
+        description="For execution errors, where the exception was raised: the task's frames, innermost last "
+        "(the whole traceback is in the run's logs).",
     )
 
 

@@ -16,14 +16,17 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog, RunContext, ScriptRevision
 from taskrun.errors import InvalidResult
+from taskrun.tasklogs import Frame, captured, format_traceback, read_tail, task_frames
 
 logger = Logger(child=True)
 
@@ -34,6 +37,9 @@ class Outcome:
     error: BaseException | None = None
     timed_out: bool = False
     usage: dict[str, float] = field(default_factory=dict)
+    frames: list[Frame] = field(default_factory=list)  # of the error the script raised
+    logs: str = ""  # the last part of what the script printed or logged, and its traceback
+    logs_truncated: bool = False
 
 
 class TaskProcessExited(Exception):
@@ -47,6 +53,7 @@ class Call:
     arguments: dict[str, Any]
     context_id: str  # the run id, or a flow step's execution
     deadline: float  # time.monotonic() by which the script should be done
+    log_path: str = ""  # where the child writes what the script prints and logs
 
 
 class ScriptProcess:
@@ -58,6 +65,14 @@ class ScriptProcess:
         self._conn: Connection | None = None
 
     def call(self, call: Call, limit: float) -> Outcome:
+        """Run one call; its outcome carries the call's logs, whichever way it ended."""
+        with tempfile.TemporaryDirectory(prefix="taskrun-") as folder:
+            path = Path(folder) / "output.log"
+            outcome = self._call(Call(**{**call.__dict__, "log_path": str(path)}), limit)
+            outcome.logs, outcome.logs_truncated = read_tail(path)
+        return outcome
+
+    def _call(self, call: Call, limit: float) -> Outcome:
         conn = self._started()
         try:
             conn.send(call)
@@ -69,7 +84,7 @@ class ScriptProcess:
             self.stop()
             return Outcome(timed_out=True)
         try:
-            status, result, error_name, message, usage = conn.recv()
+            status, result, error_name, message, usage, frames = conn.recv()
         except (EOFError, OSError):
             code = self.stop()
             return Outcome(error=TaskProcessExited(f"the task ended its process (exit status {code})"))
@@ -77,7 +92,7 @@ class ScriptProcess:
             return Outcome(result=result, usage=usage)
         if status == "invalid":
             return Outcome(error=InvalidResult(message), usage=usage)
-        return Outcome(error=_named_error(error_name, message), usage=usage)
+        return Outcome(error=_named_error(error_name, message), usage=usage, frames=frames)
 
     def stop(self) -> int | None:
         """Kill the child (if any); return its exit status."""
@@ -113,21 +128,32 @@ def _serve(conn: Connection, catalog: Catalog) -> None:
             call: Call = conn.recv()
         except (EOFError, OSError):
             os._exit(0)
-        context = RunContext(call.context_id, call.task_id, call.revision, call.deadline)
         logger.append_keys(run_id=call.context_id, task_id=call.task_id)
-        try:
-            script = catalog.get(call.task_id).revisions[call.revision]
-            if not isinstance(script, ScriptRevision):
-                raise TypeError(f"task {call.task_id!r} revision {call.revision!r} is not a script")
-            reply: tuple[Any, ...] = ("ok", script.call(call.arguments, context), None, None, context.usage)
-        except InvalidResult as error:
-            reply = ("invalid", None, type(error).__name__, str(error), context.usage)
-        except BaseException as error:  # the run records whatever the script raised
-            reply = ("error", None, type(error).__name__, str(error), context.usage)
+        with captured(Path(call.log_path)) as capture:
+            reply, trace = _run(call, catalog)
+            if trace:
+                capture.write("stderr", trace)
         try:
             conn.send(reply)
         except Exception as error:  # a result pickle cannot carry
-            conn.send(("error", None, type(error).__name__, f"the result could not be handed back: {error}", {}))
+            conn.send(("error", None, type(error).__name__, f"the result could not be handed back: {error}", {}, []))
+
+
+def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
+    """How one call went, (status, result, error name, message, usage, frames), and the
+    traceback of what it raised, for its logs."""
+    context = RunContext(call.context_id, call.task_id, call.revision, call.deadline)
+    try:
+        script = catalog.get(call.task_id).revisions[call.revision]
+        if not isinstance(script, ScriptRevision):
+            raise TypeError(f"task {call.task_id!r} revision {call.revision!r} is not a script")
+        return ("ok", script.call(call.arguments, context), None, None, context.usage, []), ""
+    except InvalidResult as error:
+        return ("invalid", None, type(error).__name__, str(error), context.usage, []), ""
+    except BaseException as error:  # the run records whatever the script raised
+        frames = task_frames(error)
+        reply = ("error", None, type(error).__name__, str(error), context.usage, frames)
+        return reply, format_traceback(error, frames)
 
 
 def _named_error(name: str, message: str) -> Exception:

@@ -121,6 +121,9 @@ class Worker:
             raise InvalidArguments(invalid.summary()) from invalid
         limit = _limit(definition.timeout, seconds_left)
         outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit)
+        execution = (step.execution or "").rpartition(":")[2]
+        if execution.startswith("run_"):  # a flow run's execution is named after the run
+            self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', '.')}")
         if outcome.timed_out:
             raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
         if outcome.error is not None:
@@ -138,6 +141,18 @@ class Worker:
         # may carry (the worker reads it back for a step; the run shows it as its result_url)
         key = self._keep(f"{(step.execution or 'step').rpartition(':')[2]}/{uuid.uuid4().hex}", data)
         return reference_to(key, len(data))
+
+    def _keep_logs(self, outcome: Outcome, run_id: str, step: str | None = None) -> None:
+        """Keep what the task printed or logged with the run, before the run is seen ended."""
+        if not outcome.logs or self.results is None:
+            return
+        results = self.results
+        try:
+            aws.patiently(
+                lambda: results.put_logs(run_id, outcome.logs, outcome.logs_truncated, step), PATIENCE_SECONDS
+            )
+        except Exception:  # the run's outcome matters more than its logs
+            logger.exception("the run's logs could not be kept")
 
     def _keep(self, name: str, data: bytes) -> str:
         """Put a result too large to pass on into the results bucket; its key."""
@@ -198,6 +213,7 @@ class Worker:
 
         outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit)
         usage.update(outcome.usage)
+        self._keep_logs(outcome, run.run_id)
         if outcome.timed_out:
             logger.warning("task timed out; its process was stopped", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
@@ -214,6 +230,7 @@ class Worker:
                     type=ErrorType.EXECUTION_ERROR,
                     message=str(error) or type(error).__name__,
                     exception_type=type(error).__name__,
+                    frames=outcome.frames or None,
                 ),
             )
         data = json.dumps(outcome.result, separators=(",", ":")).encode()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -109,6 +110,19 @@ def _load_handler(image: FunctionImage) -> Callable[[Any, Any], Any]:
     return handler
 
 
+def _take_the_log_level() -> None:
+    """Loggers made while this process was unpickled (before it had the function's
+    environment) take the function's log level, as in a Lambda process that imports its
+    code with its environment set."""
+    level = os.environ.get("POWERTOOLS_LOG_LEVEL", "").upper()
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "")
+    if not (level and service and isinstance(logging.getLevelName(level), int)):
+        return
+    for name, made in list(logging.root.manager.loggerDict.items()):
+        if isinstance(made, logging.Logger) and (name == service or name.startswith(service + ".")):
+            made.setLevel(level)
+
+
 def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
     """The sandbox process: init, then one invocation at a time until the stack hangs up."""
     for stream in (1, 2):
@@ -120,6 +134,7 @@ def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
     threading.Thread(target=_exit_with_the_stack, daemon=True).start()
     os.environ.clear()
     os.environ.update(image.environment)
+    _take_the_log_level()
     try:
         handler = _load_handler(image)
     except BaseException as error:

@@ -1,0 +1,166 @@
+"""A run's logs: what its task printed or logged, and the traceback of what it raised.
+
+The child process that runs a script writes them to a file of the call's own as they come
+(so a run cut off by its timeout or a crash keeps what came before), each line also going
+to the function's structured log with the run's id; the worker keeps the last
+MAX_LOG_BYTES of the file beside the run's result, as `logs/<run_id>.txt` in the results
+bucket, before the run is seen ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, Field
+
+logger = Logger(child=True)
+
+MAX_LOG_BYTES = 64 * 1024
+MAX_FRAMES = 30
+TRIM_AT = 4 * MAX_LOG_BYTES  # the file is cut back to its tail past this size
+PACKAGE = str(Path(__file__).resolve().parent)
+
+
+class Frame(BaseModel):
+    file: str
+    line: int | None
+    function: str
+
+
+class RunLogs(BaseModel):
+    run_id: str
+    text: str = Field(description=f"The last {MAX_LOG_BYTES // 1024} KB the task printed or logged, and its traceback")
+    truncated: bool = Field(description="Earlier output was left out to keep the last part")
+
+
+def task_frames(error: BaseException) -> list[Frame]:
+    """The frames of an exception's traceback outside taskrun itself: the task's own code and
+    what it called, innermost last (at most MAX_FRAMES)."""
+    frames = [
+        Frame(file=summary.filename, line=summary.lineno, function=summary.name)
+        for summary in traceback.extract_tb(error.__traceback__)
+        if not str(Path(summary.filename).resolve()).startswith(PACKAGE)
+    ]
+    return frames[-MAX_FRAMES:]
+
+
+def format_traceback(error: BaseException, frames: list[Frame]) -> str:
+    lines = ["Traceback (most recent call last):"]
+    lines += [f'  File "{frame.file}", line {frame.line}, in {frame.function}' for frame in frames]
+    lines += traceback.format_exception_only(type(error), error)
+    return "\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+
+class Capture:
+    """Collects one call's output into its file, passing each line on to the structured log."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("wb")
+        self._size = 0
+        self._partial: dict[str, str] = {}
+
+    def write(self, stream: str, text: str) -> None:
+        data = text.encode("utf-8", errors="replace")
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
+        if self._size > TRIM_AT:
+            self._trim()
+        lines = (self._partial.pop(stream, "") + text).split("\n")
+        if lines[-1]:
+            self._partial[stream] = lines[-1]
+        for line in lines[:-1]:
+            if line:
+                logger.info(line, extra={"stream": stream})
+
+    def _trim(self) -> None:
+        self._file.close()
+        tail = self.path.read_bytes()[-MAX_LOG_BYTES:]
+        self.path.write_bytes(tail)
+        self._file = self.path.open("ab")
+        self._size = len(tail)
+
+    def close(self) -> None:
+        for stream, line in self._partial.items():
+            logger.info(line, extra={"stream": stream})
+        self._partial.clear()
+        self._file.close()
+
+
+class _Stream(io.TextIOBase):
+    def __init__(self, capture: Capture, name: str) -> None:
+        self._capture, self._name = capture, name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._capture.write(self._name, text)
+        return len(text)
+
+
+class _Handler(logging.Handler):
+    """The task's log records; taskrun's own (its structured log, which propagates to the
+    root logger) are not the task's."""
+
+    def __init__(self, capture: Capture) -> None:
+        super().__init__()
+        self._capture = capture
+        self._own = logger.service
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == self._own or record.name.startswith(self._own + "."):
+            return
+        try:
+            self._capture.write("log", self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def log_level() -> int:
+    name = os.environ.get("TASKRUN_LOG_LEVEL", "INFO").upper()
+    level = logging.getLevelName(name)
+    return level if isinstance(level, int) else logging.INFO
+
+
+@contextlib.contextmanager
+def captured(path: Path) -> Iterator[Capture]:
+    """While a call runs: its stdout, stderr and log records (at TASKRUN_LOG_LEVEL) go to `path`."""
+    capture = Capture(path)
+    handler = _Handler(capture)
+    root = logging.getLogger()
+    saved: tuple[Any, Any, int] = (sys.stdout, sys.stderr, root.level)
+    sys.stdout, sys.stderr = _Stream(capture, "stdout"), _Stream(capture, "stderr")
+    root.addHandler(handler)
+    root.setLevel(log_level())
+    try:
+        yield capture
+    finally:
+        sys.stdout, sys.stderr = saved[0], saved[1]
+        root.removeHandler(handler)
+        root.setLevel(saved[2])
+        capture.close()
+
+
+def read_tail(path: Path) -> tuple[str, bool]:
+    """The last MAX_LOG_BYTES of a call's output (whole characters), and whether more came before."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - MAX_LOG_BYTES))
+            data = stream.read()
+    except FileNotFoundError:
+        return "", False
+    return data.decode("utf-8", errors="ignore"), size > MAX_LOG_BYTES
