@@ -285,6 +285,16 @@ SCHEDULE_CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str
         "body.arguments",
     ),
     ("schedule-execute-field", "POST", f"/v1/schedules/{SCHEDULE}/execute", b'{"when": "now"}', {}, 422, "body.when"),
+    ("keys-not-json", "POST", "/v1/keys", b"{", {}, 400, None),
+    ("keys-array", "POST", "/v1/keys", b"[]", {}, 422, None),
+    ("keys-bad-scope", "POST", "/v1/keys", b'{"scopes": ["root"]}', {}, 422, "body.scopes.0"),
+    ("keys-no-scopes", "POST", "/v1/keys", b'{"scopes": []}', {}, 422, "body.scopes"),
+    ("keys-scopes-deep", "POST", "/v1/keys", b'{"scopes": ' + b"[" * 70 + b"]" * 70 + b"}", {}, 400, None),
+    ("keys-name-long", "POST", "/v1/keys", json.dumps({"name": "n" * 1000}).encode(), {}, 422, "body.name"),
+    ("keys-own-secret", "POST", "/v1/keys", b'{"key": "mine"}', {}, 422, "body.key"),
+    ("keys-revoke-unknown", "DELETE", "/v1/keys/key_0000000000000000", None, {}, 404, None),
+    ("keys-revoke-long", "DELETE", "/v1/keys/" + "k" * 3000, None, {}, 404, None),
+    ("keys-list-junk-query", "GET", "/v1/keys?limit=-1", None, {}, 200, None),
 ]
 
 AUTH: list[tuple[str, dict[str, str], int]] = [

@@ -25,7 +25,9 @@ from taskrun.callbacks import CallbackConflict, CallbackNotFound
 from taskrun.deliveries import DeliveryConflict, DeliveryNotFound
 from taskrun.errors import (
     FieldError,
+    Forbidden,
     InvalidInput,
+    KeyNotFound,
     PayloadTooLarge,
     RunConflict,
     RunNotFound,
@@ -194,6 +196,14 @@ def once_key(app: APIGatewayRestResolver, body: BaseModel) -> OnceKey | None:
     return OnceKey.of(key, scope, body.model_dump(mode="json"))
 
 
+def require_scope(app: APIGatewayRestResolver, scope: str) -> str:
+    """The calling key's id, if the authorizer found it has `scope`; else Forbidden."""
+    authorizer = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    if scope not in str(authorizer.get("scopes", "")).split():
+        raise Forbidden(f"this route needs a key with the {scope!r} scope")
+    return str(authorizer.get("key_id", ""))
+
+
 def seconds_since_arrival(app: APIGatewayRestResolver) -> float:
     """How long ago API Gateway received the request being handled."""
     arrived_ms = app.current_event.request_context.request_time_epoch
@@ -237,6 +247,8 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
     DeliveryNotFound: HTTPStatus.NOT_FOUND,
     DeliveryConflict: HTTPStatus.CONFLICT,
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    Forbidden: HTTPStatus.FORBIDDEN,
+    KeyNotFound: HTTPStatus.NOT_FOUND,
 }
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from boto3.dynamodb.conditions import Attr
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskrun import aws
-from taskrun.errors import Unauthorized
+from taskrun.errors import KeyNotFound, Unauthorized
 from taskrun.models import UtcTime, utcnow
 
 KEY_PREFIX = "trk_"
@@ -24,6 +25,40 @@ class ApiKey(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
     created_at: UtcTime = Field(default_factory=utcnow)
     revoked: bool = False
+
+
+Scope = Literal["runs", "admin"]
+
+
+class KeyView(BaseModel):
+    """A key as the API shows it: never its secret or hash."""
+
+    key_id: str
+    name: str
+    scopes: list[str]
+    created_at: UtcTime
+    revoked: bool
+
+
+class KeyList(BaseModel):
+    keys: list[KeyView]
+
+
+class NewKeyRequest(BaseModel):
+    """Body of POST /v1/keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    scopes: list[Scope] = Field(default=["runs"], min_length=1, max_length=2, description="runs, admin (keys), or both")
+
+
+class NewKey(KeyView):
+    key: str = Field(description="The key itself: shown only in this answer, stored only as a hash.")
+
+
+def view_of(record: ApiKey) -> KeyView:
+    return KeyView.model_validate(record.model_dump(exclude={"key_hash"}))
 
 
 def hash_key(key: str) -> str:
@@ -66,6 +101,30 @@ class DynamoKeyStore(aws.TableAdapter):
 
     def put(self, key: ApiKey) -> None:
         self.table.put_item(Item=key.model_dump(mode="json"))
+
+    def all(self) -> list[ApiKey]:
+        """Every key, oldest first (a stack holds a handful: one scan)."""
+        found: list[ApiKey] = []
+        scan: dict[str, Any] = {"ConsistentRead": True}
+        while True:
+            page = self.table.scan(**scan)
+            found += [ApiKey.model_validate(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda key: key.created_at)
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key: the authorizer refuses it from the next request on."""
+        found = next((key for key in self.all() if key.key_id == key_id), None)
+        if found is None:
+            raise KeyNotFound(key_id)
+        self.table.update_item(
+            Key={"key_hash": found.key_hash},
+            UpdateExpression="SET revoked = :yes",
+            ConditionExpression=Attr("key_hash").exists(),
+            ExpressionAttributeValues={":yes": True},
+        )
+        return found.model_copy(update={"revoked": True})
 
 
 def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:

@@ -89,6 +89,17 @@ class Unauthorized(TaskrunError):
     title = "Unauthorized"
 
 
+class Forbidden(TaskrunError):
+    title = "Forbidden"
+
+
+class KeyNotFound(TaskrunError):
+    title = "Key not found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key {key_id[:100]!r}")
+
+
 class InvalidArguments(Exception):
     """A flow step's arguments do not match its script (the Step Functions error name)."""
 

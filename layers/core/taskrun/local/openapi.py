@@ -40,6 +40,7 @@ TAGS = [
     Tag(name="tasks", description="The catalog of tasks and their schemas"),
     Tag(name="schedules", description="Runs on a timetable (EventBridge Scheduler)"),
     Tag(name="files", description="Files for tasks' File parameters"),
+    Tag(name="keys", description="API keys (a key with the admin scope)"),
     Tag(name="service", description="The service itself"),
 ]
 SECURITY_SCHEMES: dict[str, APIKey | HTTPBearer] = {

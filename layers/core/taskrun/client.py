@@ -1,0 +1,547 @@
+"""A Python client of the taskrun API, sync (`Client`) and async (`AsyncClient`), on httpx.
+
+    from taskrun.client import Client
+
+    with Client() as taskrun:  # TASKRUN_URL and TASKRUN_API_KEY, else the local stack
+        run = taskrun.run("examples/greet", {"name": "Ada"}, wait=60)
+        print(run.status, run.result)
+
+Answers are the API's own pydantic models (`RunView`, `TaskInfo`, ...). An error answer
+raises a `ProblemError` of its status (`NotFound`, `Invalid`, ...) carrying the problem
+document. Requests are retried only where that is safe: reads, and run creation, which is
+sent with an Idempotency-Key so that a retry answers the first run rather than starting
+another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from taskrun import __version__
+from taskrun.deliveries import Delivery, DeliveryList
+from taskrun.files import Upload
+from taskrun.flows import FlowStep
+from taskrun.models import RunList, RunSummary, RunView, TaskInfo, TaskList
+from taskrun.schedules import ScheduleList, ScheduleView
+from taskrun.tasklogs import RunLogs
+
+DEFAULT_URL = "http://127.0.0.1:9477"
+SERVER_WAIT_CAP = 25.0  # seconds one request may wait on the server (the stack's MaxWaitSeconds)
+RETRIED_STATUSES = {429, 502, 503, 504}
+
+
+class TaskrunError(Exception):
+    """Anything the client raises of its own."""
+
+
+class ProblemError(TaskrunError):
+    """The API answered an error: the problem document (RFC 9457) it sent."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.title: str = str(problem.get("title") or status)
+        self.detail: str = str(problem.get("detail") or "")
+        self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
+        where = "; ".join(f"{e.get('location')}: {e.get('message')}" for e in self.errors)
+        super().__init__(f"{status} {self.title}: {self.detail}" + (f" ({where})" if where else ""))
+
+
+class BadRequest(ProblemError):
+    """400 or 415: the body is not JSON."""
+
+
+class Unauthorized(ProblemError):
+    """401: no key, or one that is not valid."""
+
+
+class Forbidden(ProblemError):
+    """403: the key lacks the route's scope."""
+
+
+class NotFound(ProblemError):
+    """404: no such task, run, schedule or route."""
+
+
+class Conflict(ProblemError):
+    """409: the resource's state refuses the request (a run that has ended, a reused key)."""
+
+
+class PayloadTooLarge(ProblemError):
+    """413."""
+
+
+class Invalid(ProblemError):
+    """422: well formed but not valid; `errors` says where."""
+
+
+class Throttled(ProblemError):
+    """429, still after the client's retries."""
+
+
+class ServerError(ProblemError):
+    """5xx."""
+
+
+ERRORS: dict[int, type[ProblemError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: BadRequest,
+    422: Invalid,
+    429: Throttled,
+}
+
+
+def problem_error(response: httpx.Response) -> ProblemError:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):  # not the API's answer (a proxy's page, the gateway's own)
+        problem = {"title": response.reason_phrase, "status": response.status_code, "detail": response.text[:500]}
+    kind = ERRORS.get(response.status_code, ServerError if response.status_code >= 500 else ProblemError)
+    return kind(response.status_code, problem)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: what to send, whether it may be sent again, and how to read the answer."""
+
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry: bool = False  # safe to send again after a transport error or a 429/5xx
+    timeout: float | None = None  # beyond the client's own, for a request that waits on the server
+
+    def request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        params = {name: _param(value) for name, value in self.params.items() if value is not None}
+        request = client.build_request(self.method, self.path, params=params, json=self.json, headers=self.headers)
+        if self.timeout is not None:  # a request that waits on the server gets that long to be answered
+            seconds = self.timeout + 30
+            request.extensions["timeout"] = httpx.Timeout(seconds).as_dict()
+        return request
+
+
+def _param(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def _pause(attempt: int, response: httpx.Response | None) -> float:
+    """Seconds before another attempt: Retry-After when the API says, else backoff with jitter."""
+    if response is not None:
+        try:
+            return min(30.0, float(response.headers.get("Retry-After", "")))
+        except ValueError:
+            pass
+    return min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def _read(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise problem_error(response)
+    return response.json() if response.content else None
+
+
+def _settings(url: str | None, key: str | None) -> tuple[str, dict[str, str]]:
+    base = (url or os.environ.get("TASKRUN_URL") or DEFAULT_URL).rstrip("/")
+    headers = {"User-Agent": f"taskrun-python/{__version__}"}
+    secret = key or os.environ.get("TASKRUN_API_KEY")
+    if secret:
+        headers["X-API-KEY"] = secret
+    return base, headers
+
+
+def _run_call(
+    task_id: str,
+    arguments: dict[str, Any] | None,
+    wait: float | None,
+    revision: str | None,
+    webhook_url: str | None,
+    json_schema: dict[str, Any] | None,
+    cache: bool,
+    idempotency_key: str | None,
+) -> Call:
+    body: dict[str, Any] = {"task_id": task_id, "arguments": arguments or {}}
+    for name, value in (("revision", revision), ("webhook_url", webhook_url), ("json_schema", json_schema)):
+        if value is not None:
+            body[name] = value
+    if not cache:
+        body["cache"] = False
+    params: dict[str, Any] = {}
+    if wait:
+        params = {"wait": True, "wait_timeout": min(wait, SERVER_WAIT_CAP)}
+    headers = {"Idempotency-Key": idempotency_key or f"taskrun-python-{uuid.uuid4()}"}
+    return Call("POST", "/v1/runs", params, body, headers, retry=True, timeout=params.get("wait_timeout"))
+
+
+def _wait_call(run_id: str, seconds: float) -> Call:
+    seconds = max(0.0, min(seconds, SERVER_WAIT_CAP))
+    return Call(
+        "GET", f"/v1/runs/{run_id}", {"wait": True, "wait_timeout": round(seconds, 3)}, retry=True, timeout=seconds
+    )
+
+
+def _schedule_body(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+_steps = TypeAdapter(list[FlowStep])
+
+
+class Client:
+    """The taskrun API over HTTP, one call at a time (thread-safe, as httpx.Client is)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, headers = _settings(url, key)
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = self._http.send(call.request(self._http))
+            except httpx.TransportError:
+                if not call.retry or attempt >= self.retries:
+                    raise
+            else:
+                if not (call.retry and response.status_code in RETRIED_STATUSES and attempt < self.retries):
+                    return _read(response)
+            time.sleep(_pause(attempt, response))
+            attempt += 1
+
+    # runs
+    def run(
+        self,
+        task_id: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        wait: float | None = None,
+        revision: str | None = None,
+        webhook_url: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+        cache: bool = True,
+        idempotency_key: str | None = None,
+    ) -> RunView:
+        """Start a run. With `wait` (seconds), wait up to that long for it to end, past the
+        server's per-request cap; the run is answered as it stands when the time is up."""
+        started = time.monotonic()
+        call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
+        run = RunView.model_validate(self._send(call))
+        if wait and not run.is_done:
+            return self.wait_for(run.run_id, wait - (time.monotonic() - started))
+        return run
+
+    def get_run(self, run_id: str) -> RunView:
+        return RunView.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
+
+    def wait_for(self, run_id: str, timeout: float) -> RunView:
+        """The run once it has ended, or as it stands after `timeout` seconds: as many waiting
+        requests as that takes, each within the server's cap."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = RunView.model_validate(self._send(_wait_call(run_id, deadline - time.monotonic())))
+            if run.is_done or time.monotonic() >= deadline:
+                return run
+
+    def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        status: str | None = None,
+        triggered_by: str | None = None,
+        schedule_id: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[RunSummary]:
+        """Runs, newest first, every page of them as the iteration goes on."""
+        params: dict[str, Any] = {
+            "task_id": task_id,
+            "status": status,
+            "triggered_by": triggered_by,
+            "schedule_id": schedule_id,
+            "limit": page_size,
+        }
+        while True:
+            page = RunList.model_validate(self._send(Call("GET", "/v1/runs", params, retry=True)))
+            yield from page.runs
+            if not page.next_cursor:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    def cancel(self, run_id: str) -> RunView:
+        return RunView.model_validate(self._send(Call("POST", f"/v1/runs/{run_id}/cancel")))
+
+    def history(self, run_id: str) -> Iterator[FlowStep]:
+        """A flow run's steps, every page of them."""
+        params: dict[str, Any] = {"limit": 500}
+        while True:
+            page = self._send(Call("GET", f"/v1/runs/{run_id}/history", params, retry=True))
+            yield from _steps.validate_python(page["steps"])
+            if not page.get("next_cursor"):
+                return
+            params = {**params, "cursor": page["next_cursor"]}
+
+    def logs(self, run_id: str) -> RunLogs:
+        return RunLogs.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
+
+    def deliveries(self, run_id: str) -> list[Delivery]:
+        answer = self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
+        return DeliveryList.model_validate(answer).deliveries
+
+    # tasks
+    def tasks(self) -> list[TaskInfo]:
+        return TaskList.model_validate(self._send(Call("GET", "/v1/tasks", retry=True))).tasks
+
+    def task(self, task_id: str) -> TaskInfo:
+        return TaskInfo.model_validate(self._send(Call("GET", f"/v1/tasks/{task_id}", retry=True)))
+
+    # schedules
+    def create_schedule(self, task_id: str, expression: str, **fields: Any) -> ScheduleView:
+        body = _schedule_body({"task_id": task_id, "expression": expression, **fields})
+        return ScheduleView.model_validate(self._send(Call("POST", "/v1/schedules", json=body)))
+
+    def schedules(self, *, task_id: str | None = None) -> Iterator[ScheduleView]:
+        params: dict[str, Any] = {"task_id": task_id, "limit": 100}
+        while True:
+            page = ScheduleList.model_validate(self._send(Call("GET", "/v1/schedules", params, retry=True)))
+            yield from page.schedules
+            if not page.next_cursor:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    def get_schedule(self, schedule_id: str) -> ScheduleView:
+        return ScheduleView.model_validate(self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True)))
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleView:
+        answer = self._send(Call("PATCH", f"/v1/schedules/{schedule_id}", json=changes))
+        return ScheduleView.model_validate(answer)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._send(Call("DELETE", f"/v1/schedules/{schedule_id}", retry=True))
+
+    def execute_schedule(self, schedule_id: str) -> RunView:
+        return RunView.model_validate(self._send(Call("POST", f"/v1/schedules/{schedule_id}/execute", json={})))
+
+    # files
+    def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
+        """Make a file for a File parameter and upload its bytes; pass `upload.file_id` as the argument."""
+        body = {"filename": filename, "content_type": content_type, "size": len(data)}
+        upload = Upload.model_validate(self._send(Call("POST", "/v1/files", json=body)))
+        put = httpx.put(upload.upload_url, content=data, headers=upload.upload_headers, timeout=300)
+        if put.status_code >= 300:
+            raise TaskrunError(f"the upload of {filename} failed: {put.status_code} {put.text[:300]}")
+        return upload
+
+    # keys (admin scope)
+    def create_key(self, name: str = "", scopes: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name} | ({"scopes": scopes} if scopes is not None else {})
+        answer: dict[str, Any] = self._send(Call("POST", "/v1/keys", json=body))
+        return answer
+
+    def keys(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self._send(Call("GET", "/v1/keys", retry=True))["keys"]
+        return answer
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self._send(Call("DELETE", f"/v1/keys/{key_id}", retry=True))
+        return answer
+
+    def health(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self._send(Call("GET", "/v1/health", retry=True))
+        return answer
+
+
+class AsyncClient:
+    """The same client for asyncio: the same methods, awaited (the lists iterate with `async for`)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url, headers = _settings(url, key)
+        self.retries = retries
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = await self._http.send(call.request(self._http))
+            except httpx.TransportError:
+                if not call.retry or attempt >= self.retries:
+                    raise
+            else:
+                if not (call.retry and response.status_code in RETRIED_STATUSES and attempt < self.retries):
+                    return _read(response)
+            await asyncio.sleep(_pause(attempt, response))
+            attempt += 1
+
+    async def run(
+        self,
+        task_id: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        wait: float | None = None,
+        revision: str | None = None,
+        webhook_url: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+        cache: bool = True,
+        idempotency_key: str | None = None,
+    ) -> RunView:
+        started = time.monotonic()
+        call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
+        run = RunView.model_validate(await self._send(call))
+        if wait and not run.is_done:
+            return await self.wait_for(run.run_id, wait - (time.monotonic() - started))
+        return run
+
+    async def get_run(self, run_id: str) -> RunView:
+        return RunView.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
+
+    async def wait_for(self, run_id: str, timeout: float) -> RunView:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = RunView.model_validate(await self._send(_wait_call(run_id, deadline - time.monotonic())))
+            if run.is_done or time.monotonic() >= deadline:
+                return run
+
+    async def list_runs(
+        self,
+        *,
+        task_id: str | None = None,
+        status: str | None = None,
+        triggered_by: str | None = None,
+        schedule_id: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[RunSummary]:
+        params: dict[str, Any] = {
+            "task_id": task_id,
+            "status": status,
+            "triggered_by": triggered_by,
+            "schedule_id": schedule_id,
+            "limit": page_size,
+        }
+        while True:
+            page = RunList.model_validate(await self._send(Call("GET", "/v1/runs", params, retry=True)))
+            for run in page.runs:
+                yield run
+            if not page.next_cursor:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    async def cancel(self, run_id: str) -> RunView:
+        return RunView.model_validate(await self._send(Call("POST", f"/v1/runs/{run_id}/cancel")))
+
+    async def history(self, run_id: str) -> AsyncIterator[FlowStep]:
+        params: dict[str, Any] = {"limit": 500}
+        while True:
+            page = await self._send(Call("GET", f"/v1/runs/{run_id}/history", params, retry=True))
+            for step in _steps.validate_python(page["steps"]):
+                yield step
+            if not page.get("next_cursor"):
+                return
+            params = {**params, "cursor": page["next_cursor"]}
+
+    async def logs(self, run_id: str) -> RunLogs:
+        return RunLogs.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
+
+    async def tasks(self) -> list[TaskInfo]:
+        return TaskList.model_validate(await self._send(Call("GET", "/v1/tasks", retry=True))).tasks
+
+    async def task(self, task_id: str) -> TaskInfo:
+        return TaskInfo.model_validate(await self._send(Call("GET", f"/v1/tasks/{task_id}", retry=True)))
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleView:
+        answer = await self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True))
+        return ScheduleView.model_validate(answer)
+
+    async def deliveries(self, run_id: str) -> list[Delivery]:
+        answer = await self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
+        return DeliveryList.model_validate(answer).deliveries
+
+    async def create_schedule(self, task_id: str, expression: str, **fields: Any) -> ScheduleView:
+        body = _schedule_body({"task_id": task_id, "expression": expression, **fields})
+        return ScheduleView.model_validate(await self._send(Call("POST", "/v1/schedules", json=body)))
+
+    async def schedules(self, *, task_id: str | None = None) -> AsyncIterator[ScheduleView]:
+        params: dict[str, Any] = {"task_id": task_id, "limit": 100}
+        while True:
+            page = ScheduleList.model_validate(await self._send(Call("GET", "/v1/schedules", params, retry=True)))
+            for schedule in page.schedules:
+                yield schedule
+            if not page.next_cursor:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleView:
+        answer = await self._send(Call("PATCH", f"/v1/schedules/{schedule_id}", json=changes))
+        return ScheduleView.model_validate(answer)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._send(Call("DELETE", f"/v1/schedules/{schedule_id}", retry=True))
+
+    async def execute_schedule(self, schedule_id: str) -> RunView:
+        answer = await self._send(Call("POST", f"/v1/schedules/{schedule_id}/execute", json={}))
+        return RunView.model_validate(answer)
+
+    async def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
+        body = {"filename": filename, "content_type": content_type, "size": len(data)}
+        upload = Upload.model_validate(await self._send(Call("POST", "/v1/files", json=body)))
+        async with httpx.AsyncClient(timeout=300) as storage:
+            put = await storage.put(upload.upload_url, content=data, headers=upload.upload_headers)
+        if put.status_code >= 300:
+            raise TaskrunError(f"the upload of {filename} failed: {put.status_code} {put.text[:300]}")
+        return upload
+
+    async def health(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._send(Call("GET", "/v1/health", retry=True))
+        return answer
