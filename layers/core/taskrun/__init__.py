@@ -1,8 +1,32 @@
-"""taskrun: run named tasks over HTTP on AWS Lambda, Step Functions and DynamoDB."""
+"""taskrun: run named tasks over HTTP on AWS Lambda, Step Functions and DynamoDB.
+
+What task modules use (`task`, `flow`, `RunContext`, `File`) is imported on first use, so
+that importing a part of taskrun (a function's handler, the client) loads only that part.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
 
-from taskrun.catalog import RunContext, flow, task
-from taskrun.files import File
+if TYPE_CHECKING:
+    from taskrun.catalog import RunContext, flow, task
+    from taskrun.files import File
 
 __all__ = ["File", "RunContext", "__version__", "flow", "task"]
+
+_WHERE = {
+    "task": "taskrun.catalog",
+    "flow": "taskrun.catalog",
+    "RunContext": "taskrun.catalog",
+    "File": "taskrun.files",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'taskrun' has no attribute {name!r}")

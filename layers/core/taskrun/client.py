@@ -358,7 +358,7 @@ class Client:
 
     # files
     def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
-        """Make a file for a File parameter and upload its bytes; pass `upload.file_id` as the argument."""
+        """Make a file for a File parameter and upload its bytes; the argument is `{"file_id": upload.file_id}`."""
         body = {"filename": filename, "content_type": content_type, "size": len(data)}
         upload = Upload.model_validate(self._send(Call("POST", "/v1/files", json=body)))
         put = httpx.put(upload.upload_url, content=data, headers=upload.upload_headers, timeout=300)

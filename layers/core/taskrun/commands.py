@@ -1,0 +1,611 @@
+"""The `taskrun` command: run tasks and read runs over the API (`taskrun run`, `runs`, `tasks`,
+`schedules`, `keys`), and serve the API on this machine (`taskrun local`).
+
+It talks to TASKRUN_URL with TASKRUN_API_KEY (or --url and --key), by default the local
+stack at http://127.0.0.1:9477.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from taskrun import __version__
+from taskrun.client import DEFAULT_URL, Client, ProblemError, TaskrunError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="taskrun",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs_app = typer.Typer(help="Read, wait on and cancel runs.", no_args_is_help=True)
+tasks_app = typer.Typer(help="The catalog of tasks.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Runs on a timetable.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (a key with the admin scope).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(keys_app, name="keys")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")]
+
+
+class Settings:
+    url: str | None = None
+    key: str | None = None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"taskrun: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def api() -> Iterator[Client]:
+    """A client of the configured API; its errors end the command with one line."""
+    try:
+        with Client(Settings.url, Settings.key) as client:
+            yield client
+    except ProblemError as error:
+        fail(str(error))
+    except httpx.ConnectError:
+        url = Settings.url or os.environ.get("TASKRUN_URL") or DEFAULT_URL
+        hint = " (is `taskrun local` running?)" if url.rstrip("/") == DEFAULT_URL else ""
+        fail(f"cannot reach {url}{hint}")
+    except httpx.TimeoutException:
+        fail("the API did not answer in time")
+    except (httpx.HTTPError, TaskrunError) as error:
+        fail(str(error))
+
+
+def table(first: str, *others: str) -> Table:
+    """A plain table whose first column (an id to copy) is never cut."""
+    shown = Table(box=None)
+    shown.add_column(first, no_wrap=True, min_width=30)
+    for name in others:
+        shown.add_column(name)
+    return shown
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    out.print(json.dumps(value, indent=2, ensure_ascii=False), markup=False)
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        out.print(f"taskrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    url: Annotated[
+        str | None, typer.Option(envvar="TASKRUN_URL", help=f"The API's address (default {DEFAULT_URL}).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(envvar="TASKRUN_API_KEY", help="The API key.", show_default=False)] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    Settings.url, Settings.key = url, key
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def parse_arguments(pairs: list[str], json_file: str | None) -> dict[str, Any]:
+    """Arguments from a JSON file (or - for stdin) and then `name=value` pairs, a value read as
+    JSON when it is JSON (`count=3`, `tags=["a"]`) and as text otherwise (`name=Ada`)."""
+    arguments: dict[str, Any] = {}
+    if json_file:
+        try:
+            text = sys.stdin.read() if json_file == "-" else Path(json_file).read_text()
+            loaded = json.loads(text)
+        except (OSError, ValueError) as error:
+            fail(f"--json-args {json_file}: {error}", 2)
+        if not isinstance(loaded, dict):
+            fail(f"--json-args {json_file}: the file must hold a JSON object", 2)
+        arguments.update(loaded)
+    for pair in pairs:
+        name, found, text = pair.partition("=")
+        if not found or not name:
+            fail(f"--arg {pair!r}: write it as name=value", 2)
+        try:
+            arguments[name] = json.loads(text)
+        except ValueError:
+            arguments[name] = text
+    return arguments
+
+
+@contextmanager
+def spinner(message: str) -> Iterator[None]:
+    """A live spinner with the time spent, on a terminal; nothing otherwise."""
+    if not err.is_terminal:
+        yield
+        return
+    started = time.monotonic()
+    with err.status(message) as status:
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(0.1):
+                status.update(f"{message} {time.monotonic() - started:.1f}s")
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
+
+
+def show_run(run: Any) -> None:
+    """A run as a person reads it: the result on stdout, how it went on stderr."""
+    took = f" in {run.duration_ms} ms" if run.duration_ms is not None else ""
+    if run.is_successful:
+        if run.result_url:
+            out.print(run.result_url, markup=False)
+        elif isinstance(run.result, str):
+            out.print(run.result, markup=False)
+        else:
+            print_json(run.result)
+        err.print(f"✓ {run.task_id} succeeded{took} · {run.run_id}", markup=False)
+    elif run.is_done:
+        err.print(f"✗ {run.task_id} {run.status.value}{took} · {run.run_id}", markup=False)
+        if run.error is not None:
+            kind = run.error.exception_type or run.error.type.value
+            err.print(f"  {kind}: {run.error.message}", markup=False)
+            for frame in run.error.frames or []:
+                err.print(f"    {frame.file}:{frame.line} in {frame.function}", markup=False)
+        err.print(f"  logs: taskrun runs logs {run.run_id}", markup=False)
+    else:
+        err.print(f"… {run.task_id} is {run.status.value} · {run.run_id}", markup=False)
+        err.print(f"  wait on it: taskrun runs get {run.run_id} --wait", markup=False)
+
+
+def exit_code(run: Any) -> int:
+    """0 when the run succeeded, 1 when it ended otherwise, 2 when it has not ended yet."""
+    return 0 if run.is_successful else 1 if run.is_done else 2
+
+
+@app.command(
+    epilog="Example: taskrun run examples/greet --arg name=Ada --wait",
+)
+def run(
+    task_id: Annotated[str, typer.Argument(help="The task to run, such as examples/greet.")],
+    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
+    json_args: Annotated[
+        str | None, typer.Option("--json-args", help="A JSON file of arguments (- reads stdin).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the run to end.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.", min=0)] = 600,
+    revision: Annotated[str | None, typer.Option(help="Run this revision of the task.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
+    arguments = parse_arguments(arg or [], json_args)
+    with api() as client, spinner(f"running {task_id}"):
+        ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision)
+    if as_json:
+        print_json(ran)
+    elif wait:
+        show_run(ran)
+    else:
+        out.print(ran.run_id, markup=False)
+        err.print(f"{ran.task_id} is {ran.status.value}; wait on it: taskrun runs get {ran.run_id} --wait")
+    raise typer.Exit(exit_code(ran) if wait else 0)
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+@runs_app.command("list", epilog="Example: taskrun runs list --task examples/greet --status failed")
+def runs_list(
+    task: Annotated[str | None, typer.Option("--task", help="Only this task's runs.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs, newest first."""
+    with api() as client:
+        found = list(islice(client.list_runs(task_id=task, status=status, page_size=min(limit, 100)), limit))
+    if as_json:
+        print_json([run.model_dump(mode="json") for run in found])
+        return
+    shown = table("run", "task", "status", "started", "ms")
+    for item in found:
+        started = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        shown.add_row(item.run_id, item.task_id, item.status.value, started, str(item.duration_ms or ""))
+    out.print(shown)
+
+
+@runs_app.command("get", epilog="Example: taskrun runs get run_01m8496zv092capcb6htkybrew --wait")
+def runs_get(
+    run_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.", min=0)] = 600,
+    as_json: JsonOption = False,
+) -> None:
+    """One run; with --wait, once it has ended. The exit code is as `taskrun run`'s."""
+    with api() as client, spinner(f"waiting for {run_id}") if wait else _nothing():
+        found = client.wait_for(run_id, timeout) if wait else client.get_run(run_id)
+    if as_json:
+        print_json(found)
+    else:
+        show_run(found)
+    raise typer.Exit(exit_code(found))
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@runs_app.command("cancel", epilog="Example: taskrun runs cancel run_01m8496zv092capcb6htkybrew")
+def runs_cancel(run_id: str, as_json: JsonOption = False) -> None:
+    """Cancel a pending or running run."""
+    with api() as client:
+        cancelled = client.cancel(run_id)
+    if as_json:
+        print_json(cancelled)
+    else:
+        out.print(f"{cancelled.run_id} {cancelled.status.value}", markup=False)
+
+
+@runs_app.command("history", epilog="Example: taskrun runs history run_01m8496zv092capcb6htkybrew")
+def runs_history(run_id: str, as_json: JsonOption = False) -> None:
+    """A flow run's steps."""
+    with api() as client:
+        steps = list(client.history(run_id))
+    if as_json:
+        print_json([step.model_dump(mode="json") for step in steps])
+        return
+    shown = table("step", "type", "status", "attempts", "error")
+    for step in steps:
+        shown.add_row(step.name, step.type, step.status, str(step.attempts or ""), step.error or "")
+    out.print(shown)
+
+
+@runs_app.command("logs", epilog="Example: taskrun runs logs run_01m8496zv092capcb6htkybrew")
+def runs_logs(run_id: str, as_json: JsonOption = False) -> None:
+    """What a run's task printed or logged, and the traceback of what it raised."""
+    with api() as client:
+        logs = client.logs(run_id)
+    if as_json:
+        print_json(logs)
+        return
+    if logs.truncated:
+        err.print("(earlier output was left out; the last 64 KB follow)")
+    sys.stdout.write(logs.text)
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+@tasks_app.command("list", epilog="Example: taskrun tasks list")
+def tasks_list(as_json: JsonOption = False) -> None:
+    """Every task, with its type and what it does."""
+    with api() as client:
+        found = client.tasks()
+    if as_json:
+        print_json([task.model_dump(mode="json") for task in found])
+        return
+    shown = table("task", "type", "description")
+    for task in found:
+        shown.add_row(task.task_id, task.task_type.value, task.description.splitlines()[0] if task.description else "")
+    out.print(shown)
+
+
+@tasks_app.command("show", epilog="Example: taskrun tasks show examples/greet")
+def tasks_show(task_id: str, as_json: JsonOption = False) -> None:
+    """One task: its parameters as a table, its output and revisions."""
+    with api() as client:
+        task = client.task(task_id)
+    if as_json:
+        print_json(task)
+        return
+    out.print(f"{task.task_id} ({task.task_type.value})", markup=False)
+    if task.description:
+        out.print(task.description, markup=False)
+    required = set(task.parameters.get("required", []))
+    shown = table("parameter", "type", "required", "default", "description")
+    for name, schema in task.parameters.get("properties", {}).items():
+        default = json.dumps(schema["default"]) if "default" in schema else ""
+        shown.add_row(name, _type_of(schema), "yes" if name in required else "", default, schema.get("description", ""))
+    out.print(shown)
+    out.print(f"output: {_type_of(task.output) or 'any'}", markup=False)
+    revisions = ", ".join(f"{revision.revision} ({revision.weight}%)" for revision in task.revisions)
+    out.print(f"revisions: {revisions}" + (f" · timeout {task.timeout} s" if task.timeout else ""), markup=False)
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "type" in schema:
+        kind = schema["type"]
+        return " | ".join(kind) if isinstance(kind, list) else str(kind)
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return " | ".join(_type_of(option) for option in options)
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    return ""
+
+
+# ------------------------------------------------------------------------------ schedules
+
+
+@schedules_app.command("list", epilog="Example: taskrun schedules list")
+def schedules_list(as_json: JsonOption = False) -> None:
+    """Every schedule and when it runs next."""
+    with api() as client:
+        found = list(client.schedules())
+    if as_json:
+        print_json([schedule.model_dump(mode="json") for schedule in found])
+        return
+    shown = table("schedule", "task", "expression", "state", "next run")
+    for item in found:
+        following = item.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if item.next_run_at else ""
+        shown.add_row(item.schedule_id, item.task_id, item.expression, item.state.value, following)
+    out.print(shown)
+
+
+@schedules_app.command(
+    "create", epilog="Example: taskrun schedules create examples/greet 'cron(0 9 * * ? *)' --arg name=Ada"
+)
+def schedules_create(
+    task_id: str,
+    expression: Annotated[str, typer.Argument(help="cron(...), rate(...) or at(...).")],
+    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
+    json_args: Annotated[str | None, typer.Option("--json-args", help="A JSON file of arguments.")] = None,
+    timezone: Annotated[str, typer.Option(help="The expression's IANA time zone.")] = "UTC",
+    as_json: JsonOption = False,
+) -> None:
+    """Schedule a task."""
+    arguments = parse_arguments(arg or [], json_args)
+    with api() as client:
+        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone)
+    if as_json:
+        print_json(made)
+    else:
+        out.print(made.schedule_id, markup=False)
+        err.print(f"next run: {made.next_run_at}", markup=False)
+
+
+@schedules_app.command("get", epilog="Example: taskrun schedules get sch_01m8496zv092capcb6htkybrew")
+def schedules_get(schedule_id: str) -> None:
+    """One schedule, as JSON."""
+    with api() as client:
+        print_json(client.get_schedule(schedule_id))
+
+
+@schedules_app.command("pause", epilog="Example: taskrun schedules pause sch_01m8496zv092capcb6htkybrew")
+def schedules_pause(schedule_id: str) -> None:
+    """Stop a schedule firing until it is resumed."""
+    with api() as client:
+        out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=False).state.value}")
+
+
+@schedules_app.command("resume", epilog="Example: taskrun schedules resume sch_01m8496zv092capcb6htkybrew")
+def schedules_resume(schedule_id: str) -> None:
+    """Let a paused schedule fire again."""
+    with api() as client:
+        out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=True).state.value}")
+
+
+@schedules_app.command("run", epilog="Example: taskrun schedules run sch_01m8496zv092capcb6htkybrew")
+def schedules_run(schedule_id: str) -> None:
+    """Run a schedule's task now; prints the run's id."""
+    with api() as client:
+        out.print(client.execute_schedule(schedule_id).run_id, markup=False)
+
+
+@schedules_app.command("delete", epilog="Example: taskrun schedules delete sch_01m8496zv092capcb6htkybrew")
+def schedules_delete(schedule_id: str) -> None:
+    """Delete a schedule (its runs are kept)."""
+    with api() as client:
+        client.delete_schedule(schedule_id)
+    out.print(f"{schedule_id} deleted", markup=False)
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+@keys_app.command("create", epilog="Example: taskrun keys create --name ci  (or --table T on a new stack)")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    admin: Annotated[bool, typer.Option("--admin", help="Let the key manage keys too.")] = False,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the key straight into this KeysTable with your AWS credentials (a new stack's first key)."
+        ),
+    ] = None,
+) -> None:
+    """Make a key; it is printed only now."""
+    scopes = ["runs", "admin"] if admin else ["runs"]
+    if table:
+        key_id, secret = _key_into_table(table, name, scopes)
+    else:
+        with api() as client:
+            made = client.create_key(name, scopes)
+        key_id, secret = made["key_id"], made["key"]
+    err.print(f"key_id: {key_id} (the key is shown only now)", markup=False)
+    out.print(secret, markup=False)
+
+
+def _key_into_table(table: str, name: str, scopes: list[str]) -> tuple[str, str]:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    from taskrun.auth import DynamoKeyStore, new_key
+
+    secret, record = new_key(name=name, scopes=scopes)
+    try:
+        DynamoKeyStore(table).put(record)
+    except NoRegionError:
+        fail("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your AWS profile")
+    except NoCredentialsError:
+        fail("no AWS credentials: set AWS_PROFILE or run `aws configure`")
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        fail(f"AWS refused: {detail.get('Code', 'error')}: {detail.get('Message', error)}")
+    except BotoCoreError as error:
+        fail(f"AWS: {error}")
+    return record.key_id, secret
+
+
+@keys_app.command("list", epilog="Example: taskrun keys list")
+def keys_list(as_json: JsonOption = False) -> None:
+    """The keys (never their secrets)."""
+    with api() as client:
+        found = client.keys()
+    if as_json:
+        print_json(found)
+        return
+    shown = table("key", "name", "scopes", "created", "revoked")
+    for item in found:
+        revoked = "revoked" if item["revoked"] else ""
+        shown.add_row(item["key_id"], item["name"], " ".join(item["scopes"]), item["created_at"], revoked)
+    out.print(shown)
+
+
+@keys_app.command("revoke", epilog="Example: taskrun keys revoke key_0123456789abcdef")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: refused from the next request on."""
+    with api() as client:
+        client.revoke_key(key_id)
+    out.print(f"{key_id} revoked", markup=False)
+
+
+# ------------------------------------------------------------------------------ local
+
+
+@app.command(epilog="Example: taskrun local --tasks ./my_tasks")
+def local(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 9477,
+    tasks: Annotated[
+        list[Path] | None, typer.Option("--tasks", metavar="DIR", help="Also import every module in DIR (repeatable).")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="The bundle folder holding template.yaml (default: found).")] = None,
+    data: Annotated[Path, typer.Option(metavar="DIR", help="Keep every table here across restarts.")] = Path(
+        ".taskrun"
+    ),
+    ephemeral: Annotated[bool, typer.Option(help="Keep nothing: every table lives in memory only.")] = False,
+) -> None:
+    """Serve the API on this machine, on an in-process AWS emulator."""
+    raise typer.Exit(_serve_locally(host, port, tasks or [], root, None if ephemeral else data.resolve()))
+
+
+def _serve_locally(host: str, port: int, tasks: list[Path], root: Path | None, data_dir: Path | None) -> int:
+    from taskrun.local.stack import LocalStack, bundle_root
+
+    for directory in tasks:
+        if not directory.is_dir():
+            fail(f"tasks directory {directory} does not exist", 2)
+    try:
+        stack = LocalStack(
+            root=root or bundle_root(),
+            extra_task_dirs=list(tasks),
+            api_key=os.environ.get("TASKRUN_API_KEY") or None,
+            data_dir=data_dir,
+        )
+    except ValueError as error:  # a setting that cannot work, such as a malformed webhook secret
+        fail(f"local: could not start: {error}")
+    from taskrun.runtime import task_catalog
+
+    try:
+        key = stack.start()
+        names = ", ".join(definition.task_id for definition in task_catalog().all())
+    except Exception as error:  # a task module that does not import, a flow's ASL missing or invalid
+        stack.stop()
+        fail(f"local: could not start: {type(error).__name__}: {error}")
+    try:
+        server = stack.serve(host, port)
+    except OSError as error:
+        stack.stop()
+        fail(f"local: cannot listen on {host}:{port}: {error.strerror}")
+    bound_host, bound_port = server.server_address[:2]
+    say: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
+    say(f"taskrun local: http://{bound_host}:{bound_port}/v1  (template {stack.stack.path})")
+    say(f"API docs: http://{bound_host}:{bound_port}/v1/docs")
+    if not os.environ.get("TASKRUN_API_KEY"):
+        say(f"API key (set TASKRUN_API_KEY to choose one): {key}")
+    if not os.environ.get("TASKRUN_WEBHOOK_SECRET"):
+        say(f"webhook signing secret (set TASKRUN_WEBHOOK_SECRET to choose one): {stack.webhook_secret}")
+    if data_dir is None:
+        say("state: in memory only (--ephemeral): nothing is kept after a stop")
+    else:
+        say(f"state: {data_dir} ({stack.emulator.restored_items} items kept; delete the folder to start afresh)")
+    if stack.interrupted_runs:
+        say(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed")
+    if stack.resumed_deliveries:
+        say(f"{stack.resumed_deliveries} webhook deliveries pending from before the stop go on")
+    say(f"tasks: {names}")
+    say("Ctrl-C stops it.")
+    stopped = threading.Event()
+    # Handlers of our own: a shell may start a background job with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    say("taskrun local: stopping")
+    stack.stop()
+    # Everything is kept by now (the journal is closed); an invocation still under way on a
+    # worker thread must not hold the exit, as it would at interpreter shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+@app.command(epilog="Example: taskrun openapi --check")
+def openapi(
+    check: Annotated[bool, typer.Option("--check", help="Only say whether docs/openapi.json is current.")] = False,
+    root: Annotated[Path | None, typer.Option(help="The bundle folder holding template.yaml.")] = None,
+) -> None:
+    """Write the API document (docs/openapi.json) from the functions' routes."""
+    from taskrun.local.openapi import SNAPSHOT, document, render
+    from taskrun.local.stack import bundle_root
+
+    folder = root or bundle_root()
+    made = render(document(folder))
+    path = folder / SNAPSHOT
+    if check:
+        if not path.exists() or path.read_text() != made:
+            fail(f"{path} is not current: run `taskrun openapi`")
+        out.print(f"{path} is current")
+        return
+    path.write_text(made)
+    out.print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A command's exit code, never a traceback for a user's mistake."""
+    try:
+        app(args=argv, prog_name="taskrun", standalone_mode=True)
+    except SystemExit as done:
+        return int(done.code or 0) if not isinstance(done.code, str) else 1
+    return 0
