@@ -467,13 +467,13 @@ def _key_into_table(table: str, name: str, scopes: list[str]) -> tuple[str, str]
     try:
         DynamoKeyStore(table).put(record)
     except NoRegionError:
-        fail("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your AWS profile")
+        fail("no AWS region: set AWS_DEFAULT_REGION, or a region in your AWS profile")
     except NoCredentialsError:
         fail("no AWS credentials: set AWS_PROFILE or run `aws configure`")
     except ClientError as error:
         detail = error.response.get("Error", {})
         fail(f"AWS refused: {detail.get('Code', 'error')}: {detail.get('Message', error)}")
-    except BotoCoreError as error:
+    except (BotoCoreError, ValueError) as error:  # a malformed region makes an endpoint boto3 refuses
         fail(f"AWS: {error}")
     return record.key_id, secret
 

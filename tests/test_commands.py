@@ -1,0 +1,189 @@
+"""The `taskrun` command against the local stack, as a user types it: in this process through
+click's runner (the commands' own code, fast), and through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from taskrun import __version__
+from taskrun.commands import app
+from taskrun.local.stack import LocalStack
+from tests.conftest import API_KEY
+
+TASKRUN = str(Path(sys.executable).parent / "taskrun")
+WAITING_FUNCTIONS = ["StartRunFunction", "GetRunFunction"]
+
+
+@pytest.fixture(scope="module")
+def short_server_waits(stack: LocalStack) -> Iterator[None]:
+    """The server waits at most 1 s a request, so a run of seconds outlasts one request."""
+    runtime = stack.emulator.runtime
+    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": "1"})
+    yield
+    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": None})
+
+
+@pytest.fixture
+def taskrun(base_url: str, short_server_waits: None) -> Iterator[Taskrun]:
+    yield Taskrun({"TASKRUN_URL": base_url, "TASKRUN_API_KEY": API_KEY})
+
+
+class Taskrun:
+    """`taskrun ...` with the stack's address and key in the environment (or others)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, stdin: str | None = None, **env: str | None) -> Ran:
+        ran = CliRunner().invoke(app, list(args), env={**self.env, **env}, input=stdin, prog_name="taskrun")
+        if ran.exception is not None and not isinstance(ran.exception, SystemExit):
+            raise ran.exception
+        return Ran(ran.exit_code, ran.stdout, ran.stderr)
+
+
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def test_the_installed_command_runs_a_task_and_says_its_version(base_url: str) -> None:
+    env = {**os.environ, "TASKRUN_URL": base_url, "TASKRUN_API_KEY": API_KEY}
+    version = subprocess.run([TASKRUN, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout == f"taskrun {__version__}\n"
+    failed = subprocess.run(
+        [TASKRUN, "run", "noisy/fail", "-a", "number=6"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode == 1 and "ValueError: 6 is too many" in failed.stderr
+
+
+def test_run_prints_the_result_and_exits_0_when_it_succeeds_past_the_servers_wait_cap(taskrun: Taskrun) -> None:
+    done = taskrun("run", "examples/sleep", "--arg", "seconds=2.5")
+    assert done.returncode == 0, done.stderr
+    assert "examples/sleep succeeded" in done.stderr
+    added = taskrun("run", "team/add", "-a", "a=40", "-a", "b=2")
+    assert (added.returncode, added.stdout) == (0, "42\n")
+
+
+def test_arguments_from_a_json_file_and_stdin_and_raw_json_output(taskrun: Taskrun, tmp_path: Path) -> None:
+    arguments = tmp_path / "args.json"
+    arguments.write_text('{"name": "Ada", "times": 2}')
+    greeted = taskrun("run", "examples/greet", "--json-args", str(arguments), "--arg", "times=1", "--json")
+    run = json.loads(greeted.stdout)
+    assert run["status"] == "succeeded" and run["arguments"]["name"] == "Ada" and run["arguments"]["times"] == 1
+    piped = taskrun("run", "team/add", "--json-args", "-", stdin='{"a": 1, "b": 1}')
+    assert piped.stdout == "2\n"
+    refused = taskrun("run", "team/add", "--arg", "a")
+    assert refused.returncode == 2 and "write it as name=value" in refused.stderr
+
+
+def test_a_failed_run_exits_1_and_its_traceback_is_in_runs_logs(taskrun: Taskrun) -> None:
+    failed = taskrun("run", "noisy/fail", "-a", "number=7")
+    assert failed.returncode == 1
+    assert "noisy/fail failed" in failed.stderr and "ValueError: 7 is too many" in failed.stderr
+    assert "noisy.py:13 in _check" in failed.stderr
+    run_id = failed.stderr.split("taskrun runs logs ")[1].split()[0]
+    logs = taskrun("runs", "logs", run_id)
+    assert logs.returncode == 0
+    assert logs.stdout.startswith("checking 7\n") and logs.stdout.rstrip().endswith("ValueError: 7 is too many")
+    assert "Traceback (most recent call last):" in logs.stdout
+    shown = taskrun("runs", "get", run_id, "--json")
+    assert shown.returncode == 1 and json.loads(shown.stdout)["error"]["exception_type"] == "ValueError"
+
+
+def test_runs_list_get_cancel_and_history(taskrun: Taskrun) -> None:
+    started = taskrun("run", "examples/sleep", "-a", "seconds=30", "--no-wait")
+    assert started.returncode == 0
+    run_id = started.stdout.strip()
+    assert run_id.startswith("run_")
+    listed = taskrun("runs", "list", "--task", "examples/sleep", "--limit", "5")
+    assert run_id in listed.stdout  # the whole id, never cut
+    still = taskrun("runs", "get", run_id, "--wait", "--timeout", "1")
+    assert still.returncode == 2 and ("is running" in still.stderr or "is pending" in still.stderr)
+    cancelled = taskrun("runs", "cancel", run_id)
+    assert cancelled.stdout == f"{run_id} cancelled\n"
+    again = taskrun("runs", "cancel", run_id)
+    assert again.returncode == 1 and again.stderr.startswith("taskrun: 409") and again.stderr.count("\n") == 1
+    flow = json.loads(taskrun("run", "team/relay", "-a", "size=5", "--json").stdout)
+    history = taskrun("runs", "history", flow["run_id"])
+    assert "Produce" in history.stdout and "Measure" in history.stdout
+
+
+def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None:
+    listed = taskrun("tasks", "list")
+    assert "examples/greet" in listed.stdout and "team/add" in listed.stdout
+    shown = taskrun("tasks", "show", "examples/greet")
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "examples/greet (script)"
+    assert any(line.split()[:3] == ["name", "string", "yes"] for line in lines)
+    assert any(line.split()[:3] == ["times", "integer", "1"] for line in lines)
+    missing = taskrun("tasks", "show", "nope/none")
+    assert missing.returncode == 1 and missing.stderr == "taskrun: 404 Task not found: no task named 'nope/none'\n"
+
+
+def test_schedules_commands(taskrun: Taskrun) -> None:
+    made = taskrun("schedules", "create", "team/add", "rate(1 day)", "-a", "a=3")
+    assert made.returncode == 0, made.stderr
+    schedule_id = made.stdout.strip()
+    assert schedule_id in taskrun("schedules", "list").stdout
+    assert taskrun("schedules", "pause", schedule_id).stdout == f"{schedule_id} disabled\n"
+    assert taskrun("schedules", "resume", schedule_id).stdout == f"{schedule_id} scheduled\n"
+    run_id = taskrun("schedules", "run", schedule_id).stdout.strip()
+    assert taskrun("runs", "get", run_id, "--wait").stdout == "3\n"
+    assert json.loads(taskrun("schedules", "get", schedule_id).stdout)["task_id"] == "team/add"
+    assert taskrun("schedules", "delete", schedule_id).returncode == 0
+    assert taskrun("schedules", "get", schedule_id).returncode == 1
+
+
+def test_keys_create_list_and_revoke_against_the_local_stack(taskrun: Taskrun) -> None:
+    made = taskrun("keys", "create", "--name", "cli-test")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    key_id = made.stderr.split("key_id: ")[1].split()[0]
+    assert secret.startswith("trk_") and key_id in taskrun("keys", "list").stdout
+    assert taskrun("tasks", "list", TASKRUN_API_KEY=secret).returncode == 0
+    refused = taskrun("keys", "list", TASKRUN_API_KEY=secret)
+    assert refused.returncode == 1 and refused.stderr.startswith("taskrun: 403")
+    assert taskrun("keys", "revoke", key_id).stdout == f"{key_id} revoked\n"
+    assert taskrun("tasks", "list", TASKRUN_API_KEY=secret).stderr.startswith("taskrun: 401")
+
+
+def test_version_help_and_clear_one_line_errors(taskrun: Taskrun, tmp_path: Path) -> None:
+    for command in (
+        ["run"],
+        ["runs", "list"],
+        ["runs", "get"],
+        ["runs", "cancel"],
+        ["runs", "history"],
+        ["runs", "logs"],
+        ["tasks", "list"],
+        ["tasks", "show"],
+        ["schedules", "list"],
+        ["schedules", "create"],
+        ["schedules", "delete"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+        ["local"],
+    ):
+        helped = taskrun(*command, "--help")
+        assert helped.returncode == 0 and f"Example: taskrun {' '.join(command)}" in helped.stdout, command
+    # no stack at the address
+    away = taskrun("tasks", "list", TASKRUN_URL="http://127.0.0.1:9")
+    assert away.returncode == 1 and away.stderr == "taskrun: cannot reach http://127.0.0.1:9\n"
+    # AWS without a region or credentials, writing a key straight into a table
+    bare: dict[str, str | None] = {name: None for name in os.environ if name.startswith("AWS_")}
+    config = {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    no_region = taskrun("keys", "create", "--table", "taskrun-keys", **bare, **config)
+    assert no_region.returncode == 1 and no_region.stderr.startswith("taskrun: no AWS region")
+    assert no_region.stderr.count("\n") == 1 and "Traceback" not in no_region.stderr
+    regional = {**bare, **config, "AWS_DEFAULT_REGION": "eu-west-1"}
+    no_credentials = taskrun("keys", "create", "--table", "taskrun-keys", **regional)
+    assert no_credentials.returncode == 1 and no_credentials.stderr.startswith("taskrun: no AWS credentials")
