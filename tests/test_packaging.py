@@ -90,6 +90,7 @@ def test_the_core_layer_holds_the_pinned_packages_for_the_lambdas_machine(tmp_pa
     assert installed(core) == core_pins()
     assert (core / "boto3").is_dir() and (core / "taskrun/service.py").is_file()
     assert not (core / "taskrun/local").exists(), "the emulator is not shipped"
+    assert not (core / "taskrun/commands.py").exists() and not (core / "taskrun/client.py").exists()
     binaries = [path.name for path in (core / "pydantic_core").glob("*.so")]
     arch = LAMBDA_PLATFORM.rpartition("_")[2] if "aarch64" in LAMBDA_PLATFORM else "x86_64"
     assert binaries and all(f"cpython-{PYTHON_VERSION.replace('.', '')}" in b and arch in b for b in binaries)
