@@ -187,3 +187,30 @@ def test_version_help_and_clear_one_line_errors(taskrun: Taskrun, tmp_path: Path
     regional = {**bare, **config, "AWS_DEFAULT_REGION": "eu-west-1"}
     no_credentials = taskrun("keys", "create", "--table", "taskrun-keys", **regional)
     assert no_credentials.returncode == 1 and no_credentials.stderr.startswith("taskrun: no AWS credentials")
+
+
+def test_a_wait_on_a_terminal_shows_a_spinner_with_the_time_spent(base_url: str) -> None:
+    import pty
+    import re
+
+    main, side = pty.openpty()
+    env = {**os.environ, "TASKRUN_URL": base_url, "TASKRUN_API_KEY": API_KEY, "TERM": "xterm", "COLUMNS": "100"}
+    with subprocess.Popen(
+        [TASKRUN, "run", "examples/sleep", "-a", "seconds=1.5"], env=env, stdout=subprocess.PIPE, stderr=side
+    ) as process:
+        os.close(side)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert process.wait(60) == 0
+    os.close(main)
+    shown = seen.decode(errors="replace")
+    assert "running examples/sleep" in shown
+    assert re.search(r"running examples/sleep 1\.\d+s", shown), shown[-500:]
+    assert "examples/sleep succeeded" in shown
