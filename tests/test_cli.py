@@ -142,13 +142,16 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         ).json()
         assert cut["status"] == "running"
         made = time.monotonic()
-        # and two schedules: one a few seconds ahead (it will be missed), one weekly
-        soon = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S")
-        missed = http.post(
+        # and two schedules: one a few seconds ahead (it will be missed; ahead of the schedules
+        # function's first start on a busy machine), one weekly
+        soon = (datetime.now(UTC) + timedelta(seconds=9)).strftime("%Y-%m-%dT%H:%M:%S")
+        answer = http.post(
             f"{url}/v1/schedules",
             headers=headers,
             json={"task_id": "team/add", "arguments": {"a": 1}, "expression": f"at({soon})"},
-        ).json()
+        )
+        assert answer.status_code == 201, answer.text
+        missed = answer.json()
         weekly = http.post(
             f"{url}/v1/schedules",
             headers=headers,
@@ -162,7 +165,7 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         # When it is killed without warning
         process.kill()
         process.communicate()
-    time.sleep(max(0.0, 5 - (time.monotonic() - made)))  # the one-off's time passes while it is stopped
+    time.sleep(max(0.0, 10 - (time.monotonic() - made)))  # the one-off's time passes while it is stopped
 
     # Then the next start on the same folder has both runs: the ended one as it was,
     # the cut-off one ended failed, saying why

@@ -79,7 +79,9 @@ def test_a_raising_task_ends_failed_with_the_exception(api: httpx.Client) -> Non
     run = response.json()
     assert run["status"] == "failed"
     assert run["is_successful"] is False
+    frames = run["error"].pop("frames")
     assert run["error"] == {"type": "execution_error", "message": "disk on fire", "exception_type": "TaskFailure"}
+    assert frames[-1]["function"] == "fail" and frames[-1]["file"].endswith("tasks/examples.py")
 
 
 def test_a_task_past_its_timeout_ends_timed_out(api: httpx.Client) -> None:
