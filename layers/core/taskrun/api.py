@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -21,11 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from taskrun import aws
-from taskrun.callbacks import CallbackConflict, CallbackNotFound
-from taskrun.deliveries import DeliveryConflict, DeliveryNotFound
 from taskrun.errors import (
+    CallbackConflict,
+    CallbackNotFound,
+    DeliveryConflict,
+    DeliveryNotFound,
     FieldError,
     Forbidden,
+    IdempotencyConflict,
     InvalidInput,
     KeyNotFound,
     PayloadTooLarge,
@@ -35,7 +38,9 @@ from taskrun.errors import (
     TaskNotFound,
     TaskrunError,
 )
-from taskrun.idempotency import HEADER, IdempotencyConflict, OnceKey
+
+if TYPE_CHECKING:
+    from taskrun.idempotency import OnceKey
 
 logger = Logger(child=True)
 
@@ -185,6 +190,8 @@ def parse_json_body(text: str) -> Any:
 
 def once_key(app: APIGatewayRestResolver, body: BaseModel) -> OnceKey | None:
     """The request's Idempotency-Key, scoped to the API key that sent it, with its body."""
+    from taskrun.idempotency import HEADER, OnceKey
+
     event = app.current_event
     key = event.headers.get(HEADER) or next(
         (value for name, value in event.headers.items() if name.lower() == HEADER.lower()), None

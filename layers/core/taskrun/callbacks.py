@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, model_validator
 
 from taskrun import aws
-from taskrun.errors import PayloadTooLarge, TaskrunError
+from taskrun.errors import CallbackConflict, CallbackNotFound, PayloadTooLarge
 from taskrun.flows import MAX_TASK_OUTPUT, StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
 from taskrun.store import RunStore
@@ -77,14 +77,6 @@ class CompleteCallback(BaseModel):
         if self.error is not None and self.output is not None:
             raise ValueError("give either output or error, not both")
         return self
-
-
-class CallbackNotFound(TaskrunError):
-    title = "Callback not found"
-
-
-class CallbackConflict(TaskrunError):
-    title = "Callback conflict"
 
 
 class CallbackStore(aws.TableAdapter):

@@ -465,7 +465,9 @@ def _key_into_table(table: str, name: str, scopes: list[str]) -> tuple[str, str]
 
     secret, record = new_key(name=name, scopes=scopes)
     try:
-        DynamoKeyStore(table).put(record)
+        import boto3  # the user's own AWS configuration, as the AWS CLI reads it
+
+        DynamoKeyStore(table, boto3.session.Session().resource("dynamodb").Table(table)).put(record)
     except NoRegionError:
         fail("no AWS region: set AWS_DEFAULT_REGION, or a region in your AWS profile")
     except NoCredentialsError:

@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from taskrun import aws
-from taskrun.errors import TaskrunError
+from taskrun.errors import DeliveryConflict, DeliveryNotFound
 from taskrun.models import Run, UtcTime, format_time, utcnow
 from taskrun.results import ResultStore, presented
 from taskrun.store import RunStore
@@ -107,14 +107,6 @@ class DeliveryRef:
 def delivery_id_of(run_id: str) -> str:
     """A run's one delivery: its id follows from the run's (`run_x` → `msg_x`)."""
     return "msg_" + run_id.removeprefix("run_")
-
-
-class DeliveryNotFound(TaskrunError):
-    title = "Delivery not found"
-
-
-class DeliveryConflict(TaskrunError):
-    title = "Delivery conflict"
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,29 @@ class Unauthorized(TaskrunError):
     title = "Unauthorized"
 
 
+class CallbackNotFound(TaskrunError):
+    title = "Callback not found"
+
+
+class CallbackConflict(TaskrunError):
+    title = "Callback conflict"
+
+
+class DeliveryNotFound(TaskrunError):
+    title = "Delivery not found"
+
+
+class DeliveryConflict(TaskrunError):
+    title = "Delivery conflict"
+
+
+class IdempotencyConflict(TaskrunError):
+    title = "Idempotency key reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with another request body in the last 24 hours; use a new key")
+
+
 class Forbidden(TaskrunError):
     title = "Forbidden"
 

@@ -18,18 +18,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from taskrun import aws
-from taskrun.errors import FieldError, InvalidInput, TaskrunError
+from taskrun.errors import FieldError, IdempotencyConflict, InvalidInput
 
 KEEP = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
-
-
-class IdempotencyConflict(TaskrunError):
-    title = "Idempotency key reused"
-
-    def __init__(self) -> None:
-        super().__init__("this Idempotency-Key was used with another request body in the last 24 hours; use a new key")
 
 
 @dataclass(frozen=True)

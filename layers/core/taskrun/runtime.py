@@ -1,58 +1,88 @@
-"""Wiring: the objects a Lambda function uses, built once per cold start from the settings."""
+"""Wiring: the objects a Lambda function uses, built once per cold start from the settings.
+
+Each is imported with its first use, so that a function loads only the parts of taskrun
+it calls (the health function neither boto3 nor the catalog), and the X-Ray SDK only
+where tracing is on.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.auth import DynamoKeyStore
-from taskrun.cache import ResultCache
-from taskrun.callbacks import Callbacks, CallbackStore
-from taskrun.catalog import Catalog, catalog
-from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
-from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
-from taskrun.files import FileStore
-from taskrun.flows import StepFunctions
-from taskrun.idempotency import IdempotencyStore
-from taskrun.loader import load_task_dirs
-from taskrun.models import Run, RunView
-from taskrun.results import ResultStore, presented
-from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
-from taskrun.service import RunService
 from taskrun.settings import get_settings
-from taskrun.store import DynamoRunStore
 from taskrun.telemetry import metrics
-from taskrun.webhooks import Signer
-from taskrun.worker import Worker
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+    from taskrun.auth import DynamoKeyStore
+    from taskrun.cache import ResultCache
+    from taskrun.callbacks import Callbacks
+    from taskrun.catalog import Catalog
+    from taskrun.deliveries import Deliveries
+    from taskrun.files import FileStore
+    from taskrun.flows import StepFunctions
+    from taskrun.idempotency import IdempotencyStore
+    from taskrun.models import Run, RunView
+    from taskrun.results import ResultStore
+    from taskrun.schedules import Schedules
+    from taskrun.service import RunService
+    from taskrun.webhooks import Signer
+    from taskrun.worker import Worker
 
 logger = Logger()
-tracer = Tracer()
+
+
+def tracing_on() -> bool:
+    """Traces are sent from Lambda when the function's tracing is on (not locally)."""
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
+    return not disabled and bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def _traced(function: Callable[..., Any]) -> Callable[..., Any]:
+    if not tracing_on():
+        return function
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(capture_response=False)(function)
 
 
 @lru_cache(maxsize=1)
 def task_catalog() -> Catalog:
+    from taskrun.catalog import catalog
+    from taskrun.loader import load_task_dirs
+
     load_task_dirs(get_settings().task_dirs)
     return catalog
 
 
 @lru_cache(maxsize=1)
 def step_functions() -> StepFunctions:
+    from taskrun.flows import StepFunctions
+
     return StepFunctions(get_settings().state_machine_prefix)
 
 
 @lru_cache(maxsize=1)
 def callbacks() -> Callbacks:
+    from taskrun.callbacks import Callbacks, CallbackStore
+
     return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions(), run_service().store)
 
 
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
+    from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
+    from taskrun.service import RunService
+    from taskrun.store import DynamoRunStore
+
     settings = get_settings()
     flows = step_functions()
     return RunService(
@@ -68,35 +98,47 @@ def run_service() -> RunService:
 
 @lru_cache(maxsize=1)
 def worker() -> Worker:
+    from taskrun.worker import Worker
+
     service = run_service()
     return Worker(store=service.store, catalog=service.catalog, results=result_store(), cache=service.cache)
 
 
 @lru_cache(maxsize=1)
 def file_store() -> FileStore | None:
+    from taskrun.files import FileStore
+
     bucket = get_settings().files_bucket
     return FileStore(bucket) if bucket else None
 
 
 @lru_cache(maxsize=1)
 def result_cache() -> ResultCache | None:
+    from taskrun.cache import ResultCache
+
     table = get_settings().cache_table
     return ResultCache(table) if table else None
 
 
 @lru_cache(maxsize=1)
 def result_store() -> ResultStore | None:
+    from taskrun.results import ResultStore
+
     bucket = get_settings().results_bucket
     return ResultStore(bucket) if bucket else None
 
 
 def view(run: Run) -> RunView:
     """A run as the API answers it (a result kept in S3 as a fresh link)."""
+    from taskrun.results import presented
+
     return presented(run, result_store())
 
 
 @lru_cache(maxsize=1)
 def schedules() -> Schedules:
+    from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
+
     settings = get_settings()
     scheduler = EventBridgeScheduler(
         group=settings.schedule_group,
@@ -109,11 +151,16 @@ def schedules() -> Schedules:
 
 @lru_cache(maxsize=1)
 def idempotency_keys() -> IdempotencyStore:
+    from taskrun.idempotency import IdempotencyStore
+
     return IdempotencyStore(get_settings().idempotency_table)
 
 
 @lru_cache(maxsize=1)
 def deliveries() -> Deliveries:
+    from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
+    from taskrun.store import DynamoRunStore
+
     settings = get_settings()
     return Deliveries(
         store=DeliveryStore(settings.deliveries_table),
@@ -129,6 +176,8 @@ def deliveries() -> Deliveries:
 
 def _signer() -> Signer | None:
     """The signing secret: given itself (local mode), or read from Secrets Manager."""
+    from taskrun.webhooks import Signer
+
     settings = get_settings()
     if settings.webhook_secret:
         return Signer(settings.webhook_secret)
@@ -141,6 +190,8 @@ def _signer() -> Signer | None:
 
 @lru_cache(maxsize=1)
 def key_store() -> DynamoKeyStore:
+    from taskrun.auth import DynamoKeyStore
+
     return DynamoKeyStore(get_settings().keys_table)
 
 
@@ -151,7 +202,7 @@ def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
     """The Lambda entry point of an API function: structured logs with the request id, traces."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
+    @_traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return app.resolve(event, context)
@@ -161,5 +212,5 @@ def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
 
 def plain_handler(function: LambdaHandler) -> LambdaHandler:
     """The Lambda entry point of a non-HTTP function, with the same logging and tracing."""
-    traced = tracer.capture_lambda_handler(capture_response=False)(metrics.log_metrics(function))
+    traced = _traced(metrics.log_metrics(function))
     return logger.inject_lambda_context(clear_state=True)(traced)

@@ -1,0 +1,569 @@
+"""Every performance figure in one command: `.venv/bin/python bench/run.py [--quick] [--json FILE]`.
+
+Prints, as tables, and saves as JSON (bench/results.json by default):
+1. cold start: each handler module's import time in a fresh interpreter (median), beside a
+   bare `import boto3` in the same run, and the ratio;
+2. AWS requests per run, counted by service and operation (botocore events in every
+   sandbox), for a waited script run, an unwaited run read back with a GET, and each
+   bundled flow; turned into billed units and dollars per million runs at list prices;
+3. the sync-wait lag: from a run's recorded end to the waiting call's answer, and the
+   run-record reads a waiter makes a second;
+4. throughput at 1 and 8 clients (runs started and ended per second);
+5. list latency and queries with 10 and with 10,000 runs in the table;
+6. a 40-step sequential flow: milliseconds a step.
+All on the local stack (moto), on this machine: docs/performance.md says what that
+inflates or hides compared with AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from taskrun.aws import CALL_LOG
+from taskrun.local.stack import LocalStack
+from taskrun.local.template import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-key"
+NOOP = {"task_id": "examples/echo", "arguments": {"message": "bench"}}
+
+# List prices, us-east-1 (USD): API Gateway REST, Lambda arm64, DynamoDB on-demand,
+# Step Functions Standard, S3, SQS.
+PRICE = {
+    "api_request": 3.50e-6,
+    "lambda_request": 0.20e-6,
+    "lambda_gb_second": 0.0000133334,
+    "dynamodb_write_unit": 0.625e-6,
+    "dynamodb_read_unit": 0.125e-6,
+    "sfn_transition": 25e-6,
+    "s3_put": 5e-6,
+    "s3_get": 0.4e-6,
+    "sqs_request": 0.40e-6,
+}
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
+
+IMPORT_PROBE = """
+import importlib.util, sys, time
+began = time.perf_counter()
+if sys.argv[1] == "boto3":
+    import boto3
+else:
+    spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+print((time.perf_counter() - began) * 1000)
+"""
+
+CHAIN_STEPS = 40
+CHAIN_MODULE = """
+from pydantic import BaseModel
+
+from taskrun import flow, task
+
+
+@task("bench/inc", timeout=10)
+def inc(n: int) -> int:
+    return n + 1
+
+
+class ChainArgs(BaseModel):
+    n: int = 0
+
+
+flow("bench/chain", definition="chain.asl.json", parameters=ChainArgs)
+"""
+
+
+def chain_definition(steps: int) -> dict[str, Any]:
+    states: dict[str, Any] = {}
+    for index in range(steps):
+        states[f"Step{index}"] = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": "${WorkerFunctionArn}",
+                "Payload": {"task_id": "bench/inc", "arguments": {"n.$": "$.n"}},
+            },
+            "ResultSelector": {"n.$": "$.Payload"},
+            **({"Next": f"Step{index + 1}"} if index + 1 < steps else {"End": True}),
+        }
+    return {"Comment": f"{steps} steps, one after another", "StartAt": "Step0", "States": states}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    print(f"\n## {title}")
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)))
+
+
+# ------------------------------------------------------------------------------ 1. cold start
+
+
+def cold_starts(repeats: int) -> dict[str, Any]:
+    env = {**os.environ, "TASKRUN_TASK_DIRS": str(ROOT / "tasks"), "POWERTOOLS_TRACE_DISABLED": "true"}
+
+    def median_ms(target: str) -> float:
+        return statistics.median(
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", IMPORT_PROBE, target], capture_output=True, text=True, check=True, env=env
+                ).stdout
+            )
+            for _ in range(repeats)
+        )
+
+    boto3_ms = median_ms("boto3")
+    handlers = {app.parent.name: median_ms(str(app)) for app in sorted(ROOT.glob("functions/*/app.py"))}
+    table(
+        f"Cold start: handler import, median of {repeats} fresh interpreters (bare boto3: {boto3_ms:.0f} ms)",
+        ["function", "import ms", "x boto3"],
+        [[name, f"{ms:.0f}", f"{ms / boto3_ms:.2f}"] for name, ms in handlers.items()],
+    )
+    return {"boto3_ms": boto3_ms, "handlers_ms": handlers}
+
+
+# ------------------------------------------------------------------------------ the stack
+
+
+class Bench:
+    def __init__(self, extra_tasks: Path) -> None:
+        self.calls_path = Path(tempfile.mkdtemp(prefix="taskrun-bench-")) / "aws-calls.log"
+        self.stack = LocalStack(
+            root=ROOT,
+            api_key=KEY,
+            extra_task_dirs=[extra_tasks],
+            settings_overrides={CALL_LOG: str(self.calls_path)},
+        )
+        self.stack.start()
+        server = self.stack.serve("127.0.0.1", 0, log=False)
+        host, port = server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        self.invocations: list[tuple[str, float]] = []
+        runtime = self.stack.emulator.runtime
+        original = runtime.invoke_text
+
+        def counted(name_or_arn: str, event_text: str) -> str:
+            began = time.perf_counter()
+            try:
+                return original(name_or_arn, event_text)
+            finally:
+                self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
+
+        runtime.invoke_text = counted  # type: ignore[method-assign]
+        template = Stack(ROOT / "template.yaml", "us-east-1")
+        self.memory = {spec.logical_id: spec.memory for spec in template.functions()}
+        self.indexes = {
+            name: [
+                index["KeySchema"][0]["AttributeName"]
+                for index in resource["Properties"].get("GlobalSecondaryIndexes", [])
+            ]
+            for name, resource in template.of_type("AWS::DynamoDB::Table").items()
+        }
+        self.http = httpx.Client(base_url=self.url, headers={"X-API-KEY": KEY}, timeout=120)
+        self.api_requests = 0
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.api_requests += 1
+        answer = self.http.request(method, path, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
+
+    def stop(self) -> None:
+        self.http.close()
+        self.stack.stop()
+
+    def quiet(self, seconds: float = 1.5) -> None:
+        """Let what follows a run's end (stream, notifier) finish before counting."""
+        time.sleep(seconds)
+
+    def measure(self, scenario: Callable[[], list[str]], runs: int) -> dict[str, Any]:
+        """AWS requests and billed units per run of a scenario (made `runs` times)."""
+        self.quiet()
+        self.calls_path.write_text("")
+        self.invocations.clear()
+        self.api_requests = 0
+        run_ids: list[str] = []
+        for _ in range(runs):
+            run_ids += scenario()
+        self.quiet()
+        calls = collections.Counter(tuple(line.split(" ", 2)) for line in self.calls_path.read_text().splitlines())
+        invocations = list(self.invocations)
+        transitions = 0
+        for run_id in run_ids:
+            run = self.request("GET", f"/v1/runs/{run_id}")
+            if run["task_type"] == "flow":
+                transitions += len(self.request("GET", f"/v1/runs/{run_id}/history", params={"limit": 500})["steps"])
+        self.api_requests -= len(run_ids) + sum(1 for _ in run_ids if transitions)  # the reads just above
+        units = self.billed(calls, invocations, runs)
+        units["sfn_transitions"] = transitions / runs
+        units["api_requests"] = self.api_requests / runs
+        dollars = {
+            "API Gateway": units["api_requests"] * PRICE["api_request"],
+            "Lambda": units["lambda_requests"] * PRICE["lambda_request"]
+            + units["lambda_gb_s"] * PRICE["lambda_gb_second"],
+            "DynamoDB": units["write_units"] * PRICE["dynamodb_write_unit"]
+            + units["read_units"] * PRICE["dynamodb_read_unit"],
+            "Step Functions": units["sfn_transitions"] * PRICE["sfn_transition"],
+            "S3 and SQS": units["s3_puts"] * PRICE["s3_put"]
+            + units["s3_gets"] * PRICE["s3_get"]
+            + units["sqs_requests"] * PRICE["sqs_request"],
+        }
+        return {
+            "calls_per_run": {" ".join(key).strip(): count / runs for key, count in sorted(calls.items())},
+            "units_per_run": units,
+            "dollars_per_million": {name: value * 1e6 for name, value in dollars.items()},
+            "total_per_million": sum(dollars.values()) * 1e6,
+        }
+
+    def billed(
+        self, calls: collections.Counter[tuple[str, ...]], invocations: list[tuple[str, float]], runs: int
+    ) -> dict[str, float]:
+        """Units from the counted requests. DynamoDB: a write costs one unit per KB of the item
+        (its size now) and one more for each index whose key the item holds (its copy there);
+        a read one unit (strongly consistent, items under 4 KB)."""
+        write_units = read_units = 0.0
+        sizes = self.item_sizes()
+        for key, count in calls.items():
+            service, operation = key[0], key[1]
+            table_name = key[2] if len(key) > 2 else ""
+            if service != "dynamodb":
+                continue
+            logical = next((name for name in self.indexes if name in table_name), "")
+            if operation in WRITES:
+                size_kb = max(1, math.ceil(sizes.get(table_name, 1024) / 1024))
+                write_units += count * (size_kb + len(self.present_indexes(logical, table_name)))
+            elif operation in READS:
+                read_units += count
+        gb_s = sum(seconds * self.memory.get(name, 512) / 1024 for name, seconds in invocations)
+        return {
+            "lambda_requests": len(invocations) / runs,
+            "lambda_gb_s": gb_s / runs,
+            "write_units": write_units / runs,
+            "read_units": read_units / runs,
+            "s3_puts": sum(c for k, c in calls.items() if k[0] == "s3" and k[1] in ("PutObject",)) / runs,
+            "s3_gets": sum(c for k, c in calls.items() if k[0] == "s3" and k[1] in ("GetObject", "ListObjectsV2"))
+            / runs,
+            "sqs_requests": sum(c for k, c in calls.items() if k[0] == "sqs") / runs,
+        }
+
+    def present_indexes(self, logical: str, table_name: str) -> list[str]:
+        """The indexes of a table whose hash key the table's newest item holds."""
+        item = self._newest.get(table_name, {})
+        return [key for key in self.indexes.get(logical, []) if key in item]
+
+    def item_sizes(self) -> dict[str, int]:
+        """Each table's newest item's size (JSON bytes, near DynamoDB's own measure)."""
+        import boto3
+
+        dynamodb = boto3.client("dynamodb", endpoint_url=self.stack.emulator.endpoint, region_name="us-east-1")
+        self._newest: dict[str, dict[str, Any]] = {}
+        sizes: dict[str, int] = {}
+        for name in dynamodb.list_tables()["TableNames"]:
+            items = dynamodb.scan(TableName=name, Limit=50).get("Items", [])
+            if items:
+                newest = max(items, key=lambda item: json.dumps(item, sort_keys=True).__len__())
+                self._newest[name] = newest
+                sizes[name] = len(json.dumps(newest))
+        return sizes
+
+
+# ------------------------------------------------------------------------------ 2. requests and cost
+
+
+def costs(bench: Bench, runs: int) -> dict[str, Any]:
+    def waited_script() -> list[str]:
+        return [bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})["run_id"]]
+
+    def async_and_get() -> list[str]:
+        run_id = bench.request("POST", "/v1/runs", json=NOOP)["run_id"]
+        bench.request("GET", f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 20})
+        return [run_id]
+
+    def flow(task_id: str, arguments: dict[str, Any]) -> Callable[[], list[str]]:
+        return lambda: [
+            bench.request("POST", "/v1/runs", json={"task_id": task_id, "arguments": arguments, "wait": True})["run_id"]
+        ]
+
+    scenarios = {
+        "script, waited": (waited_script, runs),
+        "script, async + GET": (async_and_get, runs),
+        "flow examples/order": (flow("examples/order", {"order_id": "A-1", "quantity": 2}), max(2, runs // 5)),
+        "flow examples/batch (3 items)": (flow("examples/batch", {"numbers": [1, 2, 3]}), max(2, runs // 5)),
+        "flow examples/delay (0 s)": (flow("examples/delay", {"seconds": 0, "name": "x"}), max(2, runs // 5)),
+    }
+    found = {name: bench.measure(scenario, count) for name, (scenario, count) in scenarios.items()}
+    rows = []
+    for name, figures in found.items():
+        units = figures["units_per_run"]
+        money = figures["dollars_per_million"]
+        rows.append(
+            [
+                name,
+                f"{units['api_requests']:.1f}",
+                f"{units['lambda_requests']:.1f}",
+                f"{units['write_units']:.1f}",
+                f"{units['read_units']:.1f}",
+                f"{units['sfn_transitions']:.0f}",
+                *(f"{value:.2f}" for value in money.values()),
+                f"{figures['total_per_million']:.2f}",
+            ]
+        )
+    table(
+        "Billed units per run and dollars per million runs (list prices; Lambda GB-s as measured locally)",
+        [
+            "scenario",
+            "API req",
+            "Lambda inv",
+            "DDB WU",
+            "DDB RU",
+            "SFN trans",
+            *next(iter(found.values()))["dollars_per_million"],
+            "total $/M",
+        ],
+        rows,
+    )
+    for name, figures in found.items():
+        print(f"\n{name}: AWS requests per run")
+        for call, count in figures["calls_per_run"].items():
+            print(f"  {count:6.2f}  {call}")
+    return found
+
+
+# ------------------------------------------------------------------------------ 3. wait lag
+
+
+def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
+    lags: list[float] = []
+    durations: list[float] = []
+    bench.calls_path.write_text("")
+
+    def one(index: int) -> None:
+        seconds = (index % 8) * 0.25  # 0 to 1.75 s
+        with httpx.Client(base_url=bench.url, headers={"X-API-KEY": KEY}, timeout=60) as http:
+            answer = http.post(
+                "/v1/runs", json={"task_id": "examples/sleep", "arguments": {"seconds": seconds}, "wait": True}
+            )
+            answered = datetime.now(UTC)
+        run = answer.json()
+        ended = datetime.fromisoformat(run["ended_at"].replace("Z", "+00:00"))
+        lags.append((answered - ended).total_seconds() * 1000)
+        durations.append(seconds)
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(one, range(runs)))
+    waited = time.perf_counter() - began
+    reads = sum(
+        1
+        for line in bench.calls_path.read_text().splitlines()
+        if line.startswith("dynamodb GetItem") and "Runs" in line
+    )
+    reads_per_waiter_second = reads / max(0.001, sum(durations) + 0.2 * runs)
+    table(
+        f"Sync-wait lag: run ended → answer, {runs} waited runs of 0-1.75 s, 4 at a time",
+        ["p50 ms", "p90 ms", "p99 ms", "run reads / waiter-second"],
+        [
+            [
+                f"{statistics.median(lags):.0f}",
+                f"{percentile(lags, 0.9):.0f}",
+                f"{percentile(lags, 0.99):.0f}",
+                f"{reads_per_waiter_second:.1f}",
+            ]
+        ],
+    )
+    return {
+        "p50_ms": statistics.median(lags),
+        "p90_ms": percentile(lags, 0.9),
+        "p99_ms": percentile(lags, 0.99),
+        "reads_per_waiter_second": reads_per_waiter_second,
+        "seconds": waited,
+    }
+
+
+# ------------------------------------------------------------------------------ 4. throughput
+
+
+def throughput(bench: Bench, count: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    rows = []
+    for clients in (1, 8):
+        local = threading.local()
+
+        def http(local: threading.local = local) -> httpx.Client:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=bench.url, headers={"X-API-KEY": KEY}, timeout=120)
+            return local.client  # type: ignore[no-any-return]
+
+        run_ids: list[str] = []
+        began = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            run_ids = list(pool.map(lambda _: http().post("/v1/runs", json=NOOP).json()["run_id"], range(count)))
+        started = time.perf_counter() - began
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            statuses = list(
+                pool.map(
+                    lambda run_id: (
+                        http().get(f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 25}).json()["status"]
+                    ),
+                    run_ids,
+                )
+            )
+        ended = time.perf_counter() - began
+        assert statuses.count("succeeded") == count, collections.Counter(statuses)
+        found[str(clients)] = {"started_per_s": count / started, "ended_per_s": count / ended}
+        rows.append([clients, count, f"{count / started:.1f}", f"{count / ended:.1f}"])
+    table("Throughput of a no-op script run", ["clients", "runs", "started/s", "ended/s"], rows)
+    return found
+
+
+# ------------------------------------------------------------------------------ 5. scale
+
+
+def scale(bench: Bench) -> dict[str, Any]:
+    import boto3
+
+    dynamodb = boto3.resource("dynamodb", endpoint_url=bench.stack.emulator.endpoint, region_name="us-east-1")
+    runs_table = next(t for t in dynamodb.tables.all() if "RunsTable" in t.name)
+
+    def timed_lists() -> dict[str, float]:
+        figures = {}
+        for name, params in (
+            ("newest 20", {"limit": 20}),
+            ("status=cancelled (rare)", {"limit": 20, "status": "cancelled"}),
+        ):
+            bench.calls_path.write_text("")
+            timings = []
+            for _ in range(5):
+                began = time.perf_counter()
+                bench.request("GET", "/v1/runs", params=params)
+                timings.append((time.perf_counter() - began) * 1000)
+            queries = sum(1 for line in bench.calls_path.read_text().splitlines() if line.startswith("dynamodb Query"))
+            figures[name] = statistics.median(timings)
+            figures[name + " queries"] = queries / 5
+        return figures
+
+    before = timed_lists()
+    count = runs_table.item_count if hasattr(runs_table, "item_count") else 0
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    from taskrun.ids import new_run_id
+
+    with runs_table.batch_writer() as batch:
+        for index in range(10_000):
+            run_id = new_run_id()
+            batch.put_item(
+                Item={
+                    "run_id": run_id,
+                    "task_id": "examples/echo",
+                    "task_type": "script",
+                    "revision": "1",
+                    "status": "succeeded",
+                    "kind": f"run#{index % 4}",
+                    "arguments": {"message": "seed"},
+                    "result": {"message": "seed"},
+                    "triggered_by": "api",
+                    "created_at": now,
+                    "ended_at": now,
+                    "usage": {},
+                    "cached": False,
+                }
+            )
+    after = timed_lists()
+    rows = [
+        [
+            name,
+            f"{before[name]:.0f}",
+            f"{after[name]:.0f}",
+            f"{before[name + ' queries']:.0f} / {after[name + ' queries']:.0f}",
+        ]
+        for name in ("newest 20", "status=cancelled (rare)")
+    ]
+    table(
+        f"GET /v1/runs with few runs and with 10,000 more (had {count})",
+        ["list", "ms (few)", "ms (10k)", "queries"],
+        rows,
+    )
+    return {"few": before, "ten_thousand": after}
+
+
+# ------------------------------------------------------------------------------ 6. a 40-step flow
+
+
+def chain(bench: Bench, repeats: int) -> dict[str, Any]:
+    per_step = []
+    for _ in range(repeats):
+        run = bench.request(
+            "POST",
+            "/v1/runs",
+            json={"task_id": "bench/chain", "arguments": {"n": 0}, "wait": True, "wait_timeout": 120},
+        )
+        assert run["status"] == "succeeded" and run["result"] == {"n": CHAIN_STEPS}, run
+        per_step.append(run["duration_ms"] / CHAIN_STEPS)
+    table(
+        f"A {CHAIN_STEPS}-step sequential flow",
+        ["ms a step (median)", "runs"],
+        [[f"{statistics.median(per_step):.1f}", repeats]],
+    )
+    return {"ms_per_step": statistics.median(per_step)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to save the figures")
+    args = parser.parse_args()
+    quick = args.quick
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    results["cold_start"] = cold_starts(1 if quick else 5)
+    with tempfile.TemporaryDirectory() as folder:
+        extra = Path(folder)
+        (extra / "bench_chain.py").write_text(CHAIN_MODULE)
+        (extra / "chain.asl.json").write_text(json.dumps(chain_definition(CHAIN_STEPS)))
+        bench = Bench(extra)
+        try:
+            for _ in range(20):  # warm the sandboxes
+                bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})
+            results["cost"] = costs(bench, 5 if quick else 20)
+            results["wait_lag"] = wait_lag(bench, 16 if quick else 64)
+            results["throughput"] = throughput(bench, 40 if quick else 200)
+            results["flow_40_steps"] = chain(bench, 1 if quick else 3)
+            results["scale"] = scale(bench)
+        finally:
+            bench.stop()
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nsaved {args.json}")
+
+
+if __name__ == "__main__":
+    main()
