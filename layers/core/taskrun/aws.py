@@ -39,9 +39,11 @@ CALL_LOG = "TASKRUN_AWS_CALL_LOG"
 
 
 def _log_call(model: Any, params: Any = None, **_: Any) -> None:
-    """One line per AWS request: service, operation, table (if any), written whole."""
+    """One line per AWS request: the function making it, service, operation, table (if any),
+    written whole."""
     table = (params or {}).get("TableName", "") if isinstance(params, dict) else ""
-    line = f"{model.service_model.service_name} {model.name} {table}\n".encode()
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "-")
+    line = f"{function} {model.service_model.service_name} {model.name} {table}\n".encode()
     descriptor = os.open(os.environ[CALL_LOG], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(descriptor, line)

@@ -172,6 +172,10 @@ def sandbox_context() -> Any:
     """The forkserver that sandboxes are forked from, with the heavy imports done once."""
     global _context
     if _context is None:
+        # Each sandbox imports the program's main module again (as multiprocessing does) before
+        # it has its function's environment: loggers made then must already bear the
+        # service's name (the template's), or Powertools takes them for orphans.
+        os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "taskrun")
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(PRELOADED)
         forkserver.ensure_running()  # it imports the preloaded modules while the stack starts
