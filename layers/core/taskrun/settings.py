@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from taskrun.webhooks import DEFAULT_DELAYS
+# Seconds between a webhook's attempts after the first (the delivery schedule's default).
+WEBHOOK_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class Settings(BaseModel):
@@ -47,7 +48,7 @@ class Settings(BaseModel):
         default="", description="Secrets Manager secret holding the signing secret (TASKRUN_WEBHOOK_SECRET_ARN)."
     )
     webhook_retry_delays: list[float] = Field(
-        default_factory=lambda: list(DEFAULT_DELAYS),
+        default_factory=lambda: list(WEBHOOK_DELAYS),
         min_length=0,
         max_length=20,
         description="Seconds between webhook attempts (TASKRUN_WEBHOOK_RETRY_DELAYS, comma-separated).",

@@ -30,11 +30,12 @@ from urllib.parse import urlsplit
 import urllib3
 
 from taskrun.errors import FieldError, InvalidInput
+from taskrun.settings import WEBHOOK_DELAYS
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Standard Webhooks' schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 # (eight attempts over about 28 hours).
-DEFAULT_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_DELAYS = WEBHOOK_DELAYS
 
 
 def check_target(url: str, allow_private: bool = False, location: str = "body.webhook_url") -> None:
