@@ -141,3 +141,34 @@ def test_no_code_of_a_timed_out_script_runs_on(api: httpx.Client, tmp_path: Path
     assert run["status"] == "timed_out", run
     time.sleep(2)
     assert not marker.exists()
+
+
+def test_a_waited_run_whose_worker_dies_ends_failed_within_the_wait(api: httpx.Client, tmp_path: Path) -> None:
+    # Given a waited run (run by the worker while the request waits) whose task kills the
+    # worker's sandbox, so the invocation itself fails
+    body = {"task_id": "fault/act", "arguments": {"marks": str(tmp_path), "act": "die"}, "wait": True}
+    run = api.post("/v1/runs", json=body).json()
+    # Then the answer is the run ended failed, saying why, as the on-failure destination says
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "execution_error"
+    assert run["error"]["message"].startswith("the worker failed: ")
+    assert len(list(tmp_path.iterdir())) == 1  # the task ran once
+
+
+def test_a_waited_run_refused_by_a_throttled_worker_is_handed_over_and_runs_once(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    faults = stack.emulator.runtime.faults
+    # Given the worker refuses its next invocation (throttled)
+    faults.inject("throttle", "WorkerFunction", times=1)
+    try:
+        body = {"task_id": "fault/act", "arguments": {"marks": str(tmp_path)}, "wait": True, "wait_timeout": 20}
+        run = api.post("/v1/runs", json=body).json()
+    finally:
+        hits = faults.hits("throttle", "WorkerFunction")
+        faults.clear()
+    # Then the waited run's synchronous invoke was refused, the run handed over
+    # asynchronously, and it succeeded, its code run once
+    assert hits == 1
+    assert run["status"] == "succeeded", run
+    assert len(list(tmp_path.iterdir())) == 1

@@ -60,6 +60,21 @@ def client(service: str) -> Any:
 
 
 @cache
+def waiting_client(service: str) -> Any:
+    """A client for a call that waits on the other side (a synchronous invoke of a run up to
+    Lambda's 15 minutes): a read timeout past that, and no retry of its own."""
+    config = _config().merge(_botocore_config(read_timeout=910, retries={"total_max_attempts": 1}))
+    with _made:
+        return session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def _botocore_config(**options: Any) -> Any:
+    from botocore.config import Config
+
+    return Config(**options)
+
+
+@cache
 def dynamodb_table(name: str) -> Any:
     with _made:
         return session().resource("dynamodb", config=_config()).Table(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +41,29 @@ class LambdaDispatcher:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
         return None
 
+    def run_now(self, run: Run) -> dict[str, Any] | None:
+        """Invoke the worker synchronously for the run and answer when it is done: None when
+        the invocation ran to its end (whatever the run's outcome), or the function's error
+        as Lambda reports it ({errorType, errorMessage}). A call that fails before or while
+        the worker runs (throttled, timed out) raises DispatchFailed; the run may then be
+        handed over again, as the worker runs a run only once."""
+        client = self._client or aws.waiting_client("lambda")
+        try:
+            answer = client.invoke(
+                FunctionName=self._worker_function,
+                InvocationType="RequestResponse",
+                Payload=WorkerEvent(run_id=run.run_id).model_dump_json().encode(),
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise DispatchFailed(f"the worker could not be invoked: {error}") from error
+        if not answer.get("FunctionError"):
+            return None
+        try:
+            failure = json.loads(answer["Payload"].read() or b"{}")
+        except ValueError:
+            failure = {}
+        return failure if isinstance(failure, dict) else {}
+
 
 class TaskDispatcher:
     """Scripts to the worker, flows to Step Functions."""
@@ -49,3 +73,10 @@ class TaskDispatcher:
 
     def dispatch(self, run: Run) -> str | None:
         return self._by_type[run.task_type].dispatch(run)
+
+    def run_now(self, run: Run) -> dict[str, Any] | None:
+        """A script run, run by a synchronous invoke of the worker (LambdaDispatcher.run_now)."""
+        scripts = self._by_type[TaskType.SCRIPT]
+        if run.task_type is not TaskType.SCRIPT or not isinstance(scripts, LambdaDispatcher):
+            raise DispatchFailed("only a script run goes to the worker synchronously")
+        return scripts.run_now(run)

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.cache import ResultCache, cache_key
-from taskrun.catalog import Catalog
+from taskrun.catalog import DEFAULT_TIMEOUT, Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
 from taskrun.errors import (
     FieldError,
@@ -29,6 +29,7 @@ from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
 from taskrun.models import (
     ErrorType,
+    FailedInvocation,
     Run,
     RunError,
     RunStatus,
@@ -46,6 +47,9 @@ from taskrun.webhooks import check_target
 
 logger = Logger(child=True)
 
+# A waited script run whose timeout fits the wait with this much to spare is run by a
+# synchronous invoke of the worker: its end is known the moment it comes, without polling.
+SYNC_MARGIN_SECONDS = 3.0
 # A run is one DynamoDB item (400 KB at most): arguments and result share it.
 MAX_ARGUMENTS_BYTES = 100_000
 # A page of history stops short of this much JSON (Lambda answers API Gateway with at most 6 MB)
@@ -176,6 +180,15 @@ class RunService:
             return cached
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        if wait_timeout is not None and self._runs_within(run, wait_timeout):
+            began = time.monotonic()
+            ran = self._run_now(run)
+            if ran is not None:
+                logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
+                count("RunsStarted")
+                if ran.status.is_done:
+                    return ran
+                return self.wait(run.run_id, max(0.0, wait_timeout - (time.monotonic() - began)), current=ran)
         try:
             execution_arn = self.dispatcher.dispatch(run)
         except DispatchFailed as error:
@@ -196,6 +209,37 @@ class RunService:
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
+
+    def _runs_within(self, run: Run, wait_timeout: float) -> bool:
+        """A script whose timeout fits the wait (with a margin for the worker's start)."""
+        budget = min(wait_timeout, self.settings.max_wait_seconds)
+        timeout = run.timeout or DEFAULT_TIMEOUT
+        return run.task_type is TaskType.SCRIPT and timeout + SYNC_MARGIN_SECONDS <= budget
+
+    def _run_now(self, run: Run) -> Run | None:
+        """Run a script in the worker while this request waits for it (a synchronous invoke),
+        and answer it as it then stands: ended, unless another invocation had taken it. None
+        when the worker could not be invoked so (throttled, say): the run is then handed over
+        asynchronously, as any other. A failed invocation ends the run as the worker's
+        on-failure destination would have."""
+        run_now = getattr(self.dispatcher, "run_now", None)
+        if run_now is None:
+            return None
+        try:
+            failure = run_now(run)
+        except DispatchFailed as error:
+            logger.info(
+                "the worker was not invoked synchronously; the run is handed over", extra={"reason": str(error)}
+            )
+            return None
+        if failure is not None:
+            from taskrun.worker import end_crashed
+
+            detail = FailedInvocation.Failure.model_validate(
+                {key: failure.get(key) for key in ("errorType", "errorMessage")}
+            )
+            return end_crashed(self.store, run.run_id, detail, self.clock())
+        return self.store.get(run.run_id)
 
     def _from_cache(self, run: Run) -> Run | None:
         if run.cache_key is None or self.cache is None:

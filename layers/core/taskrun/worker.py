@@ -39,6 +39,34 @@ MAX_RESULT_BYTES = 280_000  # with at most 100 KB of arguments, the run stays be
 MAX_STEP_RESULT_BYTES = 256 * 1024 - 4096
 
 
+def end_crashed(
+    store: RunStore, run_id: str, detail: FailedInvocation.Failure, now: datetime, too_late: bool = False
+) -> Run:
+    """End a run whose worker invocation failed outside the task (the function's error as
+    Lambda reports it), unless it has ended already: a Lambda timeout ends it timed_out,
+    anything else failed. Used by the worker's on-failure destination and by a waiting
+    request that invoked the worker itself."""
+    logger.append_keys(run_id=run_id)
+    message = detail.errorMessage or detail.errorType or "the worker invocation failed"
+    if too_late:
+        status, error_type = RunStatus.FAILED, ErrorType.DISPATCH_ERROR
+        message = "the worker was not free to start the run in time"
+    elif detail.errorType == "Sandbox.Timedout" or "Task timed out" in message:
+        status, error_type = RunStatus.TIMED_OUT, ErrorType.TIMEOUT
+    else:
+        status, error_type = RunStatus.FAILED, ErrorType.EXECUTION_ERROR
+        message = f"the worker failed: {message}"
+    run = store.get(run_id)
+    ending = Ending(status, now, error=RunError(type=error_type, message=message), started_at=run.started_at)
+    run, ended_here = end_once(store, run_id, ending)
+    if not ended_here:
+        logger.info("run had ended already", extra={"status": run.status})
+        return run
+    logger.warning("worker invocation failed; run ended", extra={"status": status, "reason": message})
+    count(f"RunsEnded_{run.status.value}")
+    return run
+
+
 def _limit(timeout: int | None, seconds_left: float | None) -> float:
     """The task's own timeout, never past the Lambda's remaining time less a margin."""
     limit = float(timeout or DEFAULT_TIMEOUT)
@@ -172,29 +200,9 @@ class Worker:
     def record_crash(self, failure: FailedInvocation) -> Run:
         """End a run whose worker invocation failed outside the task, so it never stays
         pending or running: a Lambda timeout ends it timed_out, anything else failed."""
-        run_id = failure.requestPayload.run_id
-        logger.append_keys(run_id=run_id)
         detail = failure.responsePayload or FailedInvocation.Failure()
-        message = detail.errorMessage or detail.errorType or "the worker invocation failed"
-        if failure.requestContext.condition == "EventAgeExceeded":
-            status, error_type = RunStatus.FAILED, ErrorType.DISPATCH_ERROR
-            message = "the worker was not free to start the run in time"
-        elif detail.errorType == "Sandbox.Timedout" or "Task timed out" in message:
-            status, error_type = RunStatus.TIMED_OUT, ErrorType.TIMEOUT
-        else:
-            status, error_type = RunStatus.FAILED, ErrorType.EXECUTION_ERROR
-            message = f"the worker failed: {message}"
-        run = self.store.get(run_id)
-        ending = Ending(
-            status, self.clock(), error=RunError(type=error_type, message=message), started_at=run.started_at
-        )
-        run, ended_here = end_once(self.store, run_id, ending)
-        if not ended_here:
-            logger.info("run had ended already", extra={"status": run.status})
-            return run
-        logger.warning("worker invocation failed; run ended", extra={"status": status, "reason": message})
-        count(f"RunsEnded_{run.status.value}")
-        return run
+        too_late = failure.requestContext.condition == "EventAgeExceeded"
+        return end_crashed(self.store, failure.requestPayload.run_id, detail, self.clock(), too_late)
 
     def _run_script(self, run: Run, limit: float) -> Ending:
         assert run.started_at is not None
