@@ -197,6 +197,18 @@ def _wait_call(run_id: str, seconds: float) -> Call:
     )
 
 
+def _runs_query(
+    task_id: str | None, status: str | None, triggered_by: str | None, schedule_id: str | None, page_size: int
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "status": status,
+        "triggered_by": triggered_by,
+        "schedule_id": schedule_id,
+        "limit": page_size,
+    }
+
+
 def _schedule_body(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -288,13 +300,7 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[RunSummary]:
         """Runs, newest first, every page of them as the iteration goes on."""
-        params: dict[str, Any] = {
-            "task_id": task_id,
-            "status": status,
-            "triggered_by": triggered_by,
-            "schedule_id": schedule_id,
-            "limit": page_size,
-        }
+        params = _runs_query(task_id, status, triggered_by, schedule_id, page_size)
         while True:
             page = RunList.model_validate(self._send(Call("GET", "/v1/runs", params, retry=True)))
             yield from page.runs
@@ -463,13 +469,7 @@ class AsyncClient:
         schedule_id: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[RunSummary]:
-        params: dict[str, Any] = {
-            "task_id": task_id,
-            "status": status,
-            "triggered_by": triggered_by,
-            "schedule_id": schedule_id,
-            "limit": page_size,
-        }
+        params = _runs_query(task_id, status, triggered_by, schedule_id, page_size)
         while True:
             page = RunList.model_validate(await self._send(Call("GET", "/v1/runs", params, retry=True)))
             for run in page.runs:
