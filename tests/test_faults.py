@@ -29,6 +29,7 @@ from botocore.config import Config
 
 from taskrun.local.faults import Faults
 from taskrun.local.stack import LocalStack
+from tests.conftest import WEBHOOK_RETRY_DELAYS
 from tests.receiver import Receiver, fail_first, hang_first
 from tests.test_deliveries import deliveries, first_attempt
 
@@ -280,13 +281,24 @@ def test_the_receiver_hangs(trial: Trial) -> None:
     trial.check(run_ids, "receiver hangs past the timeout", succeeded)
 
 
+# Attempts a while apart here, so that the receiver is back before a delivery runs out of
+# them however long the first attempt takes to be seen on a busy machine (1, 3, 7, 15 s).
+SLOWER_RETRIES = {"TASKRUN_WEBHOOK_RETRY_DELAYS": "1,2,4,8"}
+DELIVERING = ["NotifierFunction", "WebhookFunction", "SweeperFunction"]
+
+
 def test_the_receiver_is_down_then_back(trial: Trial) -> None:
-    trial.receiver.stop()
-    run_ids, _ = trial.start()
-    first = run_ids[0]
-    first_attempt(trial.api, first, timeout=20)
-    trial.receiver.start()  # back: the next attempts reach it
-    trial.check(run_ids, "receiver down, then back", succeeded)
+    runtime = trial.stack.emulator.runtime
+    runtime.update_environment(DELIVERING, SLOWER_RETRIES)
+    try:
+        trial.receiver.stop()
+        run_ids, _ = trial.start()
+        first = run_ids[0]
+        first_attempt(trial.api, first, timeout=20)
+        trial.receiver.start()  # back: the next attempts reach it
+        trial.check(run_ids, "receiver down, then back", succeeded)
+    finally:
+        runtime.update_environment(DELIVERING, {"TASKRUN_WEBHOOK_RETRY_DELAYS": WEBHOOK_RETRY_DELAYS})
     refused = [
         run_id
         for run_id in run_ids

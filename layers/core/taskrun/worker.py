@@ -95,16 +95,16 @@ class Worker:
         # A write throttled past the SDK's retries is made again while there is time: a
         # throttle must not lose a run's result, nor end a run whose code never started.
         deadline = None if seconds_left is None else time.monotonic() + seconds_left
-        run = aws.patiently(lambda: self.store.get(run_id), PATIENCE_SECONDS)
-        logger.append_keys(run_id=run.run_id, task_id=run.task_id)
-        if run.status is not RunStatus.PENDING:
-            logger.info("run is not pending; nothing to do", extra={"status": run.status})
-            return run
+        logger.append_keys(run_id=run_id)
+        # The claim is the conditional write itself (pending → running): no read before it.
         try:
             run = aws.patiently(lambda: self.store.mark_running(run_id, self.clock()), PATIENCE_SECONDS)
         except RunConflict as conflict:
-            logger.info("run was taken or ended by another writer", extra={"status": conflict.status})
+            logger.info(
+                "run is not pending (taken or ended elsewhere); nothing to do", extra={"status": conflict.status}
+            )
             return self.store.get(run_id)
+        logger.append_keys(task_id=run.task_id)
         assert run.started_at is not None
         ending = self._run_script(run, _limit(run.timeout, None if deadline is None else deadline - time.monotonic()))
         patience = PATIENCE_SECONDS if deadline is None else deadline - time.monotonic() - 1.0
