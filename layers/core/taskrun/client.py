@@ -20,9 +20,10 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import count
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import TypeAdapter
@@ -214,6 +215,57 @@ def _schedule_body(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 _steps = TypeAdapter(list[FlowStep])
+T = TypeVar("T")
+# An exchange: the requests a method makes one after another, each answer sent back into it,
+# its return value the method's. Written once, carried out by either client.
+Exchange = Generator[Call, Any, T]
+
+
+def _again(call: Call, attempt: int, retries: int, response: httpx.Response | None) -> bool:
+    """Whether to send a call again after a transport error (no response) or a 429 or 5xx
+    answer: only a call safe to repeat, while attempts remain."""
+    return call.retry and attempt < retries and (response is None or response.status_code in RETRIED_STATUSES)
+
+
+def _started(
+    task_id: str,
+    arguments: dict[str, Any] | None,
+    wait: float | None,
+    revision: str | None,
+    webhook_url: str | None,
+    json_schema: dict[str, Any] | None,
+    cache: bool,
+    idempotency_key: str | None,
+) -> Exchange[RunView]:
+    started = time.monotonic()
+    call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
+    run = RunView.model_validate((yield call))
+    if wait and not run.is_done:
+        return (yield from _waited(run.run_id, wait - (time.monotonic() - started)))
+    return run
+
+
+def _waited(run_id: str, timeout: float) -> Exchange[RunView]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = RunView.model_validate((yield _wait_call(run_id, deadline - time.monotonic())))
+        if run.is_done or time.monotonic() >= deadline:
+            return run
+
+
+def _next_page(params: dict[str, Any], page: dict[str, Any]) -> dict[str, Any] | None:
+    """The query of a list's next page, or None after the last."""
+    cursor = page.get("next_cursor")
+    return {**params, "cursor": cursor} if cursor else None
+
+
+def _upload_call(data: bytes, filename: str, content_type: str) -> Call:
+    return Call("POST", "/v1/files", json={"filename": filename, "content_type": content_type, "size": len(data)})
+
+
+def _uploaded(filename: str, put: httpx.Response) -> None:
+    if put.status_code >= 300:
+        raise TaskrunError(f"the upload of {filename} failed: {put.status_code} {put.text[:300]}")
 
 
 class Client:
@@ -242,19 +294,32 @@ class Client:
         self._http.close()
 
     def _send(self, call: Call) -> Any:
-        attempt = 0
-        while True:
+        for attempt in count():
             response: httpx.Response | None = None
             try:
                 response = self._http.send(call.request(self._http))
             except httpx.TransportError:
-                if not call.retry or attempt >= self.retries:
+                if not _again(call, attempt, self.retries, None):
                     raise
             else:
-                if not (call.retry and response.status_code in RETRIED_STATUSES and attempt < self.retries):
+                if not _again(call, attempt, self.retries, response):
                     return _read(response)
             time.sleep(_pause(attempt, response))
-            attempt += 1
+
+    def _carry_out(self, exchange: Exchange[T]) -> T:
+        try:
+            call = next(exchange)
+            while True:
+                call = exchange.send(self._send(call))
+        except StopIteration as done:
+            return done.value
+
+    def _pages(self, path: str, params: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """Every page of a list, each asked for with the cursor of the one before."""
+        while params is not None:
+            page = self._send(Call("GET", path, params, retry=True))
+            yield page
+            params = _next_page(params, page)
 
     # runs
     def run(
@@ -271,12 +336,9 @@ class Client:
     ) -> RunView:
         """Start a run. With `wait` (seconds), wait up to that long for it to end, past the
         server's per-request cap; the run is answered as it stands when the time is up."""
-        started = time.monotonic()
-        call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
-        run = RunView.model_validate(self._send(call))
-        if wait and not run.is_done:
-            return self.wait_for(run.run_id, wait - (time.monotonic() - started))
-        return run
+        return self._carry_out(
+            _started(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
+        )
 
     def get_run(self, run_id: str) -> RunView:
         return RunView.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
@@ -284,11 +346,7 @@ class Client:
     def wait_for(self, run_id: str, timeout: float) -> RunView:
         """The run once it has ended, or as it stands after `timeout` seconds: as many waiting
         requests as that takes, each within the server's cap."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = RunView.model_validate(self._send(_wait_call(run_id, deadline - time.monotonic())))
-            if run.is_done or time.monotonic() >= deadline:
-                return run
+        return self._carry_out(_waited(run_id, timeout))
 
     def list_runs(
         self,
@@ -300,26 +358,16 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[RunSummary]:
         """Runs, newest first, every page of them as the iteration goes on."""
-        params = _runs_query(task_id, status, triggered_by, schedule_id, page_size)
-        while True:
-            page = RunList.model_validate(self._send(Call("GET", "/v1/runs", params, retry=True)))
-            yield from page.runs
-            if not page.next_cursor:
-                return
-            params = {**params, "cursor": page.next_cursor}
+        for page in self._pages("/v1/runs", _runs_query(task_id, status, triggered_by, schedule_id, page_size)):
+            yield from RunList.model_validate(page).runs
 
     def cancel(self, run_id: str) -> RunView:
         return RunView.model_validate(self._send(Call("POST", f"/v1/runs/{run_id}/cancel")))
 
     def history(self, run_id: str) -> Iterator[FlowStep]:
         """A flow run's steps, every page of them."""
-        params: dict[str, Any] = {"limit": 500}
-        while True:
-            page = self._send(Call("GET", f"/v1/runs/{run_id}/history", params, retry=True))
+        for page in self._pages(f"/v1/runs/{run_id}/history", {"limit": 500}):
             yield from _steps.validate_python(page["steps"])
-            if not page.get("next_cursor"):
-                return
-            params = {**params, "cursor": page["next_cursor"]}
 
     def logs(self, run_id: str) -> RunLogs:
         return RunLogs.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
@@ -341,13 +389,8 @@ class Client:
         return ScheduleView.model_validate(self._send(Call("POST", "/v1/schedules", json=body)))
 
     def schedules(self, *, task_id: str | None = None) -> Iterator[ScheduleView]:
-        params: dict[str, Any] = {"task_id": task_id, "limit": 100}
-        while True:
-            page = ScheduleList.model_validate(self._send(Call("GET", "/v1/schedules", params, retry=True)))
-            yield from page.schedules
-            if not page.next_cursor:
-                return
-            params = {**params, "cursor": page.next_cursor}
+        for page in self._pages("/v1/schedules", {"task_id": task_id, "limit": 100}):
+            yield from ScheduleList.model_validate(page).schedules
 
     def get_schedule(self, schedule_id: str) -> ScheduleView:
         return ScheduleView.model_validate(self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True)))
@@ -365,11 +408,8 @@ class Client:
     # files
     def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
         """Make a file for a File parameter and upload its bytes; the argument is `{"file_id": upload.file_id}`."""
-        body = {"filename": filename, "content_type": content_type, "size": len(data)}
-        upload = Upload.model_validate(self._send(Call("POST", "/v1/files", json=body)))
-        put = httpx.put(upload.upload_url, content=data, headers=upload.upload_headers, timeout=300)
-        if put.status_code >= 300:
-            raise TaskrunError(f"the upload of {filename} failed: {put.status_code} {put.text[:300]}")
+        upload = Upload.model_validate(self._send(_upload_call(data, filename, content_type)))
+        _uploaded(filename, httpx.put(upload.upload_url, content=data, headers=upload.upload_headers, timeout=300))
         return upload
 
     # keys (admin scope)
@@ -417,19 +457,31 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _send(self, call: Call) -> Any:
-        attempt = 0
-        while True:
+        for attempt in count():
             response: httpx.Response | None = None
             try:
                 response = await self._http.send(call.request(self._http))
             except httpx.TransportError:
-                if not call.retry or attempt >= self.retries:
+                if not _again(call, attempt, self.retries, None):
                     raise
             else:
-                if not (call.retry and response.status_code in RETRIED_STATUSES and attempt < self.retries):
+                if not _again(call, attempt, self.retries, response):
                     return _read(response)
             await asyncio.sleep(_pause(attempt, response))
-            attempt += 1
+
+    async def _carry_out(self, exchange: Exchange[T]) -> T:
+        try:
+            call = next(exchange)
+            while True:
+                call = exchange.send(await self._send(call))
+        except StopIteration as done:
+            return done.value
+
+    async def _pages(self, path: str, params: dict[str, Any] | None) -> AsyncIterator[dict[str, Any]]:
+        while params is not None:
+            page = await self._send(Call("GET", path, params, retry=True))
+            yield page
+            params = _next_page(params, page)
 
     async def run(
         self,
@@ -443,22 +495,15 @@ class AsyncClient:
         cache: bool = True,
         idempotency_key: str | None = None,
     ) -> RunView:
-        started = time.monotonic()
-        call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
-        run = RunView.model_validate(await self._send(call))
-        if wait and not run.is_done:
-            return await self.wait_for(run.run_id, wait - (time.monotonic() - started))
-        return run
+        return await self._carry_out(
+            _started(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
+        )
 
     async def get_run(self, run_id: str) -> RunView:
         return RunView.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
 
     async def wait_for(self, run_id: str, timeout: float) -> RunView:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = RunView.model_validate(await self._send(_wait_call(run_id, deadline - time.monotonic())))
-            if run.is_done or time.monotonic() >= deadline:
-                return run
+        return await self._carry_out(_waited(run_id, timeout))
 
     async def list_runs(
         self,
@@ -469,27 +514,17 @@ class AsyncClient:
         schedule_id: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[RunSummary]:
-        params = _runs_query(task_id, status, triggered_by, schedule_id, page_size)
-        while True:
-            page = RunList.model_validate(await self._send(Call("GET", "/v1/runs", params, retry=True)))
-            for run in page.runs:
+        async for page in self._pages("/v1/runs", _runs_query(task_id, status, triggered_by, schedule_id, page_size)):
+            for run in RunList.model_validate(page).runs:
                 yield run
-            if not page.next_cursor:
-                return
-            params = {**params, "cursor": page.next_cursor}
 
     async def cancel(self, run_id: str) -> RunView:
         return RunView.model_validate(await self._send(Call("POST", f"/v1/runs/{run_id}/cancel")))
 
     async def history(self, run_id: str) -> AsyncIterator[FlowStep]:
-        params: dict[str, Any] = {"limit": 500}
-        while True:
-            page = await self._send(Call("GET", f"/v1/runs/{run_id}/history", params, retry=True))
+        async for page in self._pages(f"/v1/runs/{run_id}/history", {"limit": 500}):
             for step in _steps.validate_python(page["steps"]):
                 yield step
-            if not page.get("next_cursor"):
-                return
-            params = {**params, "cursor": page["next_cursor"]}
 
     async def logs(self, run_id: str) -> RunLogs:
         return RunLogs.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
@@ -513,14 +548,9 @@ class AsyncClient:
         return ScheduleView.model_validate(await self._send(Call("POST", "/v1/schedules", json=body)))
 
     async def schedules(self, *, task_id: str | None = None) -> AsyncIterator[ScheduleView]:
-        params: dict[str, Any] = {"task_id": task_id, "limit": 100}
-        while True:
-            page = ScheduleList.model_validate(await self._send(Call("GET", "/v1/schedules", params, retry=True)))
-            for schedule in page.schedules:
+        async for page in self._pages("/v1/schedules", {"task_id": task_id, "limit": 100}):
+            for schedule in ScheduleList.model_validate(page).schedules:
                 yield schedule
-            if not page.next_cursor:
-                return
-            params = {**params, "cursor": page.next_cursor}
 
     async def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleView:
         answer = await self._send(Call("PATCH", f"/v1/schedules/{schedule_id}", json=changes))
@@ -534,12 +564,9 @@ class AsyncClient:
         return RunView.model_validate(answer)
 
     async def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
-        body = {"filename": filename, "content_type": content_type, "size": len(data)}
-        upload = Upload.model_validate(await self._send(Call("POST", "/v1/files", json=body)))
+        upload = Upload.model_validate(await self._send(_upload_call(data, filename, content_type)))
         async with httpx.AsyncClient(timeout=300) as storage:
-            put = await storage.put(upload.upload_url, content=data, headers=upload.upload_headers)
-        if put.status_code >= 300:
-            raise TaskrunError(f"the upload of {filename} failed: {put.status_code} {put.text[:300]}")
+            _uploaded(filename, await storage.put(upload.upload_url, content=data, headers=upload.upload_headers))
         return upload
 
     async def health(self) -> dict[str, Any]:
