@@ -19,10 +19,12 @@ T = TypeVar("T")
 _made = threading.Lock()  # a boto3 session is not safe to make clients from on two threads at once
 
 
-def _config(**extra: Any) -> Any:
+def _config(**overrides: Any) -> Any:
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30, **extra)
+    return Config(
+        **{"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 5, "read_timeout": 30, **overrides}
+    )
 
 
 @cache
@@ -51,27 +53,22 @@ def _log_call(model: Any, params: Any = None, **_: Any) -> None:
         os.close(descriptor)
 
 
+def _client(service: str, config: Any) -> Any:
+    with _made:
+        return session().client(service, config=config)  # type: ignore[call-overload]
+
+
 @cache
 def client(service: str) -> Any:
     # S3 links are signed with Signature Version 4 (what every region takes), not the legacy default
-    config = _config(signature_version="s3v4") if service == "s3" else _config()
-    with _made:
-        return session().client(service, config=config)  # type: ignore[call-overload]
+    return _client(service, _config(signature_version="s3v4") if service == "s3" else _config())
 
 
 @cache
 def waiting_client(service: str) -> Any:
     """A client for a call that waits on the other side (a synchronous invoke of a run up to
     Lambda's 15 minutes): a read timeout past that, and no retry of its own."""
-    config = _config().merge(_botocore_config(read_timeout=910, retries={"total_max_attempts": 1}))
-    with _made:
-        return session().client(service, config=config)  # type: ignore[call-overload]
-
-
-def _botocore_config(**options: Any) -> Any:
-    from botocore.config import Config
-
-    return Config(**options)
+    return _client(service, _config(read_timeout=910, retries={"total_max_attempts": 1}))
 
 
 @cache

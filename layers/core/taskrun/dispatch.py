@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from taskrun import aws
-from taskrun.models import Run, TaskType, WorkerEvent
+from taskrun.models import FailedInvocation, Run, TaskType, WorkerEvent
 
 
 class DispatchFailed(Exception):
@@ -41,10 +41,10 @@ class LambdaDispatcher:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
         return None
 
-    def run_now(self, run: Run) -> dict[str, Any] | None:
+    def run_now(self, run: Run) -> FailedInvocation.Failure | None:
         """Invoke the worker synchronously for the run and answer when it is done: None when
         the invocation ran to its end (whatever the run's outcome), or the function's error
-        as Lambda reports it ({errorType, errorMessage}). A call that fails before or while
+        as Lambda reports it. A call that fails before or while
         the worker runs (throttled, timed out) raises DispatchFailed; the run may then be
         handed over again, as the worker runs a run only once."""
         client = self._client or aws.waiting_client("lambda")
@@ -59,10 +59,9 @@ class LambdaDispatcher:
         if not answer.get("FunctionError"):
             return None
         try:
-            failure = json.loads(answer["Payload"].read() or b"{}")
-        except ValueError:
-            failure = {}
-        return failure if isinstance(failure, dict) else {}
+            return FailedInvocation.Failure.model_validate_json(answer["Payload"].read() or b"{}")
+        except ValidationError:  # not Lambda's error shape: a failure all the same
+            return FailedInvocation.Failure()
 
 
 class TaskDispatcher:
@@ -74,7 +73,7 @@ class TaskDispatcher:
     def dispatch(self, run: Run) -> str | None:
         return self._by_type[run.task_type].dispatch(run)
 
-    def run_now(self, run: Run) -> dict[str, Any] | None:
+    def run_now(self, run: Run) -> FailedInvocation.Failure | None:
         """A script run, run by a synchronous invoke of the worker (LambdaDispatcher.run_now)."""
         scripts = self._by_type[TaskType.SCRIPT]
         if run.task_type is not TaskType.SCRIPT or not isinstance(scripts, LambdaDispatcher):

@@ -29,7 +29,6 @@ from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
 from taskrun.models import (
     ErrorType,
-    FailedInvocation,
     Run,
     RunError,
     RunStatus,
@@ -180,31 +179,28 @@ class RunService:
             return cached
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
-        if wait_timeout is not None and self._runs_within(run, wait_timeout):
-            began = time.monotonic()
-            ran = self._run_now(run)
-            if ran is not None:
-                logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
-                count("RunsStarted")
-                if ran.status.is_done:
-                    return ran
-                return self.wait(run.run_id, max(0.0, wait_timeout - (time.monotonic() - began)), current=ran)
-        try:
-            execution_arn = self.dispatcher.dispatch(run)
-        except DispatchFailed as error:
-            logger.exception("dispatch failed")
-            count("DispatchFailures")
-            return self.store.finish(
-                run.run_id,
-                Ending(
-                    status=RunStatus.FAILED,
-                    ended_at=self.clock(),
-                    error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error)),
-                ),
-            )
+        began = time.monotonic()
+        ran = self._run_now(run) if wait_timeout is not None and self._runs_within(run, wait_timeout) else None
+        execution_arn = None
+        if ran is None:
+            try:
+                execution_arn = self.dispatcher.dispatch(run)
+            except DispatchFailed as error:
+                logger.exception("dispatch failed")
+                count("DispatchFailures")
+                return self.store.finish(
+                    run.run_id,
+                    Ending(
+                        status=RunStatus.FAILED,
+                        ended_at=self.clock(),
+                        error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error)),
+                    ),
+                )
         logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
         count("RunsStarted")
-        if execution_arn is not None:
+        if ran is not None and wait_timeout is not None:  # run while this request waited: the rest of the wait
+            run, wait_timeout = ran, max(0.0, wait_timeout - (time.monotonic() - began))
+        elif execution_arn is not None:
             run = self._mark_flow_running(run, execution_arn)
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
@@ -235,10 +231,7 @@ class RunService:
         if failure is not None:
             from taskrun.worker import end_crashed
 
-            detail = FailedInvocation.Failure.model_validate(
-                {key: failure.get(key) for key in ("errorType", "errorMessage")}
-            )
-            return end_crashed(self.store, run.run_id, detail, self.clock())
+            return end_crashed(self.store, run.run_id, failure, self.clock())
         return self.store.get(run.run_id)
 
     def _from_cache(self, run: Run) -> Run | None:
