@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.table import Table
 
@@ -90,9 +90,8 @@ def table(first: str, *others: str) -> Table:
 
 
 def print_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    out.print(json.dumps(value, indent=2, ensure_ascii=False), markup=False)
+    """Any answer as JSON: a model or a list of them as the API sent it."""
+    out.print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False), markup=False)
 
 
 def _version(shown: bool) -> None:
@@ -235,7 +234,7 @@ def runs_list(
     with api() as client:
         found = list(islice(client.list_runs(task_id=task, status=status, page_size=min(limit, 100)), limit))
     if as_json:
-        print_json([run.model_dump(mode="json") for run in found])
+        print_json(found)
         return
     shown = table("run", "task", "status", "started", "ms")
     for item in found:
@@ -283,7 +282,7 @@ def runs_history(run_id: str, as_json: JsonOption = False) -> None:
     with api() as client:
         steps = list(client.history(run_id))
     if as_json:
-        print_json([step.model_dump(mode="json") for step in steps])
+        print_json(steps)
         return
     shown = table("step", "type", "status", "attempts", "error")
     for step in steps:
@@ -314,7 +313,7 @@ def tasks_list(as_json: JsonOption = False) -> None:
     with api() as client:
         found = client.tasks()
     if as_json:
-        print_json([task.model_dump(mode="json") for task in found])
+        print_json(found)
         return
     shown = table("task", "type", "description")
     for task in found:
@@ -365,7 +364,7 @@ def schedules_list(as_json: JsonOption = False) -> None:
     with api() as client:
         found = list(client.schedules())
     if as_json:
-        print_json([schedule.model_dump(mode="json") for schedule in found])
+        print_json(found)
         return
     shown = table("schedule", "task", "expression", "state", "next run")
     for item in found:
