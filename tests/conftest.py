@@ -108,6 +108,20 @@ def private_webhooks(stack: LocalStack) -> Iterator[None]:
     runtime.update_environment(WEBHOOK_CHECKERS, {"TASKRUN_WEBHOOK_ALLOW_PRIVATE": None})
 
 
+# The server's per-request wait where a test needs waits of seconds to take several requests.
+SHORT_WAIT_SECONDS = 1
+WAITING_FUNCTIONS = ["StartRunFunction", "GetRunFunction"]
+
+
+@pytest.fixture(scope="module")
+def short_server_waits(stack: LocalStack) -> Iterator[None]:
+    """The API waits at most SHORT_WAIT_SECONDS a request, for the tests of one module."""
+    runtime = stack.emulator.runtime
+    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": str(SHORT_WAIT_SECONDS)})
+    yield
+    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": None})
+
+
 @pytest.fixture
 def receiver(stack: LocalStack, private_webhooks: None) -> Iterator[Receiver]:
     """A webhook receiver on this machine that verifies with the stack's signing secret."""

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from taskrun.client import AsyncClient, Client, Invalid, NotFound, Unauthorized
-from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, RunView
 from tests.conftest import API_KEY
-
-WAIT_CAP = 1  # the server's per-request wait here, so that waits of a few seconds take several requests
-WAITING_FUNCTIONS = ["StartRunFunction", "GetRunFunction"]
-
-
-@pytest.fixture(scope="module")
-def short_server_waits(stack: LocalStack) -> Iterator[None]:
-    runtime = stack.emulator.runtime
-    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": str(WAIT_CAP)})
-    yield
-    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": None})
 
 
 class Recording(httpx.HTTPTransport):

@@ -15,20 +15,9 @@ from typer.testing import CliRunner
 
 from taskrun import __version__
 from taskrun.commands import app
-from taskrun.local.stack import LocalStack
 from tests.conftest import API_KEY
 
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
-WAITING_FUNCTIONS = ["StartRunFunction", "GetRunFunction"]
-
-
-@pytest.fixture(scope="module")
-def short_server_waits(stack: LocalStack) -> Iterator[None]:
-    """The server waits at most 1 s a request, so a run of seconds outlasts one request."""
-    runtime = stack.emulator.runtime
-    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": "1"})
-    yield
-    runtime.update_environment(WAITING_FUNCTIONS, {"TASKRUN_MAX_WAIT_SECONDS": None})
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -251,18 +251,13 @@ def runs_get(
     as_json: JsonOption = False,
 ) -> None:
     """One run; with --wait, once it has ended. The exit code is as `taskrun run`'s."""
-    with api() as client, spinner(f"waiting for {run_id}") if wait else _nothing():
+    with api() as client, spinner(f"waiting for {run_id}") if wait else nullcontext():
         found = client.wait_for(run_id, timeout) if wait else client.get_run(run_id)
     if as_json:
         print_json(found)
     else:
         show_run(found)
     raise typer.Exit(exit_code(found))
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @runs_app.command("cancel", epilog="Example: taskrun runs cancel run_01m8496zv092capcb6htkybrew")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -68,7 +69,7 @@ class ScriptProcess:
         """Run one call; its outcome carries the call's logs, whichever way it ended."""
         with tempfile.TemporaryDirectory(prefix="taskrun-") as folder:
             path = Path(folder) / "output.log"
-            outcome = self._call(Call(**{**call.__dict__, "log_path": str(path)}), limit)
+            outcome = self._call(dataclasses.replace(call, log_path=str(path)), limit)
             outcome.logs, outcome.logs_truncated = read_tail(path)
         return outcome
 

@@ -85,7 +85,8 @@ class Capture:
 
     def _trim(self) -> None:
         self._file.close()
-        tail = self.path.read_bytes()[-MAX_LOG_BYTES:]
+        # one byte more than is kept, so that the file itself says that earlier output was cut
+        tail = self.path.read_bytes()[-(MAX_LOG_BYTES + 1) :]
         self.path.write_bytes(tail)
         self._file = self.path.open("ab")
         self._size = len(tail)

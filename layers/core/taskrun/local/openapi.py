@@ -147,9 +147,7 @@ def _drop_unused_schemas(doc: dict[str, Any]) -> None:
     problems instead, so schemas nothing refers to any more are left out."""
     schemas = doc.get("components", {}).get("schemas", {})
     while True:
-        text = json.dumps({key: value for key, value in doc.items() if key != "components"}) + json.dumps(
-            {name: schema for name, schema in schemas.items()}
-        )
+        text = json.dumps({key: value for key, value in doc.items() if key != "components"}) + json.dumps(schemas)
         used = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
         unused = [name for name in schemas if name not in used]
         if not unused:
