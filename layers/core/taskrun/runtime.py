@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.shared.constants import TRACER_DISABLED_ENV
+from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.settings import get_settings
@@ -42,7 +44,7 @@ logger = Logger()
 
 def tracing_on() -> bool:
     """Traces are sent from Lambda when the function's tracing is on (not locally)."""
-    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
+    disabled = resolve_truthy_env_var_choice(env=os.environ.get(TRACER_DISABLED_ENV, "false"))
     return not disabled and bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 

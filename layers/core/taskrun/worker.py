@@ -167,7 +167,7 @@ class Worker:
         # Step Functions passes 256 KiB between states: the result goes to the results bucket
         # and the state gets a reference, which a later step's argument or the flow's output
         # may carry (the worker reads it back for a step; the run shows it as its result_url)
-        key = self._keep(f"{(step.execution or 'step').rpartition(':')[2]}/{uuid.uuid4().hex}", data)
+        key = self._keep(f"{execution or 'step'}/{uuid.uuid4().hex}", data)
         return reference_to(key, len(data))
 
     def _keep_logs(self, outcome: Outcome, run_id: str, step: str | None = None) -> None:
