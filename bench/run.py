@@ -181,12 +181,106 @@ def cold_starts(repeats: int) -> dict[str, Any]:
     return {"boto3_ms": boto3_ms, "handlers_ms": handlers, "first_call_ms": first_calls}
 
 
+# ------------------------------------------------------------------------------ write units
+
+
+class WriteMeter:
+    """DynamoDB write units as AWS bills them, from each write's item before and after (the
+    emulator's own items, in this process): the table a unit per KB of the larger of the
+    two; each index a unit where the item enters or leaves it, two where its key there
+    changes (a delete and a put), one where an attribute it projects changes, none where
+    the write touches nothing it holds; a failed conditional write one unit."""
+
+    def __init__(self) -> None:
+        self.units: collections.Counter[str] = collections.Counter()  # "<table> table" / "<table> <index>"
+        self._lock = threading.Lock()
+
+    def install(self) -> Callable[[], None]:
+        import inspect
+
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        originals = {name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")}
+        meter = self
+
+        def metered(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+            signature = inspect.signature(original)
+
+            def operation(backend: Any, *args: Any, **kwargs: Any) -> Any:
+                bound = signature.bind(backend, *args, **kwargs).arguments
+                table = backend.get_table(bound["table_name"])
+                key = bound.get("key") or bound["item_attrs"]
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                before = table.get_item(hash_key, range_key)
+                before_attrs = dict(before.to_json()["Attributes"]) if before is not None else None
+                try:
+                    answer = original(backend, *args, **kwargs)
+                except Exception:
+                    meter.add(table, None, None, failed=True)
+                    raise
+                after = table.get_item(hash_key, range_key)
+                meter.add(table, before_attrs, dict(after.to_json()["Attributes"]) if after is not None else None)
+                return answer
+
+            return operation
+
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, metered(name, original))
+
+        def undo() -> None:
+            for name, original in originals.items():
+                setattr(DynamoDBBackend, name, original)
+
+        return undo
+
+    def add(
+        self, table: Any, before: dict[str, Any] | None, after: dict[str, Any] | None, failed: bool = False
+    ) -> None:
+        found: collections.Counter[str] = collections.Counter()
+        if failed:
+            found[f"{table.name} table"] += 1
+        else:
+            size = max(len(json.dumps(item)) for item in (before, after) if item is not None)
+            found[f"{table.name} table"] += max(1, math.ceil(size / 1024))
+            table_keys = [table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
+            for index in table.global_indexes:
+                keys = [part["AttributeName"] for part in index.schema]
+                inside = [item is not None and all(k in item for k in keys) for item in (before, after)]
+                projection = index.projection or {"ProjectionType": "ALL"}
+                if projection["ProjectionType"] == "ALL":
+                    held = None  # every attribute
+                else:
+                    held = {*keys, *table_keys, *projection.get("NonKeyAttributes", [])}
+
+                def view(item: dict[str, Any], held: set[str] | None = held) -> dict[str, Any]:
+                    return item if held is None else {k: v for k, v in item.items() if k in held}
+
+                if inside == [True, True]:
+                    assert before is not None and after is not None
+                    if any(before[k] != after[k] for k in keys):
+                        found[f"{table.name} {index.name}"] += 2
+                    elif view(before) != view(after):
+                        found[f"{table.name} {index.name}"] += 1
+                elif any(inside):
+                    found[f"{table.name} {index.name}"] += 1
+        with self._lock:
+            self.units.update(found)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.units.clear()
+
+
 # ------------------------------------------------------------------------------ the stack
 
 
 class Bench:
     def __init__(self, extra_tasks: Path) -> None:
         self.calls_path = Path(tempfile.mkdtemp(prefix="taskrun-bench-")) / "aws-calls.log"
+        self.writes = WriteMeter()
+        self.unmeter = self.writes.install()  # before the stack's own wrapping, so inside its lock
         self.stack = LocalStack(
             root=ROOT,
             api_key=KEY,
@@ -211,13 +305,6 @@ class Bench:
         runtime.invoke_text = counted  # type: ignore[method-assign]
         template = Stack(ROOT / "template.yaml", "us-east-1")
         self.memory = {spec.logical_id: spec.memory for spec in template.functions()}
-        self.indexes = {
-            name: [
-                index["KeySchema"][0]["AttributeName"]
-                for index in resource["Properties"].get("GlobalSecondaryIndexes", [])
-            ]
-            for name, resource in template.of_type("AWS::DynamoDB::Table").items()
-        }
         self.http = httpx.Client(base_url=self.url, headers={"X-API-KEY": KEY}, timeout=120)
         self.api_requests = 0
 
@@ -230,6 +317,7 @@ class Bench:
     def stop(self) -> None:
         self.http.close()
         self.stack.stop()
+        self.unmeter()
 
     def calls_made(self) -> list[str]:
         """The AWS requests the functions made (not the local stack's own loops)."""
@@ -244,6 +332,7 @@ class Bench:
         self.quiet()
         self.calls_path.write_text("")
         self.invocations.clear()
+        self.writes.reset()
         self.api_requests = 0
         run_ids: list[str] = []
         for _ in range(runs):
@@ -251,13 +340,14 @@ class Bench:
         self.quiet()
         calls = collections.Counter(tuple(line.split(" ")[1:]) for line in self.calls_made())
         invocations = list(self.invocations)
+        write_units = collections.Counter(self.writes.units)
         transitions = 0
         for run_id in run_ids:
             run = self.request("GET", f"/v1/runs/{run_id}")
             if run["task_type"] == "flow":
                 transitions += len(self.request("GET", f"/v1/runs/{run_id}/history", params={"limit": 500})["steps"])
         self.api_requests -= len(run_ids) + sum(1 for _ in run_ids if transitions)  # the reads just above
-        units = self.billed(calls, invocations, runs)
+        units = self.billed(calls, invocations, write_units, runs)
         units["sfn_transitions"] = transitions / runs
         units["api_requests"] = self.api_requests / runs
         dollars = {
@@ -273,61 +363,37 @@ class Bench:
         }
         return {
             "calls_per_run": {" ".join(key).strip(): count / runs for key, count in sorted(calls.items())},
+            "write_units_per_run": {where: count / runs for where, count in sorted(write_units.items())},
             "units_per_run": units,
             "dollars_per_million": {name: value * 1e6 for name, value in dollars.items()},
             "total_per_million": sum(dollars.values()) * 1e6,
         }
 
     def billed(
-        self, calls: collections.Counter[tuple[str, ...]], invocations: list[tuple[str, float]], runs: int
+        self,
+        calls: collections.Counter[tuple[str, ...]],
+        invocations: list[tuple[str, float]],
+        write_units: collections.Counter[str],
+        runs: int,
     ) -> dict[str, float]:
-        """Units from the counted requests. DynamoDB: a write costs one unit per KB of the item
-        (its size now) and one more for each index whose key the item holds (its copy there);
-        a read one unit (strongly consistent, items under 4 KB)."""
-        write_units = read_units = 0.0
-        sizes = self.item_sizes()
+        """Units from the counted requests; DynamoDB writes as the meter found them, a read
+        one unit (strongly consistent, items under 4 KB), a batch read half a unit a key
+        (eventually consistent)."""
+        read_units = 0.0
         for key, count in calls.items():
-            service, operation = key[0], key[1]
-            table_name = key[2] if len(key) > 2 else ""
-            if service != "dynamodb":
-                continue
-            logical = next((name for name in self.indexes if name in table_name), "")
-            if operation in WRITES:
-                size_kb = max(1, math.ceil(sizes.get(table_name, 1024) / 1024))
-                write_units += count * (size_kb + len(self.present_indexes(logical, table_name)))
-            elif operation in READS:
-                read_units += count
+            if key[0] == "dynamodb" and key[1] in READS:
+                read_units += count * (0.5 * int(key[3]) if len(key) > 3 else 1.0)
         gb_s = sum(seconds * self.memory.get(name, 512) / 1024 for name, seconds in invocations)
         return {
             "lambda_requests": len(invocations) / runs,
             "lambda_gb_s": gb_s / runs,
-            "write_units": write_units / runs,
+            "write_units": sum(write_units.values()) / runs,
             "read_units": read_units / runs,
             "s3_puts": sum(c for k, c in calls.items() if k[0] == "s3" and k[1] in ("PutObject",)) / runs,
             "s3_gets": sum(c for k, c in calls.items() if k[0] == "s3" and k[1] in ("GetObject", "ListObjectsV2"))
             / runs,
             "sqs_requests": sum(c for k, c in calls.items() if k[0] == "sqs") / runs,
         }
-
-    def present_indexes(self, logical: str, table_name: str) -> list[str]:
-        """The indexes of a table whose hash key the table's newest item holds."""
-        item = self._newest.get(table_name, {})
-        return [key for key in self.indexes.get(logical, []) if key in item]
-
-    def item_sizes(self) -> dict[str, int]:
-        """Each table's newest item's size (JSON bytes, near DynamoDB's own measure)."""
-        import boto3
-
-        dynamodb = boto3.client("dynamodb", endpoint_url=self.stack.emulator.endpoint, region_name="us-east-1")
-        self._newest: dict[str, dict[str, Any]] = {}
-        sizes: dict[str, int] = {}
-        for name in dynamodb.list_tables()["TableNames"]:
-            items = dynamodb.scan(TableName=name, Limit=50).get("Items", [])
-            if items:
-                newest = max(items, key=lambda item: json.dumps(item, sort_keys=True).__len__())
-                self._newest[name] = newest
-                sizes[name] = len(json.dumps(newest))
-        return sizes
 
 
 # ------------------------------------------------------------------------------ 2. requests and cost
@@ -389,6 +455,9 @@ def costs(bench: Bench, runs: int) -> dict[str, Any]:
         print(f"\n{name}: AWS requests per run")
         for call, count in figures["calls_per_run"].items():
             print(f"  {count:6.2f}  {call}")
+        print(f"{name}: DynamoDB write units per run, by table and index")
+        for where, count in figures["write_units_per_run"].items():
+            print(f"  {count:6.2f}  {where}")
     return found
 
 

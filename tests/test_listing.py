@@ -1,8 +1,10 @@
 """Listing runs: newest first across the time shards, a cursor that neither repeats nor
-skips, and a bounded number of reads per request whatever the filter."""
+skips, a bounded number of reads per request whatever the filter, and the status a run has
+now (the indexes hold no status: the runs are read from the table)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import boto3
@@ -11,7 +13,7 @@ import pytest
 
 from taskrun import store as store_module
 from taskrun.local.stack import LocalStack
-from taskrun.models import TriggeredBy
+from taskrun.models import RunStatus, RunSummary, TriggeredBy
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore, RunFilter
 
@@ -29,7 +31,7 @@ def all_pages(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
 
 def test_the_unfiltered_list_merges_the_shards_newest_first(api: httpx.Client) -> None:
     # Given 30 new runs (spread over the by_time shards)
-    body = {"task_id": "team/add", "arguments": {"a": 1}}
+    body = {"task_id": "team/add", "arguments": {"a": 1}, "wait": True}  # ended before the next test
     ids = [api.post("/v1/runs", json=body).json()["run_id"] for _ in range(30)]
     table = boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().runs_table)
     shards = {table.get_item(Key={"run_id": run_id})["Item"]["kind"] for run_id in ids}
@@ -44,16 +46,53 @@ def test_the_unfiltered_list_merges_the_shards_newest_first(api: httpx.Client) -
     assert [run_id for run_id in listed if run_id in set(ids)] == sorted(ids, reverse=True)
 
 
+def test_a_run_is_listed_as_active_only_while_it_is(api: httpx.Client) -> None:
+    # Given a run that is running
+    run = api.post("/v1/runs", json={"task_id": "examples/sleep", "arguments": {"seconds": 30}}).json()
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/runs/{run['run_id']}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    def listed(status: str) -> list[dict[str, Any]]:
+        return [r for r in all_pages(api, status=status, limit=50) if r["run_id"] == run["run_id"]]
+
+    # Then it is listed as running, as a list shows a run (no arguments)
+    [shown] = listed("running")
+    assert shown["status"] == "running" and shown["started_at"] and "arguments" not in shown
+    assert listed("pending") == [] and listed("cancelled") == []
+
+    # When it is cancelled, it is listed as cancelled and no longer as running
+    assert api.post(f"/v1/runs/{run['run_id']}/cancel").status_code == 200
+    assert listed("running") == []
+    [shown] = listed("cancelled")
+    assert shown["error"]["type"] == "cancelled" and shown["ended_at"]
+    # and the sweeper's own read of the active runs no longer sees it
+    store = DynamoRunStore(get_settings().runs_table)
+    active = store.list(RunFilter(status=RunStatus.RUNNING), 100, None)[0]
+    assert run["run_id"] not in {r.run_id for r in active}
+
+
+@pytest.mark.parametrize(
+    ("rare", "common"),
+    [
+        (RunFilter(triggered_by=TriggeredBy.SCHEDULE), RunFilter(triggered_by=TriggeredBy.API)),
+        (RunFilter(status=RunStatus.TIMED_OUT), RunFilter(task_id="examples/echo", status=RunStatus.SUCCEEDED)),
+        (RunFilter(status=RunStatus.FAILED), RunFilter(status=RunStatus.SUCCEEDED)),
+    ],
+    ids=["trigger", "status-of-a-task", "status"],
+)
 def test_a_filter_that_matches_little_answers_after_a_few_reads_and_its_cursor_reaches_every_match(
-    stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch, rare: RunFilter, common: RunFilter
 ) -> None:
     store = DynamoRunStore(get_settings().runs_table)
-    for n in range(20):
-        api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": n}})
+    for n in range(20):  # runs that have ended: what matches stays put while it is read
+        answer = api.post("/v1/runs", json={"task_id": "examples/echo", "arguments": {"message": str(n)}, "wait": True})
+        assert answer.json()["status"] == "succeeded"
     expected: list[str] = []
     cursor: str | None = None
     while True:  # every match, read with the usual read size
-        runs, cursor = store.list(RunFilter(triggered_by=TriggeredBy.API), 1_000, cursor)
+        runs, cursor = store.list(common, 1_000, cursor)
         expected += [run.run_id for run in runs]
         if cursor is None:
             break
@@ -61,31 +100,50 @@ def test_a_filter_that_matches_little_answers_after_a_few_reads_and_its_cursor_r
 
     # With a small read size, each request stops after its reads, even with nothing found
     monkeypatch.setattr(store_module, "FILTERED_READ_SIZE", 3)
-    calls = 0
+    calls = batches = 0
     original = store.table.query
+    original_batch = store.table.meta.client.batch_get_item
 
     def counted(**request: Any) -> Any:
         nonlocal calls
         calls += 1
         return original(**request)
 
+    def counted_batch(**request: Any) -> Any:
+        nonlocal batches
+        batches += 1
+        return original_batch(**request)
+
     monkeypatch.setattr(store.table, "query", counted)
-    few, cursor = store.list(RunFilter(triggered_by=TriggeredBy.SCHEDULE), 20, None)
+    monkeypatch.setattr(store.table.meta.client, "batch_get_item", counted_batch)
+    few, cursor = store.list(rare, 20, None)
     assert cursor is not None and len(few) < 20
-    assert all(run.triggered_by is TriggeredBy.SCHEDULE for run in few)
-    assert calls <= store_module.MAX_READS_PER_LIST
+    assert all(_matches(run, rare) for run in few)
+    assert calls <= store_module.MAX_READS_PER_LIST and batches <= 2 * store_module.MAX_READS_PER_LIST
 
     # and following the cursors gives every match once, newest first
     found: list[str] = []
     cursor = None
     pages = 0
     while True:
-        calls = 0
-        runs, cursor = store.list(RunFilter(triggered_by=TriggeredBy.API), 5, cursor)
-        assert calls <= store_module.MAX_READS_PER_LIST and len(runs) <= 5
+        calls = batches = 0
+        runs, cursor = store.list(common, 5, cursor)
+        assert calls <= store_module.MAX_READS_PER_LIST and batches <= 2 * store_module.MAX_READS_PER_LIST
+        assert len(runs) <= 5 and all(_matches(run, common) for run in runs)
         found += [run.run_id for run in runs]
         pages += 1
         if cursor is None:
             break
     assert found == expected
     assert pages > len(expected) // 5
+
+
+def _matches(run: RunSummary, filters: RunFilter) -> bool:
+    return all(
+        wanted is None or getattr(run, name) == wanted
+        for name, wanted in (
+            ("status", filters.status),
+            ("task_id", filters.task_id),
+            ("triggered_by", filters.triggered_by),
+        )
+    )

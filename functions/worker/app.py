@@ -18,8 +18,8 @@ def execute(event: dict[str, Any], context: LambdaContext) -> Any:
         return worker().run_step(request, seconds_left=seconds_left)
     if isinstance(request, CallbackRequest):
         return {"callback_id": callbacks().register(request).callback_id}
-    run = worker().execute(request.run_id, seconds_left=seconds_left)
-    return {"run_id": run.run_id, "status": run.status.value}
+    # the run as it now stands: a synchronous caller answers with it, without reading it again
+    return worker().execute(request.run_id, seconds_left=seconds_left).model_dump(mode="json")
 
 
 lambda_handler = plain_handler(execute)

@@ -41,9 +41,13 @@ CALL_LOG = "TASKRUN_AWS_CALL_LOG"
 
 
 def _log_call(model: Any, params: Any = None, **_: Any) -> None:
-    """One line per AWS request: the function making it, service, operation, table (if any),
-    written whole."""
-    table = (params or {}).get("TableName", "") if isinstance(params, dict) else ""
+    """One line per AWS request: the function making it, service, operation, table (if any)
+    and, for a batch read, how many keys; written whole."""
+    params = params if isinstance(params, dict) else {}
+    table = params.get("TableName", "")
+    if batch := params.get("RequestItems"):  # BatchGetItem: one table here, by its keys
+        table, request = next(iter(batch.items()))
+        table = f"{table} {len(request.get('Keys', []))}"
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "-")
     line = f"{function} {model.service_model.service_name} {model.name} {table}\n".encode()
     descriptor = os.open(os.environ[CALL_LOG], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

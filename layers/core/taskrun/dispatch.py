@@ -41,10 +41,10 @@ class LambdaDispatcher:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
         return None
 
-    def run_now(self, run: Run) -> FailedInvocation.Failure | None:
-        """Invoke the worker synchronously for the run and answer when it is done: None when
-        the invocation ran to its end (whatever the run's outcome), or the function's error
-        as Lambda reports it. A call that fails before or while
+    def run_now(self, run: Run) -> Run | FailedInvocation.Failure:
+        """Invoke the worker synchronously for the run and answer when it is done: the run as
+        the worker left it when the invocation ran to its end (whatever the run's outcome),
+        or the function's error as Lambda reports it. A call that fails before or while
         the worker runs (throttled, timed out) raises DispatchFailed; the run may then be
         handed over again, as the worker runs a run only once."""
         client = self._client or aws.waiting_client("lambda")
@@ -56,10 +56,14 @@ class LambdaDispatcher:
             )
         except (ClientError, BotoCoreError) as error:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
+        payload = answer["Payload"].read()
         if not answer.get("FunctionError"):
-            return None
+            try:
+                return Run.model_validate_json(payload)
+            except ValidationError as error:  # not a run: the worker and the API differ in version
+                raise DispatchFailed(f"the worker answered something other than a run: {error}") from error
         try:
-            return FailedInvocation.Failure.model_validate_json(answer["Payload"].read() or b"{}")
+            return FailedInvocation.Failure.model_validate_json(payload or b"{}")
         except ValidationError:  # not Lambda's error shape: a failure all the same
             return FailedInvocation.Failure()
 
@@ -73,7 +77,7 @@ class TaskDispatcher:
     def dispatch(self, run: Run) -> str | None:
         return self._by_type[run.task_type].dispatch(run)
 
-    def run_now(self, run: Run) -> FailedInvocation.Failure | None:
+    def run_now(self, run: Run) -> Run | FailedInvocation.Failure:
         """A script run, run by a synchronous invoke of the worker (LambdaDispatcher.run_now)."""
         scripts = self._by_type[TaskType.SCRIPT]
         if run.task_type is not TaskType.SCRIPT or not isinstance(scripts, LambdaDispatcher):

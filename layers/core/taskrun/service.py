@@ -222,17 +222,17 @@ class RunService:
         if run_now is None:
             return None
         try:
-            failure = run_now(run)
+            answer = run_now(run)
         except DispatchFailed as error:
             logger.info(
                 "the worker was not invoked synchronously; the run is handed over", extra={"reason": str(error)}
             )
             return None
-        if failure is not None:
-            from taskrun.worker import end_crashed
+        if isinstance(answer, Run):
+            return answer
+        from taskrun.worker import end_crashed
 
-            return end_crashed(self.store, run.run_id, failure, self.clock())
-        return self.store.get(run.run_id)
+        return end_crashed(self.store, run.run_id, answer, self.clock())
 
     def _from_cache(self, run: Run) -> Run | None:
         if run.cache_key is None or self.cache is None:

@@ -1,19 +1,23 @@
 """The run store: a small port, and its DynamoDB adapter.
 
 Table design (template.yaml, RunsTable): key `run_id`; run ids are time-ordered, so they
-double as the sort key of four indexes, each read newest first: `by_schedule` (the
-runs a schedule started; sparse), `by_task` (task_id),
-`by_status` (status) and `by_time` (`kind`, one of a few shards, so that no single index
-partition takes every write). The indexes project what a list shows (a run's summary),
-never the arguments, result or task token. Arbitrary JSON (arguments, result, error,
-usage) is kept as JSON text, so numbers keep their exact form and no Decimal leaks out.
+double as the sort key of four indexes, each read newest first: `by_time` (`kind`, one of
+a few shards, so that no single index partition takes every write), `by_task` (task_id),
+`by_schedule` (the runs a schedule started; sparse) and `active` (the pending and running
+runs, sharded as `by_time`; a run leaves it when it ends). The indexes hold keys and the
+fields a run never changes (task, trigger), so a status move writes the table alone and
+not three copies; a list reads its page's runs from the table by key. Arbitrary JSON
+(arguments, result, error, usage) is kept as JSON text, so numbers keep their exact form
+and no Decimal leaks out.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,10 +33,39 @@ from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary
 JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
+ACTIVE = "active"  # the cursor's name for the `active` index's shards
+INDEX_KEYS = ("kind", "active")  # attributes only the indexes read
 TIME_SHARDS = 4  # `by_time` partitions: each takes a quarter of the writes
 SHARD_KEYS = [f"{KIND}#{shard}" for shard in range(TIME_SHARDS)]
 MAX_READS_PER_LIST = 8  # queries one list request may make; past them it answers with what it has and a cursor
 FILTERED_READ_SIZE = 100  # items a filtered query evaluates at a time
+BATCH_READ_SIZE = 100  # DynamoDB's most keys a BatchGetItem
+BATCH_READ_ATTEMPTS = 6
+SHARDED = ("by_time", "active")  # indexes whose partition key is one of the shards
+# What a list shows of a run (RunSummary) and what the store needs to make one
+SUMMARY_FIELDS = (
+    "run_id",
+    "task_id",
+    "task_type",
+    "revision",
+    "status",
+    "error",
+    "triggered_by",
+    "schedule_id",
+    "parent_run_id",
+    "webhook_url",
+    "timeout",
+    "execution_arn",
+    "parent_execution",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "usage",
+    "result_key",
+    "cached",
+    "cached_from",
+)
 
 
 @dataclass(frozen=True)
@@ -91,27 +124,27 @@ class DynamoRunStore(aws.TableAdapter):
         return run_from_item(item)
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
-        """Runs matching the filters, newest first, read from the most selective index.
+        """Runs matching the filters, newest first, from the most selective index.
 
-        The index's partitions (one, or the time shards) are read side by side and merged
-        by run id. A request makes at most MAX_READS_PER_LIST queries: a filter that matches
-        little answers a short (even empty) page with a cursor rather than reading on."""
+        The index's partitions (one, or the shards) are read side by side and merged by run
+        id; the runs themselves are then read from the table, a batch at a time, as far as
+        the page needs (the indexes hold keys and a run's fixed fields, never its status).
+        A request makes at most MAX_READS_PER_LIST queries: a filter that matches little
+        answers a short (even empty) page with a cursor rather than reading on."""
         index, key_name, key_value = _index_for(filters)
-        partitions = SHARD_KEYS if index == "by_time" else [key_value]
+        partitions = SHARD_KEYS if index in SHARDED else [key_value]
         before = cursors.decode(cursor, key_name, key_value, RUN_ID) if cursor else None
         filter_names: dict[str, str] = {}
         filter_values: dict[str, str] = {}
         conditions = []
-        for name, value in (
-            ("task_id", filters.task_id),
-            ("status", filters.status),
-            ("triggered_by", filters.triggered_by),
-        ):
+        for name, value in (("task_id", filters.task_id), ("triggered_by", filters.triggered_by)):
             if value is not None and name != key_name:
                 filter_names[f"#{name}"] = name
                 filter_values[f":{name}"] = str(value)
                 conditions.append(f"#{name} = :{name}")
-        page_size = FILTERED_READ_SIZE if conditions else limit
+        wanted = filters.status
+        filtered = bool(conditions) or wanted is not None
+        page_size = FILTERED_READ_SIZE if filtered else limit
 
         def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
             request: dict[str, Any] = {
@@ -131,14 +164,15 @@ class DynamoRunStore(aws.TableAdapter):
                 request["ExclusiveStartKey"] = start
             return dict(self.table.query(**request))
 
-        found: list[dict[str, Any]] = []
+        found: list[str] = []
         resume: dict[str, dict[str, Any] | None] = dict.fromkeys(partitions)  # absent: read to its end
+        runs: dict[str, Run | None] = {}  # read from the table so far (None: gone)
         reads = 0
         while True:
             for partition in list(resume):
                 page = query(partition, resume[partition])
                 reads += 1
-                found += page.get("Items", [])
+                found += [item["run_id"] for item in page.get("Items", [])]
                 if "LastEvaluatedKey" in page:
                     resume[partition] = page["LastEvaluatedKey"]
                 else:
@@ -146,17 +180,44 @@ class DynamoRunStore(aws.TableAdapter):
             # every partition still being read has been read down to its resume key: what is
             # newer than the highest of those is complete and in order
             bound = max((key["run_id"] for key in resume.values() if key), default="")
-            ready = sorted((item for item in found if item["run_id"] >= bound), key=_run_id, reverse=True)
-            if len(ready) >= limit:
-                chosen = ready[:limit]
-                return [summary_from_item(item) for item in chosen], cursors.encode(
-                    chosen[-1]["run_id"], key_name, key_value
-                )
+            ready = sorted((run_id for run_id in found if run_id >= bound), reverse=True)
+            chosen: list[Run] = []
+            for at in range(0, len(ready), page_size):
+                batch = ready[at : at + page_size]
+                runs.update(self._read_many([run_id for run_id in batch if run_id not in runs]))
+                chosen += [run for run_id in batch if (run := runs[run_id]) and wanted in (None, run.status)]
+                if len(chosen) >= limit:
+                    chosen = chosen[:limit]
+                    return [run.to_summary() for run in chosen], cursors.encode(chosen[-1].run_id, key_name, key_value)
             if not resume:
-                return [summary_from_item(item) for item in ready], None
+                return [run.to_summary() for run in chosen], None
             if reads + len(resume) > MAX_READS_PER_LIST:
                 # answer what is complete; the next request goes on below the bound
-                return [summary_from_item(item) for item in ready], cursors.encode(bound, key_name, key_value)
+                return [run.to_summary() for run in chosen], cursors.encode(bound, key_name, key_value)
+
+    def _read_many(self, run_ids: Sequence[str]) -> dict[str, Run | None]:
+        """Runs by id, as lists show them (no arguments or result read), a batch at a time."""
+        read: dict[str, Run | None] = dict.fromkeys(run_ids)
+        names = {f"#{name}": name for name in SUMMARY_FIELDS}
+        for at in range(0, len(run_ids), BATCH_READ_SIZE):
+            wanted: dict[str, Any] = {
+                self.table.name: {
+                    "Keys": [{"run_id": run_id} for run_id in run_ids[at : at + BATCH_READ_SIZE]],
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            for attempt in range(BATCH_READ_ATTEMPTS):
+                answer = self.table.meta.client.batch_get_item(RequestItems=wanted)
+                for item in answer.get("Responses", {}).get(self.table.name, []):
+                    read[item["run_id"]] = run_from_item(item)
+                wanted = answer.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # DynamoDB's advice for unprocessed keys
+            else:
+                raise RuntimeError("DynamoDB left keys unread after retrying: the table is throttled")
+        return read
 
     def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run:
         values = {"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)}
@@ -197,10 +258,14 @@ class DynamoRunStore(aws.TableAdapter):
         allowed = {f":from{i}": status.value for i, status in enumerate(allowed_from)}
         assignments = [f"#{name} = :{name}" for name in values]
         assignments += [f"#{name} = if_not_exists(#{name}, :{name})" for name in unless_set]
+        expression = "SET " + ", ".join(assignments)
+        if RunStatus(values["status"]).is_done:  # out of the `active` index
+            names["#active"] = "active"
+            expression += " REMOVE #active"
         try:
             response = self.table.update_item(
                 Key={"run_id": run_id},
-                UpdateExpression="SET " + ", ".join(assignments),
+                UpdateExpression=expression,
                 ConditionExpression=f"attribute_exists(run_id) AND #status IN ({', '.join(allowed)})",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={**expression_values, **allowed},
@@ -238,8 +303,8 @@ def _index_for(filters: RunFilter) -> tuple[str, str, str]:
         return "by_schedule", "schedule_id", filters.schedule_id
     if filters.task_id is not None:
         return "by_task", "task_id", filters.task_id
-    if filters.status is not None:
-        return "by_status", "status", filters.status.value
+    if filters.status in ACTIVE_STATUSES:
+        return "active", "active", ACTIVE
     return "by_time", "kind", KIND
 
 
@@ -248,26 +313,19 @@ def time_shard(run_id: str) -> str:
     return SHARD_KEYS[zlib.crc32(run_id.encode()) % TIME_SHARDS]
 
 
-def _run_id(item: dict[str, Any]) -> str:
-    return str(item["run_id"])
-
-
 def _to_item(run: Run) -> dict[str, Any]:
     data = run.model_dump(mode="json", exclude_none=True)
     for name in JSON_FIELDS:
         if name in data:
             data[name] = json.dumps(data[name])
     data["kind"] = time_shard(run.run_id)
+    if not run.status.is_done:
+        data["active"] = data["kind"]
     return data
 
 
-def summary_from_item(item: dict[str, Any]) -> RunSummary:
-    """A run's summary from an index item (which holds no arguments, result or token)."""
-    return run_from_item(item).to_summary()
-
-
 def run_from_item(item: dict[str, Any]) -> Run:
-    data = {key: value for key, value in item.items() if key != "kind"}
+    data = {key: value for key, value in item.items() if key not in INDEX_KEYS}
     for name in JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])

@@ -92,6 +92,7 @@ def restore_tables(journal: Journal, region: str) -> int:
     is then rewritten as one line per item and takes every write from now on."""
     from moto.dynamodb.models import dynamodb_backends
 
+    from taskrun.models import ACTIVE_STATUSES
     from taskrun.store import time_shard
 
     backend = dynamodb_backends[ACCOUNT_ID][region]
@@ -102,6 +103,9 @@ def restore_tables(journal: Journal, region: str) -> int:
         for item in by_key.values():
             if item.get("kind") == {"S": "run"} and "run_id" in item:  # kept before `by_time` had shards
                 item["kind"] = {"S": time_shard(item["run_id"]["S"])}
+            is_run = item.get("kind", {}).get("S", "").startswith("run#")
+            if is_run and "active" not in item and item["status"]["S"] in ACTIVE_STATUSES:
+                item["active"] = item["kind"]  # a run kept before the `active` index
             backend.put_item(table, item)
     journal.open(items)
     return sum(len(by_key) for by_key in items.values())
