@@ -42,6 +42,7 @@ COMPAT_WAIT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 2
 WEBHOOK_RETRY_DELAYS = "1,1,1"  # four attempts a second apart, not over a day
 WEBHOOK_TIMEOUT_SECONDS = 1.5
+KEY_CACHE_SECONDS = 2  # how long the authorizer keeps a valid key (60 s by default)
 # The functions that check webhook URLs (when a run or schedule is made, and at delivery).
 WEBHOOK_CHECKERS = [
     "StartRunFunction",
@@ -82,6 +83,7 @@ def stack(live_tasks: Path) -> Iterator[LocalStack]:
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "TASKRUN_WEBHOOK_RETRY_DELAYS": WEBHOOK_RETRY_DELAYS,
             "TASKRUN_WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
+            "TASKRUN_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
         },
     )
     local.emulator.runtime.echo_logs = False  # kept in runtime.logs for the tests that read them

@@ -1,8 +1,28 @@
-"""API keys over the API: made (shown once), listed without secrets, revoked; admin scope only."""
+"""API keys over the API: made (shown once), listed without secrets, revoked; admin scope
+only. The authorizer keeps a valid key for KEY_CACHE_SECONDS: a revoked key is refused
+within that."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import httpx
+import pytest
+from moto.dynamodb.models import DynamoDBBackend
+
+from taskrun.auth import hash_key
+from tests.conftest import KEY_CACHE_SECONDS
+
+
+def refused_within(client: httpx.Client, headers: dict[str, str], seconds: float) -> float:
+    """Seconds until a request with these headers is refused (401); fails past `seconds`."""
+    began = time.monotonic()
+    while (answer := client.get("/v1/tasks", headers=headers)).status_code != 401:
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - began < seconds, "still accepted"
+        time.sleep(0.1)
+    return time.monotonic() - began
 
 
 def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous: httpx.Client) -> None:
@@ -29,8 +49,8 @@ def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous:
     # When it is revoked
     revoked = api.delete(f"/v1/keys/{key['key_id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked"] is True
-    # Then the next request with it is refused
-    assert anonymous.get("/v1/tasks", headers=runner).status_code == 401
+    # Then requests with it are refused once the authorizer's copy is too old
+    refused_within(anonymous, runner, KEY_CACHE_SECONDS + 3)
     assert api.delete("/v1/keys/key_0000000000000000").status_code == 404
 
 
@@ -39,4 +59,33 @@ def test_an_admin_key_may_make_another_admin_key(api: httpx.Client, anonymous: h
     admin = {"X-API-KEY": made["key"]}
     assert anonymous.get("/v1/keys", headers=admin).status_code == 200
     assert api.delete(f"/v1/keys/{made['key_id']}").status_code == 200
-    assert anonymous.get("/v1/keys", headers=admin).status_code == 401
+    refused_within(anonymous, admin, KEY_CACHE_SECONDS + 3)
+
+
+def test_the_authorizer_reads_a_key_once_while_it_keeps_it(
+    api: httpx.Client, anonymous: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = api.post("/v1/keys", json={"name": "busy"}).json()
+    runner = {"X-API-KEY": key["key"]}
+    wanted = hash_key(key["key"])
+    reads = 0
+    original = DynamoDBBackend.get_item
+
+    def counted(backend: DynamoDBBackend, table_name: str, keys: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += "KeysTable" in table_name and keys.get("key_hash") == {"S": wanted}
+        return original(backend, table_name, keys, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "get_item", counted)
+    # When the key makes ten requests one after another
+    began = time.monotonic()
+    for _ in range(10):
+        assert anonymous.get("/v1/tasks", headers=runner).status_code == 200
+    kept_periods = 1 + int((time.monotonic() - began) // KEY_CACHE_SECONDS)
+    # Then its record was read once a keeping period (by each of at most two warm authorizer
+    # instances), not ten times
+    assert 1 <= reads <= min(9, 2 * kept_periods)
+    # and past that time it is read again
+    time.sleep(KEY_CACHE_SECONDS)
+    assert anonymous.get("/v1/tasks", headers=runner).status_code == 200
+    assert reads >= 2

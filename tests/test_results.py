@@ -211,7 +211,8 @@ def test_an_identical_run_of_a_cached_task_answers_with_the_earlier_result(api: 
     # a cached answer is a run of its own: recorded and listed
     assert api.get(f"/v1/runs/{second['run_id']}").json()["cached_from"] == first["run_id"]
     listed = api.get("/v1/runs", params={"task_id": "results/cached", "limit": 10}).json()["runs"]
-    assert second["run_id"] in {run["run_id"] for run in listed}
+    [shown] = [run for run in listed if run["run_id"] == second["run_id"]]
+    assert shown["cached"] is True and shown["cached_from"] == first["run_id"]  # as GET shows it
 
     # other arguments are another entry; "cache": false runs afresh
     other = start_cached(api, {"word": "pear", "marks": str(tmp_path)})

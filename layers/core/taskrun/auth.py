@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from boto3.dynamodb.conditions import Attr
@@ -88,9 +89,11 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class KeyStore(Protocol):
+class KeyFinder(Protocol):
     def find(self, key_hash: str) -> ApiKey | None: ...
 
+
+class KeyStore(KeyFinder, Protocol):
     def put(self, key: ApiKey) -> None: ...
 
 
@@ -114,7 +117,8 @@ class DynamoKeyStore(aws.TableAdapter):
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key: the authorizer refuses it from the next request on."""
+        """Revoke a key: the authorizer refuses it once its kept copy is older than
+        `key_cache_seconds` (at once where it has none)."""
         found = next((key for key in self.all() if key.key_id == key_id), None)
         if found is None:
             raise KeyNotFound(key_id)
@@ -127,7 +131,36 @@ class DynamoKeyStore(aws.TableAdapter):
         return found.model_copy(update={"revoked": True})
 
 
-def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:
+class CachedKeys:
+    """The keys an authorizer found valid, kept for `seconds` so that a key's next requests
+    to this instance need no read (API Gateway cannot cache the answers itself while a key
+    may come in either of two headers). A revoked key is refused once its entry is that
+    old; a key not found, or revoked, is read again every time."""
+
+    MAX_ENTRIES = 1_000
+
+    def __init__(self, keys: KeyStore, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.keys = keys
+        self.seconds = seconds
+        self.clock = clock
+        self._found: dict[str, tuple[ApiKey, float]] = {}
+
+    def find(self, key_hash: str) -> ApiKey | None:
+        now = self.clock()
+        kept = self._found.get(key_hash)
+        if kept is not None and now - kept[1] < self.seconds:
+            return kept[0]
+        record = self.keys.find(key_hash)
+        if record is None or record.revoked or self.seconds <= 0:
+            self._found.pop(key_hash, None)
+            return record
+        if len(self._found) >= self.MAX_ENTRIES:
+            self._found.clear()
+        self._found[key_hash] = (record, now)
+        return record
+
+
+def authenticate(headers: Mapping[str, str], keys: KeyFinder) -> ApiKey:
     key = presented_key(headers)
     if not key:
         raise Unauthorized("no API key: send X-API-KEY or Authorization: Bearer")
@@ -137,7 +170,7 @@ def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:
     return record
 
 
-def authorizer_policy(event: Mapping[str, Any], keys: KeyStore) -> dict[str, Any]:
+def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder) -> dict[str, Any]:
     """The answer of a REST API request authorizer: allow the whole API for a valid key.
 
     A missing or wrong key raises Unauthorized, which the handler turns into API

@@ -24,7 +24,7 @@ from taskrun.telemetry import metrics
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-    from taskrun.auth import DynamoKeyStore
+    from taskrun.auth import CachedKeys, DynamoKeyStore
     from taskrun.cache import ResultCache
     from taskrun.callbacks import Callbacks
     from taskrun.catalog import Catalog
@@ -195,6 +195,14 @@ def key_store() -> DynamoKeyStore:
     from taskrun.auth import DynamoKeyStore
 
     return DynamoKeyStore(get_settings().keys_table)
+
+
+@lru_cache(maxsize=1)
+def cached_keys() -> CachedKeys:
+    """The authorizer's keys: each valid key read once per `key_cache_seconds`."""
+    from taskrun.auth import CachedKeys
+
+    return CachedKeys(key_store(), get_settings().key_cache_seconds)
 
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]

@@ -34,6 +34,12 @@ class Settings(BaseModel):
         description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
     )
     compat_wait_seconds: float = Field(default=25.0, gt=0)
+    key_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long the authorizer keeps a valid key (TASKRUN_KEY_CACHE_SECONDS).",
+    )
     results_bucket: str = Field(
         default="", description="Bucket of results too large for a run (TASKRUN_RESULTS_BUCKET)."
     )
@@ -88,7 +94,7 @@ class Settings(BaseModel):
         }
         if env.get("TASKRUN_WEBHOOK_RETRY_DELAYS"):
             values["webhook_retry_delays"] = [part for part in env["TASKRUN_WEBHOOK_RETRY_DELAYS"].split(",") if part]
-        for name in ("max_wait_seconds", "compat_wait_seconds", "webhook_timeout_seconds"):
+        for name in ("max_wait_seconds", "compat_wait_seconds", "key_cache_seconds", "webhook_timeout_seconds"):
             key = "TASKRUN_" + name.upper()
             if env.get(key):
                 values[name] = env[key]
