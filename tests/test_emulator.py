@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+import boto3
 
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, utcnow
@@ -36,3 +39,67 @@ def test_a_reader_never_sees_half_of_a_run_ending(stack: LocalStack) -> None:
 
     # Then no read saw the new status without the result that came with it
     assert halves == []
+
+
+RICH_ITEM: dict[str, Any] = {
+    "pk": {"S": "fidelity#1"},
+    "text": {"S": "ünïcode ✓"},
+    "empty": {"S": ""},
+    "number": {"N": "-12.50"},
+    "blob": {"B": b"\x00\xffbinary"},
+    "flag": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "strings": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2.5"]},
+    "blobs": {"BS": [b"\x01", b"\x02\x03"]},
+    "nested": {"M": {"list": {"L": [{"N": "1"}, {"M": {"deep": {"B": b"\x07"}}}, {"L": []}]}, "empty": {"M": {}}}},
+}
+
+
+def test_items_come_back_from_the_emulator_as_they_went_in_and_as_motos_own_serializer_writes_them(
+    stack: LocalStack,
+) -> None:
+    # Given an item with every attribute type, nested, in a table of the emulator
+    dynamodb = boto3.client("dynamodb", region_name=stack.region)
+    table = "fidelity-items"
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName=table, Item=RICH_ITEM)
+
+    # When it is read, queried and updated over HTTP
+    got = dynamodb.get_item(TableName=table, Key={"pk": RICH_ITEM["pk"]}, ConsistentRead=True)["Item"]
+    queried = dynamodb.query(
+        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": RICH_ITEM["pk"]}
+    )["Items"]
+    updated = dynamodb.update_item(
+        TableName=table,
+        Key={"pk": RICH_ITEM["pk"]},
+        UpdateExpression="SET flag = :t",
+        ExpressionAttributeValues={":t": {"BOOL": True}},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
+
+    # Then every value comes back as it was written
+    assert got == RICH_ITEM
+    assert queried == [RICH_ITEM]
+    assert updated == {**RICH_ITEM, "flag": {"BOOL": True}}
+
+    # And the emulator's answer is, byte for byte, the one moto's own serializer writes
+    from moto.core.serialize import JSONSerializer, ResponseSerializer, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+
+    class MotosOwn(JSONSerializer):
+        def _serialize_type_structure(self, serialized: Any, value: Any, shape: Any, key: str) -> None:
+            ResponseSerializer._serialize_type_structure(self, serialized, value, shape, key)
+
+    operation = get_service_model("dynamodb").operation_model("Query")
+    result = {"Items": [RICH_ITEM, {"pk": {"S": "other"}}], "Count": 2, "ScannedCount": 2}
+    answers = [
+        serializer(operation_model=operation, value_picker=XFormedAttributePicker()).serialize(result)["body"]
+        for serializer in (JSONSerializer, MotosOwn)
+    ]
+    assert answers[0] == answers[1]

@@ -123,14 +123,37 @@ def _record(journal: Journal, backend: Any, operation: str, answer: Any, args: A
 
 
 def serve_moto_faster() -> Callable[[], None]:
-    """moto's server looks up the backend of every request by scanning its modules, and sends
-    headers and body in separate writes that Nagle's algorithm may hold back: remember each
-    host's backend, and send at once. Return the undo."""
+    """moto's server looks up the backend of every request by scanning its modules, sends
+    headers and body in separate writes that Nagle's algorithm may hold back, and answers
+    each DynamoDB attribute value by looking up every member of its shape under several
+    spellings (most of its time for an item): remember each host's backend, send at once,
+    and write an attribute value, already in its wire form, as it is (binary in base64, as
+    moto's serializer writes it). Return the undo."""
+    from moto.core.serialize import BaseJSONSerializer
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     original = DomainDispatcherApplication.get_backend_for_host
+    original_structure = BaseJSONSerializer._serialize_type_structure
     known: dict[str | None, Any] = {}
+
+    def wire(serializer: BaseJSONSerializer, value: dict[str, Any]) -> dict[str, Any]:
+        kind, member = next(iter(value.items()))
+        if kind == "B":
+            return {kind: serializer._base64(member)}
+        if kind == "BS":
+            return {kind: [serializer._base64(each) for each in member]}
+        if kind == "M":
+            return {kind: {name: wire(serializer, each) for name, each in member.items()}}
+        if kind == "L":
+            return {kind: [wire(serializer, each) for each in member]}
+        return {kind: member}
+
+    def serialize_structure(self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if shape.name == "AttributeValue" and key and _in_wire_form(value):
+            serialized[key] = wire(self, value)
+        else:
+            original_structure(self, serialized, value, shape, key)
 
     def get_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
         if host not in known:
@@ -139,12 +162,35 @@ def serve_moto_faster() -> Callable[[], None]:
 
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
     MotoRequestHandler.disable_nagle_algorithm = True
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
 
     def undo() -> None:
         DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
         MotoRequestHandler.disable_nagle_algorithm = False
+        BaseJSONSerializer._serialize_type_structure = original_structure  # type: ignore[method-assign]
 
     return undo
+
+
+_SCALARS: dict[str, type | tuple[type, ...]] = {"S": str, "N": str, "BOOL": bool, "NULL": bool, "B": (bytes, str)}
+_SETS: dict[str, type | tuple[type, ...]] = {"SS": str, "NS": str, "BS": (bytes, str)}
+
+
+def _in_wire_form(value: Any) -> bool:
+    """Whether a value is one attribute value as DynamoDB's JSON has it (one type, its value
+    of that type), all the way down; anything else goes to moto's own serializer."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    kind, member = next(iter(value.items()))
+    if kind in _SCALARS:
+        return isinstance(member, _SCALARS[kind])
+    if kind in _SETS:
+        return isinstance(member, list) and all(isinstance(each, _SETS[kind]) for each in member)
+    if kind == "M":
+        return isinstance(member, dict) and all(_in_wire_form(each) for each in member.values())
+    if kind == "L":
+        return isinstance(member, list) and all(_in_wire_form(each) for each in member)
+    return False
 
 
 def task_tokens_as_step_functions() -> Callable[[], None]:
