@@ -8,7 +8,8 @@ Prints, as tables, and saves as JSON (bench/results.json by default):
    bundled flow; turned into billed units and dollars per million runs at list prices;
 3. the sync-wait lag: from a run's recorded end to the waiting call's answer, and the
    run-record reads a waiter makes a second;
-4. throughput at 1 and 8 clients (runs started and ended per second);
+4. throughput at 1 to 8 clients (runs started and ended per second, and the CPU a run
+   takes in the stack's process and in the sandboxes);
 5. list latency and queries with 10 and with 10,000 runs in the table;
 6. a 40-step sequential flow: milliseconds a step.
 All on the local stack (moto), on this machine: docs/performance.md says what that
@@ -21,6 +22,7 @@ import argparse
 import collections
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -30,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -519,36 +521,74 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ 4. throughput
 
 
-def throughput(bench: Bench, count: int) -> dict[str, Any]:
+def drive(url: str, clients: int, count: int) -> tuple[float, float, list[str]]:
+    """In a process of its own, as clients are: start `count` no-op runs from `clients`
+    threads, then wait for each; answer the seconds to start them all, to see them all
+    ended, and their statuses."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    with (
+        httpx.Client(base_url=url, headers={"X-API-KEY": KEY}, timeout=120, limits=limits) as http,
+        ThreadPoolExecutor(max_workers=clients) as pool,
+    ):
+        began = time.perf_counter()
+        run_ids = list(pool.map(lambda _: http.post("/v1/runs", json=NOOP).json()["run_id"], range(count)))
+        started = time.perf_counter() - began
+        waited: dict[str, str | int] = {"wait": "true", "wait_timeout": 25}
+        ended = pool.map(lambda run_id: http.get(f"/v1/runs/{run_id}", params=waited).json()["status"], run_ids)
+        statuses = list(ended)
+        return started, time.perf_counter() - began, statuses
+
+
+def sandboxes(bench: Bench) -> dict[int, str]:
+    """The stack's live sandboxes: process id, function."""
+    pools = bench.stack.emulator.runtime.pools()
+    return {pid: name for name, pool in pools.items() for pid in pool.pids()}
+
+
+def cpu_seconds(bench: Bench) -> dict[str, float]:
+    """CPU time so far of the stack's own process and of each function's live sandboxes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"stack": sum(os.times()[:2])}
+    for pid, name in sandboxes(bench).items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def throughput(bench: Bench, count: int, client_counts: tuple[int, ...]) -> dict[str, Any]:
+    """Runs started and ended a second by 1 to 8 clients, each count after a warm-up round at
+    that concurrency (steady state: the sandboxes it needs are up, as on AWS after the first
+    burst), with the CPU each run took in the stack's process and in the sandboxes."""
     found: dict[str, Any] = {}
     rows = []
-    for clients in (1, 8):
-        local = threading.local()
-
-        def http(local: threading.local = local) -> httpx.Client:
-            if not hasattr(local, "client"):
-                local.client = httpx.Client(base_url=bench.url, headers={"X-API-KEY": KEY}, timeout=120)
-            return local.client  # type: ignore[no-any-return]
-
-        run_ids: list[str] = []
-        began = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            run_ids = list(pool.map(lambda _: http().post("/v1/runs", json=NOOP).json()["run_id"], range(count)))
-        started = time.perf_counter() - began
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            statuses = list(
-                pool.map(
-                    lambda run_id: (
-                        http().get(f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 25}).json()["status"]
-                    ),
-                    run_ids,
-                )
-            )
-        ended = time.perf_counter() - began
-        assert statuses.count("succeeded") == count, collections.Counter(statuses)
-        found[str(clients)] = {"started_per_s": count / started, "ended_per_s": count / ended}
-        rows.append([clients, count, f"{count / started:.1f}", f"{count / ended:.1f}"])
-    table("Throughput of a no-op script run", ["clients", "runs", "started/s", "ended/s"], rows)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
+        for clients in client_counts:
+            for _ in range(5):  # warm up until no more sandboxes start
+                running = sandboxes(bench).keys()
+                clients_process.submit(drive, bench.url, clients, 4 * clients).result()
+                if sandboxes(bench).keys() == running:
+                    break
+            before = cpu_seconds(bench)
+            started, ended, statuses = clients_process.submit(drive, bench.url, clients, count).result()
+            after = cpu_seconds(bench)
+            assert statuses.count("succeeded") == count, collections.Counter(statuses)
+            used = {name: (after[name] - before.get(name, 0.0)) * 1000 / count for name in after}
+            in_sandboxes = sum(ms for name, ms in used.items() if name != "stack")
+            found[str(clients)] = {
+                "started_per_s": count / started,
+                "ended_per_s": count / ended,
+                "cpu_ms_per_run": used,
+            }
+            row = [clients, count, f"{count / started:.1f}", f"{count / ended:.1f}"]
+            rows.append([*row, f"{used['stack']:.0f}", f"{in_sandboxes:.0f}"])
+    table(
+        f"Throughput of a no-op script run ({os.cpu_count()} cores; clients in a process of their own)",
+        ["clients", "runs", "started/s", "ended/s", "CPU ms/run: stack process", "sandboxes"],
+        rows,
+    )
     return found
 
 
@@ -659,7 +699,7 @@ def main() -> None:
                 bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})
             results["cost"] = costs(bench, 5 if quick else 20)
             results["wait_lag"] = wait_lag(bench, 16 if quick else 64)
-            results["throughput"] = throughput(bench, 40 if quick else 200)
+            results["throughput"] = throughput(bench, 40 if quick else 200, (1, 8) if quick else (1, 2, 4, 8))
             results["flow_40_steps"] = chain(bench, 1 if quick else 3)
             results["scale"] = scale(bench)
         finally:

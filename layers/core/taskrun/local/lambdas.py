@@ -103,6 +103,11 @@ class FunctionPool:
         self._all.discard(sandbox)
         sandbox.kill()
 
+    def pids(self) -> list[int]:
+        """The process ids of its live sandboxes."""
+        with self._changed:
+            return [pid for sandbox in self._all if (pid := sandbox.process.pid) is not None]
+
     def renew(self) -> None:
         """New code: idle sandboxes go now, busy ones once their invocation ends."""
         with self._changed:
@@ -172,6 +177,11 @@ class LambdaRuntime:
                 )
                 pool = self._pools[name] = FunctionPool(image, self._concurrency, self._log)
             return pool
+
+    def pools(self) -> dict[str, FunctionPool]:
+        """The functions invoked so far, each with its sandboxes."""
+        with self._lock:
+            return dict(self._pools)
 
     def invoke_text(self, name_or_arn: str, event_text: str) -> str:
         """A synchronous invocation with the event as JSON text; the result as JSON text."""
