@@ -28,6 +28,7 @@ STREAM_POLL_SECONDS = 0.1
 STREAM_RETRY_DELAY_SECONDS = 0.2
 QUEUE_POLL_SECONDS = 0.1
 QUEUE_BATCHES_IN_FLIGHT = 5  # Lambda starts with five pollers on a queue
+QUEUE_WAIT_SECONDS = 5  # long polling, as Lambda's pollers do: a message is taken as it comes
 
 
 def matches(pattern: Any, value: Any) -> bool:
@@ -250,6 +251,7 @@ class QueuePoller:
                     MaxNumberOfMessages=min(10, self.source.batch_size),
                     MessageSystemAttributeNames=["All"],
                     MessageAttributeNames=["All"],
+                    WaitTimeSeconds=QUEUE_WAIT_SECONDS,
                 ).get("Messages", [])
             except Exception:
                 self._in_flight.release()

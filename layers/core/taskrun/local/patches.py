@@ -5,6 +5,7 @@ Each mend patches a moto class in this process and returns its undo.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -126,15 +127,18 @@ def serve_moto_faster() -> Callable[[], None]:
     """moto's server looks up the backend of every request by scanning its modules, sends
     headers and body in separate writes that Nagle's algorithm may hold back, and answers
     each DynamoDB attribute value by looking up every member of its shape under several
-    spellings (most of its time for an item): remember each host's backend, send at once,
-    and write an attribute value, already in its wire form, as it is (binary in base64, as
-    moto's serializer writes it). Return the undo."""
+    spellings (most of its time for an item), and lists a handler class's methods on every
+    request: remember each host's backend and each class's methods, send at once, and write
+    an attribute value, already in its wire form, as it is (binary in base64, as moto's
+    serializer writes it). Return the undo."""
+    from moto.core import responses
     from moto.core.serialize import BaseJSONSerializer
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     original = DomainDispatcherApplication.get_backend_for_host
     original_structure = BaseJSONSerializer._serialize_type_structure
+    original_method_names = responses.method_names_from_class
     known: dict[str | None, Any] = {}
 
     def wire(serializer: BaseJSONSerializer, value: dict[str, Any]) -> dict[str, Any]:
@@ -163,11 +167,13 @@ def serve_moto_faster() -> Callable[[], None]:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
     MotoRequestHandler.disable_nagle_algorithm = True
     BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+    responses.method_names_from_class = functools.cache(original_method_names)
 
     def undo() -> None:
         DomainDispatcherApplication.get_backend_for_host = original  # type: ignore[method-assign]
         MotoRequestHandler.disable_nagle_algorithm = False
         BaseJSONSerializer._serialize_type_structure = original_structure  # type: ignore[method-assign]
+        responses.method_names_from_class = original_method_names
 
     return undo
 
