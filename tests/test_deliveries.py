@@ -9,6 +9,7 @@ import itertools
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import httpx
@@ -300,3 +301,32 @@ def test_a_delivery_whose_message_was_lost_is_queued_again_by_the_sweeper(
     assert swept["deliveries_requeued"] >= 1
     assert settled(api, run["run_id"])["status"] == "succeeded"
     assert len(receiver.accepted(delivery["delivery_id"])) == 1
+
+
+def test_a_quiet_stack_leaves_the_runs_stream_alone_and_still_posts_the_next_run_at_once(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    reads: list[float] = []
+    original = DynamoDBStreamsBackend.get_records
+
+    def counted(backend: DynamoDBStreamsBackend, iterator_arn: str, limit: int) -> dict[str, Any]:
+        reads.append(time.monotonic())
+        return original(backend, iterator_arn, limit)
+
+    # Given a stack with nothing going on for three seconds
+    time.sleep(1.5)  # what came before settles
+    with mock.patch.object(DynamoDBStreamsBackend, "get_records", counted):
+        time.sleep(3)
+        quiet_reads = len(reads)
+
+        # When a run with a webhook ends
+        run = start(api, receiver.url)
+        receiver.wait_for(lambda: bool(receiver.of_run(run["run_id"])), timeout=5)
+
+    # Then the quiet stack read the stream about once a second (polling would be 30 times),
+    # and the run's end still reached the webhook
+    assert quiet_reads <= 6, reads
+    (received,) = receiver.of_run(run["run_id"])
+    assert receiver.verify(received)["data"]["run_id"] == run["run_id"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from taskrun.local.patches import (
     make_item_access_atomic,
     route_lambda_to,
     serve_moto_faster,
+    signal_stream_records,
     task_tokens_as_step_functions,
 )
 from taskrun.local.sandbox import sandbox_context
@@ -85,9 +87,13 @@ class Emulator:
         for machine in self.stack.state_machines():
             self.create_state_machine(machine.name, machine.definition, machine.substitutions)
             self.substitutions.update(machine.substitutions)
-        self._pollers: list[StreamPoller | QueuePoller] = [
-            StreamPoller(source, self.runtime, self.stack.region) for source in self.stack.stream_sources()
-        ]
+        signals: dict[str, list[threading.Event]] = {}
+        self._pollers: list[StreamPoller | QueuePoller] = []
+        for source in self.stack.stream_sources():
+            records = threading.Event()
+            signals.setdefault(source.table, []).append(records)
+            self._pollers.append(StreamPoller(source, self.runtime, self.stack.region, records))
+        self._undo.append(signal_stream_records(signals))
         self._pollers += [QueuePoller(source, self.runtime, self.stack.region) for source in self.stack.queue_sources()]
         for poller in self._pollers:
             poller.start()

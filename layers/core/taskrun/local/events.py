@@ -24,7 +24,8 @@ from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource
 from taskrun.local.ticker import Ticker
 
-STREAM_POLL_SECONDS = 0.1
+STREAM_POLL_SECONDS = 0.1  # at most ten reads a second of a shard, as Lambda's poller
+STREAM_IDLE_SECONDS = 1.0  # with a signal of new records, how long a quiet poller sleeps
 STREAM_RETRY_DELAY_SECONDS = 0.2
 QUEUE_POLL_SECONDS = 0.1
 QUEUE_BATCHES_IN_FLIGHT = 5  # Lambda starts with five pollers on a queue
@@ -135,11 +136,16 @@ class StreamPoller:
     """Reads a table's stream from its end and hands each batch of records to the function,
     in order, as a Lambda event source mapping would."""
 
-    def __init__(self, source: StreamSource, runtime: LambdaRuntime, region: str) -> None:
+    def __init__(
+        self, source: StreamSource, runtime: LambdaRuntime, region: str, records: threading.Event | None = None
+    ) -> None:
+        """`records`, if given, is set as the table's stream takes a record: the poller then
+        reads the stream only when it has something new (and once in STREAM_IDLE_SECONDS)."""
         self.source = source
         self.runtime = runtime
         self.region = region
-        self._ticker = Ticker(STREAM_POLL_SECONDS, self._poll, name=f"stream-{source.function}")
+        name = f"stream-{source.function}"
+        self._ticker = Ticker(STREAM_POLL_SECONDS, self._poll, name, wake=records, idle_seconds=STREAM_IDLE_SECONDS)
 
     def start(self) -> None:
         dynamodb = boto3.client("dynamodb", region_name=self.region)

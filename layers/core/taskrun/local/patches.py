@@ -199,6 +199,27 @@ def _in_wire_form(value: Any) -> bool:
     return False
 
 
+def signal_stream_records(signals: dict[str, list[threading.Event]]) -> Callable[[], None]:
+    """Set a table's events as its stream takes a record, so that its pollers sleep while
+    nothing changes instead of asking ten times a second. Return the undo."""
+    from moto.dynamodb.models import Item
+    from moto.dynamodb.models.table import StreamShard
+
+    original = StreamShard.add
+
+    def add(self: StreamShard, old: Item | None, new: Item | None) -> None:
+        original(self, old, new)
+        for signal in signals.get(self.table.name, []):
+            signal.set()
+
+    StreamShard.add = add  # type: ignore[method-assign]
+
+    def undo() -> None:
+        StreamShard.add = original  # type: ignore[method-assign]
+
+    return undo
+
+
 def task_tokens_as_step_functions() -> Callable[[], None]:
     """SendTaskSuccess and SendTaskFailure as Step Functions answers them: over its length
     limits (output 262,144, cause 32,768, error 256) a call is refused; moto takes any
