@@ -9,7 +9,7 @@ Prints, as tables, and saves as JSON (bench/results.json by default):
 3. the sync-wait lag: from a run's recorded end to the waiting call's answer, and the
    run-record reads a waiter makes a second;
 4. throughput at 1 to 8 clients (runs started and ended per second, and the CPU a run
-   takes in the stack's process and in the sandboxes);
+   takes in the stack's process and in the sandboxes), and the idle stack's CPU;
 5. list latency and queries with 10 and with 10,000 runs in the table;
 6. a 40-step sequential flow: milliseconds a step.
 All on the local stack (moto), on this machine: docs/performance.md says what that
@@ -93,6 +93,7 @@ if len(sys.argv) > 2:  # then the first call, with a sample event
 print((imported - began) * 1000, (time.perf_counter() - imported) * 1000)
 """
 
+IDLE_SECONDS = 5.0
 CHAIN_STEPS = 40
 CHAIN_MODULE = """
 from pydantic import BaseModel
@@ -562,7 +563,11 @@ def throughput(bench: Bench, count: int, client_counts: tuple[int, ...]) -> dict
     """Runs started and ended a second by 1 to 8 clients, each count after a warm-up round at
     that concurrency (steady state: the sandboxes it needs are up, as on AWS after the first
     burst), with the CPU each run took in the stack's process and in the sandboxes."""
-    found: dict[str, Any] = {}
+    bench.quiet()
+    at_rest, began = cpu_seconds(bench)["stack"], time.perf_counter()
+    time.sleep(IDLE_SECONDS)
+    idle = (cpu_seconds(bench)["stack"] - at_rest) * 1000 / (time.perf_counter() - began)
+    found: dict[str, Any] = {"idle_stack_cpu_ms_per_s": idle}
     rows = []
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
         for clients in client_counts:
@@ -589,6 +594,7 @@ def throughput(bench: Bench, count: int, client_counts: tuple[int, ...]) -> dict
         ["clients", "runs", "started/s", "ended/s", "CPU ms/run: stack process", "sandboxes"],
         rows,
     )
+    print(f"the stack's process with nothing to do: {idle:.0f} ms of CPU a second (its pollers)")
     return found
 
 
