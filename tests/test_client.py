@@ -37,8 +37,9 @@ class Recording(httpx.HTTPTransport):
 def test_run_waits_past_the_servers_cap_and_answers_the_apis_model(base_url: str, short_server_waits: None) -> None:
     transport = Recording()
     with Client(base_url, API_KEY, transport=transport) as client:
-        # When a run of about 2.5 s is waited on with a server that waits 1 s a request
-        run = client.run("examples/sleep", {"seconds": 2.5}, wait=30)
+        # When a run of about 4.5 s is waited on with a server that waits 1 s a request (long
+        # enough past the first two answers that a slow start of a sandbox cannot hide a round)
+        run = client.run("examples/sleep", {"seconds": 4.5}, wait=30)
     # Then the client kept asking until it ended, and answers the API's own model
     assert isinstance(run, RunView) and run.status is RunStatus.SUCCEEDED
     waits = [r for r in transport.sent if r.method == "GET" and r.url.params.get("wait") == "true"]
