@@ -30,6 +30,7 @@ os.environ.update(
 )
 
 from taskrun.local.stack import LocalStack
+from taskrun.local.throttle import Throttle
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,8 @@ READ_TIMEOUT_SECONDS = 2
 WEBHOOK_RETRY_DELAYS = "1,1,1"  # four attempts a second apart, not over a day
 WEBHOOK_TIMEOUT_SECONDS = 1.5
 KEY_CACHE_SECONDS = 2  # how long the authorizer keeps a valid key (60 s by default)
+# The suite sends bursts no client would (the tests that throttle set their own limits).
+GENEROUS = Throttle(stage_rate=10_000, stage_burst=10_000, key_rate=10_000, key_burst=10_000)
 # The functions that check webhook URLs (when a run or schedule is made, and at delivery).
 WEBHOOK_CHECKERS = [
     "StartRunFunction",
@@ -85,6 +88,7 @@ def stack(live_tasks: Path) -> Iterator[LocalStack]:
             "TASKRUN_WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
             "TASKRUN_KEY_CACHE_SECONDS": str(KEY_CACHE_SECONDS),
         },
+        throttle=GENEROUS,
     )
     local.emulator.runtime.echo_logs = False  # kept in runtime.logs for the tests that read them
     local.start()

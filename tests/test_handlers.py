@@ -102,8 +102,14 @@ def test_authorizer_event(invoke: Invoke) -> None:
     event["headers"]["X-API-KEY"] = API_KEY
     policy = invoke("AuthorizerFunction", event)
     assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    assert policy["policyDocument"]["Statement"][0]["Resource"].endswith("/live/*")
-    assert policy["context"]["scopes"] == "runs admin"
+    # the policy opens each route the key's scopes allow, by method and path
+    resources = policy["policyDocument"]["Statement"][0]["Resource"]
+    assert any(resource.endswith("/live/POST/v1/runs") for resource in resources)
+    assert any(resource.endswith("/live/GET/v1/runs/*/history") for resource in resources)
+    assert any(resource.endswith("/live/DELETE/v1/keys/*") for resource in resources)
+    # the local stack's key holds every scope, for every task
+    assert policy["context"]["scopes"] == "runs:write runs:read schedules:write schedules:read admin"
+    assert policy["context"]["tasks"] == ""
 
     event["headers"]["X-API-KEY"] = "wrong"
     with pytest.raises(FunctionError, match=r"^Unauthorized$"):

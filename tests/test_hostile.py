@@ -374,7 +374,7 @@ CASES: list[Hostile] = [
         b"\xff\x00garbage",
         {"Content-Type": "application/octet-stream"},
         {},
-        404,
+        415,  # a route that reads no body still takes none but JSON
     ),
 ]
 
@@ -436,3 +436,54 @@ def test_a_bad_history_cursor_of_a_real_flow_run_is_422(api: httpx.Client, curso
     response = api.get(f"/v1/runs/{run['run_id']}/history", params={"cursor": cursor})
     assert response.status_code == 422
     assert response.json()["errors"][0]["location"] == "query.cursor"
+
+
+# Every route that takes a body, with a body it accepts.
+BODY_ROUTES = [
+    ("POST", "/v1/runs", {"task_id": "examples/echo", "arguments": {"message": "m"}}),
+    ("POST", "/api/v0/tools/tasks/run", {"task_id": "examples/echo", "arguments": {"message": "m"}}),
+    ("POST", f"/v1/runs/{RUN}/callbacks/cb_0", {"output": 1}),
+    ("POST", "/v1/files", {"filename": "a.png", "content_type": "image/png", "size": 10}),
+    ("POST", "/v1/schedules", {"task_id": "examples/echo", "expression": "rate(1 day)"}),
+    ("PATCH", f"/v1/schedules/{SCHEDULE}", {"enabled": False}),
+    ("POST", f"/v1/schedules/{SCHEDULE}/execute", {}),
+    ("POST", "/v1/keys", {"name": "form"}),
+]
+NOT_JSON = [
+    ("multipart-no-boundary", "multipart/form-data", b"--x\r\n\r\n--x--", 400),
+    ("multipart-other-no-boundary", "multipart/mixed", b"--x\r\n\r\n--x--", 400),
+    ("urlencoded", "application/x-www-form-urlencoded", b"name=form&scopes=admin", 415),
+    ("text", "text/plain", b'{"name": "form"}', 415),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "accepted"), BODY_ROUTES, ids=[path for _, path, _ in BODY_ROUTES])
+@pytest.mark.parametrize(("kind", "content_type", "body", "status"), NOT_JSON, ids=[kind for kind, *_ in NOT_JSON])
+def test_a_body_that_is_not_json_is_refused_on_every_route(
+    api: httpx.Client,
+    method: str,
+    path: str,
+    accepted: dict[str, Any],
+    kind: str,
+    content_type: str,
+    body: bytes,
+    status: int,
+) -> None:
+    answer = api.request(method, path, content=body, headers={"Content-Type": content_type})
+    if path == "/api/v0/tools/tasks/run":
+        status = 422  # its contract: 422 for every body it cannot take
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    if kind == NOT_JSON[0][0]:  # while the same request as JSON is taken as such
+        assert api.request(method, path, json=accepted).status_code not in (400, 415, 500)
+
+
+def test_a_form_with_a_boundary_makes_no_key(api: httpx.Client) -> None:
+    # Given the stack's keys
+    before = len(api.get("/v1/keys").json()["keys"])
+    # When a key is asked for with a well-formed multipart body
+    form = b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nsneaky\r\n--b--\r\n'
+    answer = api.post("/v1/keys", content=form, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    # Then it is refused (only JSON is read), and no key is made from defaults
+    assert answer.status_code == 415, answer.text
+    assert len(api.get("/v1/keys").json()["keys"]) == before

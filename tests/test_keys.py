@@ -30,7 +30,9 @@ def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous:
     made = api.post("/v1/keys", json={"name": "ci"})
     assert made.status_code == 201, made.text
     key = made.json()
-    assert key["scopes"] == ["runs"] and key["name"] == "ci" and key["revoked"] is False
+    # by default, every scope but admin, for every task
+    assert key["scopes"] == ["runs:write", "runs:read", "schedules:write", "schedules:read"]
+    assert key["tasks"] == [] and key["name"] == "ci" and key["revoked"] is False
     assert key["key"].startswith("trk_") and key["key_id"].startswith("key_")
     # Then the new key runs tasks
     runner = {"X-API-KEY": key["key"]}
@@ -38,12 +40,13 @@ def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous:
     # and is listed without its secret or hash
     listed = api.get("/v1/keys").json()["keys"]
     mine = [item for item in listed if item["key_id"] == key["key_id"]]
-    assert mine == [{name: key[name] for name in ("key_id", "name", "scopes", "created_at", "revoked")}]
-    assert all(set(item) == {"key_id", "name", "scopes", "created_at", "revoked"} for item in listed)
+    shown = ("key_id", "name", "scopes", "tasks", "created_at", "revoked")
+    assert mine == [{name: key[name] for name in shown}]
+    assert all(set(item) == set(shown) for item in listed)
     # but cannot manage keys (403), as Bearer too
     refused = anonymous.get("/v1/keys", headers={"Authorization": f"Bearer {key['key']}"})
     assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
-    assert "admin" in refused.json()["detail"]
+    assert "scope" in refused.json()["detail"]
     assert anonymous.post("/v1/keys", headers=runner, json={}).status_code == 403
     assert anonymous.delete(f"/v1/keys/{key['key_id']}", headers=runner).status_code == 403
     # When it is revoked
@@ -55,7 +58,7 @@ def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous:
 
 
 def test_an_admin_key_may_make_another_admin_key(api: httpx.Client, anonymous: httpx.Client) -> None:
-    made = api.post("/v1/keys", json={"name": "ops", "scopes": ["runs", "admin"]}).json()
+    made = api.post("/v1/keys", json={"name": "ops", "scopes": ["runs:read", "admin"]}).json()
     admin = {"X-API-KEY": made["key"]}
     assert anonymous.get("/v1/keys", headers=admin).status_code == 200
     assert api.delete(f"/v1/keys/{made['key_id']}").status_code == 200

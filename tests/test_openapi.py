@@ -68,7 +68,12 @@ def test_every_route_is_documented_with_its_answers_and_problems(anonymous: http
             if (method, path) in open_routes:
                 assert operation["security"] == [], where
             else:
-                assert "security" not in operation, where  # the document's: either key header
+                # either key header, with the scope the route needs (OpenAPI 3.1's roles)
+                scope = operation["security"][0]["ApiKey"][0]
+                assert operation["security"] == [{"ApiKey": [scope]}, {"Bearer": [scope]}], where
+                assert scope in {"runs:write", "runs:read", "schedules:write", "schedules:read", "admin"}, where
+                assert f"Scope: `{scope}`" in operation["description"], where
+                assert "403" in operation["responses"], where
                 assert {"401", "429", "500"} <= set(operation["responses"]), where
             if "requestBody" in operation:
                 assert {"400", "415", "422"} & set(operation["responses"]), where

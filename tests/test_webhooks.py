@@ -27,6 +27,16 @@ REFUSED = [
     "http://0.0.0.0/hook",
     "http://240.0.0.1/hook",
     "http://hooks.example.org:99999/x",
+    # IPv6 forms that embed or translate to 169.254.169.254, each judged by that address
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64, well-known prefix
+    "http://[64:ff9b:1::a9fe:a9fe]/hook",  # NAT64, local-use prefix
+    "http://[2002:a9fe:a9fe::]/hook",  # 6to4
+    "http://[::a9fe:a9fe]/hook",  # IPv4-compatible
+    "http://[::ffff:0:a9fe:a9fe]/hook",  # SIIT
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]/hook",  # Teredo, the client obfuscated
+    "http://[2001:db8::5efe:a9fe:a9fe]/hook",  # ISATAP
+    "http://[64:ff9b::7f00:1]/hook",  # NAT64 to loopback
+    "http://[2002:0a00:0001::1]/hook",  # 6to4 of 10.0.0.1
 ]
 
 
@@ -46,6 +56,11 @@ def test_a_public_webhook_target_is_kept_on_the_run(api: httpx.Client) -> None:
         "/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": "https://8.8.8.8/h"}
     )
     assert ok_ip.status_code == 201
+    # a translated public address is judged by it, and taken
+    translated = api.post(
+        "/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": "https://[64:ff9b::808:808]/h"}
+    )
+    assert translated.status_code == 201, translated.text
 
 
 def test_a_schedule_with_a_webhook_inside_is_refused_when_made_and_when_changed(api: httpx.Client) -> None:

@@ -1,12 +1,13 @@
 from http import HTTPStatus
 
-from taskrun.api import answers, make_resolver, once_key, seconds_since_arrival
+from taskrun.api import answers, caller, make_resolver, once_key, seconds_since_arrival
 from taskrun.compat import run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse
 from taskrun.runtime import api_handler, idempotency_keys, result_store, run_service
 
 # Its contract: 422 for any body that is not its request's shape; 200 for every outcome of one that is.
-app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
+MALFORMED = HTTPStatus.UNPROCESSABLE_ENTITY
+app = make_resolver(malformed_status=MALFORMED)
 
 
 @app.post(
@@ -14,7 +15,7 @@ app = make_resolver(malformed_status=HTTPStatus.UNPROCESSABLE_ENTITY)
     summary="Run a task and wait for it (the compatible synchronous endpoint)",
     description="200 for every outcome of a well-formed request, with `success` and `error_type`.",
     tags=["runs"],
-    responses=answers(200, CompatRunResponse, 413, 422),
+    responses=answers(200, CompatRunResponse, 403, 413, 422),
 )
 def run_task(body: CompatRunRequest) -> CompatRunResponse:
     once = once_key(app, body)
@@ -24,7 +25,8 @@ def run_task(body: CompatRunRequest) -> CompatRunResponse:
         seconds_since_arrival(app),
         (once, idempotency_keys()) if once is not None else None,
         result_store(),
+        caller(app).tasks,
     )
 
 
-lambda_handler = api_handler(app)
+lambda_handler = api_handler(app, malformed_status=MALFORMED)

@@ -15,7 +15,7 @@ app = make_resolver()
     "/v1/files",
     summary="Make a file for a run's File parameter: a pre-signed PUT to upload it to",
     tags=["files"],
-    responses=answers(201, Upload, 400, 415, 422),
+    responses=answers(201, Upload, 400, 403, 415, 422),
 )
 def new_file(body: NewFile) -> Response[str]:
     files = file_store()

@@ -2,12 +2,11 @@ from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import Response
 
-from taskrun.api import answers, json_response, make_resolver, require_scope
+from taskrun.api import answers, caller, json_response, make_resolver
 from taskrun.auth import KeyList, KeyView, NewKey, NewKeyRequest, new_key, view_of
 from taskrun.runtime import api_handler, key_store, logger
 
 app = make_resolver()
-ADMIN = "admin"
 
 
 @app.post(
@@ -17,10 +16,10 @@ ADMIN = "admin"
     responses=answers(201, NewKey, 400, 403, 415, 422),
 )
 def create_key(body: NewKeyRequest) -> Response[str]:
-    made_by = require_scope(app, ADMIN)
-    secret, record = new_key(name=body.name, scopes=list(body.scopes))
+    secret, record = new_key(name=body.name, scopes=list(body.scopes), tasks=list(body.tasks))
     key_store().put(record)
-    logger.info("key made", extra={"key_id": record.key_id, "made_by": made_by, "scopes": record.scopes})
+    extra = {"key_id": record.key_id, "made_by": caller(app).key_id, "scopes": record.scopes, "tasks": record.tasks}
+    logger.info("key made", extra=extra)
     return json_response(NewKey(**view_of(record).model_dump(), key=secret), HTTPStatus.CREATED)
 
 
@@ -31,20 +30,22 @@ def create_key(body: NewKeyRequest) -> Response[str]:
     responses=answers(200, KeyList, 403),
 )
 def list_keys() -> KeyList:
-    require_scope(app, ADMIN)
     return KeyList(keys=[view_of(key) for key in key_store().all()])
 
 
 @app.delete(
     "/v1/keys/<key_id>",
-    summary="Revoke an API key (admin scope): refused from the next request on",
+    summary="Revoke an API key (admin scope)",
+    description=(
+        "Refused at once by authorizer instances that have not seen the key lately, and by every"
+        " instance within the stack's KeyCacheSeconds (60 s by default): each keeps a valid key that long."
+    ),
     tags=["keys"],
     responses=answers(200, KeyView, 403, 404),
 )
 def revoke_key(key_id: str) -> KeyView:
-    revoked_by = require_scope(app, ADMIN)
     revoked = key_store().revoke(key_id)
-    logger.info("key revoked", extra={"key_id": key_id, "revoked_by": revoked_by})
+    logger.info("key revoked", extra={"key_id": key_id, "revoked_by": caller(app).key_id})
     return view_of(revoked)
 
 

@@ -5,7 +5,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.api import answers, json_response, make_resolver, once_key, seconds_since_arrival
+from taskrun.api import answers, caller, json_response, make_resolver, once_key, seconds_since_arrival
 from taskrun.forms import FormError, form_as_json, is_form, problem_event
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView, StartRunRequest, utcnow
 from taskrun.runtime import api_handler, file_store, idempotency_keys, run_service, view
@@ -25,7 +25,7 @@ app = make_resolver()
     ),
     tags=["runs"],
     responses={
-        **answers(201, RunView, 400, 404, 409, 413, 415, 422, description="The run was started"),
+        **answers(201, RunView, 400, 403, 404, 409, 413, 415, 422, description="The run was started"),
         **answers(200, RunView, description="The run an Idempotency-Key already started"),
     },
 )
@@ -43,6 +43,7 @@ def start_run(
         webhook_url=body.webhook_url,
         json_schema=body.json_schema,
         cache=body.cache,
+        access=caller(app).tasks,
     )
     waiting = wait_seconds(
         wait if wait is not None else body.wait,

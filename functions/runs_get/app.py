@@ -2,7 +2,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import answers, make_resolver, seconds_since_arrival
+from taskrun.api import answers, caller, make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.runtime import api_handler, run_service, view
 from taskrun.service import wait_seconds
@@ -15,7 +15,7 @@ app = make_resolver()
     summary="One run; with wait=true, wait for it to end",
     description="Answers as soon as the run ends, or as it stands when `wait_timeout` (or the cap) passes.",
     tags=["runs"],
-    responses=answers(200, RunView, 404, 422),
+    responses=answers(200, RunView, 403, 404, 422),
 )
 def get_run(
     run_id: str,
@@ -24,7 +24,7 @@ def get_run(
 ) -> RunView:
     service = run_service()
     waiting = wait_seconds(wait, wait_timeout, service.settings.max_wait_seconds, seconds_since_arrival(app))
-    return view(service.get(run_id, wait_timeout=waiting))
+    return view(service.get(run_id, wait_timeout=waiting, access=caller(app).tasks))
 
 
 lambda_handler = api_handler(app)

@@ -3,7 +3,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
-from taskrun.api import answers, make_resolver
+from taskrun.api import answers, caller, make_resolver
 from taskrun.flows import FlowStep
 from taskrun.runtime import api_handler, run_service
 
@@ -19,14 +19,14 @@ class StepList(BaseModel):
     "/v1/runs/<run_id>/history",
     summary="A flow run's steps: name, status, times, output or error",
     tags=["runs"],
-    responses=answers(200, StepList, 404, 422),
+    responses=answers(200, StepList, 403, 404, 422),
 )
 def run_history(
     run_id: str,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query()] = None,
 ) -> StepList:
-    steps, next_cursor = run_service().history(run_id, limit, cursor)
+    steps, next_cursor = run_service().history(run_id, limit, cursor, caller(app).tasks)
     return StepList(steps=steps, next_cursor=next_cursor)
 
 

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from taskrun.api import answers, make_resolver
+from taskrun.api import answers, caller, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
@@ -16,7 +16,7 @@ app = make_resolver()
     "/v1/runs",
     summary="Runs, newest first, as summaries; filtered and paged with next_cursor",
     tags=["runs"],
-    responses=answers(200, RunList, 422),
+    responses=answers(200, RunList, 403, 422),
 )
 def list_runs(
     schedule_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=DECLARED_NAME_PATTERN)] = None,
@@ -26,7 +26,9 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query()] = None,
 ) -> RunList:
-    filters = RunFilter(schedule_id=schedule_id, task_id=task_id, status=status, triggered_by=triggered_by)
+    filters = RunFilter(
+        schedule_id=schedule_id, task_id=task_id, status=status, triggered_by=triggered_by, tasks=caller(app).tasks
+    )
     runs, next_cursor = run_service().list(filters, limit, cursor)
     return RunList(runs=runs, next_cursor=next_cursor)
 

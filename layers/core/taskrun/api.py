@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from taskrun import aws
+from taskrun.access import Caller, Scope, scope_of
 from taskrun.errors import (
     CallbackConflict,
     CallbackNotFound,
@@ -127,6 +129,38 @@ def problem_response(
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=problem.model_dump_json())
 
 
+def proxy_problem(status: HTTPStatus, detail: str, errors: list[FieldError] | None = None) -> dict[str, Any]:
+    """A problem as the proxy answer of a Lambda function, for a request refused before
+    the resolver takes it."""
+    response = problem_response(status, detail, errors)
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def refused_body(event: dict[str, Any]) -> tuple[HTTPStatus, str] | None:
+    """Why a request's body is not one the API takes, judged before the resolver reads it:
+    every route takes JSON alone (a run's files come as a form turned into JSON first),
+    and the resolver would otherwise read a form into a model's defaults."""
+    if not event.get("body"):
+        return None
+    headers = event.get("headers") or {}
+    content_type = next((str(value) for name, value in headers.items() if name.lower() == "content-type"), "")
+    media, _, parameters = content_type.partition(";")
+    media = media.strip().lower()
+    if not media or media == APPLICATION_JSON or (media.startswith("application/") and media.endswith("+json")):
+        return None
+    if media.startswith("multipart/") and "boundary=" not in parameters.lower():
+        return HTTPStatus.BAD_REQUEST, f"a {media} body needs a boundary in its Content-Type"
+    return (
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"the body must be JSON; send Content-Type: application/json (not {media})",
+    )
+
+
 def json_response(
     model: BaseModel, status: HTTPStatus = HTTPStatus.OK, headers: dict[str, str] | None = None
 ) -> Response[str]:
@@ -203,12 +237,27 @@ def once_key(app: APIGatewayRestResolver, body: BaseModel) -> OnceKey | None:
     return OnceKey.of(key, scope, body.model_dump(mode="json"))
 
 
-def require_scope(app: APIGatewayRestResolver, scope: str) -> str:
-    """The calling key's id, if the authorizer found it has `scope`; else Forbidden."""
-    authorizer = app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {}
-    if scope not in str(authorizer.get("scopes", "")).split():
+def caller(app: APIGatewayRestResolver) -> Caller:
+    """The key that sent the request being handled, as the authorizer found it."""
+    return Caller.from_authorizer(app.current_event.raw_event.get("requestContext", {}).get("authorizer") or {})
+
+
+def require_scope(app: APIGatewayRestResolver, scope: Scope) -> str:
+    """The calling key's id, if it has `scope`; else Forbidden."""
+    calling = caller(app)
+    if scope not in calling.scopes:
         raise Forbidden(f"this route needs a key with the {scope!r} scope")
-    return str(authorizer.get("key_id", ""))
+    return calling.key_id
+
+
+def check_scope(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Refuse a key without the scope the route needs (403). API Gateway refuses it first,
+    from the authorizer's policy; this holds wherever the function is called from."""
+    event = app.current_event
+    scope = scope_of(event.http_method, event.resource)
+    if scope is not None:
+        require_scope(app, scope)
+    return next_middleware(app)
 
 
 def seconds_since_arrival(app: APIGatewayRestResolver) -> float:
@@ -266,6 +315,7 @@ def make_resolver(malformed_status: HTTPStatus | None = None) -> APIGatewayRestR
     answers 400, 415 or 422 as fits, or always `malformed_status` where a route's contract
     names one status for them all."""
     app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json_body)
+    app.use([check_scope])
 
     @app.exception_handler([RequestValidationError, RequestUnsupportedContentType, UnicodeDecodeError])
     def invalid_request(error: Exception) -> Response[str]:

@@ -1,22 +1,51 @@
-"""API keys: made once, shown once, stored only as a SHA-256 hash, checked by the authorizer."""
+"""API keys: made once, shown once, stored only as a SHA-256 hash, checked by the authorizer.
+
+A key carries scopes (what it may do) and task patterns (which tasks it may do it to). Its
+text is `trk_` + 30 random characters + a 6-character checksum of them, so that secret
+scanners recognise a leaked key and the authorizer refuses a mistyped one without a read.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import string
 import time
+import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Attr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taskrun import aws
+from taskrun.access import (
+    ALL_SCOPES,
+    DEFAULT_SCOPES,
+    LEGACY_SCOPES,
+    MAX_TASK_PATTERNS,
+    Scope,
+    TaskPattern,
+    allowed_routes,
+)
 from taskrun.errors import KeyNotFound, Unauthorized
 from taskrun.models import UtcTime, utcnow
 
 KEY_PREFIX = "trk_"
-ALL_SCOPES = ["runs", "admin"]
+BASE62 = string.digits + string.ascii_letters
+RANDOM_LENGTH = 30
+CHECKSUM_LENGTH = 6
+KEY_LENGTH = len(KEY_PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
+
+
+def _current_scopes(scopes: list[str]) -> list[str]:
+    current: list[str] = []
+    for scope in scopes:
+        for named in LEGACY_SCOPES.get(scope, [scope]):  # type: ignore[list-item]
+            if named not in current:
+                current.append(named)
+    return current
 
 
 class ApiKey(BaseModel):
@@ -24,11 +53,15 @@ class ApiKey(BaseModel):
     key_hash: str
     name: str = ""
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    tasks: list[str] = Field(default_factory=list)
     created_at: UtcTime = Field(default_factory=utcnow)
     revoked: bool = False
 
-
-Scope = Literal["runs", "admin"]
+    @field_validator("scopes")
+    @classmethod
+    def _current(cls, scopes: list[str]) -> list[str]:
+        """A key stored with the scopes of an earlier version reads as their current names."""
+        return _current_scopes(scopes)
 
 
 class KeyView(BaseModel):
@@ -37,6 +70,7 @@ class KeyView(BaseModel):
     key_id: str
     name: str
     scopes: list[str]
+    tasks: list[str] = Field(description="Task patterns the key is limited to; empty: every task")
     created_at: UtcTime
     revoked: bool
 
@@ -51,7 +85,17 @@ class NewKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="", max_length=200)
-    scopes: list[Scope] = Field(default=["runs"], min_length=1, max_length=2, description="runs, admin (keys), or both")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES),
+        min_length=1,
+        max_length=len(ALL_SCOPES),
+        description="What the key may do; by default everything but managing keys (admin)",
+    )
+    tasks: list[TaskPattern] = Field(
+        default_factory=list,
+        max_length=MAX_TASK_PATTERNS,
+        description="Task ids or prefixes ending in `*` (`reports/*`) the key may run and see; empty: every task",
+    )
 
 
 class NewKey(KeyView):
@@ -66,14 +110,39 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key(name: str = "", scopes: list[str] | None = None, secret: str | None = None) -> tuple[str, ApiKey]:
+def _checksum(text: str) -> str:
+    value = zlib.crc32(text.encode())
+    digits = []
+    for _ in range(CHECKSUM_LENGTH):
+        value, digit = divmod(value, len(BASE62))
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def make_secret() -> str:
+    random_part = "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    return KEY_PREFIX + random_part + _checksum(random_part)
+
+
+def looks_forged(key: str) -> bool:
+    """A key in taskrun's own shape whose checksum does not hold: mistyped or made up."""
+    if not key.startswith(KEY_PREFIX) or len(key) != KEY_LENGTH:
+        return False
+    body = key[len(KEY_PREFIX) :]
+    return _checksum(body[:RANDOM_LENGTH]) != body[RANDOM_LENGTH:]
+
+
+def new_key(
+    name: str = "", scopes: list[str] | None = None, secret: str | None = None, tasks: list[str] | None = None
+) -> tuple[str, ApiKey]:
     """A new key: the secret (shown once) and the record to store."""
-    secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
+    secret = secret or make_secret()
     record = ApiKey(
         key_id="key_" + hash_key(secret)[:16],
         key_hash=hash_key(secret),
         name=name,
         scopes=list(ALL_SCOPES) if scopes is None else scopes,
+        tasks=tasks or [],
     )
     return secret, record
 
@@ -164,27 +233,33 @@ def authenticate(headers: Mapping[str, str], keys: KeyFinder) -> ApiKey:
     key = presented_key(headers)
     if not key:
         raise Unauthorized("no API key: send X-API-KEY or Authorization: Bearer")
-    record = keys.find(hash_key(key))
-    if record is None or record.revoked:
+    if looks_forged(key):
+        raise Unauthorized("the API key is not valid (its checksum does not match)")
+    digest = hash_key(key)
+    record = keys.find(digest)
+    if record is None or record.revoked or not hmac.compare_digest(record.key_hash, digest):
         raise Unauthorized("the API key is not valid")
     return record
 
 
 def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder) -> dict[str, Any]:
-    """The answer of a REST API request authorizer: allow the whole API for a valid key.
+    """The answer of a REST API request authorizer: allow the routes the key's scopes open.
 
-    A missing or wrong key raises Unauthorized, which the handler turns into API
-    Gateway's "Unauthorized" (401). The policy is for every method of the stage, so a
-    cached answer serves the key's next calls to any route.
+    A missing or wrong key raises Unauthorized, which the handler turns into API Gateway's
+    "Unauthorized" (401); a route outside the key's scopes is refused by API Gateway itself
+    (403, ACCESS_DENIED) without its function running. The policy names every route the
+    key may call, so a cached answer serves its next calls to any of them; each route checks
+    the scope again, and the key's task patterns, handed over in the context (ids and
+    patterns hold no space).
     """
     record = authenticate(event.get("headers") or {}, keys)
-    arn_parts = event["methodArn"].split("/")
-    stage_arn = "/".join(arn_parts[:2]) + "/*"
+    stage_arn = "/".join(event["methodArn"].split("/")[:2])
+    routes = allowed_routes(record.scopes)
+    statements = [
+        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/{route}" for route in routes]}
+    ]
     return {
         "principalId": record.key_id,
-        "policyDocument": {
-            "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": stage_arn}],
-        },
-        "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes)},
+        "policyDocument": {"Version": "2012-10-17", "Statement": statements if routes else []},
+        "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)},
     }

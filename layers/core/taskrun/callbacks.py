@@ -21,10 +21,11 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, model_validator
 
 from taskrun import aws
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.errors import CallbackConflict, CallbackNotFound, PayloadTooLarge
 from taskrun.flows import MAX_TASK_OUTPUT, StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
-from taskrun.store import RunStore
+from taskrun.store import RunStore, visible
 
 logger = Logger(child=True)
 CALLBACK_ID = re.compile(r"cb_[0-9a-f]{20}")
@@ -148,11 +149,14 @@ class Callbacks:
         logger.info("flow waits for a callback", extra={"run_id": step.run_id, "callback_id": callback.callback_id})
         return callback
 
-    def of_run(self, run_id: str) -> list[Callback]:
-        self.runs.get(run_id)  # an unknown run is not found, rather than an empty list
+    def of_run(self, run_id: str, access: TaskAccess = EVERY_TASK) -> list[Callback]:
+        visible(self.runs, run_id, access)  # an unknown run is not found, rather than an empty list
         return sorted(self.store.of_run(run_id), key=lambda callback: callback.created_at)
 
-    def complete(self, run_id: str, callback_id: str, answer: CompleteCallback) -> Callback:
+    def complete(
+        self, run_id: str, callback_id: str, answer: CompleteCallback, access: TaskAccess = EVERY_TASK
+    ) -> Callback:
+        visible(self.runs, run_id, access)
         callback = self.store.get(callback_id)
         if callback.run_id != run_id:
             raise CallbackNotFound(f"run {run_id} has no callback {callback_id!r}")

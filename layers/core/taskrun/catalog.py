@@ -22,6 +22,7 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
@@ -176,8 +177,16 @@ class Catalog:
         except KeyError:
             raise TaskNotFound(task_id) from None
 
-    def all(self) -> list[TaskDefinition]:
-        return sorted(self._tasks.values(), key=lambda definition: definition.task_id)
+    def all(self, access: TaskAccess = EVERY_TASK) -> list[TaskDefinition]:
+        """The tasks the caller may see, by id."""
+        shown = [definition for definition in self._tasks.values() if access.allows(definition.task_id)]
+        return sorted(shown, key=lambda definition: definition.task_id)
+
+    def visible(self, task_id: str, access: TaskAccess) -> TaskDefinition:
+        """A task the caller may see: one outside their key's patterns is not found."""
+        if not access.allows(task_id):
+            raise TaskNotFound(task_id)
+        return self.get(task_id)
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._tasks

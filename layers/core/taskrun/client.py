@@ -413,8 +413,11 @@ class Client:
         return upload
 
     # keys (admin scope)
-    def create_key(self, name: str = "", scopes: list[str] | None = None) -> dict[str, Any]:
+    def create_key(
+        self, name: str = "", scopes: list[str] | None = None, tasks: list[str] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name} | ({"scopes": scopes} if scopes is not None else {})
+        body |= {"tasks": tasks} if tasks else {}
         answer: dict[str, Any] = self._send(Call("POST", "/v1/keys", json=body))
         return answer
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
@@ -23,11 +24,16 @@ def run_compat(
     since_arrival: float = 0.0,
     once: tuple[OnceKey, IdempotencyStore] | None = None,
     results: ResultStore | None = None,
+    access: TaskAccess = EVERY_TASK,
 ) -> CompatRunResponse:
     """Run and wait up to the endpoint's wait, counted from the request's arrival; with an
     idempotency key, a repeated request answers the first one's run."""
     request = RunRequest(
-        task_id=body.task_id, arguments=body.arguments, task_type=body.task_type, json_schema=body.json_schema
+        task_id=body.task_id,
+        arguments=body.arguments,
+        task_type=body.task_type,
+        json_schema=body.json_schema,
+        access=access,
     )
     if body.json_schema is not None:
         check_schema(body.json_schema)  # a body the endpoint cannot take: 422, not an outcome

@@ -32,10 +32,11 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from taskrun import aws
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.errors import DeliveryConflict, DeliveryNotFound
 from taskrun.models import Run, UtcTime, format_time, utcnow
 from taskrun.results import ResultStore, presented
-from taskrun.store import RunStore
+from taskrun.store import RunStore, visible
 from taskrun.webhooks import DEFAULT_DELAYS, Answer, Signer, post
 
 logger = Logger(child=True)
@@ -373,13 +374,13 @@ class Deliveries:
             logger.warning("webhook deliveries queued again", extra={"count": len(refs)})
         return len(refs)
 
-    def of_run(self, run_id: str) -> list[Delivery]:
-        self.runs.get(run_id)  # an unknown run is not found, rather than an empty list
+    def of_run(self, run_id: str, access: TaskAccess = EVERY_TASK) -> list[Delivery]:
+        visible(self.runs, run_id, access)  # an unknown run is not found, rather than an empty list
         return self.store.of_run(run_id)
 
-    def retry(self, run_id: str, delivery_id: str) -> Delivery:
+    def retry(self, run_id: str, delivery_id: str, access: TaskAccess = EVERY_TASK) -> Delivery:
         """One more attempt now, asked for by hand."""
-        self.runs.get(run_id)
+        visible(self.runs, run_id, access)
         ref = DeliveryRef(run_id, delivery_id)
         missing = DeliveryNotFound(f"run {run_id} has no delivery {delivery_id[:100]!r}")
         if not DELIVERY_ID.fullmatch(delivery_id):

@@ -100,13 +100,8 @@ def form_as_json(event: dict[str, Any], files: FileStore | None, now: datetime) 
 
 def problem_event(error: FormError) -> dict[str, Any]:
     """The proxy answer of a form that cannot be taken (problem+json)."""
-    from taskrun.api import problem_response
+    from taskrun.api import proxy_problem
 
-    errors = [FieldError(error.location, error.detail)] if error.location else []
-    response = problem_response(error.status, error.detail, errors)
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": "application/problem+json"},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
+    return proxy_problem(
+        error.status, error.detail, [FieldError(error.location, error.detail)] if error.location else []
+    )

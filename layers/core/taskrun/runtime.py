@@ -22,6 +22,8 @@ from taskrun.settings import get_settings
 from taskrun.telemetry import metrics
 
 if TYPE_CHECKING:
+    from http import HTTPStatus
+
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
     from taskrun.auth import CachedKeys, DynamoKeyStore
@@ -208,13 +210,20 @@ def cached_keys() -> CachedKeys:
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def api_handler(app: APIGatewayRestResolver) -> LambdaHandler:
-    """The Lambda entry point of an API function: structured logs with the request id, traces."""
+def api_handler(app: APIGatewayRestResolver, malformed_status: HTTPStatus | None = None) -> LambdaHandler:
+    """The Lambda entry point of an API function: structured logs with the request id,
+    traces; a body that is not JSON refused before the resolver reads it (400 or 415, or
+    always `malformed_status` where a route's contract names one status for them all)."""
+    from taskrun.api import proxy_problem, refused_body
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
     @_traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        refusal = refused_body(event)
+        if refusal is not None:
+            status, detail = refusal
+            return proxy_problem(malformed_status or status, detail)
         return app.resolve(event, context)
 
     return handler

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskrun import aws, cursors
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.catalog import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import TaskId, new_run_id
@@ -280,7 +281,13 @@ class ScheduleStore(aws.TableAdapter):
                 raise ScheduleNotFound(schedule_id) from error
             raise
 
-    def list(self, task_id: str | None, limit: int, cursor: str | None) -> tuple[list[Schedule], str | None]:
+    def list(
+        self, task_id: str | None, limit: int, cursor: str | None, access: TaskAccess = EVERY_TASK
+    ) -> tuple[list[Schedule], str | None]:
+        """A page of schedules, newest first; one query, so a page limited to a key's tasks
+        may come short (with a cursor when there are more)."""
+        if task_id is not None and not access.allows(task_id):
+            return [], None
         index, key_name, key_value = ("by_task", "task_id", task_id) if task_id else ("by_kind", "kind", KIND)
         request: dict[str, Any] = {
             "IndexName": index,
@@ -295,10 +302,15 @@ class ScheduleStore(aws.TableAdapter):
             request["KeyConditionExpression"] += " AND #id < :before"
             request["ExpressionAttributeNames"]["#id"] = "schedule_id"
             request["ExpressionAttributeValues"][":before"] = before
+        if task_id is None and not access.everything:
+            condition, names, values = access.condition()
+            request["FilterExpression"] = condition
+            request["ExpressionAttributeNames"].update(names)
+            request["ExpressionAttributeValues"].update(values)
         page = self.table.query(**request)
         schedules = [_schedule_from(item) for item in page.get("Items", [])]
-        more = "LastEvaluatedKey" in page and schedules
-        return schedules, (cursors.encode(schedules[-1].schedule_id, key_name, key_value) if more else None)
+        last = page.get("LastEvaluatedKey")
+        return schedules, (cursors.encode(last["schedule_id"], key_name, key_value) if last else None)
 
     def claim_firing(self, schedule_id: str, moment: datetime, run_id: str) -> str | None:
         """Mark the schedule fired for `moment` with the id its run will have; answer that id.
@@ -463,10 +475,10 @@ class Schedules:
     def catalog(self) -> Catalog:
         return self.runs.catalog
 
-    def create(self, request: ScheduleRequest) -> ScheduleView:
+    def create(self, request: ScheduleRequest, access: TaskAccess = EVERY_TASK) -> ScheduleView:
         now = utcnow()
         schedule = Schedule(**request.model_dump(), schedule_id=_new_schedule_id(), created_at=now, updated_at=now)
-        schedule, expression = self._checked(schedule, now)
+        schedule, expression = self._checked(schedule, now, access=access)
         self.store.put(schedule, new=True)
         try:
             self.scheduler.put(schedule, expression, new=True)
@@ -475,35 +487,44 @@ class Schedules:
             raise
         return self.view(schedule)
 
-    def get(self, schedule_id: str) -> ScheduleView:
-        return self.view(self.store.get(schedule_id))
+    def _visible(self, schedule_id: str, access: TaskAccess) -> Schedule:
+        """A schedule the caller may see: one of a task outside their key's patterns is not found."""
+        schedule = self.store.get(schedule_id)
+        if not access.allows(schedule.task_id):
+            raise ScheduleNotFound(schedule_id)
+        return schedule
 
-    def list(self, task_id: str | None, limit: int, cursor: str | None) -> ScheduleList:
-        schedules, next_cursor = self.store.list(task_id, limit, cursor)
+    def get(self, schedule_id: str, access: TaskAccess = EVERY_TASK) -> ScheduleView:
+        return self.view(self._visible(schedule_id, access))
+
+    def list(
+        self, task_id: str | None, limit: int, cursor: str | None, access: TaskAccess = EVERY_TASK
+    ) -> ScheduleList:
+        schedules, next_cursor = self.store.list(task_id, limit, cursor, access)
         return ScheduleList(schedules=[self.view(schedule) for schedule in schedules], next_cursor=next_cursor)
 
-    def update(self, schedule_id: str, patch: SchedulePatch) -> ScheduleView:
-        current = self.store.get(schedule_id)
+    def update(self, schedule_id: str, patch: SchedulePatch, access: TaskAccess = EVERY_TASK) -> ScheduleView:
+        current = self._visible(schedule_id, access)
         changes = patch.model_dump(exclude_unset=True)
         for name in ("task_id", "expression", "timezone", "enabled", "arguments", "overlap"):
             if name in changes and changes[name] is None:
                 raise InvalidInput("the field cannot be null", [FieldError(f"body.{name}", "must not be null", None)])
         now = utcnow()
         schedule = current.model_copy(update={**changes, "updated_at": now})
-        schedule, expression = self._checked(schedule, now, changed=set(changes))
+        schedule, expression = self._checked(schedule, now, changed=set(changes), access=access)
         self.store.put(schedule)
         self.scheduler.put(schedule, expression, new=False)
         return self.view(schedule)
 
-    def delete(self, schedule_id: str) -> None:
-        self.store.get(schedule_id)
+    def delete(self, schedule_id: str, access: TaskAccess = EVERY_TASK) -> None:
+        self._visible(schedule_id, access)
         self.scheduler.delete(schedule_id)
         self.store.delete(schedule_id)
 
-    def execute(self, schedule_id: str, request: ExecuteRequest) -> Run:
+    def execute(self, schedule_id: str, request: ExecuteRequest, access: TaskAccess = EVERY_TASK) -> Run:
         """Run the schedule's task now, bypassing the schedule; a one-off run now does not
         fire again at its time."""
-        schedule = self.store.get(schedule_id)
+        schedule = self._visible(schedule_id, access)
         run = self.runs.start(_run_request(schedule, {**schedule.arguments, **(request.arguments or {})}))
         self.store.record_outcome(schedule_id, run.run_id, None)
         expression = parse_expression(schedule.expression, schedule.timezone)
@@ -602,11 +623,13 @@ class Schedules:
         return last is not None and not last.status.is_done
 
     def _checked(
-        self, schedule: Schedule, now: datetime, changed: set[str] | None = None
+        self, schedule: Schedule, now: datetime, changed: set[str] | None = None, access: TaskAccess = EVERY_TASK
     ) -> tuple[Schedule, Expression]:
-        """Check the task, its arguments, the expression and timezone; the schedule with its
-        arguments as the task takes them."""
+        """Check the task (one the caller may run), its arguments, the expression and
+        timezone; the schedule with its arguments as the task takes them."""
         try:
+            if not access.allows(schedule.task_id):
+                raise TaskNotFound(schedule.task_id)
             definition = self.catalog.get(schedule.task_id)
         except TaskNotFound:
             raise InvalidInput(

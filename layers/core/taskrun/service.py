@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import ResultCache, cache_key
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog
 from taskrun.dispatch import Dispatcher, DispatchFailed
@@ -21,6 +22,7 @@ from taskrun.errors import (
     ResultTooLarge,
     RunConflict,
     RunNotFound,
+    TaskNotFound,
     TaskTimedOut,
 )
 from taskrun.files import FileStore, file_parameters
@@ -40,7 +42,7 @@ from taskrun.models import (
 )
 from taskrun.results import check_schema
 from taskrun.settings import Settings
-from taskrun.store import Ending, RunFilter, RunStore, end_once
+from taskrun.store import Ending, RunFilter, RunStore, end_once, visible
 from taskrun.telemetry import count
 from taskrun.webhooks import check_target
 
@@ -79,6 +81,7 @@ class RunRequest:
     parent_execution: str | None = None
     task_token: str | None = None
     run_id: str | None = None  # chosen beforehand, so that a repeated start makes one run (RunConflict)
+    access: TaskAccess = EVERY_TASK  # the tasks the caller may run: another is not found
 
 
 @dataclass
@@ -130,6 +133,8 @@ class RunService:
 
     def _prepare(self, request: RunRequest) -> Run:
         """The run a request asks for, validated, not yet recorded."""
+        if not request.access.allows(request.task_id):
+            raise TaskNotFound(request.task_id)
         definition = self.catalog.get(request.task_id)
         if request.task_type is not None and request.task_type is not definition.task_type:
             raise InvalidInput(
@@ -272,10 +277,11 @@ class RunService:
         except RunConflict:
             return self.store.get(run.run_id)
 
-    def get(self, run_id: str, wait_timeout: float | None = None) -> Run:
+    def get(self, run_id: str, wait_timeout: float | None = None, access: TaskAccess = EVERY_TASK) -> Run:
+        run = visible(self.store, run_id, access)
         if wait_timeout is not None:
-            return self.wait(run_id, wait_timeout)
-        return self.store.get(run_id)
+            return self.wait(run_id, wait_timeout, current=run)
+        return run
 
     def wait(self, run_id: str, timeout: float, current: Run | None = None, capped: bool = True) -> Run:
         """Poll the record with a short, growing interval until the run ends or the wait is over.
@@ -297,9 +303,11 @@ class RunService:
             run = self.store.get(run_id)
         return run
 
-    def history(self, run_id: str, limit: int, cursor: str | None) -> tuple[list[FlowStep], str | None]:
+    def history(
+        self, run_id: str, limit: int, cursor: str | None, access: TaskAccess = EVERY_TASK
+    ) -> tuple[list[FlowStep], str | None]:
         """A flow run's steps in the order they were entered; a page starts at `cursor`."""
-        run = self.store.get(run_id)
+        run = visible(self.store, run_id, access)
         if run.execution_arn is None or self.flows is None:
             return [], None
         steps = steps_of(self.flows.events(run.execution_arn))
@@ -317,9 +325,9 @@ class RunService:
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         return self.store.list(filters, limit, cursor)
 
-    def cancel(self, run_id: str) -> Run:
+    def cancel(self, run_id: str, access: TaskAccess = EVERY_TASK) -> Run:
         """End a pending or running run as cancelled; an ended run answers RunConflict."""
-        run = self.store.get(run_id)
+        run = visible(self.store, run_id, access)
         if run.execution_arn and not run.status.is_done and self.flows is not None:
             self.flows.stop(run.execution_arn, cause="cancelled by request")
         ending = Ending(

@@ -26,6 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from taskrun import aws, cursors
+from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary, TriggeredBy, format_time
@@ -74,6 +75,7 @@ class RunFilter:
     task_id: str | None = None
     status: RunStatus | None = None
     triggered_by: TriggeredBy | None = None
+    tasks: TaskAccess = EVERY_TASK  # the caller's: runs of other tasks are left out
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class DynamoRunStore(aws.TableAdapter):
         the page needs (the indexes hold keys and a run's fixed fields, never its status).
         A request makes at most MAX_READS_PER_LIST queries: a filter that matches little
         answers a short (even empty) page with a cursor rather than reading on."""
+        if filters.task_id is not None and not filters.tasks.allows(filters.task_id):
+            return [], None
         index, key_name, key_value = _index_for(filters)
         partitions = SHARD_KEYS if index in SHARDED else [key_value]
         before = cursors.decode(cursor, key_name, key_value, RUN_ID) if cursor else None
@@ -143,7 +147,9 @@ class DynamoRunStore(aws.TableAdapter):
                 filter_values[f":{name}"] = str(value)
                 conditions.append(f"#{name} = :{name}")
         wanted = filters.status
-        filtered = bool(conditions) or wanted is not None
+        # a key's task patterns are judged on the runs read (the time index holds no task id)
+        shown = filters.tasks if filters.task_id is None else EVERY_TASK
+        filtered = bool(conditions) or wanted is not None or not shown.everything
         page_size = FILTERED_READ_SIZE if filtered else limit
 
         def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
@@ -185,7 +191,11 @@ class DynamoRunStore(aws.TableAdapter):
             for at in range(0, len(ready), page_size):
                 batch = ready[at : at + page_size]
                 runs.update(self._read_many([run_id for run_id in batch if run_id not in runs]))
-                chosen += [run for run_id in batch if (run := runs[run_id]) and wanted in (None, run.status)]
+                chosen += [
+                    run
+                    for run_id in batch
+                    if (run := runs[run_id]) and wanted in (None, run.status) and shown.allows(run.task_id)
+                ]
                 if len(chosen) >= limit:
                     chosen = chosen[:limit]
                     return [run.to_summary() for run in chosen], cursors.encode(chosen[-1].run_id, key_name, key_value)
@@ -287,6 +297,14 @@ def _known_shape(run_id: str) -> None:
     """An id no run can have is not found, without asking DynamoDB (which refuses keys over 2 KB)."""
     if not RUN_ID.fullmatch(run_id):
         raise RunNotFound(run_id[:100])
+
+
+def visible(store: RunStore, run_id: str, access: TaskAccess) -> Run:
+    """A run the caller may see: a run of a task outside their key's patterns is not found."""
+    run = store.get(run_id)
+    if not access.allows(run.task_id):
+        raise RunNotFound(run_id)
+    return run
 
 
 def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:

@@ -103,9 +103,48 @@ def _addresses(host: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address in their last 32 bits.
+IPV4_IN_LOW_BITS = [
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, still routed by some stacks)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # SIIT, RFC 6145
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix, RFC 6052
+]
+# NAT64's local-use prefix (RFC 8215), whose IPv4 address may sit at any of RFC 6052's places.
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address translates to, if it is of such a form: mapped,
+    compatible, SIIT, NAT64, 6to4 or Teredo (its client)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in IPV4_IN_LOW_BITS) and int(address) > 1:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def isatap_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address in an ISATAP interface id (`[02]00:5efe:a.b.c.d`, under any prefix)."""
+    if (int(address) >> 32) & 0xFDFFFFFF == 0x00005EFE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _forbidden(address: Address, allow_private: bool) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in LOCAL_NAT64:
+            return "a local NAT64 address (it translates to an IPv4 address that cannot be judged)"
+        inner = embedded_ipv4(address)
+        if inner is not None:  # a translating form: judged by the IPv4 address it reaches
+            reason = _forbidden(inner, allow_private)
+            return f"{reason} ({inner}, inside {address})" if reason else None
+        inner = isatap_ipv4(address)
+        if inner is not None and (reason := _forbidden(inner, allow_private)):  # the prefix is judged below
+            return f"{reason} ({inner}, inside {address})"
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_multicast:

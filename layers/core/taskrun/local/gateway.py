@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
+import socketserver
 import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+import h11
 
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, InvokeRefused
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
+from taskrun.local.throttle import Throttle
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
@@ -50,12 +55,33 @@ def _problem(status: HTTPStatus, detail: str) -> GatewayResponse:
     return GatewayResponse(status.value, {"Content-Type": "application/problem+json"}, json.dumps(body).encode())
 
 
+def policy_allows(document: Mapping[str, Any], method_arn: str) -> bool:
+    """Whether an authorizer's policy lets the request through, as API Gateway judges it: an
+    Allow statement whose resource matches the method ARN (`*` any characters, `?` one), and
+    no Deny statement that does."""
+
+    def matches(statement: Mapping[str, Any]) -> bool:
+        resources = statement.get("Resource", [])
+        for resource in [resources] if isinstance(resources, str) else resources:
+            pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(resource))
+            if re.fullmatch(pattern, method_arn):
+                return True
+        return False
+
+    statements = document.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    if any(statement.get("Effect") == "Deny" and matches(statement) for statement in statements):
+        return False
+    return any(statement.get("Effect") == "Allow" and matches(statement) for statement in statements)
+
+
 class Gateway:
     """Turns one HTTP request into the proxy event the function behind the route receives."""
 
-    def __init__(self, stack: Stack, runtime: LambdaRuntime) -> None:
+    def __init__(self, stack: Stack, runtime: LambdaRuntime, throttle: Throttle | None = None) -> None:
         self.stack = stack
         self.runtime = runtime
+        self.throttle = throttle
         self.routes = stack.routes()
         self.authorizer = stack.authorizer_function()
         self.gateway_responses = stack.gateway_responses()
@@ -79,11 +105,16 @@ class Gateway:
             response.headers["Allow"] = allowed
             return response
         route, match = chosen
+        if self.throttle is not None and (wait := self.throttle.for_stage()):
+            return self.throttled(wait)
         event = self._proxy_event(route, method, path, url.query, headers, body, match.groupdict(), source_ip)
         if route.authorized and self.authorizer:
             refusal = self._authorize(event)
             if refusal is not None:
                 return refusal
+            key_id = str(event["requestContext"]["authorizer"].get("principalId"))
+            if self.throttle is not None and (wait := self.throttle.for_key(key_id)):
+                return self.throttled(wait)
         event_text = json.dumps(event)
         if len(event_text) > MAX_EVENT_BYTES:
             return self.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
@@ -95,7 +126,7 @@ class Gateway:
             return _problem(HTTPStatus.GATEWAY_TIMEOUT, detail)
         except FunctionError as error:
             if isinstance(error, InvokeRefused) and error.throttled:
-                return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
+                return self.throttled(1)  # every sandbox of the function is busy
             print(f"{route.function} failed: {error.payload['errorType']}: {error}", flush=True)
             return _problem(HTTPStatus.BAD_GATEWAY, "the function behind this route failed")
         return self._from_proxy_result(answer)
@@ -106,7 +137,7 @@ class Gateway:
             "type": "REQUEST",
             "methodArn": (
                 f"arn:aws:execute-api:{self.stack.region}:{ACCOUNT_ID}:local/{STAGE}/"
-                f"{event['httpMethod']}{event['resource']}"
+                f"{event['httpMethod']}{event['path']}"  # the path as sent, as API Gateway's ARN holds it
             ),
             **{key: event[key] for key in ("resource", "path", "httpMethod", "headers", "multiValueHeaders")},
             **{key: event[key] for key in ("queryStringParameters", "pathParameters", "requestContext")},
@@ -117,17 +148,22 @@ class Gateway:
             if str(error) == "Unauthorized":
                 return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
             if isinstance(error, InvokeRefused) and error.throttled:
-                return self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
+                return self.throttled(1)  # every sandbox of the function is busy
             print(f"the authorizer failed: {error.payload['errorType']}: {error}", flush=True)
             return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)
-        statements = policy.get("policyDocument", {}).get("Statement", [])
-        if not any(statement.get("Effect") == "Allow" for statement in statements):
+        if not policy_allows(policy.get("policyDocument", {}), request["methodArn"]):
             return self.gateway_response("ACCESS_DENIED", HTTPStatus.FORBIDDEN)
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
             **policy.get("context", {}),
         }
         return None
+
+    def throttled(self, retry_after: int) -> GatewayResponse:
+        """429 (the template's THROTTLED answer) with the seconds until a token is there."""
+        response = self.gateway_response("THROTTLED", HTTPStatus.TOO_MANY_REQUESTS)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
 
     def gateway_response(self, kind: str, status: HTTPStatus) -> GatewayResponse:
         if kind in self.gateway_responses:
@@ -205,85 +241,191 @@ class Gateway:
         return GatewayResponse(int(answer["statusCode"]), headers, body)
 
 
-class GatewayServer(ThreadingHTTPServer):
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers
+IDLE_TIMEOUT_SECONDS = 60.0  # a kept-alive connection with no request in it
+
+
+class GatewayServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG  # a burst of connections waits to be accepted, not reset
+
+
+class Refused(Exception):
+    """A request the HTTP layer answers itself, and then closes the connection."""
+
+    def __init__(self, status: HTTPStatus, detail: str, response: GatewayResponse | None = None) -> None:
+        super().__init__(detail)
+        self.response = response or _problem(status, detail)
 
 
 def make_server(
     gateway: Gateway, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
-) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in separate writes
-        server_version = "taskrun-local"
-        timeout = read_timeout  # a client that stops sending is dropped
+) -> GatewayServer:
+    """HTTP/1.1 in front of the gateway, parsed by h11 as strictly as RFC 9112 asks, and
+    stricter where a proxy in front could read a request otherwise: a bare LF, a folded
+    header line, a version other than 1.0 and 1.1 are refused (400 or 505) and the
+    connection closed."""
 
-        def _serve(self) -> None:
-            started = time.perf_counter()
-            response = self._read_body_and_handle()
-            self._send(response)
-            if log:
-                elapsed = (time.perf_counter() - started) * 1000
-                print(
-                    f"{self.client_address[0]} {self.command} {self.path} {response.status} {elapsed:.0f}ms", flush=True
-                )
+    too_large = gateway.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
 
-        def _read_body_and_handle(self) -> GatewayResponse:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pending = b""
+            while True:
+                connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+                try:
+                    pending = self._head(pending)
+                    if not pending:
+                        return  # the client closed between requests
+                    connection.receive_data(pending)
+                    request = self._next(connection)
+                    started = time.perf_counter()
+                    response = self._answer(connection, request)
+                except Refused as refusal:
+                    self._refuse(connection, refusal)
+                    return
+                except h11.RemoteProtocolError as error:
+                    status = HTTPStatus(error.error_status_hint)
+                    self._refuse(connection, Refused(status, f"the request is not valid HTTP/1.1: {error}"))
+                    return
+                except (TimeoutError, OSError):
+                    return
+                keep = self._send(connection, request, response)
+                if log:
+                    elapsed = (time.perf_counter() - started) * 1000
+                    method, target = request.method.decode(), request.target.decode("latin-1")
+                    print(f"{self.client_address[0]} {method} {target} {response.status} {elapsed:.0f}ms", flush=True)
+                if not keep:
+                    return
+                pending = connection.trailing_data[0]
+
+        def _head(self, pending: bytes) -> bytes:
+            """Read until the request's head is complete; refuse a bare LF or a folded line in it."""
+            while True:
+                end = pending.find(b"\r\n\r\n")
+                head = pending if end < 0 else pending[: end + 2]
+                stripped = head.lstrip(b"\r\n")  # empty lines before a request line are allowed
+                if re.search(rb"(?<!\r)\n", stripped):
+                    raise Refused(HTTPStatus.BAD_REQUEST, "a line of the request ends in a bare LF, not CRLF")
+                if re.search(rb"\r\n[ \t]", stripped):
+                    raise Refused(HTTPStatus.BAD_REQUEST, "a header line is folded (obs-fold); send it on one line")
+                if len(head) > MAX_HEAD_BYTES:
+                    raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are too large")
+                if end >= 0:
+                    return pending
+                # a connection may idle between requests as long as API Gateway lets it; a
+                # client that stops sending inside a request is dropped after the read timeout
+                self.request.settimeout(read_timeout if pending else IDLE_TIMEOUT_SECONDS)
+                try:
+                    chunk = self.request.recv(65536)
+                except TimeoutError:
+                    if not pending:
+                        raise
+                    raise Refused(HTTPStatus.REQUEST_TIMEOUT, "the request's headers did not arrive in time") from None
+                if not chunk:
+                    if pending.strip():
+                        raise Refused(HTTPStatus.BAD_REQUEST, "the connection closed inside the request's headers")
+                    return b""
+                pending += chunk
+
+        def _next(self, connection: h11.Connection) -> h11.Request:
+            event = connection.next_event()
+            if not isinstance(event, h11.Request):  # the head is complete, so h11 has a request or an error
+                raise Refused(HTTPStatus.BAD_REQUEST, "no request line")
+            if event.http_version not in (b"1.0", b"1.1"):
+                raise Refused(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.0 and HTTP/1.1 are served")
+            return event
+
+        def _answer(self, connection: h11.Connection, request: h11.Request) -> GatewayResponse:
             """API Gateway's checks on the request itself come first, from the headers alone."""
-            lengths = self.headers.get_all("Content-Length") or []
-            if self.headers.get("Transfer-Encoding"):
-                self.close_connection = True
-                return _problem(HTTPStatus.BAD_REQUEST, "send the body with a Content-Length, not chunked")
-            if len(set(lengths)) > 1 or any(not value.strip().isdigit() for value in lengths):
-                self.close_connection = True
-                return _problem(HTTPStatus.BAD_REQUEST, "the Content-Length header is not a single whole number")
-            length = int(lengths[0]) if lengths else 0
-            if length > MAX_BODY_BYTES:
-                self.close_connection = True  # the body is never read
-                return gateway.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            self.request.settimeout(read_timeout)
+            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+            lengths = [value for name, value in headers if name.lower() == "content-length"]
+            if lengths and any(name.lower() == "transfer-encoding" for name, _ in headers):
+                raise Refused(HTTPStatus.BAD_REQUEST, "a request has a Content-Length or a Transfer-Encoding, not both")
+            if lengths and int(lengths[0]) > MAX_BODY_BYTES:
+                raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "", too_large)
+            if connection.they_are_waiting_for_100_continue:
+                self.request.sendall(connection.send(h11.InformationalResponse(status_code=100, headers=[])))
+            body = bytearray()
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        chunk = self.request.recv(65536)
+                    except TimeoutError:
+                        raise Refused(HTTPStatus.REQUEST_TIMEOUT, "the request body did not arrive in time") from None
+                    if not chunk:
+                        raise Refused(HTTPStatus.BAD_REQUEST, "the connection closed inside the request body")
+                    connection.receive_data(chunk)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_BODY_BYTES:  # a chunked body, counted as it comes
+                        raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "", too_large)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            merged: dict[str, str] = {}
+            for name, value in headers:  # as the proxy event's single-value headers hold them
+                merged[name] = value
             try:
-                body = self.rfile.read(length) if length else b""
-            except TimeoutError:
-                body = b""
-            if len(body) < length:
-                self.close_connection = True
-                return _problem(HTTPStatus.REQUEST_TIMEOUT, "the request body did not arrive in time")
-            try:
-                return gateway.handle(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
+                return gateway.handle(
+                    request.method.decode("ascii"),
+                    request.target.decode("latin-1"),
+                    merged,
+                    bytes(body),
+                    self.client_address[0],
+                )
             except Exception as error:  # a fault of the gateway itself still answers, and says so
                 print(f"the local gateway failed: {type(error).__name__}: {error}", flush=True)
                 return _problem(HTTPStatus.INTERNAL_SERVER_ERROR, "the local gateway failed; see its log")
 
-        def _send(self, response: GatewayResponse) -> None:
+        def _send(self, connection: h11.Connection, request: h11.Request, response: GatewayResponse) -> bool:
+            """Send the answer; whether the connection goes on."""
+            headers = [
+                (name, value)
+                for name, value in response.headers.items()
+                if name.lower() not in ("content-length", "connection", "transfer-encoding")
+            ]
+            headers.append(("Content-Length", str(len(response.body))))
             try:
-                self.send_response_only(response.status)
-                for name, value in response.headers.items():
-                    if name.lower() not in ("content-length", "connection"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
+                self.request.sendall(
+                    connection.send(
+                        h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
+                    )
+                )
+                if request.method != b"HEAD" and response.body:
+                    self.request.sendall(connection.send(h11.Data(data=response.body)))
+                self.request.sendall(connection.send(h11.EndOfMessage()))
             except OSError:
-                self.close_connection = True  # the client went away
+                return False  # the client went away
+            return connection.our_state is h11.DONE and connection.their_state is h11.DONE
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """Errors of the HTTP layer itself (a bad request line, headers too long, an unknown
-            method) answer problem+json like every other error."""
-            self.close_connection = True
-            self.request_version = self.protocol_version  # a request line that did not parse reads as HTTP/0.9
-            status = HTTPStatus(code)
-            self._send(_problem(status, explain or message or status.description))
-
-        def __getattr__(self, name: str) -> Any:
-            if name.startswith("do_"):  # any method: the gateway answers 405 where no route takes it
-                return self._serve
-            raise AttributeError(name)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Requests are logged once, by _serve."""
+        def _refuse(self, connection: h11.Connection, refusal: Refused) -> None:
+            """Answer a request the HTTP layer cannot take (problem+json), and close."""
+            response = refusal.response
+            headers = [*response.headers.items(), ("Content-Length", str(len(response.body))), ("Connection", "close")]
+            try:
+                if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    head = connection.send(
+                        h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
+                    )
+                    self.request.sendall(head + response.body)
+                else:  # h11 will not frame it: write it by hand
+                    lines = [
+                        f"HTTP/1.1 {response.status} {_reason(response).decode()}",
+                        *(f"{k}: {v}" for k, v in headers),
+                    ]
+                    self.request.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + response.body)
+            except (OSError, h11.LocalProtocolError):
+                pass
 
     return GatewayServer((host, port), Handler)
+
+
+def _reason(response: GatewayResponse) -> bytes:
+    try:
+        return HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        return b""

@@ -1,8 +1,8 @@
 """Lambda of local mode: each function's sandboxes, started on demand, and its invocations.
 
 Each function keeps warm sandboxes for reuse and starts more while all are busy, up to
-its concurrency limit; past the limit a synchronous invocation waits for a free sandbox,
-and asynchronous ones queue, as Lambda's own queue holds them. A failed asynchronous
+its concurrency limit; past the limit a synchronous invocation waits a few seconds for a
+free sandbox and is then throttled, and asynchronous ones queue, as Lambda's own queue holds them. A failed asynchronous
 invocation is retried as its EventInvokeConfig says, then goes to the function's
 on-failure destination (a Lambda or an SQS queue) with the record Lambda sends.
 """
@@ -25,7 +25,10 @@ from taskrun.local.sandbox import FunctionError, FunctionImage, InvokeRefused, S
 from taskrun.local.template import ACCOUNT_ID, FunctionSpec
 
 DEFAULT_CONCURRENCY = 16
-THROTTLE_WAIT_SECONDS = 30.0
+# How long an invocation waits for a sandbox of a function whose sandboxes are all busy
+# before it is throttled (Lambda throttles at once, but scales to far more than a laptop's
+# sandboxes); well below API Gateway's 29 s, so a request past capacity is a 429, not a 504.
+THROTTLE_WAIT_SECONDS = 5.0
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
 ASYNC_RETRY_DELAY_SECONDS = 0.5  # Lambda waits about a minute, then two; locally the retries come sooner
 THROTTLE_BACKOFF_MAX_SECONDS = 5.0
@@ -54,6 +57,9 @@ class FunctionPool:
                 raise FunctionError(sandbox.init_error)
             result, healthy = sandbox.invoke(event_text, self.image.timeout)
             return result
+        except FunctionError as error:
+            healthy = error.sandbox_fit
+            raise
         finally:
             self._release(sandbox, healthy)
 

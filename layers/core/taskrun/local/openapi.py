@@ -23,6 +23,7 @@ from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer, Tag
 
 from taskrun import __version__
+from taskrun.access import scope_of
 from taskrun.api import problem_answer
 from taskrun.local.template import Stack
 
@@ -122,7 +123,14 @@ def document(root: Path) -> dict[str, Any]:
                     responses["422"] = _problem(422)
                 else:
                     del responses["422"]
-            if served[(method, path)].authorized:
+            route = served[(method, path)]
+            scope = scope_of(route.method, route.path)
+            if route.authorized:
+                if scope is None:
+                    raise ValueError(f"{method.upper()} {path} takes a key but has no scope in access.ROUTE_SCOPES")
+                # OpenAPI 3.1: the roles a scheme other than OAuth needs, as the requirement's list
+                operation["security"] = [{"ApiKey": [scope]}, {"Bearer": [scope]}]
+                operation["description"] = (operation.get("description", "") + f"\n\nScope: `{scope}`.").strip()
                 for status in SECURED_PROBLEMS:
                     responses.setdefault(str(status), _problem(status))
             else:

@@ -39,11 +39,14 @@ PRELOADED = ["boto3", "botocore.client", "pydantic", "aws_lambda_powertools.even
 
 
 class FunctionError(Exception):
-    """An invocation failed: carries the payload Lambda would answer with."""
+    """An invocation failed: carries the payload Lambda would answer with, and whether the
+    sandbox may take another (a handler's exception leaves it so, as Lambda keeps an
+    execution environment whose runtime reported the error; a crash or timeout does not)."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], sandbox_fit: bool = False) -> None:
         super().__init__(payload["errorMessage"])
         self.payload = payload
+        self.sandbox_fit = sandbox_fit
 
 
 class InvokeRefused(FunctionError):
@@ -148,13 +151,17 @@ def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
             return
         before = set(threading.enumerate())
         context = LambdaContext(image.name, timeout, image.region, request_id, memory_limit_in_mb=image.memory)
+        fatal = False  # SystemExit and the like end the runtime, as they end Lambda's
         try:
             answer: tuple[str, Any] = ("ok", json.dumps(handler(json.loads(event_text), context)))
         except BaseException as error:
+            fatal = not isinstance(error, Exception)
             stack = traceback.format_exception(error)
             answer = ("error", error_payload(type(error).__name__, str(error), stack))
         leftover = [thread for thread in threading.enumerate() if thread not in before and thread.is_alive()]
-        requests.send((*answer, bool(leftover)))
+        requests.send((*answer, bool(leftover) or fatal))
+        if fatal:
+            return
 
 
 def _exit_with_the_stack() -> None:
@@ -226,13 +233,13 @@ class Sandbox:
                 self.kill()
                 message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
                 raise FunctionError(error_payload("Sandbox.Timedout", message))
-            status, value, leftover = self._requests.recv()
+            status, value, unfit = self._requests.recv()
         except (EOFError, OSError):
             raise FunctionError(self._exit_payload(request_id)) from None
-        if leftover:
+        if unfit:
             self.kill()  # code of this invocation is still running: nothing may run on unseen
         if status == "error":
-            raise FunctionError(value)
+            raise FunctionError(value, sandbox_fit=not unfit)
         if len(value) > MAX_RESPONSE_BYTES:
             raise FunctionError(
                 error_payload(
@@ -241,7 +248,7 @@ class Sandbox:
                     f"({MAX_RESPONSE_BYTES} bytes).",
                 )
             )
-        return value, not leftover
+        return value, not unfit
 
     def _exit_payload(self, request_id: str = "") -> dict[str, Any]:
         self.process.join(timeout=1)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from taskrun.auth import DynamoKeyStore, new_key
@@ -15,9 +15,10 @@ from taskrun.catalog import FlowRevision, catalog, state_machine_name
 from taskrun.loader import load_task_dirs
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
-from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, make_server
+from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
 from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
+from taskrun.local.throttle import Throttle
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
 from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
@@ -27,6 +28,7 @@ from taskrun.webhooks import Signer, new_secret
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
 SECRET_FILE = "webhook-secret"
+DEFAULT_KEY_RATE = 50.0  # requests a second a key may send the local stack
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
@@ -81,6 +83,15 @@ def resume_deliveries() -> int:
     return deliveries().requeue()
 
 
+def default_throttle(stack: Stack) -> Throttle:
+    """The stage's throttle from the template; each key's from TASKRUN_KEY_RATE_LIMIT and
+    TASKRUN_KEY_BURST_LIMIT (requests a second, and a burst), 50 and 100 by default."""
+    stage_rate, stage_burst = stack.stage_throttle() or (math.inf, math.inf)
+    key_rate = float(os.environ.get("TASKRUN_KEY_RATE_LIMIT") or DEFAULT_KEY_RATE)
+    key_burst = float(os.environ.get("TASKRUN_KEY_BURST_LIMIT") or 2 * key_rate)
+    return Throttle(stage_rate, stage_burst, key_rate, key_burst)
+
+
 @dataclass
 class LocalStack:
     root: Path = field(default_factory=bundle_root)
@@ -90,6 +101,7 @@ class LocalStack:
     settings_overrides: dict[str, str] = field(default_factory=dict)
     data_dir: Path | None = None  # where the tables are kept across restarts; None keeps nothing
     webhook_secret: str | None = None  # the whsec_ key webhooks are signed with; made if not given
+    throttle: Throttle | None = None  # the stage's and each key's rate; by default the template's and the settings'
 
     def __post_init__(self) -> None:
         self.stack = Stack(self.root / "template.yaml", self.region)
@@ -108,8 +120,8 @@ class LocalStack:
         Signer(self.webhook_secret)  # a malformed secret stops the start, with the reason
         overrides["TASKRUN_WEBHOOK_SECRET"] = self.webhook_secret
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
-        self.gateway = Gateway(self.stack, self.emulator.runtime)
-        self._server: ThreadingHTTPServer | None = None
+        self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
+        self._server: GatewayServer | None = None
         self.interrupted_runs = 0
         self.resumed_deliveries = 0
         self.watcher: Watcher | None = None
@@ -177,7 +189,7 @@ class LocalStack:
 
     def serve(
         self, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
-    ) -> ThreadingHTTPServer:
+    ) -> GatewayServer:
         """Start the HTTP server on a background thread; port 0 picks a free port."""
         self._server = make_server(self.gateway, host, port, log=log, read_timeout=read_timeout)
         threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True).start()

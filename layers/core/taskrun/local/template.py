@@ -406,6 +406,15 @@ class Stack:
                 return str(auth["Authorizers"][default]["FunctionArn"]["Fn::GetAtt"][0])
         return None
 
+    def stage_throttle(self) -> tuple[float, float] | None:
+        """The API stage's throttle (rate a second, burst) for every route, if it sets one."""
+        for resource in self.of_type("AWS::Serverless::Api").values():
+            for setting in resource["Properties"].get("MethodSettings", []):
+                if setting.get("ResourcePath") == "/*" and "ThrottlingRateLimit" in setting:
+                    rate = float(self.resolve(setting["ThrottlingRateLimit"]))
+                    return rate, float(self.resolve(setting.get("ThrottlingBurstLimit", rate)))
+        return None
+
     def gateway_responses(self) -> dict[str, tuple[int, str]]:
         """Gateway response type → (status, body), as the REST API would answer them."""
         answers = {}
