@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskrun import aws
 from taskrun.access import EVERY_TASK, TaskAccess
@@ -68,6 +68,16 @@ class CallbackRequest(BaseModel):
 
 class CompleteCallback(BaseModel):
     """Body of POST /v1/runs/{run_id}/callbacks/{callback_id}: an output, or an error."""
+
+    # the document says what the validator below refuses: an output and an error together
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["output", "error"],
+                "properties": {"output": {"not": {"type": "null"}}, "error": {"type": "string"}},
+            }
+        }
+    )
 
     output: Any = None
     error: str | None = Field(default=None, max_length=256, description="Fails the step with this error name.")

@@ -8,6 +8,8 @@ one by traffic weight unless the caller pins one.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import random
 import re
@@ -26,7 +28,8 @@ from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.models import RevisionInfo, TaskInfo, TaskType
+from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
+from taskrun.models import RevisionInfo, Run, TaskInfo, TaskType
 from taskrun.results import as_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,16 +77,30 @@ class Revision:
     arguments_model: type[BaseModel]
     output_adapter: TypeAdapter[Any]
 
+    @functools.cached_property
+    def parameters_schema(self) -> dict[str, Any]:
+        return self.arguments_model.model_json_schema()
+
     def validate(self, arguments: Mapping[str, Any], location: tuple[str, ...]) -> dict[str, Any]:
-        """The arguments with defaults applied, as JSON-ready values; InvalidInput names each bad one."""
+        """The arguments with defaults applied, as JSON-ready values (secrets as their text);
+        InvalidInput names each bad one, a secret's value masked."""
         try:
             parsed = self.arguments_model.model_validate(dict(arguments))
         except ValidationError as error:
-            raise InvalidInput(
-                "the arguments do not match the task's parameters",
-                [_field_error(item, location) for item in error.errors()],
-            ) from error
-        return parsed.model_dump(mode="json")
+            errors = [_field_error(item, location) for item in error.errors()]
+            for at, item in enumerate(error.errors()):
+                if secret_at(item["loc"], self.parameters_schema):
+                    errors[at] = dataclasses.replace(errors[at], value=MASK)
+            raise InvalidInput("the arguments do not match the task's parameters", errors) from error
+        return dict(to_jsonable_python(revealed(parsed.model_dump())))
+
+    def masked(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as taskrun shows them: each secret's value masked."""
+        return dict(masked(dict(arguments), self.parameters_schema))
+
+    def secrets_in(self, arguments: Mapping[str, Any]) -> list[str]:
+        """The texts of the secrets among the arguments, to scrub from logs and messages."""
+        return secret_values(dict(arguments), self.parameters_schema)
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,14 @@ class Catalog:
         """The tasks the caller may see, by id."""
         shown = [definition for definition in self._tasks.values() if access.allows(definition.task_id)]
         return sorted(shown, key=lambda definition: definition.task_id)
+
+    def shown(self, run: Run) -> Run:
+        """A run as taskrun shows it: its secret arguments masked."""
+        definition = self._tasks.get(run.task_id)
+        revision = definition.revisions.get(run.revision) if definition else None
+        if revision is None or not run.arguments:
+            return run
+        return run.model_copy(update={"arguments": revision.masked(run.arguments)})
 
     def visible(self, task_id: str, access: TaskAccess) -> TaskDefinition:
         """A task the caller may see: one outside their key's patterns is not found."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -309,7 +309,8 @@ class DeliveryQueue:
 
 
 def message_of(run: Run, results: ResultStore | None = None) -> bytes:
-    """The webhook's body: the ended run, as GET /v1/runs/{run_id} shows it."""
+    """The webhook's body: the ended run, as GET /v1/runs/{run_id} shows it (its secrets
+    masked: the caller hands over the run as it is shown)."""
     payload = {
         "type": f"run.{run.status.value}",
         "timestamp": format_time(run.ended_at or utcnow()),
@@ -331,6 +332,7 @@ class Deliveries:
         schedule: RetrySchedule | None = None,
         timeout: float = 15.0,
         allow_private: bool = False,
+        shown: Callable[[Run], Run] = lambda run: run,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -340,6 +342,7 @@ class Deliveries:
         self.schedule = schedule or RetrySchedule()
         self.timeout = timeout
         self.allow_private = allow_private
+        self.shown = shown  # the run as the API shows it (secret arguments masked)
 
     def start(self, runs: Iterable[Run]) -> int:
         """Record and queue the delivery of each ended run with a webhook; return how many."""
@@ -403,7 +406,7 @@ class Deliveries:
         delivery = self.store.lease(ref, carrier, now, now + timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS))
         if delivery is None:
             return self._come_back(self.store.find(ref), carrier, now)
-        body = message_of(self.runs.get(ref.run_id), self.results)
+        body = message_of(self.shown(self.runs.get(ref.run_id)), self.results)
         headers = self.signer.headers(delivery.delivery_id, body)
         sent_at = utcnow()
         answer = post(delivery.url, body, headers, self.timeout, self.allow_private)

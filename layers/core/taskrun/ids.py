@@ -14,6 +14,11 @@ TaskId = Annotated[
     str,
     Field(min_length=1, max_length=200, pattern=TASK_ID_PATTERN, examples=["examples/greet"]),
 ]
+# An http(s) URL with no space in it; which hosts it may reach is checked when it is given
+WEBHOOK_URL_PATTERN = r"^[hH][tT][tT][pP][sS]?://[^\s/?#]+[^\s]*$"
+WebhookUrl = Annotated[
+    str, Field(max_length=2048, pattern=WEBHOOK_URL_PATTERN, examples=["https://example.com/hooks/taskrun"])
+]
 RUN_ID_PATTERN = r"^run_[0-9a-z]{26}$"
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["run_01jd0m4x7c5q8n2v6b3k9w1t0e"])]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from taskrun.ids import RunId, TaskId
+from taskrun.ids import RunId, TaskId, WebhookUrl
 from taskrun.tasklogs import Frame
 
 
@@ -210,7 +210,7 @@ class StartRunRequest(BaseModel):
     revision: str | None = Field(default=None, description="Pin a revision instead of the traffic weights.")
     wait: bool | None = None
     wait_timeout: float | None = Field(default=None, ge=0, le=MAX_WAIT_TIMEOUT)
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: WebhookUrl | None = None
     json_schema: dict[str, Any] | None = Field(
         default=None,
         description="A JSON Schema (Draft 2020-12) the result must meet, else the run fails with a validation_error.",

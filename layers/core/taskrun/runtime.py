@@ -136,7 +136,7 @@ def view(run: Run) -> RunView:
     """A run as the API answers it (a result kept in S3 as a fresh link)."""
     from taskrun.results import presented
 
-    return presented(run, result_store())
+    return presented(task_catalog().shown(run), result_store())
 
 
 @lru_cache(maxsize=1)
@@ -175,6 +175,7 @@ def deliveries() -> Deliveries:
         schedule=RetrySchedule(delays=tuple(settings.webhook_retry_delays)),
         timeout=settings.webhook_timeout_seconds,
         allow_private=settings.webhook_allow_private,
+        shown=task_catalog().shown,
     )
 
 

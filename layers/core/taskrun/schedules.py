@@ -29,7 +29,7 @@ from taskrun import aws, cursors
 from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.catalog import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
-from taskrun.ids import TaskId, new_run_id
+from taskrun.ids import TaskId, WebhookUrl, new_run_id
 from taskrun.models import Run, RunStatus, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
@@ -151,6 +151,10 @@ def _bad_expression(text: str, message: str) -> InvalidInput:
 # ---------------------------------------------------------------------------- models
 
 
+# The shape of EventBridge Scheduler's three kinds; what is inside the brackets is checked apart
+EXPRESSION_PATTERN = r"^(at|rate|cron)\(.+\)$"
+
+
 class ScheduleFields(BaseModel):
     """What a client sets on a schedule."""
 
@@ -161,12 +165,13 @@ class ScheduleFields(BaseModel):
     expression: str = Field(
         min_length=1,
         max_length=256,
+        pattern=EXPRESSION_PATTERN,
         description="EventBridge Scheduler's syntax: at(...), rate(...) or cron(...)",
         examples=["cron(0 9 ? * MON-FRI *)", "rate(5 minutes)", "at(2026-12-01T10:00:00)"],
     )
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA time zone of the expression.")
     enabled: bool = True
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: WebhookUrl | None = None
     description: str | None = Field(default=None, max_length=1024)
     overlap: Overlap = Overlap.ALLOW
     start_at: UtcTime | None = Field(
@@ -186,10 +191,10 @@ class SchedulePatch(BaseModel):
 
     task_id: TaskId | None = None
     arguments: dict[str, Any] | None = None
-    expression: str | None = Field(default=None, min_length=1, max_length=256)
+    expression: str | None = Field(default=None, min_length=1, max_length=256, pattern=EXPRESSION_PATTERN)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     enabled: bool | None = None
-    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_url: WebhookUrl | None = None
     description: str | None = Field(default=None, max_length=1024)
     overlap: Overlap | None = None
     start_at: UtcTime | None = None

@@ -26,7 +26,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.catalog import Catalog, RunContext, ScriptRevision
-from taskrun.errors import InvalidResult
+from taskrun.errors import InvalidResult, TaskNotFound
+from taskrun.masking import scrub
+from taskrun.settings import get_settings
 from taskrun.tasklogs import Frame, captured, format_traceback, read_tail, task_frames
 
 logger = Logger(child=True)
@@ -130,14 +132,25 @@ def _serve(conn: Connection, catalog: Catalog) -> None:
         except (EOFError, OSError):
             os._exit(0)
         logger.append_keys(run_id=call.context_id, task_id=call.task_id)
-        with captured(Path(call.log_path)) as capture:
+        secrets = _secrets_of(call, catalog)
+        with captured(Path(call.log_path), secrets) as capture:
             reply, trace = _run(call, catalog)
             if trace:
                 capture.write("stderr", trace)
+        if reply[3]:  # the error's message
+            reply = (*reply[:3], scrub(reply[3], secrets), *reply[4:])
         try:
             conn.send(reply)
         except Exception as error:  # a result pickle cannot carry
             conn.send(("error", None, type(error).__name__, f"the result could not be handed back: {error}", {}, []))
+
+
+def _secrets_of(call: Call, catalog: Catalog) -> list[str]:
+    """The texts of the call's secret arguments, kept out of its logs and error message."""
+    try:
+        return catalog.get(call.task_id).revisions[call.revision].secrets_in(call.arguments)
+    except (TaskNotFound, KeyError):
+        return []
 
 
 def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
@@ -152,7 +165,7 @@ def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
     except InvalidResult as error:
         return ("invalid", None, type(error).__name__, str(error), context.usage, []), ""
     except BaseException as error:  # the run records whatever the script raised
-        frames = task_frames(error)
+        frames = task_frames(error, get_settings().task_dirs)
         reply = ("error", None, type(error).__name__, str(error), context.usage, frames)
         return reply, format_traceback(error, frames)
 

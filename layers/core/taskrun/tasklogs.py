@@ -15,12 +15,14 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
+
+from taskrun.masking import scrub
 
 logger = Logger(child=True)
 
@@ -42,15 +44,31 @@ class RunLogs(BaseModel):
     truncated: bool = Field(description="Earlier output was left out to keep the last part")
 
 
-def task_frames(error: BaseException) -> list[Frame]:
+def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Frame]:
     """The frames of an exception's traceback outside taskrun itself: the task's own code and
-    what it called, innermost last (at most MAX_FRAMES)."""
+    what it called, innermost last (at most MAX_FRAMES), each file as `shown_path` names it."""
     frames = [
-        Frame(file=summary.filename, line=summary.lineno, function=summary.name)
+        Frame(file=shown_path(summary.filename, task_dirs), line=summary.lineno, function=summary.name)
         for summary in traceback.extract_tb(error.__traceback__)
         if not str(Path(summary.filename).resolve()).startswith(PACKAGE)
     ]
     return frames[-MAX_FRAMES:]
+
+
+def shown_path(filename: str, task_dirs: Sequence[Path]) -> str:
+    """A file of a traceback as a run shows it, never where it lies on the machine: a task's
+    module under its task directory's name (`user_tasks/noisy.py`), a library's under its
+    import root (`json/decoder.py`), anything else by its name alone."""
+    path = Path(filename).resolve()
+    for directory in task_dirs:
+        root = Path(directory).resolve()
+        if path.is_relative_to(root):
+            return str(Path(root.name) / path.relative_to(root))
+    roots = sorted((Path(entry).resolve() for entry in sys.path if entry), key=lambda root: len(root.parts))
+    for root in reversed(roots):
+        if path.is_relative_to(root) and path != root:
+            return str(path.relative_to(root))
+    return path.name
 
 
 def format_traceback(error: BaseException, frames: list[Frame]) -> str:
@@ -63,13 +81,15 @@ def format_traceback(error: BaseException, frames: list[Frame]) -> str:
 class Capture:
     """Collects one call's output into its file, passing each line on to the structured log."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: Sequence[str] = ()) -> None:
         self.path = path
+        self.secrets = secrets  # texts masked before anything is written
         self._file = path.open("wb")
         self._size = 0
         self._partial: dict[str, str] = {}
 
     def write(self, stream: str, text: str) -> None:
+        text = scrub(text, self.secrets)
         data = text.encode("utf-8", errors="replace")
         self._file.write(data)
         self._file.flush()
@@ -136,9 +156,10 @@ def log_level() -> int:
 
 
 @contextlib.contextmanager
-def captured(path: Path) -> Iterator[Capture]:
-    """While a call runs: its stdout, stderr and log records (at TASKRUN_LOG_LEVEL) go to `path`."""
-    capture = Capture(path)
+def captured(path: Path, secrets: Sequence[str] = ()) -> Iterator[Capture]:
+    """While a call runs: its stdout, stderr and log records (at TASKRUN_LOG_LEVEL) go to
+    `path`, each of `secrets` masked."""
+    capture = Capture(path, secrets)
     handler = _Handler(capture)
     root = logging.getLogger()
     saved: tuple[Any, Any, int] = (sys.stdout, sys.stderr, root.level)

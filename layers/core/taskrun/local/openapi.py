@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -25,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from taskrun import __version__
 from taskrun.access import scope_of
 from taskrun.api import problem_answer
+from taskrun.catalog import FlowRevision, ScriptRevision, TaskDefinition
 from taskrun.local.template import Stack
 
 SNAPSHOT = Path("docs") / "openapi.json"
@@ -56,7 +58,7 @@ IDEMPOTENCY_KEY = {
     "in": "header",
     "required": False,
     "description": "Run once per key (kept 24 hours): the same key and body answer the first run again",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
 }
 # Headers a route reads itself, beside its validated parameters.
 HEADERS = {("post", "/v1/runs"): [IDEMPOTENCY_KEY], ("post", "/api/v0/tools/tasks/run"): [IDEMPOTENCY_KEY]}
@@ -141,7 +143,74 @@ def document(root: Path) -> dict[str, Any]:
         raise ValueError(f"two routes' functions have one name: {sorted(names)}")
     merged["paths"] = dict(sorted(paths.items()))
     _drop_unused_schemas(merged)
+    _arguments_of_each_task(merged, root)
     return merged
+
+
+# Requests that name a task and give its arguments: the document says which arguments each
+# of the bundle's tasks takes, as the validation does.
+# (Not the compatible endpoint's: it answers arguments that do not fit with a 200 outcome.)
+REQUESTS_WITH_ARGUMENTS = ("StartRunRequest", "ScheduleRequest")
+
+
+def _arguments_of_each_task(doc: dict[str, Any], root: Path) -> None:
+    """Constrain each request's `arguments` by its `task_id`: one branch a task of the
+    bundle (its parameters' schema, its task type, its revisions), and one for any other
+    id (which answers 404 or 422 as an unknown task)."""
+    from taskrun.catalog import catalog
+    from taskrun.loader import load_task_dirs
+
+    load_task_dirs([root / "tasks"])
+    schemas = doc["components"]["schemas"]
+    bundled = [definition for definition in catalog.all() if _in_bundle(definition, root)]
+    branches: list[dict[str, Any]] = []
+    for definition in bundled:
+        info = definition.info()
+        parameters = _inlined(copy.deepcopy(info.parameters), schemas, "Arguments_" + re.sub(r"\W", "_", info.task_id))
+        branch: dict[str, Any] = {
+            "properties": {
+                "task_id": {"const": info.task_id},
+                "arguments": parameters,
+                "task_type": {"enum": [info.task_type.value, None]},
+                "revision": {"enum": [*[revision.revision for revision in info.revisions], None]},
+            },
+            "required": ["task_id", *(["arguments"] if parameters.get("required") else [])],
+        }
+        branches.append(branch)
+    others = {"properties": {"task_id": {"not": {"enum": [definition.task_id for definition in bundled]}}}}
+    for name in REQUESTS_WITH_ARGUMENTS:
+        schema = schemas[name]
+        own = set(schema["properties"])
+        schema["oneOf"] = [
+            {**branch, "properties": {key: value for key, value in branch["properties"].items() if key in own}}
+            for branch in branches
+        ] + [others]
+
+
+def _in_bundle(definition: TaskDefinition, root: Path) -> bool:
+    """Whether a task is one of the bundle's own (its function in tasks/, its flow's ASL in
+    tasks/ or statemachines/), not one of a `--tasks` directory loaded beside them."""
+    revision = definition.latest
+    if isinstance(revision, FlowRevision):
+        source = revision.definition
+    elif isinstance(revision, ScriptRevision):
+        source = Path(inspect.getsourcefile(revision.function) or "")
+    else:
+        return False
+    source = source.resolve()
+    return any(source.is_relative_to((root / folder).resolve()) for folder in ("tasks", "statemachines"))
+
+
+def _inlined(schema: dict[str, Any], schemas: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A task's parameters' schema with its `$defs` moved into the document's components."""
+
+    def moved(value: Any) -> Any:
+        text = re.sub(r'"#/\$defs/([^"]+)"', rf'"#/components/schemas/{prefix}_\1"', json.dumps(value))
+        return json.loads(text)
+
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[f"{prefix}_{name}"] = moved(definition)
+    return dict(moved(schema))
 
 
 def _problem(status: int) -> dict[str, Any]:
