@@ -51,11 +51,18 @@ def test_validation_applies_defaults_and_names_each_bad_argument() -> None:
     }
     with pytest.raises(InvalidInput) as invalid:
         revision.validate({"point": {"x": "a"}, "by": -1, "extra": 1}, ("body", "arguments"))
-    assert [e.location for e in invalid.value.errors] == [
-        "body.arguments.point.x",
+    assert sorted(e.location for e in invalid.value.errors) == [
         "body.arguments.by",
         "body.arguments.extra",
+        "body.arguments.point.x",
     ]
+
+
+def test_arguments_are_validated_as_their_json_schema_says_no_looser() -> None:
+    revision = make_catalog().get("geo/move").latest
+    for loose in ({"point": {"x": "1"}}, {"point": {"x": True}}, {"point": {"x": 1.5}}, {"point": {"x": 1}, "by": "2"}):
+        with pytest.raises(InvalidInput):
+            revision.validate(loose, ("body", "arguments"))
 
 
 def test_a_call_returns_json_ready_results_and_collects_usage() -> None:

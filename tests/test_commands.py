@@ -146,6 +146,21 @@ def test_keys_create_list_and_revoke_against_the_local_stack(taskrun: Taskrun) -
     assert taskrun("tasks", "list", TASKRUN_API_KEY=secret).stderr.startswith("taskrun: 401")
 
 
+def test_keys_create_with_scopes_and_task_patterns(taskrun: Taskrun) -> None:
+    # A key that may only read, and only the team's tasks
+    made = taskrun("keys", "create", "--name", "reader", "--scope", "runs:read", "--task", "team/*")
+    assert made.returncode == 0, made.stderr
+    reader = made.stdout.strip()
+    listed = taskrun("tasks", "list", "--json", TASKRUN_API_KEY=reader)
+    assert listed.returncode == 0 and "team/add" in listed.stdout and "examples/greet" not in listed.stdout
+    refused = taskrun("run", "team/add", "--arg", "a=1", TASKRUN_API_KEY=reader)
+    assert refused.returncode == 1 and refused.stderr.startswith("taskrun: 403")
+    shown = [key for key in json.loads(taskrun("keys", "list", "--json").stdout) if key["name"] == "reader"]
+    assert [(key["scopes"], key["tasks"]) for key in shown] == [(["runs:read"], ["team/*"])]
+    bad = taskrun("keys", "create", "--scope", "root")
+    assert bad.returncode != 0 and "unknown scope 'root'" in bad.stderr
+
+
 def test_version_help_and_clear_one_line_errors(taskrun: Taskrun, tmp_path: Path) -> None:
     for command in (
         ["run"],

@@ -220,3 +220,17 @@ def test_a_wait_counts_from_the_requests_arrival_not_from_the_handlers_start(inv
     assert answer["statusCode"] == 201
     assert body(answer)["status"] in ("pending", "running")
     assert time.monotonic() - began < 2.5
+
+
+def test_a_function_called_without_the_gateway_still_checks_the_scope(invoke: Invoke) -> None:
+    # Given the sample start event, as if its key held every scope but runs:write
+    event = load_event("runs_create")
+    event["requestContext"]["authorizer"]["scopes"] = "runs:read schedules:write schedules:read admin"
+    # When the function is invoked with it directly (not through API Gateway's policy)
+    answer = invoke("StartRunFunction", event)
+    # Then it refuses the run itself
+    assert answer["statusCode"] == 403
+    assert "runs:write" in body(answer)["detail"]
+    # and an event with no authorizer context at all is refused the same way
+    del event["requestContext"]["authorizer"]
+    assert invoke("StartRunFunction", event)["statusCode"] == 403

@@ -38,6 +38,7 @@ START_BODIES: list[tuple[str, bytes, dict[str, str], int | None, str | None]] = 
     ("empty", b"", JSON, 422, "body"),
     ("null", b"null", JSON, 422, "body"),
     ("array", b"[]", JSON, 422, None),
+    ("array-of-a-run", b'[{"task_id": "examples/echo", "arguments": {"message": "m"}}]', JSON, 422, None),
     ("string", b'"x"', JSON, 422, None),
     ("number", b"1", JSON, 422, None),
     ("truncated", b'{"task_id": ', JSON, 400, None),
@@ -63,7 +64,7 @@ START_BODIES: list[tuple[str, bytes, dict[str, str], int | None, str | None]] = 
         400,
         None,
     ),
-    ("deep-100000", nested(100_000).encode(), JSON, 400, None),
+    ("deep-100000", nested(100_000).encode(), JSON, 422, None),  # an array: refused before it is read
     ("deep-objects", b'{"a":' * 3000 + b"1" + b"}" * 3000, JSON, 400, None),
     ("lone-surrogate", b'{"task_id": "examples/echo", "arguments": {"message": "\\ud800"}}', JSON, 400, None),
     ("surrogate-key", b'{"task_id": "examples/echo", "arguments": {"\\udfff": "x"}}', JSON, 400, None),
@@ -179,6 +180,7 @@ CALLBACK_BODIES: list[tuple[str, bytes, int | None]] = [
     ("callback-surrogate", b'{"output": "\\ud800"}', 400),
     ("callback-deep", b'{"output": ' + nested(5000).encode() + b"}", 400),
     ("callback-unknown", b'{"output": {"approved": true}}', 404),
+    ("callback-unknown-field", b'{"output": 1, "approved": true}', 422),
 ]
 
 COMPAT_BODIES: list[tuple[str, bytes, dict[str, str], int]] = [
@@ -284,6 +286,7 @@ SCHEDULE_CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str
         422,
         "body.arguments",
     ),
+    ("schedule-execute-array", "POST", f"/v1/schedules/{SCHEDULE}/execute", b"[null, null]", {}, 422, None),
     ("schedule-execute-field", "POST", f"/v1/schedules/{SCHEDULE}/execute", b'{"when": "now"}', {}, 422, "body.when"),
     ("keys-not-json", "POST", "/v1/keys", b"{", {}, 400, None),
     ("keys-array", "POST", "/v1/keys", b"[]", {}, 422, None),
@@ -339,7 +342,7 @@ CASES: list[Hostile] = [
         for name, method, path, body, headers, status, location in SCHEDULE_CASES
     ),
     Hostile("files-not-json", "POST", "/v1/files", b"{filename", JSON, {}, 400),
-    Hostile("files-deep", "POST", "/v1/files", nested(5000).encode(), JSON, {}, 400),
+    Hostile("files-deep", "POST", "/v1/files", nested(5000).encode(), JSON, {}, 422),  # an array
     Hostile("files-array", "POST", "/v1/files", b"[1, 2]", JSON, {}, 422),
     Hostile(
         "files-huge-name", "POST", "/v1/files", b'{"filename": "' + b"a" * 100_000 + b'", "size": 1}', JSON, {}, 422

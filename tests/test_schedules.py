@@ -12,6 +12,7 @@ import boto3
 import httpx
 import pytest
 
+from taskrun.local.stack import LocalStack
 from taskrun.models import format_time
 from tests.conftest import load_event
 
@@ -181,6 +182,16 @@ def test_a_schedule_declared_in_the_template_runs_under_its_name(api: httpx.Clie
     assert answer["run_id"] in {r["run_id"] for r in runs_of(api, "examples-daily-greeting")}
 
 
+def test_a_schedule_of_an_unknown_task_is_404_and_moving_one_to_it_422(api: httpx.Client) -> None:
+    body = {"task_id": "no/such-task", "expression": "rate(5 minutes)"}
+    made = api.post("/v1/schedules", json=body)
+    assert made.status_code == 404 and "no/such-task" in made.json()["detail"]
+    schedule = api.post("/v1/schedules", json={**body, "task_id": "team/add", "arguments": {"a": 1}}).json()
+    moved = api.patch(f"/v1/schedules/{schedule['schedule_id']}", json={"task_id": "no/such-task"})
+    assert moved.status_code == 422 and moved.json()["errors"][0]["location"] == "body.task_id"
+    api.delete(f"/v1/schedules/{schedule['schedule_id']}")
+
+
 @pytest.mark.parametrize(
     ("fields", "location"),
     [
@@ -195,7 +206,6 @@ def test_a_schedule_declared_in_the_template_runs_under_its_name(api: httpx.Clie
         ({"expression": "cron(" + "1," * 200 + ")"}, "body.expression"),
         ({"expression": "rate(5 minutes)", "timezone": "Mars/Olympus"}, "body.timezone"),
         ({"expression": "rate(5 minutes)", "timezone": "../../etc/passwd"}, "body.timezone"),
-        ({"expression": "rate(5 minutes)", "task_id": "no/such-task"}, "body.task_id"),
         ({"expression": "rate(5 minutes)", "arguments": {"a": "two"}}, "body.arguments.a"),
         ({"expression": "rate(5 minutes)", "overlap": "sometimes"}, "body.overlap"),
         ({"expression": "rate(5 minutes)", "colour": "red"}, "body.colour"),
@@ -252,3 +262,29 @@ def test_a_firing_whose_first_delivery_died_after_claiming_it_runs_once_on_the_r
     assert answers == [{"run_id": chosen}, {"run_id": None}]
     assert [run["run_id"] for run in runs_of(api, made["schedule_id"])] == [chosen]
     api.delete(f"/v1/schedules/{made['schedule_id']}")
+
+
+def test_a_schedule_past_the_stack_s_most_is_refused(stack: LocalStack, api: httpx.Client) -> None:
+    # Given a stack that holds at most one schedule more than it has
+    held, cursor = 0, None
+    while True:
+        page = api.get("/v1/schedules", params={"limit": 100, **({"cursor": cursor} if cursor else {})}).json()
+        held += len(page["schedules"])
+        if not (cursor := page["next_cursor"]):
+            break
+    stack.emulator.runtime.update_environment(["SchedulesFunction"], {"TASKRUN_MAX_SCHEDULES": str(held + 1)})
+    try:
+        body = {"task_id": "team/add", "arguments": {"a": 1}, "expression": "rate(1 day)"}
+        # When two more are made, the first is, and the second is refused with a 422 saying why
+        made = api.post("/v1/schedules", json=body)
+        assert made.status_code == 201, made.text
+        refused = api.post("/v1/schedules", json=body)
+        assert refused.status_code == 422
+        assert "TASKRUN_MAX_SCHEDULES" in refused.json()["detail"]
+        # and once one is deleted, there is room again
+        assert api.delete(f"/v1/schedules/{made.json()['schedule_id']}").status_code == 204
+        again = api.post("/v1/schedules", json=body)
+        assert again.status_code == 201
+        api.delete(f"/v1/schedules/{again.json()['schedule_id']}")
+    finally:
+        stack.emulator.runtime.update_environment(["SchedulesFunction"], {"TASKRUN_MAX_SCHEDULES": None})

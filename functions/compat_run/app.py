@@ -15,7 +15,7 @@ app = make_resolver(malformed_status=MALFORMED)
     summary="Run a task and wait for it (the compatible synchronous endpoint)",
     description="200 for every outcome of a well-formed request, with `success` and `error_type`.",
     tags=["runs"],
-    responses=answers(200, CompatRunResponse, 403, 413, 422),
+    responses=answers(200, CompatRunResponse, 403, 409, 413, 422),
 )
 def run_task(body: CompatRunRequest) -> CompatRunResponse:
     once = once_key(app, body)

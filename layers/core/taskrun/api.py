@@ -152,6 +152,9 @@ def refused_body(event: dict[str, Any]) -> tuple[HTTPStatus, str] | None:
     media, _, parameters = content_type.partition(";")
     media = media.strip().lower()
     if not media or media == APPLICATION_JSON or (media.startswith("application/") and media.endswith("+json")):
+        # every body the API takes is an object: the resolver would take an array's last item
+        if not event.get("isBase64Encoded") and str(event["body"]).lstrip().startswith("["):
+            return HTTPStatus.UNPROCESSABLE_ENTITY, "the body must be a JSON object, not an array"
         return None
     if media.startswith("multipart/") and "boundary=" not in parameters.lower():
         return HTTPStatus.BAD_REQUEST, f"a {media} body needs a boundary in its Content-Type"

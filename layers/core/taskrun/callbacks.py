@@ -71,12 +71,13 @@ class CompleteCallback(BaseModel):
 
     # the document says what the validator below refuses: an output and an error together
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "not": {
                 "required": ["output", "error"],
                 "properties": {"output": {"not": {"type": "null"}}, "error": {"type": "string"}},
             }
-        }
+        },
     )
 
     output: Any = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import random
 import re
 import sys
@@ -85,7 +86,9 @@ class Revision:
         """The arguments with defaults applied, as JSON-ready values (secrets as their text);
         InvalidInput names each bad one, a secret's value masked."""
         try:
-            parsed = self.arguments_model.model_validate(dict(arguments))
+            # as JSON, strictly: what the parameters' JSON Schema allows, no more (no "5" for
+            # an integer, no true for a number), with JSON's own forms of dates, enums and ids
+            parsed = self.arguments_model.model_validate_json(json.dumps(dict(arguments)), strict=True)
         except ValidationError as error:
             errors = [_field_error(item, location) for item in error.errors()]
             for at, item in enumerate(error.errors()):

@@ -153,6 +153,8 @@ def _bad_expression(text: str, message: str) -> InvalidInput:
 
 # The shape of EventBridge Scheduler's three kinds; what is inside the brackets is checked apart
 EXPRESSION_PATTERN = r"^(at|rate|cron)\(.+\)$"
+# The shape of an IANA zone name (Europe/Paris, UTC, Etc/GMT+5); whether it is one is checked apart
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 
 
 class ScheduleFields(BaseModel):
@@ -169,7 +171,13 @@ class ScheduleFields(BaseModel):
         description="EventBridge Scheduler's syntax: at(...), rate(...) or cron(...)",
         examples=["cron(0 9 ? * MON-FRI *)", "rate(5 minutes)", "at(2026-12-01T10:00:00)"],
     )
-    timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA time zone of the expression.")
+    timezone: str = Field(
+        default="UTC",
+        min_length=1,
+        max_length=64,
+        pattern=TIMEZONE_PATTERN,
+        description="IANA time zone of the expression.",
+    )
     enabled: bool = True
     webhook_url: WebhookUrl | None = None
     description: str | None = Field(default=None, max_length=1024)
@@ -184,19 +192,35 @@ class ScheduleRequest(ScheduleFields):
     """Body of POST /v1/schedules."""
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """A field that may be left out but not be null (update() refuses a null): its document
+    shows it without the null branch or default."""
+    schema.pop("default", None)
+    branches = [branch for branch in schema.pop("anyOf", []) if branch.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+
+
 class SchedulePatch(BaseModel):
     """Body of PATCH /v1/schedules/{schedule_id}: the fields to change."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task_id: TaskId | None = None
-    arguments: dict[str, Any] | None = None
-    expression: str | None = Field(default=None, min_length=1, max_length=256, pattern=EXPRESSION_PATTERN)
-    timezone: str | None = Field(default=None, min_length=1, max_length=64)
-    enabled: bool | None = None
+    # Left out, a field keeps its value; these cannot be null (the others: null clears them).
+    task_id: TaskId | None = Field(default=None, json_schema_extra=_not_null)
+    arguments: dict[str, Any] | None = Field(default=None, json_schema_extra=_not_null)
+    expression: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=EXPRESSION_PATTERN, json_schema_extra=_not_null
+    )
+    timezone: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=TIMEZONE_PATTERN, json_schema_extra=_not_null
+    )
+    enabled: bool | None = Field(default=None, json_schema_extra=_not_null)
     webhook_url: WebhookUrl | None = None
     description: str | None = Field(default=None, max_length=1024)
-    overlap: Overlap | None = None
+    overlap: Overlap | None = Field(default=None, json_schema_extra=_not_null)
     start_at: UtcTime | None = None
 
 
@@ -265,6 +289,24 @@ class ScheduleStore(aws.TableAdapter):
             if aws.is_condition_failure(error) and not new:
                 raise ScheduleNotFound(schedule.schedule_id) from error
             raise
+
+    def count(self, at_most: int) -> int:
+        """How many schedules the stack holds, counted up to `at_most` (the index's keys only)."""
+        request: dict[str, Any] = {
+            "IndexName": "by_kind",
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": "kind"},
+            "ExpressionAttributeValues": {":k": KIND},
+            "Select": "COUNT",
+        }
+        counted = 0
+        while counted < at_most:
+            page = self.table.query(**request)
+            counted += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return counted
 
     def get(self, schedule_id: str) -> Schedule:
         if not SCHEDULE_ID.fullmatch(schedule_id):
@@ -481,6 +523,12 @@ class Schedules:
         return self.runs.catalog
 
     def create(self, request: ScheduleRequest, access: TaskAccess = EVERY_TASK) -> ScheduleView:
+        most = self.runs.settings.max_schedules
+        if self.store.count(most) >= most:
+            raise InvalidInput(
+                f"the stack holds {most} schedules, its most (TASKRUN_MAX_SCHEDULES); delete one first",
+                [FieldError("body", f"at most {most} schedules", None)],
+            )
         now = utcnow()
         schedule = Schedule(**request.model_dump(), schedule_id=_new_schedule_id(), created_at=now, updated_at=now)
         schedule, expression = self._checked(schedule, now, access=access)
@@ -630,13 +678,16 @@ class Schedules:
     def _checked(
         self, schedule: Schedule, now: datetime, changed: set[str] | None = None, access: TaskAccess = EVERY_TASK
     ) -> tuple[Schedule, Expression]:
-        """Check the task (one the caller may run), its arguments, the expression and
-        timezone; the schedule with its arguments as the task takes them."""
+        """Check the task (one the caller may run: 404 for a new schedule, 422 at
+        body.task_id for a changed one), its arguments, the expression and timezone; the
+        schedule with its arguments as the task takes them."""
         try:
             if not access.allows(schedule.task_id):
                 raise TaskNotFound(schedule.task_id)
             definition = self.catalog.get(schedule.task_id)
         except TaskNotFound:
+            if changed is None:  # a new schedule of an unknown task: the task is not found, as for a run
+                raise
             raise InvalidInput(
                 f"no task named {schedule.task_id!r}",
                 [FieldError("body.task_id", "no task of this id", schedule.task_id)],

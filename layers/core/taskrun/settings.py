@@ -34,6 +34,12 @@ class Settings(BaseModel):
         description="Longest a request waits for a run; below the 29 s API Gateway integration timeout.",
     )
     compat_wait_seconds: float = Field(default=25.0, gt=0)
+    max_schedules: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Most schedules the stack holds (TASKRUN_MAX_SCHEDULES); one more is refused with 422.",
+    )
     key_cache_seconds: float = Field(
         default=60.0,
         ge=0,
@@ -94,7 +100,13 @@ class Settings(BaseModel):
         }
         if env.get("TASKRUN_WEBHOOK_RETRY_DELAYS"):
             values["webhook_retry_delays"] = [part for part in env["TASKRUN_WEBHOOK_RETRY_DELAYS"].split(",") if part]
-        for name in ("max_wait_seconds", "compat_wait_seconds", "key_cache_seconds", "webhook_timeout_seconds"):
+        for name in (
+            "max_wait_seconds",
+            "compat_wait_seconds",
+            "key_cache_seconds",
+            "webhook_timeout_seconds",
+            "max_schedules",
+        ):
             key = "TASKRUN_" + name.upper()
             if env.get(key):
                 values[name] = env[key]

@@ -137,6 +137,8 @@ def document(root: Path) -> dict[str, Any]:
                     responses.setdefault(str(status), _problem(status))
             else:
                 operation["security"] = []
+            if "204" in responses:
+                responses["204"].pop("content", None)  # No Content: no body, no media type
             operation["responses"] = dict(sorted(responses.items()))
     names = [operation["operationId"] for item in paths.values() for operation in item.values()]
     if len(names) != len(set(names)):
