@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import ROOT
 
 KEY = "fuzz-key-0123456789abcdef"
-BUDGET_SECONDS = 100
+BUDGET_SECONDS = 75
 MIN_CASES = 1000
 
 

@@ -147,3 +147,18 @@ def _matches(run: RunSummary, filters: RunFilter) -> bool:
             ("triggered_by", filters.triggered_by),
         )
     )
+
+
+def test_a_cursor_given_for_one_filter_is_refused_for_another(api: httpx.Client) -> None:
+    # Given a page of the succeeded runs, with a cursor to the next
+    for _ in range(3):
+        api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "wait": True})
+    page = api.get("/v1/runs", params={"status": "succeeded", "limit": 1}).json()
+    cursor = page["next_cursor"]
+    assert cursor
+    # Then it goes on for that filter, and is refused for another status or trigger
+    assert api.get("/v1/runs", params={"status": "succeeded", "limit": 1, "cursor": cursor}).status_code == 200
+    for other in ({"status": "failed"}, {"status": "succeeded", "triggered_by": "api"}, {}):
+        refused = api.get("/v1/runs", params={**other, "limit": 1, "cursor": cursor})
+        assert refused.status_code == 422, other
+        assert refused.json()["errors"][0]["location"] == "query.cursor"

@@ -324,3 +324,13 @@ def test_listed_runs_are_summaries_so_a_page_of_large_runs_stays_small(api: http
     assert all("arguments" not in run and "result" not in run for run in listed)
     assert {run["status"] for run in listed if run["run_id"] in ids} == {"succeeded"}
     assert len(api.get(f"/v1/runs/{ids[0]}").json()["result"]) == 270_000
+
+
+def test_a_task_past_its_function_s_memory_size_fails_and_the_next_run_goes_on(api: httpx.Client) -> None:
+    # Given the worker's MemorySize of 1,024 MB: a run that asks for 2 GB at once fails
+    hog = api.post("/v1/runs", json={"task_id": "team/hog", "arguments": {"megabytes": 2048}, "wait": True}).json()
+    assert hog["status"] == "failed", hog
+    assert hog["error"]["type"] == "execution_error" and hog["error"]["exception_type"] == "MemoryError"
+    # while one within it succeeds
+    fits = api.post("/v1/runs", json={"task_id": "team/hog", "arguments": {"megabytes": 64}, "wait": True}).json()
+    assert (fits["status"], fits["result"]) == ("succeeded", 64 * 1024 * 1024)

@@ -92,3 +92,9 @@ class RelayArgs(BaseModel):
 
 
 flow("team/relay", definition="relay.asl.json", parameters=RelayArgs)
+
+
+@task("team/hog", timeout=10)
+def hog(megabytes: int = 2048) -> int:
+    """Allocate this much memory at once (the worker's MemorySize is 1,024 MB)."""
+    return len(bytearray(megabytes * 1024 * 1024))

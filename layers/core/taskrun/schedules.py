@@ -345,7 +345,7 @@ class ScheduleStore(aws.TableAdapter):
             "Limit": limit,
         }
         if cursor:
-            before = cursors.decode(cursor, key_name, key_value, SCHEDULE_ID)
+            before = cursors.decode(cursor, key_name, key_value, SCHEDULE_ID, cursors.filter_digest(access.patterns))
             request["KeyConditionExpression"] += " AND #id < :before"
             request["ExpressionAttributeNames"]["#id"] = "schedule_id"
             request["ExpressionAttributeValues"][":before"] = before
@@ -357,7 +357,11 @@ class ScheduleStore(aws.TableAdapter):
         page = self.table.query(**request)
         schedules = [_schedule_from(item) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        return schedules, (cursors.encode(last["schedule_id"], key_name, key_value) if last else None)
+        if not last:
+            return schedules, None
+        return schedules, cursors.encode(
+            last["schedule_id"], key_name, key_value, cursors.filter_digest(access.patterns)
+        )
 
     def claim_firing(self, schedule_id: str, moment: datetime, run_id: str) -> str | None:
         """Mark the schedule fired for `moment` with the id its run will have; answer that id.

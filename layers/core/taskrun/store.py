@@ -137,7 +137,10 @@ class DynamoRunStore(aws.TableAdapter):
             return [], None
         index, key_name, key_value = _index_for(filters)
         partitions = SHARD_KEYS if index in SHARDED else [key_value]
-        before = cursors.decode(cursor, key_name, key_value, RUN_ID) if cursor else None
+        others = cursors.filter_digest(
+            filters.schedule_id, filters.task_id, filters.status, filters.triggered_by, filters.tasks.patterns
+        )
+        before = cursors.decode(cursor, key_name, key_value, RUN_ID, others) if cursor else None
         filter_names: dict[str, str] = {}
         filter_values: dict[str, str] = {}
         conditions = []
@@ -198,12 +201,14 @@ class DynamoRunStore(aws.TableAdapter):
                 ]
                 if len(chosen) >= limit:
                     chosen = chosen[:limit]
-                    return [run.to_summary() for run in chosen], cursors.encode(chosen[-1].run_id, key_name, key_value)
+                    return [run.to_summary() for run in chosen], cursors.encode(
+                        chosen[-1].run_id, key_name, key_value, others
+                    )
             if not resume:
                 return [run.to_summary() for run in chosen], None
             if reads + len(resume) > MAX_READS_PER_LIST:
                 # answer what is complete; the next request goes on below the bound
-                return [run.to_summary() for run in chosen], cursors.encode(bound, key_name, key_value)
+                return [run.to_summary() for run in chosen], cursors.encode(bound, key_name, key_value, others)
 
     def _read_many(self, run_ids: Sequence[str]) -> dict[str, Run | None]:
         """Runs by id, as lists show them (no arguments or result read), a batch at a time."""

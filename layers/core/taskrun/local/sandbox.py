@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import threading
@@ -113,6 +114,14 @@ def _load_handler(image: FunctionImage) -> Callable[[Any, Any], Any]:
     return handler
 
 
+def _hold_to_the_memory_size(megabytes: int) -> None:
+    """The sandbox, and the processes it starts, may allocate no more than the function's
+    MemorySize, as Lambda holds a function to it: past it an allocation fails (a Python
+    MemoryError) where Lambda would stop the runtime; either way the invocation fails."""
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _take_the_log_level() -> None:
     """Loggers made while this process was unpickled (before it had the function's
     environment) take the function's log level, as in a Lambda process that imports its
@@ -138,6 +147,7 @@ def _serve(image: FunctionImage, requests: Connection, log: Connection) -> None:
     os.environ.clear()
     os.environ.update(image.environment)
     _take_the_log_level()
+    _hold_to_the_memory_size(image.memory)
     try:
         handler = _load_handler(image)
     except BaseException as error:
