@@ -63,6 +63,8 @@ def test_arguments_are_validated_as_their_json_schema_says_no_looser() -> None:
     for loose in ({"point": {"x": "1"}}, {"point": {"x": True}}, {"point": {"x": 1.5}}, {"point": {"x": 1}, "by": "2"}):
         with pytest.raises(InvalidInput):
             revision.validate(loose, ("body", "arguments"))
+    # while JSON Schema's integers include a whole number written with a fraction
+    assert revision.validate({"point": {"x": 2.0}}, ("body", "arguments"))["point"]["x"] == 2
 
 
 def test_a_call_returns_json_ready_results_and_collects_usage() -> None:

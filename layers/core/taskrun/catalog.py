@@ -88,7 +88,9 @@ class Revision:
         try:
             # as JSON, strictly: what the parameters' JSON Schema allows, no more (no "5" for
             # an integer, no true for a number), with JSON's own forms of dates, enums and ids
-            parsed = self.arguments_model.model_validate_json(json.dumps(dict(arguments)), strict=True)
+            # (JSON Schema counts 454.0 an integer, pydantic's strict mode does not: such a
+            # number is handed over as 454, which a float parameter takes as well)
+            parsed = self.arguments_model.model_validate_json(json.dumps(_integral(dict(arguments))), strict=True)
         except ValidationError as error:
             errors = [_field_error(item, location) for item in error.errors()]
             for at, item in enumerate(error.errors()):
@@ -129,6 +131,17 @@ class FlowRevision(Revision):
 def state_machine_name(task_id: str) -> str:
     """The flow's state machine is named `<stack>_<task id with / as ->` (template.yaml does the same)."""
     return task_id.replace("/", "-")
+
+
+def _integral(value: Any) -> Any:
+    """`value` with each float that is a whole number (454.0) as an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
 
 
 def _field_error(item: Any, location: tuple[str, ...]) -> FieldError:
