@@ -9,7 +9,7 @@ a task's logs and error messages have the values themselves replaced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import Field, SecretBytes, SecretStr
@@ -48,22 +48,32 @@ def is_secret(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> bool:
     return any(branch.get("writeOnly") for branch in _branches(schema, defs))
 
 
-def masked(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> Any:
-    """`value` with every part its schema marks secret replaced by MASK (null stays null)."""
-    defs = schema.get("$defs", {}) if defs is None else defs
+def _properties(branches: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """An object's properties' schemas, from every branch that gives some."""
+    properties: dict[str, Any] = {}
+    for branch in branches:
+        properties.update(branch.get("properties", {}))
+    return properties
+
+
+def _walk(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any], secret: Callable[[Any], Any]) -> Any:
+    """`value` with each part its schema marks secret replaced by `secret(part)` (null stays null)."""
     if value is None:
         return None
     if is_secret(schema, defs):
-        return MASK
+        return secret(value)
     branches = _branches(schema, defs)
     if isinstance(value, dict):
-        properties: dict[str, Any] = {}
-        for branch in branches:
-            properties.update(branch.get("properties", {}))
-        return {key: masked(item, properties.get(key, {}), defs) for key, item in value.items()}
+        properties = _properties(branches)
+        return {key: _walk(item, properties.get(key, {}), defs, secret) for key, item in value.items()}
     if isinstance(value, list):
-        return [masked(item, _items(branches), defs) for item in value]
+        return [_walk(item, _items(branches), defs, secret) for item in value]
     return value
+
+
+def masked(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> Any:
+    """`value` with every part its schema marks secret replaced by MASK (null stays null)."""
+    return _walk(value, schema, schema.get("$defs", {}) if defs is None else defs, lambda _: MASK)
 
 
 def secret_at(path: Sequence[str | int], schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> bool:
@@ -74,39 +84,23 @@ def secret_at(path: Sequence[str | int], schema: Mapping[str, Any], defs: Mappin
         if is_secret(current, defs):
             return True
         branches = _branches(current, defs)
-        if isinstance(part, int):
-            current = _items(branches)
-        else:
-            current = next(
-                (branch["properties"][part] for branch in branches if part in branch.get("properties", {})), {}
-            )
+        current = _items(branches) if isinstance(part, int) else _properties(branches).get(part, {})
     return is_secret(current, defs)
 
 
 def secret_values(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> list[str]:
     """The texts of the secrets in `value`, longest first, to scrub from logs and messages."""
-    defs = schema.get("$defs", {}) if defs is None else defs
-    found: list[str] = []
-    if value is None:
-        return found
-    if is_secret(schema, defs):
-        text = value.get_secret_value() if isinstance(value, SecretStr | SecretBytes) else value
+    found: set[str] = set()
+
+    def keep(secret: Any) -> None:
+        text = secret.get_secret_value() if isinstance(secret, SecretStr | SecretBytes) else secret
         if isinstance(text, bytes):
             text = text.decode(errors="replace")
         if isinstance(text, str) and len(text) >= SHORTEST_SCRUBBED:
-            found.append(text)
-        return found
-    branches = _branches(schema, defs)
-    if isinstance(value, dict):
-        properties: dict[str, Any] = {}
-        for branch in branches:
-            properties.update(branch.get("properties", {}))
-        for key, item in value.items():
-            found += secret_values(item, properties.get(key, {}), defs)
-    elif isinstance(value, list):
-        for item in value:
-            found += secret_values(item, _items(branches), defs)
-    return sorted(set(found), key=len, reverse=True)
+            found.add(text)
+
+    _walk(value, schema, schema.get("$defs", {}) if defs is None else defs, keep)
+    return sorted(found, key=len, reverse=True)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -175,7 +175,7 @@ def deliveries() -> Deliveries:
         schedule=RetrySchedule(delays=tuple(settings.webhook_retry_delays)),
         timeout=settings.webhook_timeout_seconds,
         allow_private=settings.webhook_allow_private,
-        shown=task_catalog().shown,
+        shown=lambda run: task_catalog().shown(run),  # the catalog is loaded with the first delivery
     )
 
 
