@@ -4,7 +4,10 @@
 Prints, for 1 and 16 concurrent clients:
 - runs per second started (POST /v1/runs without waiting) and ended (every one of them
   succeeded), for RUNS runs of a no-op task;
-- p50 and p99 of a waited no-op run (POST /v1/runs with wait=true), RUNS runs.
+- p50 and p99 of a waited no-op run (POST /v1/runs with wait=true), RUNS runs;
+- health under a flood: p50, p99 and the slowest GET /v1/health from one client while 48
+  others send waited runs of a 2 s task and wrong keys as fast as they are answered, with
+  the flood's answers counted by status (past capacity they are 429s, never 5xx).
 Figures are for this machine and the local stack, not for AWS.
 """
 
@@ -90,6 +93,42 @@ def waited_latency(url: str, clients: int, count: int) -> None:
     )
 
 
+def health_under_flood(url: str, seconds: float = 20.0, flooders: int = 48) -> None:
+    statuses: dict[int, int] = {}
+    timings: list[float] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def flood(index: int) -> None:
+        key = KEY if index % 3 else "trk_" + "0" * 36  # a third of them with a wrong key
+        with httpx.Client(base_url=url, headers={"X-API-KEY": key}, timeout=60) as api:
+            while not stop.is_set():
+                body = {"task_id": "examples/sleep", "arguments": {"seconds": 2}, "wait": True}
+                status = api.post("/v1/runs", json=body).status_code
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+
+    with ThreadPoolExecutor(max_workers=flooders) as pool:
+        for index in range(flooders):
+            pool.submit(flood, index)
+        time.sleep(2)  # the flood under way
+        with httpx.Client(base_url=url, timeout=60) as probe:
+            ends = time.monotonic() + seconds
+            while time.monotonic() < ends:
+                began = time.perf_counter()
+                assert probe.get("/v1/health").status_code == 200
+                timings.append((time.perf_counter() - began) * 1000)
+                time.sleep(0.1)
+        stop.set()
+    counted = "  ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+    print(
+        f"health under a flood of {flooders} clients   p50={statistics.median(timings):7.1f} ms"
+        f"  p99={percentile(timings, 0.99):7.1f} ms  max={max(timings):7.1f} ms  (n={len(timings)})"
+        f"   flood answers: {counted}"
+    )
+    assert not any(status >= 500 for status in statuses), statuses
+
+
 def main(count: int) -> None:
     stack = LocalStack(root=Path(__file__).resolve().parents[1], api_key=KEY)
     stack.start()
@@ -101,6 +140,7 @@ def main(count: int) -> None:
         for clients in (1, 16):
             throughput(url, clients, count)
             waited_latency(url, clients, count)
+        health_under_flood(url)
     finally:
         stack.stop()
 

@@ -163,6 +163,8 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
                 "timezone": "Asia/Tokyo",
             },
         ).json()
+        # and a key made over the API (its usage-plan key lives in the emulator, which keeps none)
+        other = http.post(f"{url}/v1/keys", headers=headers, json={"name": "kept"}).json()
         # When it is killed without warning
         process.kill()
         process.communicate()
@@ -186,6 +188,10 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         assert ended["error"]["message"] == "the local stack stopped while the run was running; it was not resumed"
         listed = http.get(f"{url}/v1/runs", headers=headers, params={"limit": 100}).json()["runs"]
         assert {done["run_id"], cut["run_id"]} <= {run["run_id"] for run in listed}
+        # the key made before works, and revoking it still refuses it
+        assert http.get(f"{url}/v1/tasks", headers={"X-API-KEY": other["key"]}).status_code == 200
+        assert http.delete(f"{url}/v1/keys/{other['key_id']}", headers=headers).status_code == 200
+        assert http.get(f"{url}/v1/tasks", headers={"X-API-KEY": other["key"]}).status_code in (401, 403)
         # the schedules are kept; the one-off missed while stopped fires once at the start
         kept_weekly = http.get(f"{url}/v1/schedules/{weekly['schedule_id']}", headers=headers).json()
         assert kept_weekly["state"] == "scheduled" and kept_weekly["next_run_at"] == weekly["next_run_at"]

@@ -1,6 +1,6 @@
 """API keys over the API: made (shown once), listed without secrets, revoked; admin scope
 only. The authorizer keeps a valid key for KEY_CACHE_SECONDS: a revoked key is refused
-within that."""
+within that, and a key made over the API at once (its usage-plan key is deleted with it)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ import httpx
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
-from taskrun.auth import hash_key
+from taskrun.auth import DynamoKeyStore, hash_key, new_key
+from taskrun.settings import get_settings
 from tests.conftest import KEY_CACHE_SECONDS
 
 
-def refused_within(client: httpx.Client, headers: dict[str, str], seconds: float) -> float:
-    """Seconds until a request with these headers is refused (401); fails past `seconds`."""
+def refused_within(client: httpx.Client, headers: dict[str, str], seconds: float, status: int = 401) -> float:
+    """Seconds until a request with these headers is refused (401 by the authorizer, or 403
+    by API Gateway for want of its usage-plan key); fails past `seconds`."""
     began = time.monotonic()
-    while (answer := client.get("/v1/tasks", headers=headers)).status_code != 401:
-        assert answer.status_code == 200, answer.text
+    while (answer := client.get("/v1/tasks", headers=headers)).status_code != status:
+        assert answer.status_code in (200, 401, 403), answer.text
+        assert answer.headers["content-type"] == "application/problem+json" or answer.status_code == 200
         assert time.monotonic() - began < seconds, "still accepted"
         time.sleep(0.1)
     return time.monotonic() - began
@@ -52,7 +55,9 @@ def test_an_admin_key_makes_lists_and_revokes_keys(api: httpx.Client, anonymous:
     # When it is revoked
     revoked = api.delete(f"/v1/keys/{key['key_id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked"] is True
-    # Then requests with it are refused once the authorizer's copy is too old
+    # Then the next request with it is refused (API Gateway: its usage-plan key is gone),
+    # and the authorizer refuses it too once its copy is too old
+    assert anonymous.get("/v1/tasks", headers=runner).status_code in (401, 403)
     refused_within(anonymous, runner, KEY_CACHE_SECONDS + 3)
     assert api.delete("/v1/keys/key_0000000000000000").status_code == 404
 
@@ -63,6 +68,28 @@ def test_an_admin_key_may_make_another_admin_key(api: httpx.Client, anonymous: h
     assert anonymous.get("/v1/keys", headers=admin).status_code == 200
     assert api.delete(f"/v1/keys/{made['key_id']}").status_code == 200
     refused_within(anonymous, admin, KEY_CACHE_SECONDS + 3)
+
+
+def test_a_key_written_into_the_table_is_refused_within_the_key_cache_delay_once_revoked(
+    api: httpx.Client, anonymous: httpx.Client
+) -> None:
+    # Given a key written straight into the table (no usage-plan key of its own), in use
+    secret, record = new_key(name="table")
+    DynamoKeyStore(get_settings().keys_table).put(record)
+    written = {"X-API-KEY": secret}
+    assert anonymous.get("/v1/tasks", headers=written).status_code == 200
+    # When it is revoked over the API (which has no usage-plan key to delete)
+    assert api.delete(f"/v1/keys/{record.key_id}").status_code == 200
+    assert api.delete(f"/v1/keys/{record.key_id}").status_code == 200  # again: still revoked, nothing fails
+    # Then the authorizer refuses it within its keeping time
+    refused_within(anonymous, written, KEY_CACHE_SECONDS + 3)
+
+
+def test_revoking_a_key_twice_answers_it_revoked_both_times(api: httpx.Client) -> None:
+    made = api.post("/v1/keys", json={"name": "twice"}).json()
+    for _ in range(2):
+        answer = api.delete(f"/v1/keys/{made['key_id']}")
+        assert answer.status_code == 200 and answer.json()["revoked"] is True
 
 
 def test_the_authorizer_reads_a_key_once_while_it_keeps_it(

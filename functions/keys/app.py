@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from taskrun.api import answers, caller, json_response, make_resolver
 from taskrun.auth import KeyList, KeyView, NewKey, NewKeyRequest, new_key, view_of
-from taskrun.runtime import api_handler, key_store, logger
+from taskrun.runtime import api_handler, key_store, logger, usage_plan
 
 app = make_resolver()
 
@@ -13,11 +13,20 @@ app = make_resolver()
     "/v1/keys",
     summary="Make an API key (admin scope); the key is shown only in this answer",
     tags=["keys"],
-    responses=answers(201, NewKey, 400, 403, 415, 422),
+    description="The key gets its own throttle (the stack's KeyThrottlingRateLimit and KeyThrottlingBurstLimit).",
+    responses=answers(201, NewKey, 400, 403, 415, 422, 503),
 )
 def create_key(body: NewKeyRequest) -> Response[str]:
     secret, record = new_key(name=body.name, scopes=list(body.scopes), tasks=list(body.tasks))
-    key_store().put(record)
+    plan = usage_plan()
+    if plan is not None:
+        record = plan.enrol(record)
+    try:
+        key_store().put(record)
+    except Exception:
+        if plan is not None:
+            plan.withdraw(record)
+        raise
     extra = {"key_id": record.key_id, "made_by": caller(app).key_id, "scopes": record.scopes, "tasks": record.tasks}
     logger.info("key made", extra=extra)
     return json_response(NewKey(**view_of(record).model_dump(), key=secret), HTTPStatus.CREATED)
@@ -39,12 +48,16 @@ def list_keys() -> KeyList:
     description=(
         "Refused at once by authorizer instances that have not seen the key lately, and by every"
         " instance within the stack's KeyCacheSeconds (60 s by default): each keeps a valid key that long."
+        " A key made over this API is refused sooner: its usage-plan key is deleted with it, and API"
+        " Gateway refuses the key (403) as soon as that deletion reaches it."
     ),
     tags=["keys"],
     responses=answers(200, KeyView, 403, 404),
 )
 def revoke_key(key_id: str) -> KeyView:
     revoked = key_store().revoke(key_id)
+    if (plan := usage_plan()) is not None:
+        plan.withdraw(revoked)  # API Gateway refuses it from now on, even where an authorizer still holds it
     logger.info("key revoked", extra={"key_id": key_id, "revoked_by": caller(app).key_id})
     return view_of(revoked)
 

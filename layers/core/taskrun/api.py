@@ -39,6 +39,7 @@ from taskrun.errors import (
     ScheduleNotFound,
     TaskNotFound,
     TaskrunError,
+    Unavailable,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ WHEN_PROBLEM: dict[int, str] = {
     422: "The request is well formed but not valid; `errors` says where",
     429: "Throttled; try again after Retry-After seconds",
     500: "An unexpected error, logged with the request id",
+    503: "Something the request needs is unavailable now; nothing was changed, try again later",
 }
 
 
@@ -308,6 +310,7 @@ STATUS_OF_ERROR: dict[type[TaskrunError], HTTPStatus] = {
     PayloadTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     Forbidden: HTTPStatus.FORBIDDEN,
     KeyNotFound: HTTPStatus.NOT_FOUND,
+    Unavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
 
 

@@ -56,6 +56,7 @@ class ApiKey(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     created_at: UtcTime = Field(default_factory=utcnow)
     revoked: bool = False
+    usage_key_id: str | None = None  # its API Gateway key in the usage plan (taskrun.usage); None: the shared one
 
     @field_validator("scopes")
     @classmethod
@@ -103,7 +104,7 @@ class NewKey(KeyView):
 
 
 def view_of(record: ApiKey) -> KeyView:
-    return KeyView.model_validate(record.model_dump(exclude={"key_hash"}))
+    return KeyView.model_validate(record.model_dump(exclude={"key_hash", "usage_key_id"}))
 
 
 def hash_key(key: str) -> str:
@@ -242,7 +243,7 @@ def authenticate(headers: Mapping[str, str], keys: KeyFinder) -> ApiKey:
     return record
 
 
-def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder) -> dict[str, Any]:
+def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_key: str = "") -> dict[str, Any]:
     """The answer of a REST API request authorizer: allow the routes the key's scopes open.
 
     A missing or wrong key raises Unauthorized, which the handler turns into API Gateway's
@@ -250,16 +251,22 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder) -> dict[str, An
     (403, ACCESS_DENIED) without its function running. The policy names every route the
     key may call, so a cached answer serves its next calls to any of them; each route checks
     the scope again, and the key's task patterns, handed over in the context (ids and
-    patterns hold no space).
+    patterns hold no space). The usage identifier names the key's usage-plan key, which
+    API Gateway throttles the request by (taskrun.usage).
     """
+    from taskrun.usage import usage_identifier
+
     record = authenticate(event.get("headers") or {}, keys)
     stage_arn = "/".join(event["methodArn"].split("/")[:2])
     routes = allowed_routes(record.scopes)
     statements = [
         {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/{route}" for route in routes]}
     ]
-    return {
+    policy = {
         "principalId": record.key_id,
         "policyDocument": {"Version": "2012-10-17", "Statement": statements if routes else []},
         "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)},
     }
+    if usage := usage_identifier(record, shared_usage_key):
+        policy["usageIdentifierKey"] = usage
+    return policy

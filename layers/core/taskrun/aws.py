@@ -81,14 +81,15 @@ def dynamodb_table(name: str) -> Any:
         return session().resource("dynamodb", config=_config()).Table(name)
 
 
-def _code(error: BaseException) -> str | None:
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a failed call (`NotFoundException`), if it is one."""
     response = getattr(error, "response", None)
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def is_condition_failure(error: ClientError) -> bool:
     """A conditional write that did not happen because its condition was false."""
-    return _code(error) == "ConditionalCheckFailedException"
+    return error_code(error) == "ConditionalCheckFailedException"
 
 
 THROTTLING_CODES = frozenset(
@@ -104,7 +105,7 @@ THROTTLING_CODES = frozenset(
 
 def is_throttled(error: BaseException) -> bool:
     """An AWS call refused for its rate (what the SDK retries, until its attempts run out)."""
-    return _code(error) in THROTTLING_CODES
+    return error_code(error) in THROTTLING_CODES
 
 
 def patiently(call: Callable[[], T], seconds: float, pause: float = 0.2) -> T:

@@ -116,6 +116,12 @@ class Forbidden(TaskrunError):
     title = "Forbidden"
 
 
+class Unavailable(TaskrunError):
+    """Something the request needs cannot be had now; the request changed nothing."""
+
+    title = "Service Unavailable"
+
+
 class KeyNotFound(TaskrunError):
     title = "Key not found"
 

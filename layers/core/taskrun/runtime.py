@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from taskrun.results import ResultStore
     from taskrun.schedules import Schedules
     from taskrun.service import RunService
+    from taskrun.usage import UsagePlan
     from taskrun.webhooks import Signer
     from taskrun.worker import Worker
 
@@ -198,6 +199,15 @@ def key_store() -> DynamoKeyStore:
     from taskrun.auth import DynamoKeyStore
 
     return DynamoKeyStore(get_settings().keys_table)
+
+
+@lru_cache(maxsize=1)
+def usage_plan() -> UsagePlan | None:
+    """The stack's usage plan of the keys' throttle (None where the stack has none)."""
+    from taskrun.usage import UsagePlan
+
+    name = get_settings().usage_plan
+    return UsagePlan(name) if name else None
 
 
 @lru_cache(maxsize=1)

@@ -46,6 +46,10 @@ class Settings(BaseModel):
         le=3600,
         description="How long the authorizer keeps a valid key (TASKRUN_KEY_CACHE_SECONDS).",
     )
+    usage_plan: str = Field(default="", description="The keys' usage plan, by name (TASKRUN_USAGE_PLAN).")
+    shared_usage_key: str = Field(
+        default="", description="Usage-plan key of keys with none of their own (TASKRUN_SHARED_USAGE_KEY)."
+    )
     results_bucket: str = Field(
         default="", description="Bucket of results too large for a run (TASKRUN_RESULTS_BUCKET)."
     )
@@ -89,6 +93,8 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
+            "usage_plan": env.get("TASKRUN_USAGE_PLAN", ""),
+            "shared_usage_key": env.get("TASKRUN_SHARED_USAGE_KEY", ""),
             "results_bucket": env.get("TASKRUN_RESULTS_BUCKET", ""),
             "files_bucket": env.get("TASKRUN_FILES_BUCKET", ""),
             "cache_table": env.get("TASKRUN_CACHE_TABLE", ""),

@@ -29,6 +29,7 @@ from taskrun.local.patches import (
     serve_moto_faster,
     signal_stream_records,
     task_tokens_as_step_functions,
+    usage_plan_keys_as_api_gateway,
 )
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.template import ACCOUNT_ID, Stack
@@ -72,13 +73,14 @@ class Emulator:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
-        self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions()]
+        self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions(), usage_plan_keys_as_api_gateway()]
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)
         self._undo.append(make_item_access_atomic(self.journal, self.runtime.faults))
         self._create_functions()
         self._create_queues()
+        self._create_usage_plans()
         from taskrun.local.events import EventBus, QueuePoller, Schedules, StreamPoller, publish_execution_ends
 
         self.bus = EventBus(self.stack.event_rules(), self.runtime, self.stack.region)
@@ -182,6 +184,37 @@ class Emulator:
         scheduler = boto3.client("scheduler", region_name=self.stack.region)
         for group in self.stack.schedule_groups():
             scheduler.create_schedule_group(Name=group)
+
+    def _create_usage_plans(self) -> None:
+        """The template's usage plans and API keys, each with its logical id as its id (what
+        a Ref to it reads as here)."""
+        from moto.apigateway.utils import ApigwApiKeyIdentifier, ApigwUsagePlanIdentifier
+
+        from taskrun.local.usage import with_id
+
+        apigateway = boto3.client("apigateway", region_name=self.stack.region)
+        for logical_id, resource_type, properties in self.stack.usage_plan_resources():
+            if resource_type == "AWS::ApiGateway::UsagePlan":
+                name = properties.get("UsagePlanName", logical_id)
+                with_id(ApigwUsagePlanIdentifier(ACCOUNT_ID, self.stack.region, name), logical_id)
+                throttle = properties.get("Throttle", {})
+                apigateway.create_usage_plan(
+                    name=name,
+                    throttle={
+                        **({"rateLimit": float(throttle["RateLimit"])} if "RateLimit" in throttle else {}),
+                        **({"burstLimit": int(throttle["BurstLimit"])} if "BurstLimit" in throttle else {}),
+                    },
+                )
+            elif resource_type == "AWS::ApiGateway::ApiKey":
+                value = properties["Value"]
+                with_id(ApigwApiKeyIdentifier(ACCOUNT_ID, self.stack.region, value), logical_id)
+                apigateway.create_api_key(
+                    name=properties.get("Name", logical_id), value=value, enabled=bool(properties.get("Enabled"))
+                )
+            else:
+                apigateway.create_usage_plan_key(
+                    usagePlanId=properties["UsagePlanId"], keyId=properties["KeyId"], keyType=properties["KeyType"]
+                )
 
     def _create_functions(self) -> None:
         iam = boto3.client("iam", region_name=self.stack.region)

@@ -27,6 +27,7 @@ from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, InvokeRefused
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
 from taskrun.local.throttle import Throttle
+from taskrun.local.usage import limits_of
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
@@ -112,8 +113,13 @@ class Gateway:
             refusal = self._authorize(event)
             if refusal is not None:
                 return refusal
-            key_id = str(event["requestContext"]["authorizer"].get("principalId"))
-            if self.throttle is not None and (wait := self.throttle.for_key(key_id)):
+        if route.api_key_required:
+            # the key source is AUTHORIZER: the usage-plan key is the one the authorizer named
+            usage_key = event["requestContext"]["identity"].get("apiKey")
+            limits = limits_of(self.stack.region, usage_key)
+            if limits is None:
+                return self.gateway_response("INVALID_API_KEY", HTTPStatus.FORBIDDEN)
+            if self.throttle is not None and (wait := self.throttle.for_key(str(usage_key), *limits)):
                 return self.throttled(wait)
         event_text = json.dumps(event)
         if len(event_text) > MAX_EVENT_BYTES:
@@ -157,6 +163,8 @@ class Gateway:
             "principalId": policy.get("principalId"),
             **policy.get("context", {}),
         }
+        if policy.get("usageIdentifierKey"):
+            event["requestContext"]["identity"]["apiKey"] = policy["usageIdentifierKey"]
         return None
 
     def throttled(self, retry_after: int) -> GatewayResponse:

@@ -260,3 +260,31 @@ def task_tokens_as_step_functions() -> Callable[[], None]:
         StepFunctionResponse.send_task_failure = original_failure  # type: ignore[method-assign]
 
     return undo
+
+
+def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
+    """Deleting a usage-plan key that is not there is API Gateway's NotFoundException (moto
+    fails on it), and deleting an API key takes it out of every usage plan, as API Gateway does."""
+    from moto.apigateway.exceptions import NotFoundException
+    from moto.apigateway.models import APIGatewayBackend
+
+    delete_plan_key, delete_key = APIGatewayBackend.delete_usage_plan_key, APIGatewayBackend.delete_api_key
+
+    def delete_usage_plan_key(self: APIGatewayBackend, usage_plan_id: str, key_id: str) -> None:
+        if key_id not in self.usage_plan_keys.get(usage_plan_id, {}):
+            raise NotFoundException("Invalid Usage Plan Key identifier specified")
+        delete_plan_key(self, usage_plan_id, key_id)
+
+    def delete_api_key(self: APIGatewayBackend, api_key_id: str) -> None:
+        delete_key(self, api_key_id)
+        for plan_keys in self.usage_plan_keys.values():
+            plan_keys.pop(api_key_id, None)
+
+    APIGatewayBackend.delete_usage_plan_key = delete_usage_plan_key  # type: ignore[method-assign]
+    APIGatewayBackend.delete_api_key = delete_api_key  # type: ignore[method-assign]
+
+    def undo() -> None:
+        APIGatewayBackend.delete_usage_plan_key = delete_plan_key  # type: ignore[method-assign]
+        APIGatewayBackend.delete_api_key = delete_key  # type: ignore[method-assign]
+
+    return undo

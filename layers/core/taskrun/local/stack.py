@@ -19,7 +19,9 @@ from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, 
 from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
+from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
+from taskrun.runtime import usage_plan
 from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
@@ -28,7 +30,6 @@ from taskrun.webhooks import Signer, new_secret
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
 SECRET_FILE = "webhook-secret"
-DEFAULT_KEY_RATE = 50.0  # requests a second a key may send the local stack
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
@@ -84,13 +85,17 @@ def resume_deliveries() -> int:
     return deliveries().requeue()
 
 
+# the environment's settings that stand for the template's parameters in local mode
+PARAMETER_SETTINGS = {
+    "TASKRUN_KEY_RATE_LIMIT": "KeyThrottlingRateLimit",
+    "TASKRUN_KEY_BURST_LIMIT": "KeyThrottlingBurstLimit",
+}
+
+
 def default_throttle(stack: Stack) -> Throttle:
-    """The stage's throttle from the template; each key's from TASKRUN_KEY_RATE_LIMIT and
-    TASKRUN_KEY_BURST_LIMIT (requests a second, and a burst), 50 and 100 by default."""
+    """The stage's throttle from the template; each key's is its usage plan's."""
     stage_rate, stage_burst = stack.stage_throttle() or (math.inf, math.inf)
-    key_rate = float(os.environ.get("TASKRUN_KEY_RATE_LIMIT") or DEFAULT_KEY_RATE)
-    key_burst = float(os.environ.get("TASKRUN_KEY_BURST_LIMIT") or 2 * key_rate)
-    return Throttle(stage_rate, stage_burst, key_rate, key_burst)
+    return Throttle(stage_rate, stage_burst)
 
 
 @dataclass
@@ -106,6 +111,9 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.stack = Stack(self.root / "template.yaml", self.region)
+        for setting, parameter in PARAMETER_SETTINGS.items():
+            if os.environ.get(setting) and parameter in self.stack.parameters:
+                self.stack.parameters[parameter] = os.environ[setting]
         task_dirs = [self.root / "tasks", *self.extra_task_dirs]
         overrides = {
             "TASKRUN_TASK_DIRS": os.pathsep.join(str(d.resolve()) for d in task_dirs),
@@ -125,6 +133,7 @@ class LocalStack:
         self._server: GatewayServer | None = None
         self.interrupted_runs = 0
         self.resumed_deliveries = 0
+        self.restored_usage_keys = 0
         self.watcher: Watcher | None = None
         self.clock: ScheduleClock | None = None
 
@@ -146,8 +155,17 @@ class LocalStack:
                 self.stack.declared_schedules(),
             )
             self.clock.start()
+        keys = DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"])
+        plan = usage_plan()
+        if plan is not None:
+            self.restored_usage_keys = restore_usage_keys(keys, plan, self.stack.region)
         key, record = new_key(name="local", secret=self.api_key or self._kept(KEY_FILE, lambda: new_key()[0]))
-        DynamoKeyStore(os.environ["TASKRUN_KEYS_TABLE"]).put(record)
+        kept = keys.find(record.key_hash)
+        if kept is not None and kept.usage_key_id and not kept.revoked:
+            record = record.model_copy(update={"usage_key_id": kept.usage_key_id})
+        elif plan is not None:
+            record = plan.enrol(record)
+        keys.put(record)
         self.api_key = key
         return key
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 ACCOUNT_ID = "123456789012"
+LOCAL_STACK_UUID = "00000000-0000-4000-8000-000000000000"  # the last part of AWS::StackId
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -49,6 +50,7 @@ class Route:
     function: str
     authorized: bool
     pattern: re.Pattern[str]
+    api_key_required: bool = False  # the usage plan's per-key throttle applies
 
     @property
     def specificity(self) -> tuple[int, int]:
@@ -242,6 +244,12 @@ class Stack:
         if "Fn::Join" in value:
             separator, items = value["Fn::Join"]
             return separator.join(str(self.resolve(item)) for item in items)
+        if "Fn::Split" in value:
+            separator, text = value["Fn::Split"]
+            return str(self.resolve(text)).split(separator)
+        if "Fn::Select" in value:
+            index, items = value["Fn::Select"]
+            return self.resolve(items)[int(index)]
         return {key: self.resolve(item) for key, item in value.items()}
 
     def _ref(self, name: str) -> str:
@@ -251,12 +259,17 @@ class Stack:
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.stack_name}/"
+            + LOCAL_STACK_UUID,
             "AWS::NoValue": "",
         }
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        api, _, part = name.partition(".")
+        if part == "Stage" and self.resources.get(api, {}).get("Type") == "AWS::Serverless::Api":
+            return str(self.resolve(self.resources[api]["Properties"]["StageName"]))  # SAM's Ref to the API's stage
         if name in self.resources:
             if self.resources[name]["Type"] == "AWS::Scheduler::ScheduleGroup":  # Ref is the group's name
                 return str(self.resolve(self.resources[name]["Properties"]["Name"]))
@@ -294,14 +307,13 @@ class Stack:
         return specs
 
     def routes(self) -> list[Route]:
-        api_auth = {
-            name: resource["Properties"].get("Auth", {}).get("DefaultAuthorizer")
-            for name, resource in self.of_type("AWS::Serverless::Api").items()
-        }
+        apis = self.of_type("AWS::Serverless::Api")
+        api_auth = {name: resource["Properties"].get("Auth", {}) for name, resource in apis.items()}
         routes = []
         for logical_id, properties in self._events("Api"):
-            api = properties.get("RestApiId", {}).get("Ref")
-            authorizer = properties.get("Auth", {}).get("Authorizer", api_auth.get(api))
+            default = api_auth.get(properties.get("RestApiId", {}).get("Ref"), {})
+            auth = properties.get("Auth", {})
+            authorizer = auth.get("Authorizer", default.get("DefaultAuthorizer"))
             routes.append(
                 Route(
                     method=properties["Method"].upper(),
@@ -309,6 +321,7 @@ class Stack:
                     function=logical_id,
                     authorized=bool(authorizer) and authorizer != "NONE",
                     pattern=_route_pattern(properties["Path"]),
+                    api_key_required=bool(auth.get("ApiKeyRequired", default.get("ApiKeyRequired", False))),
                 )
             )
         return sorted(routes, key=lambda route: route.specificity)
@@ -414,6 +427,16 @@ class Stack:
                     rate = float(self.resolve(setting["ThrottlingRateLimit"]))
                     return rate, float(self.resolve(setting.get("ThrottlingBurstLimit", rate)))
         return None
+
+    def usage_plan_resources(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """The API Gateway usage plans, API keys and usage-plan keys of the template, in the
+        order they can be made: (logical id, type, resolved properties)."""
+        order = ("AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlanKey")
+        return [
+            (logical_id, resource_type, self.resolve(resource.get("Properties", {})))
+            for resource_type in order
+            for logical_id, resource in self.of_type(resource_type).items()
+        ]
 
     def gateway_responses(self) -> dict[str, tuple[int, str]]:
         """Gateway response type → (status, body), as the REST API would answer them."""

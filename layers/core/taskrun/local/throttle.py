@@ -43,12 +43,14 @@ class TokenBucket:
 
 @dataclass
 class Throttle:
-    """The stage's bucket, and one bucket a key; `retry_after` is 0 when the request may go."""
+    """The stage's bucket, and one bucket a usage-plan key, at its plan's rate and burst
+    unless `key_rate` and `key_burst` are set; each call answers 0 when the request may go,
+    else the Retry-After seconds."""
 
     stage_rate: float
     stage_burst: float
-    key_rate: float
-    key_burst: float
+    key_rate: float | None = None
+    key_burst: float | None = None
     clock: Callable[[], float] = time.monotonic
     MAX_KEYS = 10_000
 
@@ -60,13 +62,14 @@ class Throttle:
     def for_stage(self) -> int:
         return _whole_seconds(self.stage.take())
 
-    def for_key(self, key_id: str) -> int:
+    def for_key(self, usage_key: str, rate: float, burst: float) -> int:
+        rate, burst = self.key_rate or rate, self.key_burst or burst
         with self._lock:
-            bucket = self._keys.get(key_id)
-            if bucket is None:
+            bucket = self._keys.get(usage_key)
+            if bucket is None or (bucket.rate, bucket.burst) != (rate, burst):  # new, or its plan changed
                 if len(self._keys) >= self.MAX_KEYS:
                     self._keys.clear()
-                bucket = self._keys[key_id] = TokenBucket(self.key_rate, self.key_burst, self.clock)
+                bucket = self._keys[usage_key] = TokenBucket(rate, burst, self.clock)
         return _whole_seconds(bucket.take())
 
 
