@@ -87,6 +87,11 @@ def error_code(error: BaseException) -> str | None:
     return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
+# What S3 answers for a key that is not there: 404 (HeadObject) or NoSuchKey to a caller
+# that may list the bucket, 403 (HeadObject) or AccessDenied to one that may not.
+MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied"})
+
+
 def is_condition_failure(error: ClientError) -> bool:
     """A conditional write that did not happen because its condition was false."""
     return error_code(error) == "ConditionalCheckFailedException"

@@ -144,7 +144,8 @@ class FileStore:
         try:
             head = client.head_object(Bucket=self.bucket, Key=_key(file_id))
         except client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            # without s3:ListBucket, S3 answers a missing key 403, not 404: either way, no such file
+            if aws.error_code(error) in aws.MISSING_OBJECT_CODES:
                 raise refuse("no such file: unknown, or not uploaded yet") from None
             raise
         meta = head.get("Metadata", {})

@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any
 
+from botocore.exceptions import ClientError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from pydantic import TypeAdapter, ValidationError
@@ -178,8 +179,9 @@ class ResultStore:
         try:
             kept = s3.get_object(Bucket=self.bucket, Key=f"logs/{run_id}.txt")
             return kept["Body"].read().decode(), kept.get("Metadata", {}).get("truncated") == "true"
-        except s3.exceptions.NoSuchKey:
-            pass
+        except ClientError as error:  # no single file: a flow's steps', or none yet
+            if aws.error_code(error) not in aws.MISSING_OBJECT_CODES:
+                raise
         listed = s3.list_objects_v2(Bucket=self.bucket, Prefix=f"logs/{run_id}/", MaxKeys=1000)
         parts: list[str] = []
         size, truncated = 0, bool(listed.get("IsTruncated"))

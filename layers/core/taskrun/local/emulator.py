@@ -21,9 +21,11 @@ from unittest import mock
 
 import boto3
 
+from taskrun.local.iam import Judge, role_policies
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
+    enforce_iam,
     make_item_access_atomic,
     route_lambda_to,
     serve_moto_faster,
@@ -73,7 +75,10 @@ class Emulator:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
+        self.iam = Judge(role_policies(self.stack))
+        self.runtime.credentials = {spec.logical_id: self.iam.credentials(spec.logical_id) for spec in self.functions}
         self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions(), usage_plan_keys_as_api_gateway()]
+        self._undo.append(enforce_iam(self.iam))
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)

@@ -145,6 +145,7 @@ class LambdaRuntime:
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(max_workers=concurrency * 4, thread_name_prefix="lambda-async")
         self.environment: dict[str, str] = {}  # for every sandbox: the emulator's endpoint, credentials, overrides
+        self.credentials: dict[str, dict[str, str]] = {}  # each function's own (its role's), over the shared ones
         self.logs: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES_KEPT)
         self.faults = Faults()
         self.echo_logs = True
@@ -176,6 +177,7 @@ class LambdaRuntime:
                     environment={
                         **spec.environment,
                         **self.environment,
+                        **self.credentials.get(name, {}),
                         "AWS_LAMBDA_FUNCTION_NAME": name,
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
                         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

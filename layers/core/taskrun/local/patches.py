@@ -16,9 +16,11 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 
 from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.faults import Faults
+from taskrun.local.iam import AccessDenied, Judge
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, InvokeRefused
+from taskrun.local.template import ACCOUNT_ID
 
 
 def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
@@ -286,5 +288,42 @@ def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
     def undo() -> None:
         APIGatewayBackend.delete_usage_plan_key = delete_plan_key  # type: ignore[method-assign]
         APIGatewayBackend.delete_api_key = delete_key  # type: ignore[method-assign]
+
+    return undo
+
+
+def enforce_iam(judge: Judge) -> Callable[[], None]:
+    """Judge every request moto serves by the IAM policies of the function that signed it
+    (taskrun.local.iam); a refusal answers AWS's AccessDenied in the service's own shape."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.s3.exceptions import S3AccessDeniedError
+    from moto.s3.models import s3_backends
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def object_exists(arn: str) -> bool:
+        bucket_name, _, key = arn.removeprefix("arn:aws:s3:::").partition("/")
+        bucket = s3_backends[ACCOUNT_ID]["aws"].buckets.get(bucket_name)
+        return bucket is not None and key in bucket.keys
+
+    judge.object_exists = object_exists
+
+    def authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        try:
+            action = self._get_action()
+        except Exception:  # an operation moto cannot name: not a call of taskrun's
+            return
+        try:
+            judge.judge(self, action, resource)
+        except AccessDenied as denied:
+            if denied.call.action.startswith("s3:"):
+                raise S3AccessDeniedError() from denied
+            code = "AccessDenied" if denied.call.action.startswith("sqs:") else "AccessDeniedException"
+            raise JsonRESTError(code, str(denied)) from denied
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authorize  # type: ignore[method-assign]
+
+    def undo() -> None:
+        ActionAuthenticatorMixin._authenticate_and_authorize_action = original  # type: ignore[method-assign]
 
     return undo

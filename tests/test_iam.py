@@ -1,0 +1,197 @@
+"""IAM in local mode: each function calls the emulator as its own role, read from the
+template through the SAM transform, and what its role does not allow fails as on AWS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from taskrun.local.iam import Call, allows
+from taskrun.local.stack import LocalStack
+from taskrun.settings import get_settings
+from tests.test_files import upload
+from tests.test_schedules import create, runs_of, until, wall
+
+RUNS_TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/RunsTable"
+
+
+def calls_of(stack: LocalStack, function: str) -> set[tuple[str, str]]:
+    return {(call.action, call.resource) for call in stack.emulator.iam.checked if call.function == function}
+
+
+def test_each_function_calls_as_its_own_role(stack: LocalStack, api: httpx.Client) -> None:
+    # When a run is started and read back
+    run = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "wait": True}).json()
+    assert api.get(f"/v1/runs/{run['run_id']}").status_code == 200
+    # Then each function's calls were judged by its own role and allowed
+    assert ("dynamodb:PutItem", RUNS_TABLE) in calls_of(stack, "StartRunFunction")
+    assert ("dynamodb:GetItem", RUNS_TABLE) in calls_of(stack, "GetRunFunction")
+    keys = "arn:aws:dynamodb:us-east-1:123456789012:table/KeysTable"
+    assert ("dynamodb:GetItem", keys) in calls_of(stack, "AuthorizerFunction")
+    assert not [call for call in stack.emulator.iam.refused if call.resource.startswith(RUNS_TABLE)]
+
+
+@pytest.fixture
+def without_get_item(stack: LocalStack) -> Iterator[None]:
+    """GetRunFunction's role as the template would make it with dynamodb:GetItem on the runs
+    table taken out (the rest of its policies kept)."""
+    roles = stack.emulator.iam.roles
+    kept = roles["GetRunFunction"]
+    trimmed = json.loads(json.dumps(kept))
+    for policy in trimmed:
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "dynamodb:GetItem" in actions and RUNS_TABLE in json.dumps(statement["Resource"]):
+                statement["Action"] = [a for a in actions if a != "dynamodb:GetItem"] or ["dynamodb:DescribeTable"]
+    roles["GetRunFunction"] = trimmed
+    yield
+    roles["GetRunFunction"] = kept
+
+
+def test_a_permission_taken_from_a_role_is_the_access_denied_aws_would_answer(
+    stack: LocalStack, api: httpx.Client, without_get_item: None
+) -> None:
+    run = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}}).json()
+    stack.emulator.runtime.logs.clear()
+    # When the function whose role lacks the permission reads the run
+    answer = api.get(f"/v1/runs/{run['run_id']}")
+    # Then the client gets the API's 500 problem (nothing of the error), and the function's
+    # log holds AWS's AccessDeniedException naming the action and the table
+    assert answer.status_code == 500 and answer.headers["content-type"] == "application/problem+json"
+    assert "AccessDenied" not in answer.text
+    logged = "\n".join(line for function, line in stack.emulator.runtime.logs if function == "GetRunFunction")
+    assert "AccessDeniedException" in logged
+    assert f"is not authorized to perform: dynamodb:GetItem on resource: {RUNS_TABLE}" in logged
+
+
+def test_a_missing_key_is_403_to_a_role_that_may_not_list_the_bucket_and_404_to_one_that_may(
+    stack: LocalStack,
+) -> None:
+    bucket = get_settings().results_bucket
+    roles = stack.emulator.iam.roles
+
+    def head(function: str, key: str) -> str:
+        credentials = stack.emulator.iam.credentials(function)
+        s3 = boto3.Session(
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials["AWS_SESSION_TOKEN"],
+            region_name="us-east-1",
+        ).client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except s3.exceptions.ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "200"
+
+    # StartRunFunction may read files/* but not list the bucket: S3 does not tell it what is missing
+    assert not allows(roles["StartRunFunction"], Call("StartRunFunction", "s3:ListBucket", f"arn:aws:s3:::{bucket}"))
+    assert head("StartRunFunction", "files/file_" + "0" * 32) == "403"
+    # and a key outside what it may read is 403 too, there or not
+    assert head("StartRunFunction", "logs/whatever.txt") == "403"
+    # (the stack's own process, standing in for an administrator, hears 404)
+    with pytest.raises(boto3.client("s3").exceptions.ClientError, match="404"):
+        boto3.client("s3").head_object(Bucket=bucket, Key="files/file_" + "1" * 32)
+
+
+def test_the_logs_of_a_run_with_none_yet_are_empty_though_s3_answers_403(api: httpx.Client) -> None:
+    run = api.post("/v1/runs", json={"task_id": "examples/sleep", "arguments": {"seconds": 5}}).json()
+    answer = api.get(f"/v1/runs/{run['run_id']}/logs")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["text"] == ""
+    api.post(f"/v1/runs/{run['run_id']}/cancel")
+
+
+def test_a_file_argument_reaches_the_task_in_a_run_a_schedule_starts(api: httpx.Client) -> None:
+    data = os.urandom(1000)
+    file_id = upload(api, data)
+    # Given a one-off schedule of a task with a file argument, a few seconds ahead
+    made = create(
+        api,
+        task_id="files/measure",
+        arguments={"upload": {"file_id": file_id}, "label": "scheduled"},
+        expression=f"at({wall(datetime.now(UTC) + timedelta(seconds=3))})",
+    )
+    # When it fires (the schedule target function starts the run)
+    (run,) = until(lambda: runs_of(api, made["schedule_id"]), seconds=30)
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true"}).json()
+    # Then the task read the file
+    assert ended["status"] == "succeeded", ended
+    assert ended["result"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_argument_reaches_the_task_in_a_run_a_state_machine_starts(api: httpx.Client) -> None:
+    data = os.urandom(1000)
+    file_id = upload(api, data)
+    # a state machine's Task state invoking the run-task function, as flows do
+    answer = boto3.client("lambda").invoke(
+        FunctionName="RunTaskFunction",
+        Payload=json.dumps({"task_id": "files/measure", "arguments": {"upload": {"file_id": file_id}, "label": "sm"}}),
+    )
+    result: Any = json.loads(answer["Payload"].read())
+    assert "FunctionError" not in answer, result
+    assert result["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------ the verdicts
+
+
+def test_an_explicit_deny_wins_over_any_allow() -> None:
+    policies = [
+        {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]},
+        {"Statement": [{"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::b/*"}]},
+    ]
+    assert allows(policies, Call("F", "s3:GetObject", "arn:aws:s3:::b/k"))
+    assert not allows(policies, Call("F", "s3:DeleteObject", "arn:aws:s3:::b/k"))
+    assert not allows([], Call("F", "s3:GetObject", "arn:aws:s3:::b/k"))  # nothing allows it
+
+
+def test_actions_match_without_case_and_resources_with_it_and_wildcards_hold() -> None:
+    policy = {
+        "Statement": [{"Effect": "Allow", "Action": "DynamoDB:Get*", "Resource": "arn:aws:dynamodb:*:*:table/Runs"}]
+    }
+    assert allows([policy], Call("F", "dynamodb:GetItem", "arn:aws:dynamodb:us-east-1:1:table/Runs"))
+    assert not allows([policy], Call("F", "dynamodb:GetItem", "arn:aws:dynamodb:us-east-1:1:table/runs"))
+    assert not allows([policy], Call("F", "dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:1:table/Runs"))
+    not_action = {"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}
+    assert allows([not_action], Call("F", "sqs:SendMessage", "arn:aws:sqs:us-east-1:1:q"))
+    assert not allows([not_action], Call("F", "iam:PassRole", "arn:aws:iam::1:role/r"))
+
+
+def test_a_condition_on_the_listed_prefix_is_judged() -> None:
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": "arn:aws:s3:::b",
+                "Condition": {"StringLike": {"s3:prefix": "logs/*"}},
+            }
+        ]
+    }
+    assert allows([policy], Call("F", "s3:ListBucket", "arn:aws:s3:::b", (("s3:prefix", "logs/run_1/"),)))
+    assert not allows([policy], Call("F", "s3:ListBucket", "arn:aws:s3:::b", (("s3:prefix", "files/"),)))
+    assert not allows([policy], Call("F", "s3:ListBucket", "arn:aws:s3:::b"))  # no prefix: the key is absent
+    if_exists = {
+        "Statement": [{**policy["Statement"][0], "Condition": {"StringLikeIfExists": {"s3:prefix": "logs/*"}}}]
+    }
+    assert allows([if_exists], Call("F", "s3:ListBucket", "arn:aws:s3:::b"))
+    with pytest.raises(ValueError, match="NumericLessThan"):
+        allows(
+            [
+                {
+                    "Statement": [
+                        {"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"NumericLessThan": {"k": 1}}}
+                    ]
+                }
+            ],
+            Call("F", "s3:ListBucket", "arn:aws:s3:::b", (("k", "0"),)),
+        )
