@@ -5,7 +5,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from typing import Any
 
+from taskrun.local.iam import role_policies
 from taskrun.local.stack import LocalStack
 from taskrun.local.template import Stack
 from tests.conftest import API_KEY, EVENTS, ROOT
@@ -20,7 +22,7 @@ def test_every_route_in_the_template_reaches_a_handler_route(stack: LocalStack) 
         )
         assert response.status < 500, (route.path, response.body)
         if response.status == 404:
-            assert not json.loads(response.body)["detail"].startswith("no route"), route.path
+            assert not json.loads(response.body)["detail"].startswith("no such route"), route.path
 
 
 def test_every_function_has_its_code_and_a_sample_event() -> None:
@@ -186,3 +188,102 @@ def test_no_partition_is_written_out() -> None:
     """`arn:aws:` would break in aws-cn and aws-us-gov; ARNs take `${AWS::Partition}`."""
     for path in [ROOT / "template.yaml", *(ROOT / "statemachines").glob("*.asl.json")]:
         assert "arn:aws:" not in path.read_text(), path.name
+
+
+def test_alarms_may_publish_to_their_encrypted_topic() -> None:
+    """CloudWatch alarms cannot use the AWS-managed SNS key: the topic's key is the stack's
+    own, and its policy lets CloudWatch use it."""
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    for topic in stack.of_type("AWS::SNS::Topic").values():
+        key = topic["Properties"].get("KmsMasterKeyId")
+        if key is None:
+            continue
+        assert isinstance(key, dict) and "Ref" in key, f"{key!r}: CloudWatch alarms cannot use an AWS-managed key"
+        policy = stack.resources[key["Ref"]]["Properties"]["KeyPolicy"]
+        for_cloudwatch = [
+            s for s in policy["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+        ]
+        granted = {action for statement in for_cloudwatch for action in statement["Action"]}
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
+
+
+def test_buckets_outlive_the_stack_and_take_only_tls() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    policies = [policy["Properties"] for policy in stack.of_type("AWS::S3::BucketPolicy").values()]
+    for logical_id, bucket in stack.of_type("AWS::S3::Bucket").items():
+        # a bucket holding objects cannot be deleted with its stack: kept, so the stack can go
+        assert bucket.get("DeletionPolicy") == "Retain" and bucket.get("UpdateReplacePolicy") == "Retain", logical_id
+        (policy,) = [p["PolicyDocument"] for p in policies if p["Bucket"] == {"Ref": logical_id}]
+        assert any(
+            statement["Effect"] == "Deny"
+            and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            and statement["Action"] == "s3:*"
+            for statement in policy["Statement"]
+        ), logical_id
+
+
+# API Gateway's own answers a REST API can give (each a gateway response type)
+GATEWAY_ANSWERS = {
+    "UNAUTHORIZED": 401,
+    "ACCESS_DENIED": 403,
+    "INVALID_API_KEY": 403,
+    "MISSING_AUTHENTICATION_TOKEN": 404,
+    "RESOURCE_NOT_FOUND": 404,
+    "BAD_REQUEST_BODY": 400,
+    "BAD_REQUEST_PARAMETERS": 400,
+    "REQUEST_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "THROTTLED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "AUTHORIZER_FAILURE": 500,
+    "AUTHORIZER_CONFIGURATION_ERROR": 500,
+    "API_CONFIGURATION_ERROR": 500,
+    "INTEGRATION_FAILURE": 502,
+    "INTEGRATION_TIMEOUT": 504,
+}
+
+
+def test_every_answer_of_api_gateway_itself_is_a_problem() -> None:
+    (api,) = Stack(ROOT / "template.yaml", "us-east-1").of_type("AWS::Serverless::Api").values()
+    responses = api["Properties"]["GatewayResponses"]
+    for kind, status in GATEWAY_ANSWERS.items():
+        assert kind in responses, kind
+        spec = responses[kind]
+        assert spec["StatusCode"] == str(status), kind
+        assert spec["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'", kind
+        problem = json.loads(spec["ResponseTemplates"]["application/json"])
+        assert problem["status"] == status and problem["type"].startswith("urn:taskrun:problem:"), kind
+        assert problem["detail"] and problem["errors"] == [], kind
+
+
+def test_a_route_that_does_not_exist_is_the_templates_404_problem(anonymous: Any) -> None:
+    answer = anonymous.get("/v1/nothing-here")
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"].startswith("no such route")
+
+
+def test_invoke_grants_name_the_worker_exactly() -> None:
+    """`function:<name>*` would also let a role invoke every function whose name starts so."""
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    arns = {stack.arn(logical_id) for logical_id in stack.of_type("AWS::Serverless::Function")}
+    for function, policies in role_policies(stack).items():
+        for policy in policies:
+            for statement in policy["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if "lambda:InvokeFunction" not in actions:
+                    continue
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                for resource in resources:
+                    assert resource in arns or resource.removesuffix(":*") in arns, (function, resource)
+
+
+def test_the_notifier_hears_only_of_runs_that_have_ended() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    (source,) = [s for s in stack.stream_sources() if s.function == "NotifierFunction"]
+    ended = ["cancelled", "failed", "succeeded", "timed_out"]
+    assert source.filters, "no filter: every change of every run would invoke it"
+    for pattern in source.filters:
+        assert sorted(pattern["dynamodb"]["NewImage"]["status"]["S"]) == ended, pattern

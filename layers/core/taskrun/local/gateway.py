@@ -98,7 +98,7 @@ class Gateway:
         matches = [(route, route.pattern.match(path)) for route in self.routes]
         on_path = [(route, match) for route, match in matches if match]
         if not on_path:
-            return _problem(HTTPStatus.NOT_FOUND, f"no route for {path}")
+            return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", HTTPStatus.NOT_FOUND)  # REST APIs' answer
         chosen = next(((route, match) for route, match in on_path if route.method == method), None)
         if chosen is None:
             allowed = ", ".join(sorted({route.method for route, _ in on_path}))
@@ -128,13 +128,12 @@ class Gateway:
         try:
             answer = json.loads(invocation.result(timeout=INTEGRATION_TIMEOUT_SECONDS))
         except TimeoutError:
-            detail = f"the function did not answer within {INTEGRATION_TIMEOUT_SECONDS:g} s; it may still be running"
-            return _problem(HTTPStatus.GATEWAY_TIMEOUT, detail)
+            return self.gateway_response("INTEGRATION_TIMEOUT", HTTPStatus.GATEWAY_TIMEOUT)
         except FunctionError as error:
             if isinstance(error, InvokeRefused) and error.throttled:
                 return self.throttled(1)  # every sandbox of the function is busy
             print(f"{route.function} failed: {error.payload['errorType']}: {error}", flush=True)
-            return _problem(HTTPStatus.BAD_GATEWAY, "the function behind this route failed")
+            return self.gateway_response("INTEGRATION_FAILURE", HTTPStatus.BAD_GATEWAY)
         return self._from_proxy_result(answer)
 
     def _authorize(self, event: dict[str, Any]) -> GatewayResponse | None:
