@@ -287,3 +287,32 @@ def test_the_notifier_hears_only_of_runs_that_have_ended() -> None:
     assert source.filters, "no filter: every change of every run would invoke it"
     for pattern in source.filters:
         assert sorted(pattern["dynamodb"]["NewImage"]["status"]["S"]) == ended, pattern
+
+
+# Names the template makes from the stack's name, and AWS's limit on each
+NAME_LIMITS = {
+    ("AWS::SQS::Queue", "QueueName"): 80,
+    ("AWS::Scheduler::ScheduleGroup", "Name"): 64,
+    ("AWS::Scheduler::Schedule", "Name"): 64,
+    ("AWS::Serverless::StateMachine", "Name"): 80,
+    ("AWS::Serverless::LayerVersion", "LayerName"): 140,
+    ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
+    ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+}
+LONGEST_STACK_NAME = 62  # what docs/deploy.md promises
+
+
+def test_every_name_made_from_the_stack_name_fits_for_the_longest_stack_name_the_docs_allow() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    tightest = 128
+    for (resource_type, field), limit in NAME_LIMITS.items():
+        for logical_id, resource in stack.of_type(resource_type).items():
+            name = resource["Properties"].get(field)
+            if not (isinstance(name, dict) and "${AWS::StackName}" in str(name.get("Fn::Sub", ""))):
+                continue
+            rest = len(str(name["Fn::Sub"]).replace("${AWS::StackName}", ""))
+            tightest = min(tightest, limit - rest)
+            assert LONGEST_STACK_NAME + rest <= limit, (logical_id, field)
+    assert tightest == LONGEST_STACK_NAME  # the bound is the tightest name's, no looser
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert f"at most {LONGEST_STACK_NAME} characters" in deploy
