@@ -133,6 +133,8 @@ class Emulator:
         client.update_state_machine(stateMachineArn=arn, definition=self._definition(definition, self.substitutions))
 
     def stop(self) -> None:
+        if hasattr(self, "iam") and os.environ.get("TASKRUN_IAM_CALLS"):
+            self.iam.write(Path(os.environ["TASKRUN_IAM_CALLS"]))  # the distinct calls judged, for review
         for poller in getattr(self, "_pollers", []):
             poller.stop()
         if hasattr(self, "schedules"):
