@@ -14,7 +14,7 @@ import boto3
 import httpx
 import pytest
 
-from taskrun.local.iam import Call, allows
+from taskrun.local.iam import Call, Judge, allows
 from taskrun.local.stack import LocalStack
 from taskrun.settings import get_settings
 from tests.test_files import upload
@@ -195,3 +195,53 @@ def test_a_condition_on_the_listed_prefix_is_judged() -> None:
             ],
             Call("F", "s3:ListBucket", "arn:aws:s3:::b", (("k", "0"),)),
         )
+
+
+# What SAM's event sources attach to a function's role, as AWS publishes those managed policies
+EVENT_SOURCE_POLICIES = {
+    "NotifierFunction": {  # AWSLambdaDynamoDBExecutionRole
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                "Resource": "*",
+            }
+        ]
+    },
+    "WebhookFunction": {  # AWSLambdaSQSQueueExecutionRole
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                "Resource": "*",
+            }
+        ]
+    },
+}
+
+
+def test_the_event_source_grants_reach_only_the_stream_and_queue_each_function_reads(stack: LocalStack) -> None:
+    judge = stack.emulator.iam
+    resolve = stack.stack.resolve
+    reads = {
+        "NotifierFunction": ("dynamodb:GetRecords", resolve({"Fn::GetAtt": ["RunsTable", "StreamArn"]})),
+        "WebhookFunction": ("sqs:ReceiveMessage", resolve({"Fn::GetAtt": ["WebhookQueue", "Arn"]})),
+    }
+    others = {
+        "NotifierFunction": "arn:aws:dynamodb:us-east-1:123456789012:table/KeysTable/stream/2026-12-01T00:00:00.000",
+        "WebhookFunction": resolve({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+    }
+    for function, managed in EVENT_SOURCE_POLICIES.items():
+        # the role as AWS holds it: its own policies and the event source's managed one, under its boundary
+        assert function in judge.boundaries, f"{function} has no permissions boundary"
+        effective = Judge({function: [*judge.roles[function], managed]}, {function: judge.boundaries[function]})
+        action, own = reads[function]
+        assert effective.allowed(Call(function, action, own)), function
+        assert not effective.allowed(Call(function, action, others[function])), function
+        unbounded = Judge({function: [*judge.roles[function], managed]})
+        assert unbounded.allowed(Call(function, action, others[function]))  # what the boundary takes away

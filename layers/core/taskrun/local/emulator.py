@@ -75,7 +75,8 @@ class Emulator:
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_environment(port)
-        self.iam = Judge(role_policies(self.stack))
+        boundaries: dict[str, list[dict[str, Any]]] = {}
+        self.iam = Judge(role_policies(self.stack, boundaries), boundaries)
         self.runtime.credentials = {spec.logical_id: self.iam.credentials(spec.logical_id) for spec in self.functions}
         self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions(), usage_plan_keys_as_api_gateway()]
         self._undo.append(enforce_iam(self.iam))

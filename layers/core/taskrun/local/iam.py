@@ -61,10 +61,14 @@ class AccessDenied(Exception):
 # ------------------------------------------------------------------------------ the roles
 
 
-def role_policies(stack: Stack) -> dict[str, list[dict[str, Any]]]:
+def role_policies(
+    stack: Stack, boundaries: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Each function's role's policy documents, from the template translated by the SAM
-    transform and resolved for this stack. AWS-managed policies (basic execution, X-Ray)
-    grant what local mode never calls (logs, traces) and are left out."""
+    transform and resolved for this stack; each role's permissions boundary goes into
+    `boundaries` when given. AWS-managed policies (basic execution, X-Ray, the stream and
+    queue readers' policies of event sources) grant what local mode never calls with a
+    function's credentials (logs, traces, the pollers' reads) and are left out."""
     import logging
 
     from samtranslator.translator.transform import transform
@@ -92,8 +96,12 @@ def role_policies(stack: Stack) -> dict[str, list[dict[str, Any]]]:
         role_id = role["Fn::GetAtt"][0] if isinstance(role, dict) and "Fn::GetAtt" in role else None
         if role_id is None or role_id not in resources:
             raise ValueError(f"{logical_id}: a role local mode cannot read ({role!r})")
-        policies = resources[role_id].get("Properties", {}).get("Policies", [])
-        roles[logical_id] = [stack.resolve(policy["PolicyDocument"]) for policy in policies]
+        role_properties = resources[role_id].get("Properties", {})
+        roles[logical_id] = [stack.resolve(policy["PolicyDocument"]) for policy in role_properties.get("Policies", [])]
+        boundary = role_properties.get("PermissionsBoundary")
+        if boundaries is not None and isinstance(boundary, dict) and boundary.get("Ref") in resources:
+            document = resources[boundary["Ref"]]["Properties"]["PolicyDocument"]
+            boundaries[logical_id] = [stack.resolve(document)]
     return roles
 
 
@@ -286,8 +294,11 @@ def _call(action: str, resource: str, context: tuple[tuple[str, str], ...] = ())
 class Judge:
     """Judges every request the emulator serves by the policies of the function that signed it."""
 
-    def __init__(self, roles: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self, roles: dict[str, list[dict[str, Any]]], boundaries: dict[str, list[dict[str, Any]]] | None = None
+    ) -> None:
         self.roles = roles
+        self.boundaries = boundaries or {}  # a role's permissions boundary: what it allows at most
         self.keys = {access_key_of(function): function for function in roles}
         self.checked: set[Call] = set()
         self.refused: list[Call] = []
@@ -307,7 +318,7 @@ class Judge:
         service = _service_of(headers, parse_qs(url.query), response)
         for call in describe(response, service, action, resource):
             call = Call(function, call.action, call.resource, call.context)
-            allowed = allows(self.roles[function], call)
+            allowed = self.allowed(call)
             with self._lock:
                 self.checked.add(call)
                 if not allowed:
@@ -318,9 +329,13 @@ class Judge:
             if call.action == "s3:GetObject" and not self.object_exists(call.resource):
                 # S3 tells a missing key (404) only to a caller that may list the bucket; others get 403
                 bucket = call.resource.split("/", 1)[0]
-                listing = Call(function, "s3:ListBucket", bucket)
-                if not allows(self.roles[function], listing):
+                if not self.allowed(Call(function, "s3:ListBucket", bucket)):
                     raise AccessDenied(call)
+
+    def allowed(self, call: Call) -> bool:
+        """The role's policies allow it, and its permissions boundary (if any) too."""
+        boundary = self.boundaries.get(call.function)
+        return allows(self.roles[call.function], call) and (boundary is None or allows(boundary, call))
 
     def write(self, path: Path) -> None:
         """The distinct calls judged, a JSON line each (function, action, resource, allowed)."""
