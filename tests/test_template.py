@@ -316,3 +316,13 @@ def test_every_name_made_from_the_stack_name_fits_for_the_longest_stack_name_the
     assert tightest == LONGEST_STACK_NAME  # the bound is the tightest name's, no looser
     deploy = (ROOT / "docs" / "deploy.md").read_text()
     assert f"at most {LONGEST_STACK_NAME} characters" in deploy
+
+
+def test_the_deploy_guide_counts_the_functions_and_names_only_outputs_the_stack_has() -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    functions = len(stack.of_type("AWS::Serverless::Function"))
+    assert f"both layers and the {functions} functions" in deploy
+    named = set(re.findall(r"OutputKey=='(\w+)'", deploy)) | set(re.findall(r"output `(\w+)`", deploy, re.IGNORECASE))
+    outputs = set(stack.document["Outputs"])
+    assert named and named <= outputs, named - outputs
