@@ -245,3 +245,18 @@ def test_the_event_source_grants_reach_only_the_stream_and_queue_each_function_r
         assert not effective.allowed(Call(function, action, others[function])), function
         unbounded = Judge({function: [*judge.roles[function], managed]})
         assert unbounded.allowed(Call(function, action, others[function]))  # what the boundary takes away
+
+
+def test_a_flows_task_states_call_as_the_flows_role(stack: LocalStack, api: httpx.Client) -> None:
+    # When a flow of the template runs (its Task states invoke the worker)
+    run = api.post(
+        "/v1/runs", json={"task_id": "examples/order", "arguments": {"order_id": "I-1", "quantity": 1}, "wait": True}
+    ).json()
+    assert run["status"] == "succeeded", run
+    # Then those invocations were judged as the template's FlowsRole, and allowed
+    worker = "arn:aws:lambda:us-east-1:123456789012:function:WorkerFunction"
+    assert any(
+        action == "lambda:InvokeFunction" and resource.startswith(worker)
+        for action, resource in calls_of(stack, "FlowsRole")
+    )
+    assert not [call for call in stack.emulator.iam.refused if call.function == "FlowsRole"]

@@ -93,7 +93,7 @@ class Emulator:
         self._undo.append(publish_execution_ends(self.bus))
         self.substitutions: dict[str, str] = {}
         for machine in self.stack.state_machines():
-            self.create_state_machine(machine.name, machine.definition, machine.substitutions)
+            self.create_state_machine(machine.name, machine.definition, machine.substitutions, machine.role)
             self.substitutions.update(machine.substitutions)
         signals: dict[str, list[threading.Event]] = {}
         self._pollers: list[StreamPoller | QueuePoller] = []
@@ -108,11 +108,14 @@ class Emulator:
         self.schedules = Schedules(self.stack.schedules(), self.runtime, self.stack.region)
         self.schedules.start()
 
-    def create_state_machine(self, name: str, definition: Path, substitutions: dict[str, str]) -> str:
+    def create_state_machine(
+        self, name: str, definition: Path, substitutions: dict[str, str], role: str | None = None
+    ) -> str:
         """Create a state machine from an ASL file, with `${Name}` substitutions as SAM makes them."""
         client = boto3.client("stepfunctions", region_name=self.stack.region)
         text = self._definition(definition, substitutions)
-        created = client.create_state_machine(name=name, definition=text, roleArn=self._role, type="STANDARD")
+        role = role or self.stack.flow_role() or self._role  # a flow of a tasks directory: the flows' role
+        created = client.create_state_machine(name=name, definition=text, roleArn=role, type="STANDARD")
         return str(created["stateMachineArn"])
 
     @staticmethod

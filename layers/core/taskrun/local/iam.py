@@ -34,8 +34,9 @@ from taskrun.local.template import ACCOUNT_ID, Stack
 ACCESS_KEY_PREFIX = "LOCAL"
 
 
-def access_key_of(function: str) -> str:
-    return ACCESS_KEY_PREFIX + function
+def access_key_of(principal: str) -> str:
+    """The access key a function's sandbox, or a state machine's role, calls with."""
+    return ACCESS_KEY_PREFIX + principal
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,14 @@ def role_policies(
     resources = translated["Resources"]
     roles: dict[str, list[dict[str, Any]]] = {}
     for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::StepFunctions::StateMachine":
+            # a state machine's calls (its Task states') are made as its role, named by its logical id
+            role = resource["Properties"].get("RoleArn")
+            role_id = role["Fn::GetAtt"][0] if isinstance(role, dict) and "Fn::GetAtt" in role else ""
+            if role_id in resources:
+                policies = resources[role_id].get("Properties", {}).get("Policies", [])
+                roles[role_id] = [stack.resolve(policy["PolicyDocument"]) for policy in policies]
+            continue
         if resource["Type"] != "AWS::Lambda::Function":
             continue
         role = resource["Properties"]["Role"]

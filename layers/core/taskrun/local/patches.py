@@ -16,7 +16,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 
 from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.faults import Faults
-from taskrun.local.iam import AccessDenied, Judge
+from taskrun.local.iam import AccessDenied, Judge, access_key_of
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, InvokeRefused
@@ -322,8 +322,62 @@ def enforce_iam(judge: Judge) -> Callable[[], None]:
             raise JsonRESTError(code, str(denied)) from denied
 
     ActionAuthenticatorMixin._authenticate_and_authorize_action = authorize  # type: ignore[method-assign]
+    undo_states = states_call_as_their_role(judge)
 
     def undo() -> None:
         ActionAuthenticatorMixin._authenticate_and_authorize_action = original  # type: ignore[method-assign]
+        undo_states()
+
+    return undo
+
+
+def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
+    """moto's ASL interpreter makes a Task state's AWS calls with credentials of no one;
+    here they carry the execution's role (as Step Functions assumes it), so that a role of
+    the template is judged as the stack's functions are. (The client is made as moto's own
+    `boto_client_for` makes it, with the role's access key.)"""
+    import importlib
+    import pkgutil
+
+    import boto3
+    from botocore.config import Config
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+    from moto.stepfunctions.parser.asl.component.state import exec as state_exec
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        role = str(getattr(state_credentials, "role_arn", "") or "").rpartition("/")[2]
+        if role not in judge.roles:
+            return original(region, service, state_credentials)
+        endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+        return boto3.client(
+            service_name=service,
+            region_name=region,
+            aws_access_key_id=access_key_of(role),
+            aws_secret_access_key="local",
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+            ),
+            **endpoint,
+        )
+
+    users = [boto_client]
+    for found in pkgutil.walk_packages(state_exec.__path__, state_exec.__name__ + "."):
+        module = importlib.import_module(found.name)
+        if getattr(module, "boto_client_for", None) is original:
+            users.append(module)
+    for module in users:
+        module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        for module in users:
+            module.boto_client_for = original  # type: ignore[attr-defined]
 
     return undo

@@ -90,6 +90,7 @@ class StateMachineSpec:
     name: str
     definition: Path
     substitutions: dict[str, str]
+    role: str | None = None  # the role's ARN, as the template gives it
 
 
 @dataclass
@@ -181,6 +182,8 @@ class Stack:
             return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queue_name(logical_id)}"
         if resource_type == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{self.bucket_name(logical_id)}"
+        if resource_type == "AWS::IAM::Role":
+            return f"arn:aws:iam::{ACCOUNT_ID}:role/{logical_id}"
         return f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{logical_id}"
 
     def bucket_name(self, logical_id: str) -> str:
@@ -339,6 +342,7 @@ class Stack:
                         name: str(self.resolve(value))
                         for name, value in properties.get("DefinitionSubstitutions", {}).items()
                     },
+                    role=str(self.resolve(properties["Role"])) if "Role" in properties else None,
                 )
             )
         return specs
@@ -410,6 +414,12 @@ class Stack:
             for name, event in resource["Properties"].get("Events", {}).items()
             if event["Type"] == event_type
         ]
+
+    def flow_role(self) -> str | None:
+        """The role the template's flows share (a flow of a tasks directory gets it too, as
+        docs/deploy.md tells a flow's author to give it), if they share one."""
+        roles = {machine.role for machine in self.state_machines()}
+        return roles.pop() if len(roles) == 1 else None
 
     def authorizer_function(self) -> str | None:
         for resource in self.of_type("AWS::Serverless::Api").values():
