@@ -260,3 +260,48 @@ def test_a_flows_task_states_call_as_the_flows_role(stack: LocalStack, api: http
         for action, resource in calls_of(stack, "FlowsRole")
     )
     assert not [call for call in stack.emulator.iam.refused if call.function == "FlowsRole"]
+
+
+def test_the_services_that_deliver_to_the_stack_are_allowed_by_its_roles_and_resource_policies(
+    stack: LocalStack,
+) -> None:
+    """What local mode's own process does in AWS's place (Scheduler invoking the schedule
+    target, EventBridge dead-lettering), judged against the template's service role and
+    the queue's resource policy."""
+    template = stack.stack
+    resolve = template.resolve
+    dead_letters = resolve({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+    # EventBridge Scheduler, as SchedulerRole: the target of every schedule, and its dead letters
+    scheduler_role = [
+        resolve(p["PolicyDocument"]) for p in template.resources["SchedulerRole"]["Properties"]["Policies"]
+    ]
+    targets = {resolve(s["Properties"]["Target"]["Arn"]) for s in template.of_type("AWS::Scheduler::Schedule").values()}
+    targets.add(template.arn("ScheduleTargetFunction"))  # what schedules made over the API target
+    for target in targets:
+        assert allows(scheduler_role, Call("SchedulerRole", "lambda:InvokeFunction", target)), target
+    assert allows(scheduler_role, Call("SchedulerRole", "sqs:SendMessage", dead_letters))
+    # EventBridge, by the dead-letter queue's policy: every rule that dead-letters to it
+    (queue_policy,) = [
+        resolve(p["Properties"]["PolicyDocument"])
+        for p in template.of_type("AWS::SQS::QueuePolicy").values()
+        if {"Ref": "DeadLetterQueue"} in p["Properties"]["Queues"]
+    ]
+    for_events = [
+        {
+            "Statement": [
+                s for s in queue_policy["Statement"] if s.get("Principal") == {"Service": "events.amazonaws.com"}
+            ]
+        }
+    ]
+    rules = [
+        f"{function}{name}"
+        for function, resource in template.of_type("AWS::Serverless::Function").items()
+        for name, event in resource["Properties"].get("Events", {}).items()
+        if event["Type"] in ("EventBridgeRule", "Schedule") and "DeadLetterConfig" in event["Properties"]
+    ]
+    assert rules
+    for rule in rules:
+        arn = resolve({"Fn::GetAtt": [rule, "Arn"]})
+        sent = Call("events", "sqs:SendMessage", dead_letters, (("aws:SourceArn", arn),))
+        assert allows(for_events, sent), rule
+    assert not allows(for_events, Call("events", "sqs:SendMessage", dead_letters, (("aws:SourceArn", "arn:x"),)))
