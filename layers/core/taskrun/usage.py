@@ -57,6 +57,7 @@ class UsagePlan:
     def enrol(self, record: ApiKey) -> ApiKey:
         """Give a key its usage-plan key; the record to store names it. Nothing is left
         behind when API Gateway refuses (its limit of API keys a region, say)."""
+        plan_id = self.plan_id  # a missing plan stops it before anything is made
         try:
             made = self.client.create_api_key(
                 name=record.key_id,
@@ -67,11 +68,9 @@ class UsagePlan:
         except ClientError as error:
             raise Unavailable(f"API Gateway refused the key's usage-plan key: {_reason(error)}") from error
         try:
-            self.client.create_usage_plan_key(usagePlanId=self.plan_id, keyId=made["id"], keyType="API_KEY")
-        except (ClientError, Unavailable) as error:
+            self.client.create_usage_plan_key(usagePlanId=plan_id, keyId=made["id"], keyType="API_KEY")
+        except ClientError as error:
             self.client.delete_api_key(apiKey=made["id"])
-            if isinstance(error, Unavailable):
-                raise
             raise Unavailable(f"API Gateway refused the key's usage-plan key: {_reason(error)}") from error
         return record.model_copy(update={"usage_key_id": made["id"]})
 

@@ -18,6 +18,7 @@ operator, so the judging is here; its exceptions give the refusals their AWS sha
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import functools
 import json
@@ -211,10 +212,12 @@ def _body_json(response: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _access_key(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> str:
+def _credential_scope(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> list[str]:
+    """A signed request's credential scope, `[access key, date, region, service, "aws4_request"]`,
+    from its Authorization header or, for a presigned URL, its query."""
     authorization = headers.get("Authorization") or headers.get("authorization") or ""
-    credential = authorization.partition("Credential=")[2] or (query.get("X-Amz-Credential") or [""])[0]
-    return credential.split("/", 1)[0]
+    credential = authorization.partition("Credential=")[2].split(",")[0] or (query.get("X-Amz-Credential") or [""])[0]
+    return credential.split("/")
 
 
 # S3 operations whose permission has another name
@@ -321,12 +324,13 @@ class Judge:
     def judge(self, response: Any, action: str, resource: str) -> None:
         url = urlsplit(getattr(response, "uri", "") or "")
         headers = {str(k): str(v) for k, v in dict(getattr(response, "headers", {}) or {}).items()}
-        function = self.keys.get(_access_key(headers, parse_qs(url.query)))
+        scope = _credential_scope(headers, parse_qs(url.query))
+        function = self.keys.get(scope[0])
         if function is None:
             return  # the stack's own process
-        service = _service_of(headers, parse_qs(url.query), response)
-        for call in describe(response, service, action, resource):
-            call = Call(function, call.action, call.resource, call.context)
+        service = scope[3] if len(scope) > 3 else "s3" if type(response).__name__.startswith("S3") else ""
+        for named in describe(response, service, action, resource):
+            call = dataclasses.replace(named, function=function)
             allowed = self.allowed(call)
             with self._lock:
                 self.checked.add(call)
@@ -353,12 +357,3 @@ class Judge:
             for call in sorted(self.checked, key=lambda c: (c.function, c.action, c.resource)):
                 line = {"function": call.function, "action": call.action, "resource": call.resource}
                 out.write(json.dumps({**line, "allowed": call not in refused}) + "\n")
-
-
-def _service_of(headers: Mapping[str, str], query: Mapping[str, list[str]], response: Any) -> str:
-    authorization = headers.get("Authorization") or headers.get("authorization") or ""
-    credential = authorization.partition("Credential=")[2].split(",")[0] or (query.get("X-Amz-Credential") or [""])[0]
-    parts = credential.split("/")
-    if len(parts) > 3:
-        return parts[3]
-    return "s3" if type(response).__name__.startswith("S3") else ""

@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models.dynamo_type import DynamoType
@@ -21,6 +22,13 @@ from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.sandbox import FunctionError, InvokeRefused
 from taskrun.local.template import ACCOUNT_ID
+
+
+def _patch(target: Any, **attributes: Any) -> Callable[[], None]:
+    """Set attributes of a moto class for as long as the stack runs; return the undo."""
+    patcher = mock.patch.multiple(target, **attributes)
+    patcher.start()
+    return patcher.stop
 
 
 def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
@@ -54,12 +62,7 @@ def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(error.payload).encode()
 
-    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
-
-    def undo() -> None:
-        LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
-
-    return undo
+    return _patch(LambdaSimpleBackend, invoke=invoke)
 
 
 def make_item_access_atomic(journal: Journal | None, faults: Faults | None = None) -> Callable[[], None]:
@@ -92,14 +95,7 @@ def make_item_access_atomic(journal: Journal | None, faults: Faults | None = Non
 
         return operation
 
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, serialised(name, original))
-
-    def undo() -> None:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
-
-    return undo
+    return _patch(DynamoDBBackend, **{name: serialised(name, original) for name, original in originals.items()})
 
 
 def _record(journal: Journal, backend: Any, operation: str, answer: Any, args: Any, kwargs: Any) -> None:
@@ -214,12 +210,7 @@ def signal_stream_records(signals: dict[str, list[threading.Event]]) -> Callable
         for signal in signals.get(self.table.name, []):
             signal.set()
 
-    StreamShard.add = add  # type: ignore[method-assign]
-
-    def undo() -> None:
-        StreamShard.add = original  # type: ignore[method-assign]
-
-    return undo
+    return _patch(StreamShard, add=add)
 
 
 def task_tokens_as_step_functions() -> Callable[[], None]:
@@ -231,7 +222,6 @@ def task_tokens_as_step_functions() -> Callable[[], None]:
     from moto.stepfunctions.responses import StepFunctionResponse
 
     original_success = StepFunctionResponse.send_task_success
-    original_failure = StepFunctionResponse.send_task_failure
 
     def check(name: str, value: str | None, limit: int) -> None:
         if value is not None and len(value) > limit:
@@ -254,14 +244,7 @@ def task_tokens_as_step_functions() -> Callable[[], None]:
         )
         return EmptyResult()
 
-    StepFunctionResponse.send_task_success = send_task_success  # type: ignore[method-assign]
-    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
-
-    def undo() -> None:
-        StepFunctionResponse.send_task_success = original_success  # type: ignore[method-assign]
-        StepFunctionResponse.send_task_failure = original_failure  # type: ignore[method-assign]
-
-    return undo
+    return _patch(StepFunctionResponse, send_task_success=send_task_success, send_task_failure=send_task_failure)
 
 
 def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
@@ -282,14 +265,7 @@ def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
         for plan_keys in self.usage_plan_keys.values():
             plan_keys.pop(api_key_id, None)
 
-    APIGatewayBackend.delete_usage_plan_key = delete_usage_plan_key  # type: ignore[method-assign]
-    APIGatewayBackend.delete_api_key = delete_api_key  # type: ignore[method-assign]
-
-    def undo() -> None:
-        APIGatewayBackend.delete_usage_plan_key = delete_plan_key  # type: ignore[method-assign]
-        APIGatewayBackend.delete_api_key = delete_key  # type: ignore[method-assign]
-
-    return undo
+    return _patch(APIGatewayBackend, delete_usage_plan_key=delete_usage_plan_key, delete_api_key=delete_api_key)
 
 
 def enforce_iam(judge: Judge) -> Callable[[], None]:
@@ -298,8 +274,6 @@ def enforce_iam(judge: Judge) -> Callable[[], None]:
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.s3.exceptions import S3AccessDeniedError
     from moto.s3.models import s3_backends
-
-    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
     def object_exists(arn: str) -> bool:
         bucket_name, _, key = arn.removeprefix("arn:aws:s3:::").partition("/")
@@ -321,11 +295,11 @@ def enforce_iam(judge: Judge) -> Callable[[], None]:
             code = "AccessDenied" if denied.call.action.startswith("sqs:") else "AccessDeniedException"
             raise JsonRESTError(code, str(denied)) from denied
 
-    ActionAuthenticatorMixin._authenticate_and_authorize_action = authorize  # type: ignore[method-assign]
+    undo_authorize = _patch(ActionAuthenticatorMixin, _authenticate_and_authorize_action=authorize)
     undo_states = states_call_as_their_role(judge)
 
     def undo() -> None:
-        ActionAuthenticatorMixin._authenticate_and_authorize_action = original  # type: ignore[method-assign]
+        undo_authorize()
         undo_states()
 
     return undo

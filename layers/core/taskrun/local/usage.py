@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import boto3
-
 from taskrun.auth import DynamoKeyStore
 from taskrun.local.template import ACCOUNT_ID
 from taskrun.usage import UsagePlan, usage_value
@@ -46,17 +44,15 @@ def limits_of(region: str, value: str | None) -> tuple[float, float] | None:
 
 
 def restore_usage_keys(keys: DynamoKeyStore, plan: UsagePlan, region: str) -> int:
-    """Make again the usage-plan key of every valid key that names one; return how many."""
+    """Make again the usage-plan key of every valid key that names one, with the id it
+    names; return how many."""
     from moto.apigateway.utils import ApigwApiKeyIdentifier
 
-    apigateway = boto3.client("apigateway", region_name=region)
     restored = 0
     for record in keys.all():
         if record.revoked or not record.usage_key_id:
             continue
-        value = usage_value(record.key_hash)
-        with_id(ApigwApiKeyIdentifier(ACCOUNT_ID, region, value), record.usage_key_id)
-        made = apigateway.create_api_key(name=record.key_id, value=value, enabled=True)
-        apigateway.create_usage_plan_key(usagePlanId=plan.plan_id, keyId=made["id"], keyType="API_KEY")
+        with_id(ApigwApiKeyIdentifier(ACCOUNT_ID, region, usage_value(record.key_hash)), record.usage_key_id)
+        plan.enrol(record)
         restored += 1
     return restored
