@@ -137,6 +137,10 @@ class TaskTimedOut(Exception):
     """A flow step's script ran past its timeout (the Step Functions error name)."""
 
 
+class TaskCancelled(Exception):
+    """A flow step's script was stopped because its run was cancelled (the Step Functions error name)."""
+
+
 class ResultTooLarge(Exception):
     """A flow step's result is more than Step Functions passes between states (the error
     name a Retry or Catch can match, where States.DataLimitExceeded cannot be caught)."""

@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -33,12 +35,17 @@ from taskrun.tasklogs import Frame, captured, format_traceback, read_tail, task_
 
 logger = Logger(child=True)
 
+# How often a running call asks whether its run was cancelled: a cancel stops the task's code
+# within about this long (one consistent read of the run's status each time, 0.5 read unit).
+CANCEL_CHECK_SECONDS = 0.5
+
 
 @dataclass
 class Outcome:
     result: Any = None
     error: BaseException | None = None
     timed_out: bool = False
+    cancelled: bool = False  # stopped because its run was cancelled while it ran
     usage: dict[str, float] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)  # of the error the script raised
     logs: str = ""  # the last part of what the script printed or logged, and its traceback
@@ -67,15 +74,16 @@ class ScriptProcess:
         self._process: Any = None
         self._conn: Connection | None = None
 
-    def call(self, call: Call, limit: float) -> Outcome:
-        """Run one call; its outcome carries the call's logs, whichever way it ended."""
+    def call(self, call: Call, limit: float, cancelled: Callable[[], bool] | None = None) -> Outcome:
+        """Run one call; its outcome carries the call's logs, whichever way it ended. While
+        it runs, `cancelled` is asked every CANCEL_CHECK_SECONDS: True kills the child."""
         with tempfile.TemporaryDirectory(prefix="taskrun-") as folder:
             path = Path(folder) / "output.log"
-            outcome = self._call(dataclasses.replace(call, log_path=str(path)), limit)
+            outcome = self._call(dataclasses.replace(call, log_path=str(path)), limit, cancelled)
             outcome.logs, outcome.logs_truncated = read_tail(path)
         return outcome
 
-    def _call(self, call: Call, limit: float) -> Outcome:
+    def _call(self, call: Call, limit: float, cancelled: Callable[[], bool] | None) -> Outcome:
         conn = self._started()
         try:
             conn.send(call)
@@ -83,9 +91,14 @@ class ScriptProcess:
             self.stop()
             conn = self._started()
             conn.send(call)
-        if not conn.poll(limit):
-            self.stop()
-            return Outcome(timed_out=True)
+        deadline = time.monotonic() + limit
+        while not conn.poll(max(0.0, min(CANCEL_CHECK_SECONDS, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                self.stop()
+                return Outcome(timed_out=True)
+            if cancelled is not None and _asked(cancelled):
+                self.stop()
+                return Outcome(cancelled=True)
         try:
             status, result, error_name, message, usage, frames = conn.recv()
         except (EOFError, OSError):
@@ -121,6 +134,15 @@ class ScriptProcess:
         child_end.close()
         self._process, self._conn = process, parent_end
         return parent_end
+
+
+def _asked(cancelled: Callable[[], bool]) -> bool:
+    """Whether the run was cancelled; a failed check is no cancel (the next check asks again)."""
+    try:
+        return cancelled()
+    except Exception:
+        logger.exception("could not check whether the run was cancelled")
+        return False
 
 
 def _serve(conn: Connection, catalog: Catalog) -> None:

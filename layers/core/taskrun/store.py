@@ -102,6 +102,8 @@ class RunStore(Protocol):
 
     def get(self, run_id: str) -> Run: ...
 
+    def status_of(self, run_id: str) -> RunStatus: ...
+
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
     def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run: ...
@@ -124,6 +126,19 @@ class DynamoRunStore(aws.TableAdapter):
         if item is None:
             raise RunNotFound(run_id)
         return run_from_item(item)
+
+    def status_of(self, run_id: str) -> RunStatus:
+        """A run's status alone: the worker asks it while a task runs, to stop a cancelled one."""
+        _known_shape(run_id)
+        item = self.table.get_item(
+            Key={"run_id": run_id},
+            ConsistentRead=True,
+            ProjectionExpression="#status",
+            ExpressionAttributeNames={"#status": "status"},
+        ).get("Item")
+        if item is None:
+            raise RunNotFound(run_id)
+        return RunStatus(item["status"])
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         """Runs matching the filters, newest first, from the most selective index.

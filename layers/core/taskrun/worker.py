@@ -21,6 +21,7 @@ from taskrun.errors import (
     InvalidResult,
     ResultTooLarge,
     RunConflict,
+    TaskCancelled,
     TaskNotFound,
     TaskTimedOut,
 )
@@ -84,10 +85,23 @@ class Worker:
     results: ResultStore | None = None  # where results too large for the record go
     cache: ResultCache | None = None  # where succeeded runs of cached tasks are remembered
 
-    def _call(self, task_id: str, revision: str, arguments: dict[str, Any], context_id: str, limit: float) -> Outcome:
+    def _call(
+        self,
+        task_id: str,
+        revision: str,
+        arguments: dict[str, Any],
+        context_id: str,
+        limit: float,
+        run_id: str | None,
+    ) -> Outcome:
+        """Run a script in the sandbox's child process, stopped if `run_id` is cancelled meanwhile."""
         if self.scripts is None:
             self.scripts = ScriptProcess(self.catalog)
-        return self.scripts.call(Call(task_id, revision, arguments, context_id, time.monotonic() + limit), limit)
+        call = Call(task_id, revision, arguments, context_id, time.monotonic() + limit)
+        if run_id is None:
+            return self.scripts.call(call, limit)
+        store = self.store
+        return self.scripts.call(call, limit, cancelled=lambda: store.status_of(run_id) is RunStatus.CANCELLED)
 
     def execute(self, run_id: str, seconds_left: float | None = None) -> Run:
         """Run the script of a pending run. A run that is no longer pending (a repeated
@@ -148,10 +162,14 @@ class Worker:
         except InvalidInput as invalid:
             raise InvalidArguments(invalid.summary()) from invalid
         limit = _limit(definition.timeout, seconds_left)
-        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit)
         execution = (step.execution or "").rpartition(":")[2]
+        # a flow run's execution is named after the run: a cancel of the run stops the step too
+        watched = execution if execution.startswith("run_") else None
+        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, watched)
         if execution.startswith("run_"):  # a flow run's execution is named after the run
             self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', '.')}")
+        if outcome.cancelled:
+            raise TaskCancelled(f"run {execution} was cancelled while its step {step.task_id!r} ran")
         if outcome.timed_out:
             raise TaskTimedOut(f"task {step.task_id!r} did not finish within {limit:g} s")
         if outcome.error is not None:
@@ -219,9 +237,13 @@ class Worker:
             message = f"task {run.task_id!r} revision {run.revision!r} is not a script deployed on the worker"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message))
 
-        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit)
+        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, run.run_id)
         usage.update(outcome.usage)
         self._keep_logs(outcome, run.run_id)
+        if outcome.cancelled:
+            logger.info("run cancelled while its task ran; its process was stopped")
+            message = "cancelled by request"
+            return ending(RunStatus.CANCELLED, error=RunError(type=ErrorType.CANCELLED, message=message))
         if outcome.timed_out:
             logger.warning("task timed out; its process was stopped", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
