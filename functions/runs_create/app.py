@@ -44,6 +44,10 @@ def start_run(
         json_schema=body.json_schema,
         cache=body.cache,
         access=caller(app).tasks,
+        tags=tuple(body.tags),
+        delay=body.delay,
+        run_at=body.run_at,
+        ttl=body.ttl,
     )
     waiting = wait_seconds(
         wait if wait is not None else body.wait,

@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import answers, caller, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.models import RunList, RunStatus, TriggeredBy
+from taskrun.models import TAG_PATTERN, RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
 from taskrun.schedules import DECLARED_NAME_PATTERN
 from taskrun.store import RunFilter
@@ -23,11 +23,17 @@ def list_runs(
     task_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=TASK_ID_PATTERN)] = None,
     status: Annotated[RunStatus | None, Query()] = None,
     triggered_by: Annotated[TriggeredBy | None, Query()] = None,
+    tag: Annotated[str | None, Query(pattern=TAG_PATTERN, description="Runs carrying this tag.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query()] = None,
 ) -> RunList:
     filters = RunFilter(
-        schedule_id=schedule_id, task_id=task_id, status=status, triggered_by=triggered_by, tasks=caller(app).tasks
+        schedule_id=schedule_id,
+        task_id=task_id,
+        status=status,
+        triggered_by=triggered_by,
+        tag=tag,
+        tasks=caller(app).tasks,
     )
     runs, next_cursor = run_service().list(filters, limit, cursor)
     return RunList(runs=runs, next_cursor=next_cursor)

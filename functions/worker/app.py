@@ -19,7 +19,7 @@ def execute(event: dict[str, Any], context: LambdaContext) -> Any:
     if isinstance(request, CallbackRequest):
         return {"callback_id": callbacks().register(request).callback_id}
     # the run as it now stands: a synchronous caller answers with it, without reading it again
-    return worker().execute(request.run_id, seconds_left=seconds_left).model_dump(mode="json")
+    return worker().execute(request.run_id, seconds_left=seconds_left, attempt=request.attempt).model_dump(mode="json")
 
 
 lambda_handler = plain_handler(execute)

@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from taskrun import task
+from taskrun import Backoff, task
 
 
 @task("control/ticker", timeout=60)
@@ -18,3 +18,42 @@ def ticker(marks: str, ticks: int = 600) -> int:
     with path.open("a") as out:
         out.write("done\n")
     return ticks
+
+
+class Declined(Exception):
+    """A failure no retry can mend."""
+
+
+def _attempt_number(marks: str) -> int:
+    """Leave a mark for this attempt; how many attempts (this one included) have been made."""
+    path = Path(marks)
+    with path.open("a") as out:
+        out.write("attempt\n")
+    return len(path.read_text().splitlines())
+
+
+@task("control/flaky", timeout=2, retries=3, backoff=Backoff(first=0.5, factor=2, cap=2, jitter=0))
+def flaky(marks: str, failures: int = 2, hang: bool = False) -> int:
+    """Fail (or with `hang`, run past the timeout) the first `failures` attempts; then answer
+    the attempt's number."""
+    attempt = _attempt_number(marks)
+    print(f"attempt {attempt}", flush=True)
+    if attempt <= failures:
+        if hang:
+            time.sleep(30)
+        raise ConnectionError(f"attempt {attempt} could not connect")
+    return attempt
+
+
+@task("control/declined", timeout=5, retries=3, backoff=Backoff(first=0.5), final=(Declined,))
+def declined(marks: str) -> None:
+    """Fail with an exception marked final: no retry."""
+    _attempt_number(marks)
+    raise Declined("the card was declined")
+
+
+@task("control/patient", timeout=5, retries=2, backoff=Backoff(first=4, jitter=0))
+def patient(marks: str) -> None:
+    """Fail, then wait 4 s before each retry (a cancel comes during the wait)."""
+    _attempt_number(marks)
+    raise ConnectionError("not yet")

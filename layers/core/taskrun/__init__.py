@@ -1,6 +1,6 @@
 """taskrun: run named tasks over HTTP on AWS Lambda, Step Functions and DynamoDB.
 
-What task modules use (`task`, `flow`, `RunContext`, `File`, `Secret`) is imported on first use, so
+What task modules use (`task`, `flow`, `RunContext`, `File`, `Secret`, `Backoff`) is imported on first use, so
 that importing a part of taskrun (a function's handler, the client) loads only that part.
 """
 
@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from taskrun.catalog import RunContext, flow, task
     from taskrun.files import File
     from taskrun.masking import Secret
+    from taskrun.models import Backoff
 
-__all__ = ["File", "RunContext", "Secret", "__version__", "flow", "task"]
+__all__ = ["Backoff", "File", "RunContext", "Secret", "__version__", "flow", "task"]
 
 _WHERE = {
     "task": "taskrun.catalog",
@@ -23,6 +24,7 @@ _WHERE = {
     "RunContext": "taskrun.catalog",
     "File": "taskrun.files",
     "Secret": "taskrun.masking",
+    "Backoff": "taskrun.models",
 }
 
 

@@ -30,7 +30,7 @@ from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
-from taskrun.models import RevisionInfo, Run, TaskInfo, TaskType
+from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, RevisionInfo, Run, TaskInfo, TaskType
 from taskrun.results import as_json
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,6 +113,7 @@ class ScriptRevision(Revision):
     function: Callable[..., Any]
     context_parameter: str | None
     output_declared: bool = True  # the function has a return annotation
+    final: tuple[type[BaseException], ...] = ()  # exceptions that end a run without a retry
 
     def call(self, arguments: Mapping[str, Any], context: RunContext) -> Any:
         """Run the function on arguments already validated once, and return a JSON-ready result."""
@@ -158,6 +159,7 @@ class TaskDefinition:
     timeout: int | None
     revisions: dict[str, Revision] = field(default_factory=dict)
     cache_ttl: int | None = None  # seconds a succeeded run's result answers identical runs
+    retry: RetryPolicy | None = None  # how a failed run is tried again
 
     @property
     def latest(self) -> Revision:
@@ -187,6 +189,7 @@ class TaskDefinition:
             output=latest.output_adapter.json_schema(),
             timeout=self.timeout,
             cache_ttl=self.cache_ttl,
+            retry=self.retry,
             revisions=[
                 RevisionInfo(revision=rev.revision, weight=rev.weight)
                 for rev in sorted(self.revisions.values(), key=lambda r: _revision_order(r.revision))
@@ -242,17 +245,25 @@ class Catalog:
         weight: int,
         description: str | None,
         cache_ttl: int | None = None,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        final: tuple[type[BaseException], ...] = (),
     ) -> None:
         _check_task_id(task_id)
+        if not 0 <= retries <= MAX_RETRIES:
+            raise ValueError(f"task {task_id!r}: retries must be 0..{MAX_RETRIES}")
+        if not all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in final):
+            raise ValueError(f"task {task_id!r}: final must name exception types")
         if cache_ttl is not None and not 1 <= cache_ttl <= MAX_CACHE_TTL:
             raise ValueError(f"task {task_id!r}: cache_ttl must be 1..{MAX_CACHE_TTL} seconds")
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
         if weight < 0:
             raise ValueError(f"task {task_id!r}: weight must not be negative")
-        script = _script_revision(function, revision, weight)
+        script = dataclasses.replace(_script_revision(function, revision, weight), final=tuple(final))
         self._add(task_id, TaskType.SCRIPT, script, timeout, description or inspect.getdoc(function) or "")
         self._tasks[task_id].cache_ttl = cache_ttl
+        self._tasks[task_id].retry = RetryPolicy(retries=retries, backoff=backoff or Backoff()) if retries else None
 
     def add_flow(
         self,
@@ -334,10 +345,15 @@ def task(
     weight: int = 100,
     description: str | None = None,
     cache_ttl: int | None = None,
+    retries: int = 0,
+    backoff: Backoff | None = None,
+    final: tuple[type[BaseException], ...] = (),
     registry: Catalog | None = None,
 ) -> Callable[[F], F]:
     """Register a function as the script `task_id` (one revision of it). With `cache_ttl`
-    (seconds), a run identical to one that succeeded that recently answers with its result."""
+    (seconds), a run identical to one that succeeded that recently answers with its result.
+    With `retries`, a run that raised or timed out is tried again that many times at most,
+    after the `backoff`'s waits; an exception of a `final` type ends the run at once."""
 
     def register(function: F) -> F:
         (registry or catalog).add_script(
@@ -348,6 +364,9 @@ def task(
             weight=weight,
             description=description,
             cache_ttl=cache_ttl,
+            retries=retries,
+            backoff=backoff,
+            final=final,
         )
         return function
 

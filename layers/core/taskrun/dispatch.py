@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, timedelta
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +43,19 @@ class LambdaDispatcher:
             raise DispatchFailed(f"the worker could not be invoked: {error}") from error
         return None
 
+    def dispatch_attempt(self, run_id: str, attempt: int) -> None:
+        """Hand the worker a queued run's attempt whose start time has come (the wake's own
+        invoke, made by the sweeper when that was lost)."""
+        client = self._client or aws.client("lambda")
+        try:
+            client.invoke(
+                FunctionName=self._worker_function,
+                InvocationType="Event",
+                Payload=WorkerEvent(run_id=run_id, attempt=attempt).model_dump_json().encode(),
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise DispatchFailed(f"the worker could not be invoked: {error}") from error
+
     def run_now(self, run: Run) -> Run | FailedInvocation.Failure:
         """Invoke the worker synchronously for the run and answer when it is done: the run as
         the worker left it when the invocation ran to its end (whatever the run's outcome),
@@ -66,6 +81,40 @@ class LambdaDispatcher:
             return FailedInvocation.Failure.model_validate_json(payload or b"{}")
         except ValidationError:  # not Lambda's error shape: a failure all the same
             return FailedInvocation.Failure()
+
+
+class Waker:
+    """Queued runs wait for their start time in an execution of the wake state machine
+    (statemachines/wake.asl.json: a Wait state, then an asynchronous invoke of the worker for
+    that attempt), so that no Lambda runs while they wait. One execution per run and attempt,
+    named after them: a second start of the same is the same execution."""
+
+    def __init__(self, state_machine_arn: str, client: Any = None) -> None:
+        self._state_machine_arn = state_machine_arn
+        self._client = client
+
+    def wake_at(self, run: Run) -> None:
+        """Start the run's attempt `run.attempt` at `run.next_attempt_at`; DispatchFailed if
+        the wait could not be started."""
+        assert run.next_attempt_at is not None
+        client = self._client or aws.client("stepfunctions")
+        # Step Functions waits to the second: the start time rounded up, never early
+        start_at = run.next_attempt_at.astimezone(UTC).replace(microsecond=0)
+        if start_at < run.next_attempt_at:
+            start_at += timedelta(seconds=1)
+        payload = {"run_id": run.run_id, "attempt": run.attempt, "start_at": start_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        try:
+            client.start_execution(
+                stateMachineArn=self._state_machine_arn,
+                name=f"{run.run_id}-{run.attempt}",
+                input=json.dumps(payload),
+            )
+        except ClientError as error:
+            if aws.error_code(error) == "ExecutionAlreadyExists":
+                return
+            raise DispatchFailed(f"the run's start could not be put off: {error}") from error
+        except BotoCoreError as error:
+            raise DispatchFailed(f"the run's start could not be put off: {error}") from error
 
 
 class TaskDispatcher:

@@ -24,6 +24,8 @@ def format_time(moment: datetime) -> str:
 UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
 
 MAX_WAIT_TIMEOUT = 900
+MAX_RETRIES = 20
+MAX_DELAY_SECONDS = 30 * 86_400  # a delayed start or a ttl: at most 30 days ahead
 
 
 class TaskType(StrEnum):
@@ -32,6 +34,7 @@ class TaskType(StrEnum):
 
 
 class RunStatus(StrEnum):
+    QUEUED = "queued"  # waiting for its start time: a delay, run_at, or the backoff before a retry
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -41,10 +44,10 @@ class RunStatus(StrEnum):
 
     @property
     def is_done(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self not in ACTIVE_STATUSES
 
 
-ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class ErrorType(StrEnum):
@@ -54,6 +57,7 @@ class ErrorType(StrEnum):
     VALIDATION_ERROR = "validation_error"
     NOT_FOUND = "not_found"
     DISPATCH_ERROR = "dispatch_error"
+    EXPIRED = "expired"  # not started before its ttl ran out
 
 
 class TriggeredBy(StrEnum):
@@ -83,6 +87,64 @@ class RunError(BaseModel):
         description="For execution errors, where the exception was raised: the task's frames, innermost last "
         "(the whole traceback is in the run's logs).",
     )
+
+
+MAX_TAGS = 10
+TAG_PATTERN = r"^[A-Za-z0-9_.:=+@/-]{1,64}$"
+Tag = Annotated[str, Field(pattern=TAG_PATTERN, examples=["tenant:acme"])]
+Tags = Annotated[
+    list[Tag],
+    Field(
+        max_length=MAX_TAGS,
+        description=f"At most {MAX_TAGS} tags, each 1 to 64 letters, digits or _.:=+@/- (list filter: ?tag=).",
+    ),
+]
+MAX_ATTEMPT_MESSAGE = 500  # characters of each earlier attempt's error kept on the run
+
+
+def _clip_attempt_message(text: str) -> str:
+    marker = " [cut]"
+    return text if len(text) <= MAX_ATTEMPT_MESSAGE else text[: MAX_ATTEMPT_MESSAGE - len(marker)] + marker
+
+
+class AttemptError(BaseModel):
+    type: ErrorType
+    message: Annotated[str, AfterValidator(_clip_attempt_message)]
+    exception_type: str | None = None
+
+
+class Attempt(BaseModel):
+    """One ended attempt of a run that was tried again (the last attempt is the run itself)."""
+
+    attempt: int = Field(ge=1)
+    status: RunStatus
+    started_at: UtcTime
+    ended_at: UtcTime
+    error: AttemptError | None = None
+
+
+class Backoff(BaseModel):
+    """The wait before each retry: `first` seconds, times `factor` for each retry after, never
+    more than `cap`, each shortened at random by up to `jitter` (a fraction) so that runs that
+    failed together do not all come back together."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first: float = Field(default=1.0, ge=0, le=86_400)
+    factor: float = Field(default=2.0, ge=1, le=10)
+    cap: float = Field(default=300.0, ge=0, le=86_400)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+    def delay(self, retry: int, draw: float) -> float:
+        """Seconds before retry number `retry` (1 for the first); `draw` is uniform in [0, 1)."""
+        return min(self.cap, self.first * self.factor ** (retry - 1)) * (1 - self.jitter * draw)
+
+
+class RetryPolicy(BaseModel):
+    """How a task's failed runs are tried again (copied onto each run when it is made)."""
+
+    retries: int = Field(ge=0, le=MAX_RETRIES, description="Attempts after the first.")
+    backoff: Backoff = Field(default_factory=Backoff)
 
 
 class Run(BaseModel):
@@ -120,11 +182,28 @@ class Run(BaseModel):
         default=None, description="The Step Functions execution that started this run (triggered_by step_functions)."
     )
     task_token: str | None = Field(default=None, description="Released with the run's outcome when it ends.")
+    tags: Tags = Field(default_factory=list)
+    rerun_of: str | None = Field(default=None, description="The run this one is a re-run of.")
+    attempt: int = Field(default=1, ge=1, description="The attempt running, or the last one; 1 unless retried.")
+    attempts: list[Attempt] = Field(
+        default_factory=list, description="The earlier attempts of a run that was tried again, oldest first."
+    )
+    next_attempt_at: UtcTime | None = Field(
+        default=None, description="While queued: when its (next) attempt starts (a delay, run_at or retry backoff)."
+    )
+    expires_at: UtcTime | None = Field(
+        default=None, description="From the request's ttl: a run not started by then ends failed, `expired`."
+    )
+    retry: RetryPolicy | None = None  # internal: the task's retry policy, as it was when the run was made
     created_at: UtcTime
     started_at: UtcTime | None = None
     ended_at: UtcTime | None = None
     duration_ms: int | None = None
     usage: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def retries_left(self) -> bool:
+        return self.retry is not None and self.attempt <= self.retry.retries
 
     def to_api(self) -> RunView:
         return RunView(
@@ -135,7 +214,7 @@ class Run(BaseModel):
 
     def to_summary(self) -> RunSummary:
         return RunSummary(
-            **self.model_dump(exclude={"task_token", "arguments", "result"}),
+            **self.model_dump(exclude={"task_token", "arguments", "result", "attempts"}),
             is_done=self.status.is_done,
             is_successful=self.status is RunStatus.SUCCEEDED,
         )
@@ -175,6 +254,7 @@ class RunView(Run):
     result_key: str | None = Field(default=None, exclude=True)
     cache_key: str | None = Field(default=None, exclude=True)
     cache_ttl: int | None = Field(default=None, exclude=True)
+    retry: RetryPolicy | None = Field(default=None, exclude=True)
 
 
 class RunSummary(RunView):
@@ -184,6 +264,7 @@ class RunSummary(RunView):
     arguments: dict[str, Any] = Field(default_factory=dict, exclude=True)
     result: Any = Field(default=None, exclude=True)
     json_schema: dict[str, Any] | None = Field(default=None, exclude=True)
+    attempts: list[Attempt] = Field(default_factory=list, exclude=True)
 
 
 class RunList(BaseModel):
@@ -200,6 +281,13 @@ class StartRunRequest(BaseModel):
             "examples": [
                 {"task_id": "examples/greet", "arguments": {"name": "Ada"}, "wait": True, "wait_timeout": 10},
                 {"task_id": "examples/sleep", "arguments": {"seconds": 30}, "webhook_url": "https://example.com/hook"},
+                {
+                    "task_id": "examples/greet",
+                    "arguments": {"name": "Ada"},
+                    "delay": 60,
+                    "ttl": 600,
+                    "tags": ["nightly"],
+                },
             ]
         },
     )
@@ -218,6 +306,19 @@ class StartRunRequest(BaseModel):
     cache: bool = Field(
         default=True, description="false runs the task afresh even when its cache holds a result for these arguments."
     )
+    tags: Tags = Field(default_factory=list)
+    delay: float | None = Field(
+        default=None, ge=0, le=MAX_DELAY_SECONDS, description="Start the run this many seconds from now (queued until)."
+    )
+    run_at: datetime | None = Field(
+        default=None, description="Start the run at this time (RFC 3339; at most a minute past, at most 30 days ahead)."
+    )
+    ttl: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DELAY_SECONDS,
+        description="Seconds from now: a run not started by then ends failed with the error type `expired`.",
+    )
 
 
 class RevisionInfo(BaseModel):
@@ -233,6 +334,7 @@ class TaskInfo(BaseModel):
     output: dict[str, Any]
     timeout: int | None
     cache_ttl: int | None = Field(default=None, description="Seconds a result answers identical runs, if cached.")
+    retry: RetryPolicy | None = Field(default=None, description="How a failed run is tried again, if it is.")
     revisions: list[RevisionInfo]
 
 
@@ -242,9 +344,12 @@ class TaskList(BaseModel):
 
 
 class WorkerEvent(BaseModel):
-    """What the dispatcher hands the worker: the run to execute."""
+    """What the dispatcher hands the worker: the run to execute. With `attempt`, the run is
+    queued and its start time has come (the wake state machine, or the sweeper): that attempt
+    starts unless the run was cancelled or expired meanwhile, or another delivery started it."""
 
     run_id: RunId
+    attempt: int | None = Field(default=None, ge=1)
 
 
 class StepRequest(BaseModel):

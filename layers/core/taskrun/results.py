@@ -191,7 +191,7 @@ class ResultStore:
                 break
             kept = s3.get_object(Bucket=self.bucket, Key=item["Key"])
             step = item["Key"].rsplit("/", 1)[1].removesuffix(".txt").split("_", 1)[-1]
-            parts.append(f"--- step {step} ---\n" + kept["Body"].read().decode())
+            parts.append(_heading(step) + kept["Body"].read().decode())
             truncated = truncated or kept.get("Metadata", {}).get("truncated") == "true"
             size += item["Size"]
         text = "".join(reversed(parts))
@@ -214,3 +214,10 @@ def presented(run: Run, results: ResultStore | None) -> RunView:
     if run.result_key is not None and results is not None:
         view.result_url = results.url(run.result_key)
     return view
+
+
+def _heading(part: str) -> str:
+    """The line before a part of a run's logs: a flow's step, or an attempt of a retried run."""
+    if part.startswith("attempt-"):
+        return f"--- attempt {part.removeprefix('attempt-')} ---\n"
+    return f"--- step {part} ---\n"

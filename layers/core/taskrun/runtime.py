@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from taskrun.callbacks import Callbacks
     from taskrun.catalog import Catalog
     from taskrun.deliveries import Deliveries
+    from taskrun.dispatch import LambdaDispatcher, Waker
     from taskrun.files import FileStore
     from taskrun.flows import StepFunctions
     from taskrun.idempotency import IdempotencyStore
@@ -84,7 +85,7 @@ def callbacks() -> Callbacks:
 
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
-    from taskrun.dispatch import LambdaDispatcher, TaskDispatcher
+    from taskrun.dispatch import TaskDispatcher
     from taskrun.service import RunService
     from taskrun.store import DynamoRunStore
 
@@ -92,10 +93,11 @@ def run_service() -> RunService:
     flows = step_functions()
     return RunService(
         store=DynamoRunStore(settings.runs_table),
-        dispatcher=TaskDispatcher(scripts=LambdaDispatcher(settings.worker_function), flows=flows),
+        dispatcher=TaskDispatcher(scripts=worker_dispatcher(), flows=flows),
         catalog=task_catalog(),
         settings=settings,
         flows=flows,
+        waker=waker(),
         cache=result_cache(),
         files=file_store(),
     )
@@ -106,7 +108,30 @@ def worker() -> Worker:
     from taskrun.worker import Worker
 
     service = run_service()
-    return Worker(store=service.store, catalog=service.catalog, results=result_store(), cache=service.cache)
+    return Worker(
+        store=service.store,
+        catalog=service.catalog,
+        results=result_store(),
+        cache=service.cache,
+        waker=service.waker,
+        flows=service.flows,
+    )
+
+
+@lru_cache(maxsize=1)
+def worker_dispatcher() -> LambdaDispatcher:
+    from taskrun.dispatch import LambdaDispatcher
+
+    return LambdaDispatcher(get_settings().worker_function)
+
+
+@lru_cache(maxsize=1)
+def waker() -> Waker | None:
+    """Where queued runs wait for their start time (None where the stack has no wake machine)."""
+    from taskrun.dispatch import Waker
+
+    arn = get_settings().wake_state_machine
+    return Waker(arn) if arn else None
 
 
 @lru_cache(maxsize=1)

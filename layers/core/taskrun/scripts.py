@@ -46,6 +46,7 @@ class Outcome:
     error: BaseException | None = None
     timed_out: bool = False
     cancelled: bool = False  # stopped because its run was cancelled while it ran
+    final: bool = False  # the error is of a type the task marked final: no retry
     usage: dict[str, float] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)  # of the error the script raised
     logs: str = ""  # the last part of what the script printed or logged, and its traceback
@@ -108,7 +109,7 @@ class ScriptProcess:
             return Outcome(result=result, usage=usage)
         if status == "invalid":
             return Outcome(error=InvalidResult(message), usage=usage)
-        return Outcome(error=_named_error(error_name, message), usage=usage, frames=frames)
+        return Outcome(error=_named_error(error_name, message), usage=usage, frames=frames, final=status == "final")
 
     def stop(self) -> int | None:
         """Kill the child (if any); return its exit status."""
@@ -179,6 +180,7 @@ def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
     """How one call went, (status, result, error name, message, usage, frames), and the
     traceback of what it raised, for its logs."""
     context = RunContext(call.context_id, call.task_id, call.revision, call.deadline)
+    script = None
     try:
         script = catalog.get(call.task_id).revisions[call.revision]
         if not isinstance(script, ScriptRevision):
@@ -188,7 +190,8 @@ def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
         return ("invalid", None, type(error).__name__, str(error), context.usage, []), ""
     except BaseException as error:  # the run records whatever the script raised
         frames = task_frames(error, get_settings().task_dirs)
-        reply = ("error", None, type(error).__name__, str(error), context.usage, frames)
+        final = isinstance(script, ScriptRevision) and isinstance(error, script.final)
+        reply = ("final" if final else "error", None, type(error).__name__, str(error), context.usage, frames)
         return reply, format_traceback(error, frames)
 
 

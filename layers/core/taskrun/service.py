@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import ResultCache, cache_key
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog
-from taskrun.dispatch import Dispatcher, DispatchFailed
+from taskrun.dispatch import Dispatcher, DispatchFailed, Waker
 from taskrun.errors import (
     FieldError,
     InvalidInput,
@@ -30,6 +30,7 @@ from taskrun.flows import FlowStep, StepFunctions, steps_of
 from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.ids import new_run_id
 from taskrun.models import (
+    MAX_DELAY_SECONDS,
     ErrorType,
     Run,
     RunError,
@@ -38,6 +39,7 @@ from taskrun.models import (
     StartFromStateMachine,
     TaskType,
     TriggeredBy,
+    format_time,
     utcnow,
 )
 from taskrun.results import check_schema
@@ -62,6 +64,7 @@ LONGEST_POLL_SECONDS = 1.0
 ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
 RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
 REPLAY_GRACE_SECONDS = 5.0  # how long a repeated request waits for the first one's run to be recorded
+RUN_AT_SLACK_SECONDS = 60  # a run_at this far past starts now (clocks differ); further is refused
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ class RunRequest:
     task_token: str | None = None
     run_id: str | None = None  # chosen beforehand, so that a repeated start makes one run (RunConflict)
     access: TaskAccess = EVERY_TASK  # the tasks the caller may run: another is not found
+    tags: tuple[str, ...] = ()
+    delay: float | None = None  # seconds from now before the run starts
+    run_at: datetime | None = None  # when the run starts (delay or run_at, not both)
+    ttl: float | None = None  # seconds from now: not started by then, the run ends expired
+    rerun_of: str | None = None
 
 
 @dataclass
@@ -91,6 +99,7 @@ class RunService:
     catalog: Catalog
     settings: Settings
     flows: StepFunctions | None = None
+    waker: Waker | None = None  # where queued runs wait for their start time
     cache: ResultCache | None = None
     files: FileStore | None = None
     clock: Callable[[], datetime] = utcnow
@@ -98,7 +107,8 @@ class RunService:
 
     def start(self, request: RunRequest, wait_timeout: float | None = None) -> Run:
         """Validate, record the run, dispatch it; with a wait timeout, wait for it to end."""
-        return self._launch(self._prepare(request), wait_timeout, request.cache)
+        run = self._prepare(request)
+        return self._launch(run, wait_timeout, request.cache and run.status is not RunStatus.QUEUED)
 
     def start_once(
         self, request: RunRequest, once: OnceKey, keys: IdempotencyStore, wait_timeout: float | None = None
@@ -109,7 +119,7 @@ class RunService:
         run = self._prepare(request)
         first = keys.claim(once, run.run_id, self.clock())
         if first is None:
-            return self._launch(run, wait_timeout, request.cache), False
+            return self._launch(run, wait_timeout, request.cache and run.status is not RunStatus.QUEUED), False
         return self._replay(run.model_copy(update={"run_id": first}), wait_timeout), True
 
     def _replay(self, run: Run, wait_timeout: float | None) -> Run:
@@ -155,6 +165,16 @@ class RunService:
         size = len(json.dumps(arguments))
         if size > MAX_ARGUMENTS_BYTES:
             raise PayloadTooLarge(f"the arguments are {size} bytes of JSON; at most {MAX_ARGUMENTS_BYTES} are accepted")
+        now = self.clock()
+        start_at = _start_time(request, now)
+        expires_at = None if request.ttl is None else now + timedelta(seconds=request.ttl)
+        if expires_at is not None and start_at is not None and expires_at <= start_at:
+            raise InvalidInput(
+                "the run would expire before its start time",
+                [FieldError("body.ttl", "must reach past the run's delay or run_at", request.ttl)],
+            )
+        if start_at is not None and self.waker is None:
+            raise InvalidInput("this stack cannot put off a run", [FieldError("body.delay", "not available")])
         run = Run(
             run_id=request.run_id or new_run_id(),
             task_id=definition.task_id,
@@ -171,7 +191,13 @@ class RunService:
             parent_execution=request.parent_execution,
             task_token=request.task_token,
             timeout=definition.timeout,
-            created_at=self.clock(),
+            tags=list(dict.fromkeys(request.tags)),
+            rerun_of=request.rerun_of,
+            retry=definition.retry if definition.task_type is TaskType.SCRIPT else None,
+            status=RunStatus.QUEUED if start_at is not None else RunStatus.PENDING,
+            next_attempt_at=start_at,
+            expires_at=expires_at,
+            created_at=now,
         )
         return run
 
@@ -184,6 +210,8 @@ class RunService:
             return cached
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        if run.status is RunStatus.QUEUED:
+            return self._put_off(run, wait_timeout)
         began = time.monotonic()
         ran = self._run_now(run) if wait_timeout is not None and self._runs_within(run, wait_timeout) else None
         execution_arn = None
@@ -207,6 +235,26 @@ class RunService:
             run, wait_timeout = ran, max(0.0, wait_timeout - (time.monotonic() - began))
         elif execution_arn is not None:
             run = self._mark_flow_running(run, execution_arn)
+        if wait_timeout is not None:
+            return self.wait(run.run_id, wait_timeout, current=run)
+        return run
+
+    def _put_off(self, run: Run, wait_timeout: float | None) -> Run:
+        """A run that starts later waits, queued, in the wake state machine."""
+        assert self.waker is not None
+        try:
+            self.waker.wake_at(run)
+        except DispatchFailed as error:
+            logger.exception("the run's start could not be put off")
+            count("DispatchFailures")
+            ending = Ending(
+                status=RunStatus.FAILED,
+                ended_at=self.clock(),
+                error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error)),
+            )
+            return self.store.finish(run.run_id, ending)
+        logger.info("run queued", extra={"start_at": run.next_attempt_at, "triggered_by": run.triggered_by})
+        count("RunsStarted")
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
@@ -343,6 +391,32 @@ class RunService:
         if by_this_call or (run.execution_arn and ended.status is RunStatus.CANCELLED and not run.status.is_done):
             return ended
         raise RunConflict(run_id, ended.status, f"run {run_id} is {ended.status.value}")
+
+
+def _start_time(request: RunRequest, now: datetime) -> datetime | None:
+    """When a run that is put off starts (None: now). `run_at` may be up to a minute past
+    (clocks differ), and neither it nor a delay more than MAX_DELAY_SECONDS ahead."""
+    if request.delay is not None and request.run_at is not None:
+        raise InvalidInput(
+            "give delay or run_at, not both",
+            [FieldError("body.run_at", "not with delay", format_time(request.run_at))],
+        )
+    if request.delay:
+        return now + timedelta(seconds=request.delay)
+    if request.run_at is None:
+        return None
+    run_at = request.run_at if request.run_at.tzinfo else request.run_at.replace(tzinfo=UTC)
+    if run_at < now - timedelta(seconds=RUN_AT_SLACK_SECONDS):
+        raise InvalidInput(
+            "run_at is in the past",
+            [FieldError("body.run_at", f"must not be more than {RUN_AT_SLACK_SECONDS} s past", format_time(run_at))],
+        )
+    if run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
+        raise InvalidInput(
+            "run_at is too far ahead",
+            [FieldError("body.run_at", "must be at most 30 days ahead", format_time(run_at))],
+        )
+    return run_at if run_at > now else None
 
 
 def _offset(cursor: str | None) -> int:

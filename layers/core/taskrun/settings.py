@@ -27,6 +27,9 @@ class Settings(BaseModel):
         default="",
         description="ARN prefix of the flows' state machines; a flow's is the prefix + its id with / as -.",
     )
+    wake_state_machine: str = Field(
+        default="", description="ARN of the state machine queued runs wait in (TASKRUN_WAKE_STATE_MACHINE)."
+    )
     task_dirs: list[Path] = Field(default_factory=list, description="Directories of task modules.")
     max_wait_seconds: float = Field(
         default=25.0,
@@ -92,6 +95,7 @@ class Settings(BaseModel):
             "scheduler_role_arn": env.get("TASKRUN_SCHEDULER_ROLE", ""),
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
+            "wake_state_machine": env.get("TASKRUN_WAKE_STATE_MACHINE", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
             "usage_plan": env.get("TASKRUN_USAGE_PLAN", ""),
             "shared_usage_key": env.get("TASKRUN_SHARED_USAGE_KEY", ""),

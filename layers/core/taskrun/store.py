@@ -29,9 +29,18 @@ from taskrun import aws, cursors
 from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
-from taskrun.models import ACTIVE_STATUSES, Run, RunError, RunStatus, RunSummary, TriggeredBy, format_time
+from taskrun.models import (
+    ACTIVE_STATUSES,
+    Attempt,
+    Run,
+    RunError,
+    RunStatus,
+    RunSummary,
+    TriggeredBy,
+    format_time,
+)
 
-JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema")
+JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
 ACTIVE = "active"  # the cursor's name for the `active` index's shards
@@ -66,6 +75,11 @@ SUMMARY_FIELDS = (
     "result_key",
     "cached",
     "cached_from",
+    "tags",
+    "rerun_of",
+    "attempt",
+    "next_attempt_at",
+    "expires_at",
 )
 
 
@@ -75,6 +89,7 @@ class RunFilter:
     task_id: str | None = None
     status: RunStatus | None = None
     triggered_by: TriggeredBy | None = None
+    tag: str | None = None
     tasks: TaskAccess = EVERY_TASK  # the caller's: runs of other tasks are left out
 
 
@@ -106,7 +121,13 @@ class RunStore(Protocol):
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
-    def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run: ...
+    def mark_running(
+        self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
+    ) -> Run: ...
+
+    def requeue(self, run_id: str, attempts: Sequence[Attempt], next_at: datetime) -> Run: ...
+
+    def release(self, run_id: str, now: datetime, attempt: int) -> Run: ...
 
     def finish(self, run_id: str, ending: Ending) -> Run: ...
 
@@ -153,7 +174,12 @@ class DynamoRunStore(aws.TableAdapter):
         index, key_name, key_value = _index_for(filters)
         partitions = SHARD_KEYS if index in SHARDED else [key_value]
         others = cursors.filter_digest(
-            filters.schedule_id, filters.task_id, filters.status, filters.triggered_by, filters.tasks.patterns
+            filters.schedule_id,
+            filters.task_id,
+            filters.status,
+            filters.triggered_by,
+            filters.tasks.patterns,
+            *([filters.tag] if filters.tag is not None else []),
         )
         before = cursors.decode(cursor, key_name, key_value, RUN_ID, others) if cursor else None
         filter_names: dict[str, str] = {}
@@ -167,7 +193,7 @@ class DynamoRunStore(aws.TableAdapter):
         wanted = filters.status
         # a key's task patterns are judged on the runs read (the time index holds no task id)
         shown = filters.tasks if filters.task_id is None else EVERY_TASK
-        filtered = bool(conditions) or wanted is not None or not shown.everything
+        filtered = bool(conditions) or wanted is not None or not shown.everything or filters.tag is not None
         page_size = FILTERED_READ_SIZE if filtered else limit
 
         def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
@@ -212,7 +238,10 @@ class DynamoRunStore(aws.TableAdapter):
                 chosen += [
                     run
                     for run_id in batch
-                    if (run := runs[run_id]) and wanted in (None, run.status) and shown.allows(run.task_id)
+                    if (run := runs[run_id])
+                    and wanted in (None, run.status)
+                    and shown.allows(run.task_id)
+                    and (filters.tag is None or filters.tag in run.tags)
                 ]
                 if len(chosen) >= limit:
                     chosen = chosen[:limit]
@@ -249,11 +278,52 @@ class DynamoRunStore(aws.TableAdapter):
                 raise RuntimeError("DynamoDB left keys unread after retrying: the table is throttled")
         return read
 
-    def mark_running(self, run_id: str, started_at: datetime, execution_arn: str | None = None) -> Run:
-        values = {"status": RunStatus.RUNNING.value, "started_at": format_time(started_at)}
+    def mark_running(
+        self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
+    ) -> Run:
+        """pending → running; with `attempt`, queued → running for that attempt only (a late
+        or repeated wake of another attempt is a conflict). A run never started whose
+        `expires_at` has passed is not started (a conflict)."""
+        values: dict[str, Any] = {"status": RunStatus.RUNNING.value}
         if execution_arn is not None:
             values["execution_arn"] = execution_arn
-        return self._move(run_id, allowed_from=(RunStatus.PENDING,), values=values)
+        condition = "(attribute_exists(started_at) OR attribute_not_exists(expires_at) OR expires_at > :now)"
+        condition_values: dict[str, Any] = {":now": format_time(started_at)}
+        if attempt is not None:
+            condition += " AND attempt = :attempt"
+            condition_values[":attempt"] = attempt
+        return self._move(
+            run_id,
+            allowed_from=(RunStatus.QUEUED,) if attempt is not None else (RunStatus.PENDING,),
+            values=values,
+            unless_set={"started_at": format_time(started_at)},  # a retried run started with its first attempt
+            condition=(condition, condition_values),
+            remove=("next_attempt_at",),
+        )
+
+    def release(self, run_id: str, now: datetime, attempt: int) -> Run:
+        """queued → pending for attempt `attempt`, unless it was never started and its
+        `expires_at` has passed (a conflict): a queued flow whose start time has come."""
+        return self._move(
+            run_id,
+            allowed_from=(RunStatus.QUEUED,),
+            values={"status": RunStatus.PENDING.value},
+            condition=(
+                "attempt = :attempt AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                {":attempt": attempt, ":now": format_time(now)},
+            ),
+            remove=("next_attempt_at",),
+        )
+
+    def requeue(self, run_id: str, attempts: Sequence[Attempt], next_at: datetime) -> Run:
+        """running → queued for the next attempt at `next_at`, the ended attempts kept."""
+        values = {
+            "status": RunStatus.QUEUED.value,
+            "attempt": len(attempts) + 1,
+            "attempts": json.dumps([attempt.model_dump(mode="json") for attempt in attempts]),
+            "next_attempt_at": format_time(next_at),
+        }
+        return self._move(run_id, allowed_from=(RunStatus.RUNNING,), values=values)
 
     def finish(self, run_id: str, ending: Ending) -> Run:
         values: dict[str, Any] = {"status": ending.status.value, "ended_at": format_time(ending.ended_at)}
@@ -269,7 +339,9 @@ class DynamoRunStore(aws.TableAdapter):
             values["duration_ms"] = ending.duration_ms
         # a run that ends straight from pending (a flow whose start was not recorded) gets its start too
         unless_set = {"started_at": format_time(ending.started_at)} if ending.started_at else {}
-        return self._move(run_id, allowed_from=ACTIVE_STATUSES, values=values, unless_set=unless_set)
+        return self._move(
+            run_id, allowed_from=ACTIVE_STATUSES, values=values, unless_set=unless_set, remove=("next_attempt_at",)
+        )
 
     def _move(
         self,
@@ -277,26 +349,33 @@ class DynamoRunStore(aws.TableAdapter):
         allowed_from: tuple[RunStatus, ...],
         values: dict[str, Any],
         unless_set: dict[str, Any] | None = None,
+        condition: tuple[str, dict[str, Any]] | None = None,
+        remove: tuple[str, ...] = (),
     ) -> Run:
-        """One conditional write: the move happens only from an allowed status, so one writer wins.
-        `unless_set` values are written only where the run has none yet."""
+        """One conditional write: the move happens only from an allowed status (and where
+        `condition` holds), so one writer wins. `unless_set` values are written only where
+        the run has none yet; `remove` names attributes the move takes away."""
         _known_shape(run_id)
         unless_set = unless_set or {}
-        names = {f"#{name}": name for name in (*values, *unless_set)}
+        removed = (*remove, "active") if RunStatus(values["status"]).is_done else remove  # out of the `active` index
+        names = {f"#{name}": name for name in (*values, *unless_set, *removed)}
         names["#status"] = "status"
         expression_values = {f":{name}": value for name, value in (*values.items(), *unless_set.items())}
         allowed = {f":from{i}": status.value for i, status in enumerate(allowed_from)}
         assignments = [f"#{name} = :{name}" for name in values]
         assignments += [f"#{name} = if_not_exists(#{name}, :{name})" for name in unless_set]
         expression = "SET " + ", ".join(assignments)
-        if RunStatus(values["status"]).is_done:  # out of the `active` index
-            names["#active"] = "active"
-            expression += " REMOVE #active"
+        if removed:
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in removed)
+        checked = f"attribute_exists(run_id) AND #status IN ({', '.join(allowed)})"
+        if condition is not None:
+            checked += " AND " + condition[0]
+            expression_values.update(condition[1])
         try:
             response = self.table.update_item(
                 Key={"run_id": run_id},
                 UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(run_id) AND #status IN ({', '.join(allowed)})",
+                ConditionExpression=checked,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={**expression_values, **allowed},
                 ReturnValues="ALL_NEW",
@@ -367,7 +446,7 @@ def run_from_item(item: dict[str, Any]) -> Run:
     for name in JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])
-    for name in ("timeout", "duration_ms"):
+    for name in ("timeout", "duration_ms", "attempt"):
         if name in data:
             data[name] = int(data[name])
     return Run.model_validate(data)

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from taskrun.dispatch import DispatchFailed, LambdaDispatcher
 from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
-from taskrun.models import ErrorType, Run, RunError, RunStatus, RunSummary, TaskType
+from taskrun.models import ACTIVE_STATUSES, ErrorType, Run, RunError, RunStatus, RunSummary, TaskType, format_time
 from taskrun.results import ResultStore
 from taskrun.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
@@ -35,12 +36,20 @@ MAX_RUNS_PER_SWEEP = 2_000  # the next sweep goes on where a long backlog left o
 class Sweep:
     checked: int = 0
     ended: list[str] = field(default_factory=list)
+    woken: list[str] = field(default_factory=list)  # queued runs whose wake was overdue
 
 
-def sweep(store: RunStore, flows: StepFunctions, now: datetime, results: ResultStore | None = None) -> Sweep:
-    """End every pending or running run past its deadline, oldest first."""
+def sweep(
+    store: RunStore,
+    flows: StepFunctions,
+    now: datetime,
+    results: ResultStore | None = None,
+    worker: LambdaDispatcher | None = None,
+) -> Sweep:
+    """End every active run past its deadline, oldest first, and every run never started past
+    its ttl; wake again (through `worker`) each queued run whose wake is overdue."""
     done = Sweep()
-    for status in (RunStatus.PENDING, RunStatus.RUNNING):
+    for status in ACTIVE_STATUSES:
         cursor: str | None = None
         while done.checked < MAX_RUNS_PER_SWEEP:
             runs, cursor = store.list(RunFilter(status=status), PAGE_SIZE, cursor)
@@ -49,23 +58,53 @@ def sweep(store: RunStore, flows: StepFunctions, now: datetime, results: ResultS
                 ended = _end_if_overdue(store, flows, run, now, results)
                 if ended is not None:
                     done.ended.append(ended.run_id)
+                elif _wake_overdue(run, now, worker):
+                    done.woken.append(run.run_id)
             if cursor is None:
                 break
     if done.ended:
         logger.warning("runs past their deadline ended", extra={"run_ids": done.ended[:50], "count": len(done.ended)})
         count("RunsSwept", len(done.ended))
+    if done.woken:
+        logger.warning("queued runs woken again", extra={"run_ids": done.woken[:50], "count": len(done.woken)})
+        count("RunsWokenBySweeper", len(done.woken))
     return done
+
+
+def _wake_overdue(run: RunSummary, now: datetime, worker: LambdaDispatcher | None) -> bool:
+    """A queued run still queued well past its start time lost its wake (an execution that
+    failed, a wait not started): the worker is invoked for that attempt now."""
+    if worker is None or run.status is not RunStatus.QUEUED or run.next_attempt_at is None:
+        return False
+    if now < run.next_attempt_at + timedelta(seconds=GRACE_SECONDS):
+        return False
+    try:
+        worker.dispatch_attempt(run.run_id, run.attempt)
+    except DispatchFailed:
+        logger.exception("a queued run could not be woken; the next sweep tries again")
+        return False
+    return True
 
 
 def _end_if_overdue(
     store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime, results: ResultStore | None
 ) -> Run | None:
+    if run.started_at is None and run.expires_at is not None and run.expires_at <= now:
+        return _end(store, run, expiry(run, now))
+    if run.status is RunStatus.QUEUED:
+        return None  # its wake starts it, or the sweep wakes it (_wake_overdue)
     if run.task_type is TaskType.FLOW:
         return _end_flow_if_over(store, flows, run, now, results)
     ending = _script_ending(run, now)
     if ending is None:
         return None
     return _end(store, run, ending)
+
+
+def expiry(run: Run, now: datetime) -> Ending:
+    """How a run never started past its `expires_at` ends."""
+    message = f"the run did not start before its ttl ran out ({format_time(run.expires_at or now)})"
+    return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.EXPIRED, message=message))
 
 
 def _end(store: RunStore, run: RunSummary, ending: Ending) -> Run | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from aws_lambda_powertools import Logger
 from taskrun import aws
 from taskrun.cache import ResultCache
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
+from taskrun.dispatch import Dispatcher, DispatchFailed, Waker
 from taskrun.errors import (
     InvalidArguments,
     InvalidInput,
@@ -25,10 +27,22 @@ from taskrun.errors import (
     TaskNotFound,
     TaskTimedOut,
 )
-from taskrun.models import ErrorType, FailedInvocation, Run, RunError, RunStatus, StepRequest, utcnow
+from taskrun.models import (
+    Attempt,
+    AttemptError,
+    ErrorType,
+    FailedInvocation,
+    Run,
+    RunError,
+    RunStatus,
+    StepRequest,
+    TaskType,
+    utcnow,
+)
 from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against, reference_to, referenced_key
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
+from taskrun.sweeper import expiry
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -68,6 +82,53 @@ def end_crashed(
     return run
 
 
+def retry_later(store: RunStore, waker: Waker, run: Run, began: datetime, ending: Ending) -> Run | None:
+    """Put a run whose attempt failed back in the queue for its next attempt, after the
+    backoff, and start the wait (the wake state machine). None when the run was ended
+    meanwhile (a cancel): it stays so. A wait that could not be started leaves the run
+    queued; the sweeper wakes it (taskrun.sweeper)."""
+    assert run.retry is not None
+    error = ending.error
+    attempts = [
+        *run.attempts,
+        Attempt(
+            attempt=run.attempt,
+            status=ending.status,
+            started_at=began,
+            ended_at=ending.ended_at,
+            error=None
+            if error is None
+            else AttemptError(type=error.type, message=error.message, exception_type=error.exception_type),
+        ),
+    ]
+    pause = run.retry.backoff.delay(run.attempt, random.random())
+    try:
+        queued = aws.patiently(
+            lambda: store.requeue(run.run_id, attempts, ending.ended_at + timedelta(seconds=pause)), PATIENCE_SECONDS
+        )
+    except RunConflict:
+        return None
+    logger.info(
+        "attempt failed; the run is tried again",
+        extra={"attempt": run.attempt, "status": ending.status, "next_attempt_at": queued.next_attempt_at},
+    )
+    count("RunsRetried")
+    try:
+        waker.wake_at(queued)
+    except DispatchFailed:
+        logger.exception("the retry's wait could not be started; the sweeper wakes the run")
+    return queued
+
+
+def expire(store: RunStore, run: Run, now: datetime) -> Run:
+    """End a run never started past its `expires_at` (unless something ended it first)."""
+    ended, ended_here = end_once(store, run.run_id, expiry(run, now))
+    if ended_here:
+        logger.info("run expired before it started")
+        count("RunsEnded_expired")
+    return ended
+
+
 def _limit(timeout: int | None, seconds_left: float | None) -> float:
     """The task's own timeout, never past the Lambda's remaining time less a margin."""
     limit = float(timeout or DEFAULT_TIMEOUT)
@@ -84,6 +145,8 @@ class Worker:
     scripts: ScriptProcess | None = None  # made on first use, so that it forks a loaded sandbox
     results: ResultStore | None = None  # where results too large for the record go
     cache: ResultCache | None = None  # where succeeded runs of cached tasks are remembered
+    waker: Waker | None = None  # where a run waits for its next attempt
+    flows: Dispatcher | None = None  # starts a queued flow run's execution when its time comes
 
     def _call(
         self,
@@ -103,25 +166,33 @@ class Worker:
         store = self.store
         return self.scripts.call(call, limit, cancelled=lambda: store.status_of(run_id) is RunStatus.CANCELLED)
 
-    def execute(self, run_id: str, seconds_left: float | None = None) -> Run:
-        """Run the script of a pending run. A run that is no longer pending (a repeated
-        delivery, a cancel that came first) is left as it is."""
+    def execute(self, run_id: str, seconds_left: float | None = None, attempt: int | None = None) -> Run:
+        """Run the script of a pending run, or with `attempt`, that attempt of a queued run
+        whose start time has come (a queued flow's execution is started instead). A run no
+        longer so (a repeated delivery, a cancel that came first) is left as it is; one never
+        started past its `expires_at` ends expired."""
         # A write throttled past the SDK's retries is made again while there is time: a
         # throttle must not lose a run's result, nor end a run whose code never started.
         deadline = None if seconds_left is None else time.monotonic() + seconds_left
         logger.append_keys(run_id=run_id)
+        if attempt is not None and self.flows is not None and self.store.get(run_id).task_type is TaskType.FLOW:
+            return self._start_flow(run_id, attempt)
         # The claim is the conditional write itself (pending → running): no read before it.
+        began = self.clock()
         try:
-            run = aws.patiently(lambda: self.store.mark_running(run_id, self.clock()), PATIENCE_SECONDS)
+            run = aws.patiently(lambda: self.store.mark_running(run_id, began, attempt=attempt), PATIENCE_SECONDS)
         except RunConflict as conflict:
-            logger.info(
-                "run is not pending (taken or ended elsewhere); nothing to do", extra={"status": conflict.status}
-            )
-            return self.store.get(run_id)
-        logger.append_keys(task_id=run.task_id)
+            return self._not_claimed(run_id, conflict)
+        logger.append_keys(task_id=run.task_id, attempt=run.attempt)
         assert run.started_at is not None
-        ending = self._run_script(run, _limit(run.timeout, None if deadline is None else deadline - time.monotonic()))
+        ending, retryable = self._run_script(
+            run, _limit(run.timeout, None if deadline is None else deadline - time.monotonic())
+        )
         patience = PATIENCE_SECONDS if deadline is None else deadline - time.monotonic() - 1.0
+        if retryable and run.retries_left and self.waker is not None:
+            again = retry_later(self.store, self.waker, run, began, ending)
+            if again is not None:
+                return again
         if ending.status is RunStatus.SUCCEEDED:
             # before the run is seen ended, so the next identical request finds the entry
             # (which answers only once the run it names has succeeded)
@@ -133,6 +204,36 @@ class Worker:
         else:
             logger.info("run ended elsewhere first", extra={"status": run.status})
         return run
+
+    def _not_claimed(self, run_id: str, conflict: RunConflict) -> Run:
+        """A run the worker could not take: ended or taken elsewhere, an attempt already
+        made, or never started and past its `expires_at` (then it ends expired here)."""
+        run = self.store.get(run_id)
+        now = self.clock()
+        if run.status.is_done or run.started_at is not None or run.expires_at is None or run.expires_at > now:
+            logger.info("run not taken (taken or ended elsewhere); nothing to do", extra={"status": conflict.status})
+            return run
+        return expire(self.store, run, now)
+
+    def _start_flow(self, run_id: str, attempt: int) -> Run:
+        """A queued flow run whose start time has come: its execution starts now."""
+        assert self.flows is not None
+        try:
+            run = self.store.release(run_id, self.clock(), attempt)
+        except RunConflict as conflict:
+            return self._not_claimed(run_id, conflict)
+        try:
+            execution_arn = self.flows.dispatch(run)
+        except DispatchFailed as error:
+            logger.exception("the flow's execution could not be started")
+            ending = Ending(
+                RunStatus.FAILED, self.clock(), error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error))
+            )
+            return end_once(self.store, run_id, ending)[0]
+        try:
+            return self.store.mark_running(run_id, self.clock(), execution_arn=execution_arn)
+        except RunConflict:  # it ended already (a quick flow, or a cancel)
+            return self.store.get(run_id)
 
     def _remember(self, run: Run, ended_at: datetime) -> None:
         """A succeeded run of a cached task answers identical runs for its cache_ttl."""
@@ -222,7 +323,9 @@ class Worker:
         too_late = failure.requestContext.condition == "EventAgeExceeded"
         return end_crashed(self.store, failure.requestPayload.run_id, detail, self.clock(), too_late)
 
-    def _run_script(self, run: Run, limit: float) -> Ending:
+    def _run_script(self, run: Run, limit: float) -> tuple[Ending, bool]:
+        """How the run's attempt ended, and whether it may be tried again (it raised an
+        exception not marked final, its process ended, or it timed out)."""
         assert run.started_at is not None
         usage: dict[str, float] = {}
 
@@ -235,34 +338,39 @@ class Worker:
             script = None
         if not isinstance(script, ScriptRevision):
             message = f"task {run.task_id!r} revision {run.revision!r} is not a script deployed on the worker"
-            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message))
+            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message)), False
 
         outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, run.run_id)
         usage.update(outcome.usage)
-        self._keep_logs(outcome, run.run_id)
+        # a retried run keeps each attempt's logs apart, in the order they were made
+        self._keep_logs(outcome, run.run_id, f"{time.time_ns()}_attempt-{run.attempt}" if run.retry else None)
         if outcome.cancelled:
             logger.info("run cancelled while its task ran; its process was stopped")
             message = "cancelled by request"
-            return ending(RunStatus.CANCELLED, error=RunError(type=ErrorType.CANCELLED, message=message))
+            return ending(RunStatus.CANCELLED, error=RunError(type=ErrorType.CANCELLED, message=message)), False
         if outcome.timed_out:
             logger.warning("task timed out; its process was stopped", extra={"timeout": limit})
             message = f"the task did not finish within {limit:g} s"
-            return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message))
+            return ending(RunStatus.TIMED_OUT, error=RunError(type=ErrorType.TIMEOUT, message=message)), True
         if isinstance(outcome.error, InvalidResult):
             logger.info("task result is not valid", extra={"reason": str(outcome.error)})
-            return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(outcome.error)))
+            invalid = RunError(type=ErrorType.VALIDATION_ERROR, message=str(outcome.error))
+            return ending(RunStatus.FAILED, error=invalid), False
         if outcome.error is not None:
             error = outcome.error
             logger.info("task raised", extra={"exception_type": type(error).__name__})
-            return ending(
-                RunStatus.FAILED,
-                error=RunError(
-                    type=ErrorType.EXECUTION_ERROR,
-                    message=str(error) or type(error).__name__,
-                    exception_type=type(error).__name__,
-                    frames=outcome.frames or None,
-                ),
+            raised = RunError(
+                type=ErrorType.EXECUTION_ERROR,
+                message=str(error) or type(error).__name__,
+                exception_type=type(error).__name__,
+                frames=outcome.frames or None,
             )
+            return ending(RunStatus.FAILED, error=raised), not outcome.final
+        return self._succeeded(run, outcome, ending), False
+
+    def _succeeded(self, run: Run, outcome: Outcome, ending: Callable[..., Ending]) -> Ending:
+        """The ending of a script that returned: its result kept (in the record or the
+        bucket), unless too large or unlike the run's json_schema."""
         data = json.dumps(outcome.result, separators=(",", ":")).encode()
         if len(data) > MAX_RESULT_BYTES and (self.results is None or len(data) > MAX_STORED_RESULT_BYTES):
             most = MAX_STORED_RESULT_BYTES if self.results is not None else MAX_RESULT_BYTES
@@ -276,5 +384,5 @@ class Worker:
                 return ending(RunStatus.FAILED, error=RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid)))
         if len(data) > MAX_RESULT_BYTES:
             key = self._keep(run.run_id, data)
-            return Ending(RunStatus.SUCCEEDED, self.clock(), None, None, usage, run.started_at, result_key=key)
+            return Ending(RunStatus.SUCCEEDED, self.clock(), None, None, outcome.usage, run.started_at, result_key=key)
         return ending(RunStatus.SUCCEEDED, result=outcome.result)

@@ -32,6 +32,7 @@ from taskrun.local.patches import (
     signal_stream_records,
     task_tokens_as_step_functions,
     usage_plan_keys_as_api_gateway,
+    waits_until_their_timestamp,
 )
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.template import ACCOUNT_ID, Stack
@@ -78,7 +79,12 @@ class Emulator:
         boundaries: dict[str, list[dict[str, Any]]] = {}
         self.iam = Judge(role_policies(self.stack, boundaries), boundaries)
         self.runtime.credentials = {spec.logical_id: self.iam.credentials(spec.logical_id) for spec in self.functions}
-        self._undo += [route_lambda_to(self.runtime), task_tokens_as_step_functions(), usage_plan_keys_as_api_gateway()]
+        self._undo += [
+            route_lambda_to(self.runtime),
+            task_tokens_as_step_functions(),
+            usage_plan_keys_as_api_gateway(),
+            waits_until_their_timestamp(),
+        ]
         self._undo.append(enforce_iam(self.iam))
         self._create_tables()
         if self.journal is not None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -245,6 +247,24 @@ def task_tokens_as_step_functions() -> Callable[[], None]:
         return EmptyResult()
 
     return _patch(StepFunctionResponse, send_task_success=send_task_success, send_task_failure=send_task_failure)
+
+
+def waits_until_their_timestamp() -> Callable[[], None]:
+    """A Wait state's Timestamp as Step Functions keeps it: never left before that moment.
+    moto drops the fraction of a second and compares with the machine's local time, so a
+    wait could end up to a second early (or hours off outside UTC). Return the undo."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+
+    def _get_wait_seconds(self: Timestamp, env: Any) -> int:
+        self.string.eval(env=env)
+        text: str = env.stack.pop()
+        if self._from_timestamp_string(timestamp=text) is None:
+            raise FailureEventException(self._create_failure_event(env, text))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return max(0, math.ceil((moment - datetime.now(UTC)).total_seconds()))
+
+    return _patch(Timestamp, _get_wait_seconds=_get_wait_seconds)
 
 
 def usage_plan_keys_as_api_gateway() -> Callable[[], None]:

@@ -20,7 +20,7 @@ from taskrun.local.reload import Watcher, flows_in
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
-from taskrun.models import ACTIVE_STATUSES, ErrorType, RunError, RunStatus, utcnow
+from taskrun.models import ErrorType, RunError, RunStatus, utcnow
 from taskrun.runtime import usage_plan
 from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
@@ -38,7 +38,7 @@ def end_interrupted_runs(runs_table: str) -> int:
     sandboxes and executions are gone): end each failed, saying why. Return how many."""
     store = DynamoRunStore(runs_table)
     ended = 0
-    for status in ACTIVE_STATUSES:
+    for status in (RunStatus.PENDING, RunStatus.RUNNING):
         cursor: str | None = None
         while True:
             runs, cursor = store.list(RunFilter(status=status), 100, cursor)
@@ -49,6 +49,27 @@ def end_interrupted_runs(runs_table: str) -> int:
             if cursor is None:
                 break
     return ended
+
+
+def wake_queued_runs(runs_table: str) -> int:
+    """Runs kept queued from before a restart lost their waits (the emulator keeps no
+    executions): each waits again for its start time (or starts at once if it has passed;
+    one past its ttl ends expired when woken). Return how many."""
+    from taskrun.runtime import waker  # made once the emulator's settings are in place
+
+    wake = waker()
+    if wake is None:
+        return 0
+    store = DynamoRunStore(runs_table)
+    woken = 0
+    cursor: str | None = None
+    while True:
+        runs, cursor = store.list(RunFilter(status=RunStatus.QUEUED), 100, cursor)
+        for run in runs:
+            wake.wake_at(run)
+            woken += 1
+        if cursor is None:
+            return woken
 
 
 def _state_machine_of(task_id: str) -> str:
@@ -132,6 +153,7 @@ class LocalStack:
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
         self.interrupted_runs = 0
+        self.woken_runs = 0
         self.resumed_deliveries = 0
         self.restored_usage_keys = 0
         self.watcher: Watcher | None = None
@@ -141,6 +163,7 @@ class LocalStack:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
         self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
+        self.woken_runs = wake_queued_runs(get_settings().runs_table)
         self.resumed_deliveries = resume_deliveries()
         self._create_flows_from_task_dirs()
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
