@@ -96,7 +96,8 @@ def test_every_script_a_flow_names_is_in_the_catalog(flows: dict[Path, tuple[dic
 def test_every_bundle_flow_has_its_state_machine_in_the_template() -> None:
     """A flow whose ASL is in statemachines/ is deployed by template.yaml, under the name
     its dispatcher computes from the task id."""
-    machines = {machine.name: machine for machine in TEMPLATE.state_machines()}
+    # the flows' machines (the wake machine, `<stack>-wake`, is taskrun's own and runs no task)
+    machines = {machine.name: machine for machine in TEMPLATE.state_machines() if "_" in machine.name}
     bundled = [
         definition
         for definition in task_catalog().all()

@@ -67,6 +67,23 @@ def test_start_get_list_and_cancel_events(invoke: Invoke) -> None:
     assert cancelled["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
 
 
+def test_rerun_and_batch_events(invoke: Invoke) -> None:
+    # Given a run, re-run from the sample event pointed at it (the current revision)
+    run = body(invoke("StartRunFunction", load_event("runs_create")))
+    event = load_event("runs_rerun")
+    event["pathParameters"]["run_id"] = run["run_id"]
+    event["path"] = f"/v1/runs/{run['run_id']}/rerun"
+    again = invoke("RerunRunFunction", event)
+    assert again["statusCode"] == 201
+    assert body(again)["rerun_of"] == run["run_id"] and body(again)["arguments"] == run["arguments"]
+    # And the sample batch: one run now, one queued for a minute
+    answer = invoke("BatchRunsFunction", load_event("runs_batch"))
+    assert answer["statusCode"] == 200
+    first, later = body(answer)["runs"]
+    assert first["status"] == 201 and first["run"]["task_id"] == "examples/greet"
+    assert later["status"] == 201 and later["run"]["status"] == "queued" and later["run"]["tags"] == ["later"]
+
+
 def test_catalog_events(invoke: Invoke) -> None:
     listed = body(invoke("CatalogFunction", load_event("catalog_list")))
     assert "examples/greet" in [t["task_id"] for t in listed["tasks"]]

@@ -133,7 +133,8 @@ def test_a_run_not_started_within_its_ttl_ends_expired_without_running(api: http
 def test_tags_are_kept_shown_and_filter_lists(api: httpx.Client) -> None:
     tag = f"batch-{uuid.uuid4().hex[:8]}"
     tagged = [
-        started(api, {"task_id": "examples/echo", "arguments": {"message": str(n)}, "tags": [tag, "echo"]}) for n in range(3)
+        started(api, {"task_id": "examples/echo", "arguments": {"message": str(n)}, "tags": [tag, "echo"]})
+        for n in range(3)
     ]
     started(api, {"task_id": "examples/echo", "arguments": {"message": "9"}, "tags": ["other"]})
     assert tagged[0]["tags"] == [tag, "echo"]
@@ -248,3 +249,89 @@ def test_a_cancel_during_the_backoff_ends_the_run_and_no_attempt_follows(api: ht
     time.sleep(max(0.0, (datetime.fromisoformat(queued["next_attempt_at"]) - datetime.now(UTC)).total_seconds()) + 2)
     assert marks_in(marks) == 1
     assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "cancelled"
+
+
+def test_a_rerun_runs_the_same_task_and_arguments_linked_both_ways(api: httpx.Client) -> None:
+    # Given a run that ended, with tags
+    first = api.post(
+        "/v1/runs?wait=true",
+        json={"task_id": "examples/weighted", "arguments": {}, "revision": "2", "tags": ["nightly"]},
+    ).json()
+    assert first["status"] == "succeeded"
+    # When it is re-run
+    answer = api.post(f"/v1/runs/{first['run_id']}/rerun", params={"wait": "true"})
+    # Then a new run of the same task, revision, arguments and tags ends, naming the first
+    assert answer.status_code == 201 and answer.headers["Location"].startswith("/v1/runs/run_")
+    again = answer.json()
+    assert again["run_id"] != first["run_id"] and again["rerun_of"] == first["run_id"]
+    assert (again["task_id"], again["revision"]) == ("examples/weighted", "2")
+    assert again["arguments"] == first["arguments"]
+    assert again["tags"] == ["nightly"] and again["status"] == "succeeded"
+    # and the first lists its re-runs
+    assert api.get(f"/v1/runs/{first['run_id']}").json()["reruns"] == [again["run_id"]]
+    # With "current", the revision is chosen by the weights (80/20 here): both come up
+    revisions = {
+        api.post(f"/v1/runs/{first['run_id']}/rerun", json={"revision": "current"}).json()["revision"]
+        for _ in range(30)
+    }
+    assert revisions == {"1", "2"}
+
+
+def test_a_rerun_is_refused_for_unknown_runs_and_bad_bodies(api: httpx.Client) -> None:
+    assert api.post("/v1/runs/run_00000000000000000000000000/rerun").status_code == 404
+    assert api.post("/v1/runs/not-a-run/rerun").status_code == 404
+    run = started(api, {"task_id": "examples/echo", "arguments": {"message": "x"}})
+    bad = api.post(f"/v1/runs/{run['run_id']}/rerun", json={"revision": "9"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["location"] == "body.revision"
+    for wrong in ({"revision": 2}, {"nope": 1}, [1]):
+        answer = api.post(f"/v1/runs/{run['run_id']}/rerun", json=wrong)
+        assert answer.status_code == 422, (wrong, answer.text)
+
+
+def test_a_batch_answers_each_request_in_order_without_failing_the_others(api: httpx.Client) -> None:
+    requests = [
+        {"task_id": "examples/greet", "arguments": {"name": "Ada"}},
+        {"task_id": "examples/greet", "arguments": {"name": 5}},
+        {"task_id": "no/such-task"},
+        {"task_id": "examples/greet", "arguments": {"name": "Bo"}, "delay": 30, "tags": ["b"]},
+        {"task_id": "examples/greet", "wait": True},
+    ]
+    answer = api.post("/v1/runs/batch", json={"runs": requests})
+    assert answer.status_code == 200, answer.text
+    items = answer.json()["runs"]
+    assert [item["status"] for item in items] == [201, 422, 404, 201, 422]
+    assert items[0]["run"]["arguments"]["name"] == "Ada"
+    assert items[1]["problem"]["errors"][0]["location"] == "body.runs.1.arguments.name"
+    assert items[2]["problem"]["title"] == "Task not found"
+    assert items[3]["run"]["status"] == "queued"
+    assert items[4]["problem"]["errors"][0]["location"] == "body.runs.4.wait"
+    assert waited(api, items[0]["run"]["run_id"])["status"] == "succeeded"
+    api.post(f"/v1/runs/{items[3]['run']['run_id']}/cancel")
+
+
+def test_a_batch_under_one_idempotency_key_starts_its_runs_once(api: httpx.Client) -> None:
+    key = uuid.uuid4().hex
+    batch = {"runs": [{"task_id": "examples/echo", "arguments": {"message": str(n)}} for n in range(3)]}
+    first = api.post("/v1/runs/batch", json=batch, headers={"Idempotency-Key": key}).json()["runs"]
+    again = api.post("/v1/runs/batch", json=batch, headers={"Idempotency-Key": key}).json()["runs"]
+    assert [item["status"] for item in first] == [201, 201, 201]
+    assert [item["status"] for item in again] == [200, 200, 200]
+    assert [item["run"]["run_id"] for item in again] == [item["run"]["run_id"] for item in first]
+    other = api.post("/v1/runs/batch", json={"runs": batch["runs"][:2]}, headers={"Idempotency-Key": key})
+    assert other.status_code == 409 and other.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"runs": []},
+        {"runs": [{"task_id": "examples/echo"}] * 101},
+        {"runs": "x"},
+        {"runs": ["not an object"]},
+        {},
+        {"runs": [{"task_id": "examples/echo"}], "extra": 1},
+    ],
+)
+def test_a_malformed_batch_is_refused_whole(api: httpx.Client, body: dict[str, Any]) -> None:
+    answer = api.post("/v1/runs/batch", json=body)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["location"].startswith("body")

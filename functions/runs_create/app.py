@@ -35,20 +35,7 @@ def start_run(
     wait_timeout: Annotated[float | None, Query(ge=0, le=MAX_WAIT_TIMEOUT)] = None,
 ) -> Response[str]:
     service = run_service()
-    request = RunRequest(
-        task_id=body.task_id,
-        arguments=body.arguments,
-        task_type=body.task_type,
-        revision=body.revision,
-        webhook_url=body.webhook_url,
-        json_schema=body.json_schema,
-        cache=body.cache,
-        access=caller(app).tasks,
-        tags=tuple(body.tags),
-        delay=body.delay,
-        run_at=body.run_at,
-        ttl=body.ttl,
-    )
+    request = RunRequest.of(body, caller(app).tasks)
     waiting = wait_seconds(
         wait if wait is not None else body.wait,
         wait_timeout if wait_timeout is not None else body.wait_timeout,

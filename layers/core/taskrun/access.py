@@ -24,6 +24,8 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/runs"): "runs:read",
     ("GET", "/v1/runs/{run_id}"): "runs:read",
     ("POST", "/v1/runs/{run_id}/cancel"): "runs:write",
+    ("POST", "/v1/runs/{run_id}/rerun"): "runs:write",
+    ("POST", "/v1/runs/batch"): "runs:write",
     ("GET", "/v1/runs/{run_id}/history"): "runs:read",
     ("GET", "/v1/runs/{run_id}/logs"): "runs:read",
     ("GET", "/v1/runs/{run_id}/callbacks"): "runs:read",

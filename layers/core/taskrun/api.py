@@ -118,17 +118,30 @@ def problem_answer(status: int) -> OpenAPIResponse:
     return {"description": WHEN_PROBLEM[status], "content": {PROBLEM_JSON: {"model": Problem}}}
 
 
-def problem_response(
+def make_problem(
     status: HTTPStatus, detail: str, errors: list[FieldError] | None = None, title: str | None = None
-) -> Response[str]:
-    problem = Problem(
+) -> Problem:
+    return Problem(
         type=f"urn:taskrun:problem:{status.phrase.lower().replace(' ', '-')}",
         title=title or status.phrase,
         status=status.value,
         detail=detail,
         errors=[ProblemField(location=e.location, message=e.message, value=e.value) for e in errors or []],
     )
+
+
+def problem_response(
+    status: HTTPStatus, detail: str, errors: list[FieldError] | None = None, title: str | None = None
+) -> Response[str]:
+    problem = make_problem(status, detail, errors, title)
     return Response(status_code=status.value, content_type=PROBLEM_JSON, body=problem.model_dump_json())
+
+
+def problem_of(error: TaskrunError) -> Problem:
+    """The problem a domain error answers (as the resolver's exception handlers write it)."""
+    if isinstance(error, InvalidInput):
+        return make_problem(HTTPStatus.UNPROCESSABLE_ENTITY, error.detail, error.errors)
+    return make_problem(STATUS_OF_ERROR[type(error)], error.detail, title=error.title)
 
 
 def proxy_problem(status: HTTPStatus, detail: str, errors: list[FieldError] | None = None) -> dict[str, Any]:

@@ -46,6 +46,12 @@ class OnceKey:
         )
 
 
+    def item(self, index: int) -> OnceKey:
+        """The key of request `index` of a batch sent under this key: each request has a
+        record of its own, holding the whole batch's body digest."""
+        return OnceKey(hashlib.sha256(f"{self.digest}\0{index}".encode()).hexdigest(), self.body_digest)
+
+
 class IdempotencyStore(aws.TableAdapter):
     """Records in DynamoDB: key `key_digest`, `expires_at` (epoch seconds, the table's TTL)."""
 

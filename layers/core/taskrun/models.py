@@ -184,6 +184,7 @@ class Run(BaseModel):
     task_token: str | None = Field(default=None, description="Released with the run's outcome when it ends.")
     tags: Tags = Field(default_factory=list)
     rerun_of: str | None = Field(default=None, description="The run this one is a re-run of.")
+    reruns: list[str] = Field(default_factory=list, description="The re-runs of this run (the first 100).")
     attempt: int = Field(default=1, ge=1, description="The attempt running, or the last one; 1 unless retried.")
     attempts: list[Attempt] = Field(
         default_factory=list, description="The earlier attempts of a run that was tried again, oldest first."
@@ -214,7 +215,7 @@ class Run(BaseModel):
 
     def to_summary(self) -> RunSummary:
         return RunSummary(
-            **self.model_dump(exclude={"task_token", "arguments", "result", "attempts"}),
+            **self.model_dump(exclude={"task_token", "arguments", "result", "attempts", "reruns"}),
             is_done=self.status.is_done,
             is_successful=self.status is RunStatus.SUCCEEDED,
         )
@@ -265,6 +266,7 @@ class RunSummary(RunView):
     result: Any = Field(default=None, exclude=True)
     json_schema: dict[str, Any] | None = Field(default=None, exclude=True)
     attempts: list[Attempt] = Field(default_factory=list, exclude=True)
+    reruns: list[str] = Field(default_factory=list, exclude=True)
 
 
 class RunList(BaseModel):
@@ -319,6 +321,57 @@ class StartRunRequest(BaseModel):
         le=MAX_DELAY_SECONDS,
         description="Seconds from now: a run not started by then ends failed with the error type `expired`.",
     )
+
+
+class RerunRequest(BaseModel):
+    """Body of POST /v1/runs/{run_id}/rerun (optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"revision": "current"}]})
+
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description='Absent: the first run\'s revision; "current": chosen by the traffic weights; else that revision.',
+    )
+    wait: bool | None = None
+    wait_timeout: float | None = Field(default=None, ge=0, le=MAX_WAIT_TIMEOUT)
+
+
+MAX_BATCH = 100
+
+
+class BatchRequest(BaseModel):
+    """Body of POST /v1/runs/batch: start requests as POST /v1/runs takes them (without waits)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "runs": [
+                        {"task_id": "examples/greet", "arguments": {"name": "Ada"}},
+                        {"task_id": "examples/greet", "arguments": {"name": "Bo"}, "delay": 60},
+                    ]
+                }
+            ]
+        },
+    )
+
+    runs: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchItem(BaseModel):
+    """One request's outcome: the run it started (201, or 200 for an Idempotency-Key replay),
+    or the problem that refused it."""
+
+    status: int
+    run: RunView | None = None
+    problem: dict[str, Any] | None = Field(default=None, description="The problem+json refusing this request.")
+
+
+class BatchAnswer(BaseModel):
+    runs: list[BatchItem]
 
 
 class RevisionInfo(BaseModel):

@@ -37,6 +37,7 @@ from taskrun.models import (
     RunStatus,
     RunSummary,
     StartFromStateMachine,
+    StartRunRequest,
     TaskType,
     TriggeredBy,
     format_time,
@@ -64,6 +65,7 @@ LONGEST_POLL_SECONDS = 1.0
 ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
 RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
 REPLAY_GRACE_SECONDS = 5.0  # how long a repeated request waits for the first one's run to be recorded
+CURRENT_REVISION = "current"  # a re-run's revision chosen by the traffic weights
 RUN_AT_SLACK_SECONDS = 60  # a run_at this far past starts now (clocks differ); further is refused
 
 
@@ -90,6 +92,24 @@ class RunRequest:
     run_at: datetime | None = None  # when the run starts (delay or run_at, not both)
     ttl: float | None = None  # seconds from now: not started by then, the run ends expired
     rerun_of: str | None = None
+
+    @classmethod
+    def of(cls, body: StartRunRequest, access: TaskAccess) -> RunRequest:
+        """What a start request over HTTP asks for."""
+        return cls(
+            task_id=body.task_id,
+            arguments=body.arguments,
+            task_type=body.task_type,
+            revision=body.revision,
+            webhook_url=body.webhook_url,
+            json_schema=body.json_schema,
+            cache=body.cache,
+            access=access,
+            tags=tuple(body.tags),
+            delay=body.delay,
+            run_at=body.run_at,
+            ttl=body.ttl,
+        )
 
 
 @dataclass
@@ -372,6 +392,29 @@ class RunService:
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         return self.store.list(filters, limit, cursor)
+
+    def rerun(
+        self, run_id: str, revision: str | None, access: TaskAccess = EVERY_TASK, wait_timeout: float | None = None
+    ) -> Run:
+        """A new run of a run's task with its arguments, tags, webhook and json_schema: of the
+        same revision, or `revision` ("current": chosen by the traffic weights, as a new run
+        is). The new run names the first (`rerun_of`); the first lists its re-runs (`reruns`)."""
+        first = visible(self.store, run_id, access)
+        request = RunRequest(
+            task_id=first.task_id,
+            arguments=first.arguments,
+            task_type=first.task_type,
+            revision=None if revision == CURRENT_REVISION else revision or first.revision,
+            webhook_url=first.webhook_url,
+            json_schema=first.json_schema,
+            cache=False,
+            access=access,
+            tags=tuple(first.tags),
+            rerun_of=first.run_id,
+        )
+        run = self._launch(self._prepare(request), wait_timeout, from_cache=False)
+        self.store.link_rerun(first.run_id, run.run_id)
+        return run
 
     def cancel(self, run_id: str, access: TaskAccess = EVERY_TASK) -> Run:
         """End a pending or running run as cancelled; an ended run answers RunConflict."""

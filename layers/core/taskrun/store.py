@@ -81,6 +81,7 @@ SUMMARY_FIELDS = (
     "next_attempt_at",
     "expires_at",
 )
+MAX_RERUN_LINKS = 100  # re-runs a run lists (each re-run names its first run whatever their number)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class RunStore(Protocol):
     def requeue(self, run_id: str, attempts: Sequence[Attempt], next_at: datetime) -> Run: ...
 
     def release(self, run_id: str, now: datetime, attempt: int) -> Run: ...
+
+    def link_rerun(self, run_id: str, rerun_id: str) -> None: ...
 
     def finish(self, run_id: str, ending: Ending) -> Run: ...
 
@@ -300,6 +303,22 @@ class DynamoRunStore(aws.TableAdapter):
             condition=(condition, condition_values),
             remove=("next_attempt_at",),
         )
+
+    def link_rerun(self, run_id: str, rerun_id: str) -> None:
+        """Add a re-run to the run's `reruns` (not a status move: an ended run stays ended).
+        Past MAX_RERUN_LINKS the link is kept on the re-run alone, so the item stays small."""
+        try:
+            self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET reruns = list_append(if_not_exists(reruns, :none), :new)",
+                ConditionExpression=(
+                    "attribute_exists(run_id) AND (attribute_not_exists(reruns) OR size(reruns) < :most)"
+                ),
+                ExpressionAttributeValues={":none": [], ":new": [rerun_id], ":most": MAX_RERUN_LINKS},
+            )
+        except ClientError as error:
+            if not aws.is_condition_failure(error):
+                raise
 
     def release(self, run_id: str, now: datetime, attempt: int) -> Run:
         """queued → pending for attempt `attempt`, unless it was never started and its
