@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,30 @@ def test_a_failed_run_exits_1_and_its_traceback_is_in_runs_logs(taskrun: Taskrun
     assert "Traceback (most recent call last):" in logs.stdout
     shown = taskrun("runs", "get", run_id, "--json")
     assert shown.returncode == 1 and json.loads(shown.stdout)["error"]["exception_type"] == "ValueError"
+
+
+def test_tagged_delayed_runs_reruns_and_batches(taskrun: Taskrun, tmp_path: Path) -> None:
+    tag = f"cli-{uuid.uuid4().hex[:8]}"
+    # a run with tags and a delay, listed by its tag
+    started = taskrun("run", "examples/greet", "-a", "name=Ada", "--tag", tag, "--delay", "1", "--no-wait")
+    run_id = started.stdout.strip()
+    assert started.returncode == 0 and "is queued" in started.stderr
+    listed = taskrun("runs", "list", "--tag", tag, "--json")
+    assert [run["run_id"] for run in json.loads(listed.stdout)] == [run_id]
+    # re-run, waited for
+    again = taskrun("runs", "rerun", run_id, "--json")
+    rerun = json.loads(again.stdout)
+    assert again.returncode == 0 and rerun["rerun_of"] == run_id and rerun["tags"] == [tag]
+    # a batch from a file, one request refused: exit 1, each line its outcome
+    requests = tmp_path / "batch.json"
+    requests.write_text(
+        json.dumps([{"task_id": "examples/greet", "arguments": {"name": "Bo"}}, {"task_id": "no/such"}])
+    )
+    batch = taskrun("runs", "batch", str(requests), "--idempotency-key", uuid.uuid4().hex)
+    lines = batch.stdout.splitlines()
+    assert batch.returncode == 1 and len(lines) == 2
+    assert lines[0].split()[:2] == ["0", "201"] and lines[0].split()[2].startswith("run_")
+    assert lines[1].startswith("1 404 no task named 'no/such'")
 
 
 def test_runs_list_get_cancel_and_history(taskrun: Taskrun) -> None:

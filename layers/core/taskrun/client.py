@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import count
 from typing import Any, TypeVar
 
@@ -32,7 +33,7 @@ from taskrun import __version__
 from taskrun.deliveries import Delivery, DeliveryList
 from taskrun.files import Upload
 from taskrun.flows import FlowStep
-from taskrun.models import RunList, RunSummary, RunView, TaskInfo, TaskList
+from taskrun.models import BatchAnswer, BatchItem, RunList, RunSummary, RunView, TaskInfo, TaskList
 from taskrun.schedules import ScheduleList, ScheduleView
 from taskrun.tasklogs import RunLogs
 
@@ -172,18 +173,15 @@ def _run_call(
     task_id: str,
     arguments: dict[str, Any] | None,
     wait: float | None,
-    revision: str | None,
-    webhook_url: str | None,
-    json_schema: dict[str, Any] | None,
-    cache: bool,
+    fields: dict[str, Any],
     idempotency_key: str | None,
 ) -> Call:
     body: dict[str, Any] = {"task_id": task_id, "arguments": arguments or {}}
-    for name, value in (("revision", revision), ("webhook_url", webhook_url), ("json_schema", json_schema)):
-        if value is not None:
-            body[name] = value
-    if not cache:
-        body["cache"] = False
+    body |= {name: value for name, value in fields.items() if value is not None}
+    if body.get("cache") is True:
+        del body["cache"]
+    if isinstance(body.get("run_at"), datetime):
+        body["run_at"] = body["run_at"].isoformat()
     params: dict[str, Any] = {}
     if wait:
         params = {"wait": True, "wait_timeout": min(wait, SERVER_WAIT_CAP)}
@@ -199,15 +197,33 @@ def _wait_call(run_id: str, seconds: float) -> Call:
 
 
 def _runs_query(
-    task_id: str | None, status: str | None, triggered_by: str | None, schedule_id: str | None, page_size: int
+    task_id: str | None,
+    status: str | None,
+    triggered_by: str | None,
+    schedule_id: str | None,
+    page_size: int,
+    tag: str | None = None,
 ) -> dict[str, Any]:
     return {
         "task_id": task_id,
         "status": status,
         "triggered_by": triggered_by,
         "schedule_id": schedule_id,
+        "tag": tag,
         "limit": page_size,
     }
+
+
+def _rerun_call(run_id: str, revision: str | None, wait: float | None) -> Call:
+    params = {"wait": True, "wait_timeout": min(wait, SERVER_WAIT_CAP)} if wait else {}
+    body = {"revision": revision} if revision is not None else {}
+    return Call("POST", f"/v1/runs/{run_id}/rerun", params, body, timeout=params.get("wait_timeout"))
+
+
+def _batch_call(requests: list[dict[str, Any]], idempotency_key: str | None) -> Call:
+    """A batch, sent again after a transport error or 429/5xx under one Idempotency-Key."""
+    headers = {"Idempotency-Key": idempotency_key or f"taskrun-python-{uuid.uuid4()}"}
+    return Call("POST", "/v1/runs/batch", json={"runs": requests}, headers=headers, retry=True)
 
 
 def _schedule_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -227,18 +243,8 @@ def _again(call: Call, attempt: int, retries: int, response: httpx.Response | No
     return call.retry and attempt < retries and (response is None or response.status_code in RETRIED_STATUSES)
 
 
-def _started(
-    task_id: str,
-    arguments: dict[str, Any] | None,
-    wait: float | None,
-    revision: str | None,
-    webhook_url: str | None,
-    json_schema: dict[str, Any] | None,
-    cache: bool,
-    idempotency_key: str | None,
-) -> Exchange[RunView]:
+def _started(call: Call, wait: float | None) -> Exchange[RunView]:
     started = time.monotonic()
-    call = _run_call(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
     run = RunView.model_validate((yield call))
     if wait and not run.is_done:
         return (yield from _waited(run.run_id, wait - (time.monotonic() - started)))
@@ -333,12 +339,28 @@ class Client:
         json_schema: dict[str, Any] | None = None,
         cache: bool = True,
         idempotency_key: str | None = None,
+        tags: list[str] | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
+        ttl: float | None = None,
     ) -> RunView:
         """Start a run. With `wait` (seconds), wait up to that long for it to end, past the
-        server's per-request cap; the run is answered as it stands when the time is up."""
-        return self._carry_out(
-            _started(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
-        )
+        server's per-request cap; the run is answered as it stands when the time is up.
+        `delay` (seconds) or `run_at` start it later (queued until then); `ttl` (seconds)
+        ends it expired if it has not started by then."""
+        fields: dict[str, Any] = dict(revision=revision, webhook_url=webhook_url, json_schema=json_schema, cache=cache)
+        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl)
+        return self._carry_out(_started(_run_call(task_id, arguments, wait, fields, idempotency_key), wait))
+
+    def rerun(self, run_id: str, *, revision: str | None = None, wait: float | None = None) -> RunView:
+        """A new run of a run's task and arguments (the same revision, or `revision`:
+        "current" for the traffic weights'); with `wait`, waited for as `run` waits."""
+        return self._carry_out(_started(_rerun_call(run_id, revision, wait), wait))
+
+    def batch(self, requests: list[dict[str, Any]], *, idempotency_key: str | None = None) -> list[BatchItem]:
+        """Start up to 100 runs (each a POST /v1/runs body): each one's status and run or
+        problem, in order. Sent once under one Idempotency-Key, even when retried."""
+        return BatchAnswer.model_validate(self._send(_batch_call(requests, idempotency_key))).runs
 
     def get_run(self, run_id: str) -> RunView:
         return RunView.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
@@ -355,10 +377,12 @@ class Client:
         status: str | None = None,
         triggered_by: str | None = None,
         schedule_id: str | None = None,
+        tag: str | None = None,
         page_size: int = 100,
     ) -> Iterator[RunSummary]:
         """Runs, newest first, every page of them as the iteration goes on."""
-        for page in self._pages("/v1/runs", _runs_query(task_id, status, triggered_by, schedule_id, page_size)):
+        query = _runs_query(task_id, status, triggered_by, schedule_id, page_size, tag)
+        for page in self._pages("/v1/runs", query):
             yield from RunList.model_validate(page).runs
 
     def cancel(self, run_id: str) -> RunView:
@@ -497,10 +521,20 @@ class AsyncClient:
         json_schema: dict[str, Any] | None = None,
         cache: bool = True,
         idempotency_key: str | None = None,
+        tags: list[str] | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
+        ttl: float | None = None,
     ) -> RunView:
-        return await self._carry_out(
-            _started(task_id, arguments, wait, revision, webhook_url, json_schema, cache, idempotency_key)
-        )
+        fields: dict[str, Any] = dict(revision=revision, webhook_url=webhook_url, json_schema=json_schema, cache=cache)
+        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl)
+        return await self._carry_out(_started(_run_call(task_id, arguments, wait, fields, idempotency_key), wait))
+
+    async def rerun(self, run_id: str, *, revision: str | None = None, wait: float | None = None) -> RunView:
+        return await self._carry_out(_started(_rerun_call(run_id, revision, wait), wait))
+
+    async def batch(self, requests: list[dict[str, Any]], *, idempotency_key: str | None = None) -> list[BatchItem]:
+        return BatchAnswer.model_validate(await self._send(_batch_call(requests, idempotency_key))).runs
 
     async def get_run(self, run_id: str) -> RunView:
         return RunView.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}", retry=True)))
@@ -515,9 +549,11 @@ class AsyncClient:
         status: str | None = None,
         triggered_by: str | None = None,
         schedule_id: str | None = None,
+        tag: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[RunSummary]:
-        async for page in self._pages("/v1/runs", _runs_query(task_id, status, triggered_by, schedule_id, page_size)):
+        query = _runs_query(task_id, status, triggered_by, schedule_id, page_size, tag)
+        async for page in self._pages("/v1/runs", query):
             for run in RunList.model_validate(page).runs:
                 yield run
 

@@ -204,12 +204,17 @@ def run(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the run to end.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait at most.", min=0)] = 600,
     revision: Annotated[str | None, typer.Option(help="Run this revision of the task.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the run (repeatable, at most 10).")] = None,
+    delay: Annotated[float | None, typer.Option(help="Start the run this many seconds from now.", min=0)] = None,
+    ttl: Annotated[float | None, typer.Option(help="Seconds: a run not started by then ends expired.", min=0)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
     arguments = parse_arguments(arg or [], json_args)
     with api() as client, spinner(f"running {task_id}"):
-        ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision)
+        ran = client.run(
+            task_id, arguments, wait=timeout if wait else None, revision=revision, tags=tag, delay=delay, ttl=ttl
+        )
     if as_json:
         print_json(ran)
     elif wait:
@@ -227,12 +232,14 @@ def run(
 def runs_list(
     task: Annotated[str | None, typer.Option("--task", help="Only this task's runs.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first."""
     with api() as client:
-        found = list(islice(client.list_runs(task_id=task, status=status, page_size=min(limit, 100)), limit))
+        listed = client.list_runs(task_id=task, status=status, tag=tag, page_size=min(limit, 100))
+        found = list(islice(listed, limit))
     if as_json:
         print_json(found)
         return
@@ -269,6 +276,62 @@ def runs_cancel(run_id: str, as_json: JsonOption = False) -> None:
         print_json(cancelled)
     else:
         out.print(f"{cancelled.run_id} {cancelled.status.value}", markup=False)
+
+
+@runs_app.command("rerun", epilog="Example: taskrun runs rerun run_01m8496zv092capcb6htkybrew --current")
+def runs_rerun(
+    run_id: str,
+    current: Annotated[
+        bool, typer.Option("--current", help="Pick the revision by the traffic weights, not the first run's.")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the new run to end.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.", min=0)] = 600,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a run's task again with the same arguments; exit codes as `taskrun run`'s."""
+    with api() as client, spinner(f"re-running {run_id}"):
+        ran = client.rerun(run_id, revision="current" if current else None, wait=timeout if wait else None)
+    if as_json:
+        print_json(ran)
+    elif wait:
+        show_run(ran)
+    else:
+        out.print(ran.run_id, markup=False)
+    raise typer.Exit(exit_code(ran) if wait else 0)
+
+
+@runs_app.command("batch", epilog="Example: taskrun runs batch requests.json --idempotency-key nightly-2026-12-03")
+def runs_batch(
+    file: Annotated[
+        str, typer.Argument(help="A JSON file: a list of start requests, or {runs: [...]} (- reads stdin).")
+    ],
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Send the batch once under this key.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start up to 100 runs at once; each line says its run or why it was refused. Exit 1
+    when any was refused."""
+    try:
+        loaded = json.loads(sys.stdin.read() if file == "-" else Path(file).read_text())
+    except (OSError, ValueError) as error:
+        fail(f"{file}: {error}", 2)
+    requests = loaded.get("runs") if isinstance(loaded, dict) else loaded
+    if not isinstance(requests, list):
+        fail(f"{file}: the file must hold a list of start requests (or an object with `runs`)", 2)
+    with api() as client:
+        items = client.batch(requests, idempotency_key=idempotency_key)
+    if as_json:
+        print_json(items)
+    else:
+        for index, item in enumerate(items):
+            if item.run is not None:
+                out.print(f"{index} {item.status} {item.run.run_id} {item.run.status.value}", markup=False)
+            else:
+                detail = (item.problem or {}).get("detail", "")
+                places = ", ".join(error["location"] for error in (item.problem or {}).get("errors", []))
+                out.print(f"{index} {item.status} {detail}" + (f" ({places})" if places else ""), markup=False)
+    raise typer.Exit(0 if all(item.run is not None for item in items) else 1)
 
 
 @runs_app.command("history", epilog="Example: taskrun runs history run_01m8496zv092capcb6htkybrew")

@@ -45,7 +45,6 @@ class OnceKey:
             body_digest=hashlib.sha256(canonical.encode()).hexdigest(),
         )
 
-
     def item(self, index: int) -> OnceKey:
         """The key of request `index` of a batch sent under this key: each request has a
         record of its own, holding the whole batch's body digest."""
