@@ -112,7 +112,8 @@ def test_a_recurring_schedule_fires_at_its_start_and_goes_on_at_its_rate(api: ht
 
 
 def test_run_now_runs_a_future_one_off_at_once_and_it_never_fires_at_its_time(api: httpx.Client) -> None:
-    made = create(api, expression=f"at({wall(datetime.now(UTC) + timedelta(days=30))})")
+    made = create(api, expression=f"at({wall(datetime.now(UTC) + timedelta(days=30))})", tags=["nightly"])
+    assert made["tags"] == ["nightly"]
 
     response = api.post(f"/v1/schedules/{made['schedule_id']}/execute", json={"arguments": {"b": 10}})
 
@@ -120,6 +121,7 @@ def test_run_now_runs_a_future_one_off_at_once_and_it_never_fires_at_its_time(ap
     run = response.json()
     assert run["triggered_by"] == "schedule" and run["schedule_id"] == made["schedule_id"]
     assert run["arguments"] == {"a": 2, "b": 10}
+    assert run["tags"] == ["nightly"]  # the schedule's tags, on each of its runs
     ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true"}).json()
     assert ended["result"] == 12
     shown = api.get(f"/v1/schedules/{made['schedule_id']}").json()

@@ -1,5 +1,7 @@
 """Tasks for the tests of run control: cancels that stop the code, retries, delays."""
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -52,8 +54,34 @@ def declined(marks: str) -> None:
     raise Declined("the card was declined")
 
 
-@task("control/patient", timeout=5, retries=2, backoff=Backoff(first=4, jitter=0))
-def patient(marks: str) -> None:
-    """Fail, then wait 4 s before each retry (a cancel comes during the wait)."""
-    _attempt_number(marks)
-    raise ConnectionError("not yet")
+@task("control/patient", timeout=5, retries=2, backoff=Backoff(first=2, jitter=0))
+def patient(marks: str, failures: int = 9) -> int:
+    """Fail the first `failures` attempts, waiting 2 s before each retry."""
+    attempt = _attempt_number(marks)
+    if attempt <= failures:
+        raise ConnectionError("not yet")
+    return attempt
+
+
+@task("control/fragile", timeout=5, retries=2, backoff=Backoff(first=0.5, jitter=0))
+def fragile(marks: str, crashes: int = 1) -> int:
+    """Kill the worker's sandbox (as Lambda ends one out of memory) on the first `crashes`
+    attempts; then answer the attempt's number."""
+    attempt = _attempt_number(marks)
+    if attempt <= crashes:
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(5)
+    return attempt
+
+
+@task("control/stubborn", timeout=5, retries=3, backoff=Backoff(first=0.3, factor=1, jitter=0))
+def stubborn(marks: str, failures: int = 9, nap: float = 0.0) -> int:
+    """Leave a timestamped mark per attempt, nap, then fail the first `failures` attempts."""
+    path = Path(marks)
+    with path.open("a") as out:
+        out.write(f"{time.time()}\n")
+    time.sleep(nap)
+    attempt = len(path.read_text().splitlines())
+    if attempt <= failures:
+        raise ConnectionError(f"attempt {attempt} failed")
+    return attempt

@@ -30,7 +30,7 @@ from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.catalog import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import TaskId, WebhookUrl, new_run_id
-from taskrun.models import Run, RunStatus, TriggeredBy, UtcTime, format_time, utcnow
+from taskrun.models import Run, RunStatus, Tags, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
 from taskrun.webhooks import check_target
@@ -186,6 +186,7 @@ class ScheduleFields(BaseModel):
         default=None,
         description="A rate schedule fires first at this moment (by default, one period after it is made).",
     )
+    tags: Tags = Field(default_factory=list, description="Tags each run of the schedule carries.")
 
 
 class ScheduleRequest(ScheduleFields):
@@ -222,6 +223,7 @@ class SchedulePatch(BaseModel):
     description: str | None = Field(default=None, max_length=1024)
     overlap: Overlap | None = Field(default=None, json_schema_extra=_not_null)
     start_at: UtcTime | None = None
+    tags: Tags | None = Field(default=None, json_schema_extra=_not_null)
 
 
 class ExecuteRequest(BaseModel):
@@ -721,6 +723,7 @@ def _run_request(schedule: Schedule, arguments: dict[str, Any], run_id: str | No
         triggered_by=TriggeredBy.SCHEDULE,
         schedule_id=schedule.schedule_id,
         run_id=run_id,
+        tags=tuple(schedule.tags),
     )
 
 

@@ -305,7 +305,7 @@ class RunService:
             return answer
         from taskrun.worker import end_crashed
 
-        return end_crashed(self.store, run.run_id, answer, self.clock())
+        return end_crashed(self.store, run.run_id, answer, self.clock(), waker=self.waker)
 
     def _from_cache(self, run: Run) -> Run | None:
         if run.cache_key is None or self.cache is None:

@@ -55,12 +55,18 @@ MAX_STEP_RESULT_BYTES = 256 * 1024 - 4096
 
 
 def end_crashed(
-    store: RunStore, run_id: str, detail: FailedInvocation.Failure, now: datetime, too_late: bool = False
+    store: RunStore,
+    run_id: str,
+    detail: FailedInvocation.Failure,
+    now: datetime,
+    too_late: bool = False,
+    waker: Waker | None = None,
 ) -> Run:
     """End a run whose worker invocation failed outside the task (the function's error as
     Lambda reports it), unless it has ended already: a Lambda timeout ends it timed_out,
-    anything else failed. Used by the worker's on-failure destination and by a waiting
-    request that invoked the worker itself."""
+    anything else failed; a running run with retries left is tried again instead (with a
+    `waker`). Used by the worker's on-failure destination and by a waiting request that
+    invoked the worker itself."""
     logger.append_keys(run_id=run_id)
     message = detail.errorMessage or detail.errorType or "the worker invocation failed"
     if too_late:
@@ -72,7 +78,17 @@ def end_crashed(
         status, error_type = RunStatus.FAILED, ErrorType.EXECUTION_ERROR
         message = f"the worker failed: {message}"
     run = store.get(run_id)
+    if run.status is RunStatus.QUEUED:
+        # the invocation that failed was a wake, before it took the run: the run waits on,
+        # and the sweeper wakes it again past its start time (taskrun.sweeper)
+        logger.warning("a wake of a queued run failed; the sweeper wakes it again", extra={"reason": message})
+        return run
     ending = Ending(status, now, error=RunError(type=error_type, message=message), started_at=run.started_at)
+    if waker is not None and not too_late and run.status is RunStatus.RUNNING and run.retries_left:
+        began = run.attempts[-1].ended_at if run.attempts else run.started_at or now  # the attempt's start is not kept
+        again = retry_later(store, waker, run, began, ending)
+        if again is not None:
+            return again
     run, ended_here = end_once(store, run_id, ending)
     if not ended_here:
         logger.info("run had ended already", extra={"status": run.status})
@@ -321,7 +337,7 @@ class Worker:
         pending or running: a Lambda timeout ends it timed_out, anything else failed."""
         detail = failure.responsePayload or FailedInvocation.Failure()
         too_late = failure.requestContext.condition == "EventAgeExceeded"
-        return end_crashed(self.store, failure.requestPayload.run_id, detail, self.clock(), too_late)
+        return end_crashed(self.store, failure.requestPayload.run_id, detail, self.clock(), too_late, self.waker)
 
     def _run_script(self, run: Run, limit: float) -> tuple[Ending, bool]:
         """How the run's attempt ended, and whether it may be tried again (it raised an

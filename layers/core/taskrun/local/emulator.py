@@ -26,6 +26,7 @@ from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
     enforce_iam,
+    lambda_steps_take_an_invocation_type,
     make_item_access_atomic,
     route_lambda_to,
     serve_moto_faster,
@@ -84,6 +85,7 @@ class Emulator:
             task_tokens_as_step_functions(),
             usage_plan_keys_as_api_gateway(),
             waits_until_their_timestamp(),
+            lambda_steps_take_an_invocation_type(),
         ]
         self._undo.append(enforce_iam(self.iam))
         self._create_tables()

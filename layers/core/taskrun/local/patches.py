@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -250,21 +250,39 @@ def task_tokens_as_step_functions() -> Callable[[], None]:
 
 
 def waits_until_their_timestamp() -> Callable[[], None]:
-    """A Wait state's Timestamp as Step Functions keeps it: never left before that moment.
-    moto drops the fraction of a second and compares with the machine's local time, so a
+    """A Wait state's Timestamp as Step Functions keeps it: left at that moment. moto drops the
+    fraction of a second, waits whole seconds and compares with the machine's local time, so a
     wait could end up to a second early (or hours off outside UTC). Return the undo."""
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
 
-    def _get_wait_seconds(self: Timestamp, env: Any) -> int:
+    def _get_wait_seconds(self: Timestamp, env: Any) -> float:
         self.string.eval(env=env)
         text: str = env.stack.pop()
         if self._from_timestamp_string(timestamp=text) is None:
             raise FailureEventException(self._create_failure_event(env, text))
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return max(0, math.ceil((moment - datetime.now(UTC)).total_seconds()))
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
-    return _patch(Timestamp, _get_wait_seconds=_get_wait_seconds)
+    def _wait_interval(self: Timestamp, env: Any, wait_seconds: float) -> None:
+        deadline = time.monotonic() + wait_seconds
+        # woken early by a stop (the execution is no longer running) or by nothing: wait on
+        while env.is_running() and (left := deadline - time.monotonic()) > 0:
+            env.program_state_event.wait(left)
+
+    return _patch(Timestamp, _get_wait_seconds=_get_wait_seconds, _wait_interval=_wait_interval)
+
+
+def lambda_steps_take_an_invocation_type() -> Callable[[], None]:
+    """A lambda:invoke Task state may name its InvocationType (`Event`: hand the payload over
+    and go on), as Step Functions documents; moto's interpreter drops the parameter, so every
+    step would wait for the function. Return the undo."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
+
+    bindings = state_task_service_lambda._SUPPORTED_API_PARAM_BINDINGS
+    patcher = mock.patch.dict(bindings, {"invoke": {*bindings["invoke"], "InvocationType"}})
+    patcher.start()
+    return patcher.stop
 
 
 def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
