@@ -24,6 +24,12 @@ BEYOND_THE_SCHEMA: dict[str, set[str] | None] = {
     "body.task_id": {"PATCH /v1/schedules/{schedule_id}"},
     # checked against the schedule's task, which the body does not name
     "body.arguments": {"PATCH /v1/schedules/{schedule_id}", "POST /v1/schedules/{schedule_id}/execute"},
+    # a re-run's revision is one of the first run's task, which the body does not name
+    "body.revision": {"POST /v1/runs/{run_id}/rerun"},
+    # a start time is judged against the clock (at most a minute past, 30 days ahead), and a
+    # ttl against the delay beside it
+    "body.run_at": {"POST /v1/runs"},
+    "body.ttl": {"POST /v1/runs"},
 }
 
 

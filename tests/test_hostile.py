@@ -379,6 +379,30 @@ CASES: list[Hostile] = [
         {},
         415,  # a route that reads no body still takes none but JSON
     ),
+    Hostile("rerun-unknown", "POST", f"/v1/runs/{RUN}/rerun", None, {}, {}, 404),
+    Hostile("rerun-bad-id", "POST", "/v1/runs/%00/rerun", None, {}, {}, 404),
+    Hostile("rerun-not-json", "POST", f"/v1/runs/{RUN}/rerun", b"{revision", JSON, {}, 400),
+    Hostile("rerun-array", "POST", f"/v1/runs/{RUN}/rerun", b"[1]", JSON, {}, 422),
+    Hostile("rerun-deep", "POST", f"/v1/runs/{RUN}/rerun", nested(5000).encode(), JSON, {}, 422),
+    Hostile("rerun-wait-text", "POST", f"/v1/runs/{RUN}/rerun", b'{"wait_timeout": "5"}', JSON, {}, 422),
+    Hostile(
+        "rerun-huge-revision", "POST", f"/v1/runs/{RUN}/rerun", b'{"revision": "' + b"9" * 5000 + b'"}', JSON, {}, 422
+    ),
+    Hostile("batch-not-json", "POST", "/v1/runs/batch", b"\x00", JSON, {}, 400),
+    Hostile("batch-empty", "POST", "/v1/runs/batch", b'{"runs": []}', JSON, {}, 422, "body.runs"),
+    Hostile("batch-not-list", "POST", "/v1/runs/batch", b'{"runs": {"task_id": "x"}}', JSON, {}, 422, "body.runs"),
+    Hostile(
+        "batch-too-many",
+        "POST",
+        "/v1/runs/batch",
+        json.dumps({"runs": [{"task_id": "examples/echo"}] * 101}).encode(),
+        JSON,
+        {},
+        422,
+        "body.runs",
+    ),
+    Hostile("batch-deep", "POST", "/v1/runs/batch", b'{"runs": [' + nested(5000).encode() + b"]}", JSON, {}, 400),
+    Hostile("batch-huge", "POST", "/v1/runs/batch", b'{"runs": ["' + b"x" * 11_000_000 + b'"]}', JSON, {}, 413),
 ]
 
 

@@ -280,13 +280,23 @@ def test_invoke_grants_name_the_worker_exactly() -> None:
                     assert resource in arns or resource.removesuffix(":*") in arns, (function, resource)
 
 
-def test_the_notifier_hears_only_of_runs_that_have_ended() -> None:
+def test_the_notifier_hears_only_of_runs_that_have_ended_or_of_limited_runs() -> None:
+    """Every pattern asks for an ended status, or for a run of a limited task (`slots`) that
+    went back to the queue for a retry, or for one newly waiting for room (`waiting_for`)."""
     stack = Stack(ROOT / "template.yaml", "us-east-1")
     (source,) = [s for s in stack.stream_sources() if s.function == "NotifierFunction"]
     ended = ["cancelled", "failed", "succeeded", "timed_out"]
     assert source.filters, "no filter: every change of every run would invoke it"
     for pattern in source.filters:
-        assert sorted(pattern["dynamodb"]["NewImage"]["status"]["S"]) == ended, pattern
+        new = pattern["dynamodb"]["NewImage"]
+        if sorted(new.get("status", {}).get("S", [])) == ended:
+            continue
+        if new.get("status", {}).get("S") == ["queued"]:
+            assert new["slots"] == {"S": [{"exists": True}]}, pattern
+            assert pattern["dynamodb"]["OldImage"]["status"]["S"] == ["running"], pattern
+            continue
+        assert new == {"waiting_for": {"S": [{"exists": True}]}}, pattern
+        assert pattern["dynamodb"]["OldImage"] == {"waiting_for": [{"exists": False}]}, pattern
 
 
 # Names the template makes from the stack's name, and AWS's limit on each

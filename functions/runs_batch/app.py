@@ -17,7 +17,7 @@ app = make_resolver()
         " key with another batch answers 409 and starts nothing."
     ),
     tags=["runs"],
-    responses=answers(200, BatchAnswer, 403, 409, 413, 415, 422, description="Each request's outcome, in order"),
+    responses=answers(200, BatchAnswer, 400, 403, 409, 413, 415, 422, description="Each request's outcome, in order"),
 )
 def start_runs(body: BatchRequest) -> BatchAnswer:
     once = once_key(app, body)

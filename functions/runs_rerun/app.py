@@ -21,7 +21,7 @@ app = make_resolver()
         " (`rerun_of`); the first lists it (`reruns`). It never answers from the task's cache."
     ),
     tags=["runs"],
-    responses=answers(201, RunView, 403, 404, 422, description="The new run"),
+    responses=answers(201, RunView, 400, 403, 404, 415, 422, description="The new run"),
 )
 def rerun(
     run_id: str,

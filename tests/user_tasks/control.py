@@ -1,11 +1,12 @@
 """Tasks for the tests of run control: cancels that stop the code, retries, delays."""
 
+import fcntl
 import os
 import signal
 import time
 from pathlib import Path
 
-from taskrun import Backoff, task
+from taskrun import Backoff, Limit, task
 
 
 @task("control/ticker", timeout=60)
@@ -85,3 +86,61 @@ def stubborn(marks: str, failures: int = 9, nap: float = 0.0) -> int:
     if attempt <= failures:
         raise ConnectionError(f"attempt {attempt} failed")
     return attempt
+
+
+def _count(counter: str, step: int) -> None:
+    """Add `step` to the number of runs executing now, kept in the file `counter` as
+    'now peak', under a lock (each run records its own overlap with the others)."""
+    with open(counter, "a+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        now, peak = (int(part) for part in (file.read().split() or ["0", "0"]))
+        now += step
+        file.seek(0)
+        file.truncate()
+        file.write(f"{now} {max(peak, now)}")
+
+
+@task("control/probe", timeout=30, concurrency=3)
+def probe(counter: str, nap: float = 0.05) -> float:
+    """Count itself in while it naps, so the peak shows how many ran at once (at most 3)."""
+    return _nap_counted(counter, nap)
+
+
+@task("control/tenant", timeout=30, concurrency=4, per_key=1)
+def tenant(counter: str, nap: float = 0.3) -> float:
+    """At most 4 at once, at most 1 per concurrency_key; the caller gives each key its counter."""
+    return _nap_counted(counter, nap)
+
+
+def _nap_counted(counter: str, nap: float) -> float:
+    _count(counter, 1)
+    try:
+        time.sleep(nap)
+    finally:
+        _count(counter, -1)
+    return time.time()
+
+
+QUOTA = Limit("test-quota", 2)
+
+
+@task("control/quota_a", timeout=30, concurrency=QUOTA)
+def quota_a(counter: str, nap: float = 0.3) -> float:
+    """Shares the `test-quota` limit (2) with control/quota_b."""
+    return _nap_counted(counter, nap)
+
+
+@task("control/quota_b", timeout=30, concurrency=QUOTA)
+def quota_b(counter: str, nap: float = 0.3) -> float:
+    return _nap_counted(counter, nap)
+
+
+@task("control/single", timeout=10, concurrency=1)
+def single(marks: str, act: str = "nap", nap: float = 0.2) -> float:
+    """One at a time; `act` "die" kills the worker's sandbox holding the slot."""
+    _attempt_number(marks)
+    if act == "die":
+        os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(nap)
+    return time.time()

@@ -30,13 +30,27 @@ from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
-from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, RevisionInfo, Run, TaskInfo, TaskType
+from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, RevisionInfo, Run, Slot, TaskInfo, TaskType
 from taskrun.results import as_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TIMEOUT = 60
 MAX_TIMEOUT = 900
+MAX_CONCURRENCY = 1000  # runs one limit holds at once (the limit's item lists them)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A concurrency limit shared by name: `@task(..., concurrency=Limit("stripe", 20))` on
+    several tasks lets at most 20 of their runs execute at once, all tasks together."""
+
+    name: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,64}", self.name):
+            raise ValueError(f"limit name {self.name!r}: 1 to 64 letters, digits or _.:/-")
 
 
 class RunContext:
@@ -160,6 +174,16 @@ class TaskDefinition:
     revisions: dict[str, Revision] = field(default_factory=dict)
     cache_ttl: int | None = None  # seconds a succeeded run's result answers identical runs
     retry: RetryPolicy | None = None  # how a failed run is tried again
+    limit: Slot | None = None  # at most `size` runs at once, of this task or of every task sharing the name
+    per_key: int | None = None  # at most this many runs of one concurrency_key at once
+
+    def slots_for(self, concurrency_key: str | None) -> list[Slot]:
+        """The limits a run of this task with this key executes within (none: unlimited)."""
+        primary = self.limit.name if self.limit else f"task:{self.task_id}"
+        slots = [self.limit] if self.limit else []
+        if self.per_key is not None and concurrency_key is not None:
+            slots.append(Slot(name=f"{primary}#key:{concurrency_key}", size=self.per_key))
+        return slots
 
     @property
     def latest(self) -> Revision:
@@ -190,11 +214,21 @@ class TaskDefinition:
             timeout=self.timeout,
             cache_ttl=self.cache_ttl,
             retry=self.retry,
+            concurrency=self.limit.size if self.limit else None,
+            concurrency_limit=self.limit.name.removeprefix("limit:")
+            if self.limit and self.limit.name[:6] == "limit:"
+            else None,
+            per_key=self.per_key,
             revisions=[
                 RevisionInfo(revision=rev.revision, weight=rev.weight)
                 for rev in sorted(self.revisions.values(), key=lambda r: _revision_order(r.revision))
             ],
         )
+
+
+def _shared_name(limit: Slot | None) -> str | None:
+    """The name of a shared limit (`limit:<name>`); None for a task's own."""
+    return limit.name.removeprefix("limit:") if limit is not None and limit.name.startswith("limit:") else None
 
 
 def _revision_order(revision: str) -> tuple[int, str]:
@@ -206,6 +240,7 @@ class Catalog:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
+        self._limits: dict[str, int] = {}  # shared limits by name, and their size
 
     def get(self, task_id: str) -> TaskDefinition:
         try:
@@ -248,6 +283,8 @@ class Catalog:
         retries: int = 0,
         backoff: Backoff | None = None,
         final: tuple[type[BaseException], ...] = (),
+        concurrency: int | Limit | None = None,
+        per_key: int | None = None,
     ) -> None:
         _check_task_id(task_id)
         if not 0 <= retries <= MAX_RETRIES:
@@ -264,6 +301,26 @@ class Catalog:
         self._add(task_id, TaskType.SCRIPT, script, timeout, description or inspect.getdoc(function) or "")
         self._tasks[task_id].cache_ttl = cache_ttl
         self._tasks[task_id].retry = RetryPolicy(retries=retries, backoff=backoff or Backoff()) if retries else None
+        self._tasks[task_id].limit = self._limit_of(task_id, concurrency)
+        if per_key is not None and not 1 <= per_key <= MAX_CONCURRENCY:
+            raise ValueError(f"task {task_id!r}: per_key must be 1..{MAX_CONCURRENCY}")
+        self._tasks[task_id].per_key = per_key
+
+    def _limit_of(self, task_id: str, concurrency: int | Limit | None) -> Slot | None:
+        """The limit a task runs within: its own (`concurrency=N`) or a shared one (a `Limit`,
+        whose size every task naming it must agree on)."""
+        if concurrency is None:
+            return None
+        if isinstance(concurrency, Limit):
+            slot = Slot(name=f"limit:{concurrency.name}", size=concurrency.size)
+            known = self._limits.setdefault(slot.name, slot.size)
+            if known != slot.size:
+                raise ValueError(f"limit {concurrency.name!r} is {known} wide elsewhere, {slot.size} here")
+        else:
+            slot = Slot(name=f"task:{task_id}", size=concurrency)
+        if not 1 <= slot.size <= MAX_CONCURRENCY:
+            raise ValueError(f"task {task_id!r}: concurrency must be 1..{MAX_CONCURRENCY}")
+        return slot
 
     def add_flow(
         self,
@@ -348,12 +405,17 @@ def task(
     retries: int = 0,
     backoff: Backoff | None = None,
     final: tuple[type[BaseException], ...] = (),
+    concurrency: int | Limit | None = None,
+    per_key: int | None = None,
     registry: Catalog | None = None,
 ) -> Callable[[F], F]:
     """Register a function as the script `task_id` (one revision of it). With `cache_ttl`
     (seconds), a run identical to one that succeeded that recently answers with its result.
     With `retries`, a run that raised or timed out is tried again that many times at most,
-    after the `backoff`'s waits; an exception of a `final` type ends the run at once."""
+    after the `backoff`'s waits; an exception of a `final` type ends the run at once.
+    With `concurrency` (a number, or a `Limit` shared by name with other tasks), at most that
+    many runs execute at once; with `per_key`, at most that many of one `concurrency_key`.
+    The others wait, queued, and start in arrival order."""
 
     def register(function: F) -> F:
         (registry or catalog).add_script(
@@ -367,6 +429,8 @@ def task(
             retries=retries,
             backoff=backoff,
             final=final,
+            concurrency=concurrency,
+            per_key=per_key,
         )
         return function
 

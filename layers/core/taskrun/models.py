@@ -147,6 +147,23 @@ class RetryPolicy(BaseModel):
     backoff: Backoff = Field(default_factory=Backoff)
 
 
+class Slot(BaseModel):
+    """A limit a run takes a slot of while it runs: its name and how many slots it has."""
+
+    name: str
+    size: int = Field(ge=0)
+
+
+ConcurrencyKey = Annotated[
+    str,
+    Field(
+        pattern=TAG_PATTERN,
+        description="Runs of one key share the task's per-key limit (for example a tenant id).",
+        examples=["tenant-42"],
+    ),
+]
+
+
 class Run(BaseModel):
     """A run as the API shows it and the store keeps it."""
 
@@ -196,6 +213,9 @@ class Run(BaseModel):
         default=None, description="From the request's ttl: a run not started by then ends failed, `expired`."
     )
     retry: RetryPolicy | None = None  # internal: the task's retry policy, as it was when the run was made
+    concurrency_key: ConcurrencyKey | None = None
+    slots: list[Slot] = Field(default_factory=list)  # internal: the limits it runs within, its task's first
+    waiting_for: str | None = None  # internal: while queued for room in a limit, that limit
     created_at: UtcTime
     started_at: UtcTime | None = None
     ended_at: UtcTime | None = None
@@ -256,6 +276,8 @@ class RunView(Run):
     cache_key: str | None = Field(default=None, exclude=True)
     cache_ttl: int | None = Field(default=None, exclude=True)
     retry: RetryPolicy | None = Field(default=None, exclude=True)
+    slots: list[Slot] = Field(default_factory=list, exclude=True)
+    waiting_for: str | None = Field(default=None, exclude=True)
 
 
 class RunSummary(RunView):
@@ -321,12 +343,15 @@ class StartRunRequest(BaseModel):
         le=MAX_DELAY_SECONDS,
         description="Seconds from now: a run not started by then ends failed with the error type `expired`.",
     )
+    concurrency_key: ConcurrencyKey | None = None
 
 
 class RerunRequest(BaseModel):
     """Body of POST /v1/runs/{run_id}/rerun (optional)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"revision": "current"}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{}, {"revision": "current"}]}
+    )
 
     revision: str | None = Field(
         default=None,
@@ -388,6 +413,9 @@ class TaskInfo(BaseModel):
     timeout: int | None
     cache_ttl: int | None = Field(default=None, description="Seconds a result answers identical runs, if cached.")
     retry: RetryPolicy | None = Field(default=None, description="How a failed run is tried again, if it is.")
+    concurrency: int | None = Field(default=None, description="At most this many runs execute at once.")
+    concurrency_limit: str | None = Field(default=None, description="The named limit it shares, if any.")
+    per_key: int | None = Field(default=None, description="At most this many runs of one concurrency_key at once.")
     revisions: list[RevisionInfo]
 
 

@@ -1,6 +1,7 @@
 """What happens when a run ends, read from the runs table's stream: the task token of the
-state machine that started the run is released with the run's outcome, and a run with a
-webhook gets its delivery recorded and queued (taskrun.deliveries)."""
+state machine that started the run is released with the run's outcome, a run with a
+webhook gets its delivery recorded and queued (taskrun.deliveries), and a run of a limited
+task gives its slots back, admitting the runs waiting for them (taskrun.concurrency)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer
 
+from taskrun.concurrency import Admission
 from taskrun.deliveries import Deliveries
 from taskrun.flows import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
@@ -36,6 +38,27 @@ def ended_runs(records: Iterable[dict[str, Any]]) -> list[Run]:
         if run.status.is_done:
             ended.append(run)
     return ended
+
+
+def admit_waiting(records: Iterable[dict[str, Any]], admission: Admission) -> int:
+    """Give back the slots of the limited runs that ended or wait for a retry, and admit the
+    runs waiting for room in each limit concerned (a run just set waiting among them)."""
+    limits: dict[str, None] = {}
+    for record in records:
+        old, new = _image(record["dynamodb"].get("OldImage")), _image(record["dynamodb"].get("NewImage"))
+        if not new or "slots" not in new:
+            continue
+        run = run_from_item(new)
+        if not run.slots:
+            continue
+        ended = run.status.is_done and (not old or old.get("status") in ACTIVE_STATUSES)
+        requeued = run.status is RunStatus.QUEUED and old.get("status") == RunStatus.RUNNING.value
+        if ended or requeued:
+            admission.limits.give_back(run.run_id, run.slots)
+            limits[run.slots[0].name] = None
+        elif run.waiting_for is not None and not old.get("waiting_for"):
+            limits[run.waiting_for] = None
+    return sum(len(admission.admit(limit)) for limit in limits)
 
 
 def start_deliveries(runs: Iterable[Run], deliveries: Deliveries) -> int:

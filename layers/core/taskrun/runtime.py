@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from taskrun.cache import ResultCache
     from taskrun.callbacks import Callbacks
     from taskrun.catalog import Catalog
+    from taskrun.concurrency import Admission
     from taskrun.deliveries import Deliveries
     from taskrun.dispatch import LambdaDispatcher, Waker
     from taskrun.files import FileStore
@@ -98,6 +99,7 @@ def run_service() -> RunService:
         settings=settings,
         flows=flows,
         waker=waker(),
+        admission=admission(),
         cache=result_cache(),
         files=file_store(),
     )
@@ -116,6 +118,19 @@ def worker() -> Worker:
         waker=service.waker,
         flows=service.flows,
     )
+
+
+@lru_cache(maxsize=1)
+def admission() -> Admission | None:
+    """Where limited runs take and give back their slots (None where the stack has no limits table)."""
+    from taskrun.concurrency import Admission, LimitStore
+    from taskrun.store import DynamoRunStore
+
+    settings = get_settings()
+    if not settings.limits_table:
+        return None
+    store = DynamoRunStore(settings.runs_table)
+    return Admission(store=store, limits=LimitStore(settings.limits_table), dispatcher=worker_dispatcher())
 
 
 @lru_cache(maxsize=1)

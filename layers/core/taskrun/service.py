@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import ResultCache, cache_key
 from taskrun.catalog import DEFAULT_TIMEOUT, Catalog
+from taskrun.concurrency import Admission
 from taskrun.dispatch import Dispatcher, DispatchFailed, Waker
 from taskrun.errors import (
     FieldError,
@@ -92,6 +93,7 @@ class RunRequest:
     run_at: datetime | None = None  # when the run starts (delay or run_at, not both)
     ttl: float | None = None  # seconds from now: not started by then, the run ends expired
     rerun_of: str | None = None
+    concurrency_key: str | None = None
 
     @classmethod
     def of(cls, body: StartRunRequest, access: TaskAccess) -> RunRequest:
@@ -109,6 +111,7 @@ class RunRequest:
             delay=body.delay,
             run_at=body.run_at,
             ttl=body.ttl,
+            concurrency_key=body.concurrency_key,
         )
 
 
@@ -120,6 +123,7 @@ class RunService:
     settings: Settings
     flows: StepFunctions | None = None
     waker: Waker | None = None  # where queued runs wait for their start time
+    admission: Admission | None = None  # admits runs of limited tasks to their limits
     cache: ResultCache | None = None
     files: FileStore | None = None
     clock: Callable[[], datetime] = utcnow
@@ -195,6 +199,9 @@ class RunService:
             )
         if start_at is not None and self.waker is None:
             raise InvalidInput("this stack cannot put off a run", [FieldError("body.delay", "not available")])
+        slots = definition.slots_for(request.concurrency_key) if definition.task_type is TaskType.SCRIPT else []
+        if slots and self.admission is None:
+            raise InvalidInput("this stack has no concurrency limits", [FieldError("body.task_id", "limited task")])
         run = Run(
             run_id=request.run_id or new_run_id(),
             task_id=definition.task_id,
@@ -214,7 +221,10 @@ class RunService:
             tags=list(dict.fromkeys(request.tags)),
             rerun_of=request.rerun_of,
             retry=definition.retry if definition.task_type is TaskType.SCRIPT else None,
-            status=RunStatus.QUEUED if start_at is not None else RunStatus.PENDING,
+            concurrency_key=request.concurrency_key,
+            slots=slots,
+            status=RunStatus.QUEUED if start_at is not None or slots else RunStatus.PENDING,
+            waiting_for=slots[0].name if slots and start_at is None else None,
             next_attempt_at=start_at,
             expires_at=expires_at,
             created_at=now,
@@ -230,6 +240,8 @@ class RunService:
             return cached
         self.store.create(run)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        if run.status is RunStatus.QUEUED and run.waiting_for is not None:
+            return self._queue(run, wait_timeout)
         if run.status is RunStatus.QUEUED:
             return self._put_off(run, wait_timeout)
         began = time.monotonic()
@@ -255,6 +267,18 @@ class RunService:
             run, wait_timeout = ran, max(0.0, wait_timeout - (time.monotonic() - began))
         elif execution_arn is not None:
             run = self._mark_flow_running(run, execution_arn)
+        if wait_timeout is not None:
+            return self.wait(run.run_id, wait_timeout, current=run)
+        return run
+
+    def _queue(self, run: Run, wait_timeout: float | None) -> Run:
+        """A run of a limited task waits for room (queued) and starts when its turn comes,
+        which may be now."""
+        assert self.admission is not None and run.waiting_for is not None
+        self.admission.admit(run.waiting_for)
+        logger.info("run queued for its limit", extra={"limit": run.waiting_for})
+        count("RunsStarted")
+        run = self.store.get(run.run_id)
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run

@@ -58,6 +58,7 @@ class Settings(BaseModel):
     )
     files_bucket: str = Field(default="", description="Bucket of uploaded files (TASKRUN_FILES_BUCKET).")
     cache_table: str = Field(default="", description="The result cache's table (TASKRUN_CACHE_TABLE).")
+    limits_table: str = Field(default="", description="Concurrency limits' table (TASKRUN_LIMITS_TABLE).")
     deliveries_table: str = Field(default="", description="Webhook deliveries' table (TASKRUN_DELIVERIES_TABLE).")
     webhook_queue_url: str = Field(default="", description="The queue of webhook attempts (TASKRUN_WEBHOOK_QUEUE_URL).")
     webhook_secret: str = Field(
@@ -102,6 +103,7 @@ class Settings(BaseModel):
             "results_bucket": env.get("TASKRUN_RESULTS_BUCKET", ""),
             "files_bucket": env.get("TASKRUN_FILES_BUCKET", ""),
             "cache_table": env.get("TASKRUN_CACHE_TABLE", ""),
+            "limits_table": env.get("TASKRUN_LIMITS_TABLE", ""),
             "deliveries_table": env.get("TASKRUN_DELIVERIES_TABLE", ""),
             "webhook_queue_url": env.get("TASKRUN_WEBHOOK_QUEUE_URL", ""),
             "webhook_secret": env.get("TASKRUN_WEBHOOK_SECRET", ""),

@@ -36,11 +36,12 @@ from taskrun.models import (
     RunError,
     RunStatus,
     RunSummary,
+    Slot,
     TriggeredBy,
     format_time,
 )
 
-JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry")
+JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry", "slots")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
 ACTIVE = "active"  # the cursor's name for the `active` index's shards
@@ -95,6 +96,15 @@ class RunFilter:
 
 
 @dataclass(frozen=True)
+class Waiter:
+    """A run waiting for room in a limit, as the `waiting` index holds it."""
+
+    run_id: str
+    slots: list[Slot]
+    timeout: int | None
+
+
+@dataclass(frozen=True)
 class Ending:
     """How a run ends: the status and what goes with it."""
 
@@ -131,6 +141,12 @@ class RunStore(Protocol):
     def release(self, run_id: str, now: datetime, attempt: int) -> Run: ...
 
     def link_rerun(self, run_id: str, rerun_id: str) -> None: ...
+
+    def waiting(self, limit: str, after: str | None, count: int) -> Sequence[Waiter]: ...
+
+    def admit(self, run_id: str, limit: str, now: datetime) -> Run: ...
+
+    def wait_for_room(self, run_id: str, limit: str, attempt: int | None) -> Run: ...
 
     def finish(self, run_id: str, ending: Ending) -> Run: ...
 
@@ -304,6 +320,52 @@ class DynamoRunStore(aws.TableAdapter):
             remove=("next_attempt_at",),
         )
 
+    def waiting(self, limit: str, after: str | None, count: int) -> Sequence[Waiter]:
+        """Up to `count` runs waiting for room in `limit`, oldest first, after the run `after`."""
+        request: dict[str, Any] = {
+            "IndexName": "waiting",
+            "KeyConditionExpression": "waiting_for = :limit" + (" AND run_id > :after" if after else ""),
+            "ExpressionAttributeValues": {":limit": limit, **({":after": after} if after else {})},
+            "ScanIndexForward": True,
+            "Limit": count,
+        }
+        items = self.table.query(**request).get("Items", [])
+        return [
+            Waiter(
+                run_id=item["run_id"],
+                slots=[Slot.model_validate(slot) for slot in json.loads(item.get("slots", "[]"))],
+                timeout=int(item["timeout"]) if "timeout" in item else None,
+            )
+            for item in items
+        ]
+
+    def admit(self, run_id: str, limit: str, now: datetime) -> Run:
+        """A run that took its slots: waiting (queued, for `limit`) → pending, unless it was
+        never started and its `expires_at` has passed (a conflict)."""
+        return self._move(
+            run_id,
+            allowed_from=(RunStatus.QUEUED,),
+            values={"status": RunStatus.PENDING.value},
+            condition=(
+                "waiting_for = :limit AND (attribute_exists(started_at) OR attribute_not_exists(expires_at) "
+                "OR expires_at > :now)",
+                {":limit": limit, ":now": format_time(now)},
+            ),
+            remove=("waiting_for", "next_attempt_at"),
+        )
+
+    def wait_for_room(self, run_id: str, limit: str, attempt: int | None) -> Run:
+        """A queued run whose start time came (attempt `attempt`), or a run just made, now
+        waits for room in `limit` (listed in the `waiting` index)."""
+        condition = ("attempt = :attempt", {":attempt": attempt}) if attempt is not None else None
+        return self._move(
+            run_id,
+            allowed_from=(RunStatus.QUEUED,),
+            values={"status": RunStatus.QUEUED.value, "waiting_for": limit},
+            condition=condition,
+            remove=("next_attempt_at",),
+        )
+
     def link_rerun(self, run_id: str, rerun_id: str) -> None:
         """Add a re-run to the run's `reruns` (not a status move: an ended run stays ended).
         Past MAX_RERUN_LINKS the link is kept on the re-run alone, so the item stays small."""
@@ -359,7 +421,11 @@ class DynamoRunStore(aws.TableAdapter):
         # a run that ends straight from pending (a flow whose start was not recorded) gets its start too
         unless_set = {"started_at": format_time(ending.started_at)} if ending.started_at else {}
         return self._move(
-            run_id, allowed_from=ACTIVE_STATUSES, values=values, unless_set=unless_set, remove=("next_attempt_at",)
+            run_id,
+            allowed_from=ACTIVE_STATUSES,
+            values=values,
+            unless_set=unless_set,
+            remove=("next_attempt_at", "waiting_for"),
         )
 
     def _move(
@@ -451,6 +517,8 @@ def time_shard(run_id: str) -> str:
 
 def _to_item(run: Run) -> dict[str, Any]:
     data = run.model_dump(mode="json", exclude_none=True)
+    if not data.get("slots"):
+        data.pop("slots", None)  # so that the stream's filter tells limited runs by it
     for name in JSON_FIELDS:
         if name in data:
             data[name] = json.dumps(data[name])

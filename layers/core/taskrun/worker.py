@@ -191,8 +191,12 @@ class Worker:
         # throttle must not lose a run's result, nor end a run whose code never started.
         deadline = None if seconds_left is None else time.monotonic() + seconds_left
         logger.append_keys(run_id=run_id)
-        if attempt is not None and self.flows is not None and self.store.get(run_id).task_type is TaskType.FLOW:
-            return self._start_flow(run_id, attempt)
+        if attempt is not None:
+            queued = self.store.get(run_id)
+            if queued.task_type is TaskType.FLOW and self.flows is not None:
+                return self._start_flow(run_id, attempt)
+            if queued.slots:
+                return self._wait_for_room(queued, attempt)
         # The claim is the conditional write itself (pending → running): no read before it.
         began = self.clock()
         try:
@@ -220,6 +224,14 @@ class Worker:
         else:
             logger.info("run ended elsewhere first", extra={"status": run.status})
         return run
+
+    def _wait_for_room(self, run: Run, attempt: int) -> Run:
+        """A queued run of a limited task whose start time came waits for room in its limit;
+        the notifier admits it from the runs table's stream (taskrun.notify)."""
+        try:
+            return self.store.wait_for_room(run.run_id, run.slots[0].name, attempt)
+        except RunConflict as conflict:
+            return self._not_claimed(run.run_id, conflict)
 
     def _not_claimed(self, run_id: str, conflict: RunConflict) -> Run:
         """A run the worker could not take: ended or taken elsewhere, an attempt already
