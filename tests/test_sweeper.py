@@ -154,3 +154,32 @@ def test_an_asynchronous_invocation_that_keeps_failing_lands_in_the_dead_letter_
     assert record["requestContext"]["approximateInvokeCount"] == 3
     assert record["requestContext"]["functionArn"].endswith(":function:WorkerFailedFunction:$LATEST")
     assert record["responsePayload"]["errorType"]
+
+
+def test_a_queued_run_whose_wake_is_overdue_is_woken_and_runs_once(
+    api: httpx.Client, invoke: Invoke, tmp_path: Any
+) -> None:
+    # Given a run put off by two minutes (its wake waits in the wake state machine)
+    marks = tmp_path / "attempts"
+    body = {"task_id": "control/patient", "arguments": {"marks": str(marks), "failures": 0}, "delay": 120}
+    run = api.post("/v1/runs", json=body).json()
+    assert run["status"] == "queued"
+    created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00"))
+    # When the sweeper runs before its start time, it leaves it; past it and the grace, it
+    # wakes it as if its wake was lost
+    assert run["run_id"] not in sweep_at(invoke, created + timedelta(seconds=60))["woken"]
+    assert run["run_id"] in sweep_at(invoke, created + timedelta(seconds=120 + GRACE_SECONDS + 1))["woken"]
+    # Then it runs, once (its own wake, later, finds the attempt taken)
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded" and len(marks.read_text().splitlines()) == 1
+
+
+def test_a_queued_run_past_its_ttl_is_ended_expired_by_the_sweeper(api: httpx.Client, invoke: Invoke) -> None:
+    run = api.post(
+        "/v1/runs", json={"task_id": "examples/greet", "arguments": {"name": "x"}, "delay": 600, "ttl": 900}
+    ).json()
+    created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00"))
+    assert run["run_id"] not in sweep_at(invoke, created + timedelta(seconds=500))["ended"]
+    assert run["run_id"] in sweep_at(invoke, created + timedelta(seconds=901))["ended"]
+    ended = get(api, run["run_id"])
+    assert ended["status"] == "failed" and ended["error"]["type"] == "expired" and ended["started_at"] is None

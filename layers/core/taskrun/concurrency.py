@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -42,6 +43,10 @@ WAITERS_PER_READ = 25
 
 class LimitStore(aws.TableAdapter):
     """The limits table: one item per limit, `holders` the runs holding a slot of it."""
+
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        super().__init__(table_name, table)
+        self._known: set[str] = set()  # limits whose item exists
 
     def take(self, run_id: str, slots: Sequence[Slot], deadline: float) -> int | None:
         """Take a slot of each limit for the run, all or none (one that had no room gives
@@ -81,12 +86,16 @@ class LimitStore(aws.TableAdapter):
         return [run_id for run_id, deadline in (item.get("holders") or {}).items() if float(deadline) < now]
 
     def _ensure(self, name: str) -> None:
-        """The limit's item, made with no holder the first time it is used."""
+        """The limit's item, made with no holder the first time it is used (once per
+        process: an item is never deleted)."""
+        if name in self._known:
+            return
         try:
             self.table.put_item(Item={"slot": name, "holders": {}}, ConditionExpression="attribute_not_exists(slot)")
         except ClientError as error:
             if not aws.is_condition_failure(error):
                 raise
+        self._known.add(name)
 
 
 @dataclass

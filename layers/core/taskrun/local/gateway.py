@@ -99,6 +99,11 @@ class Gateway:
         on_path = [(route, match) for route, match in matches if match]
         if not on_path:
             return self.gateway_response("MISSING_AUTHENTICATION_TOKEN", HTTPStatus.NOT_FOUND)  # REST APIs' answer
+        # the most specific resource takes the request, as API Gateway's does: a method it
+        # lacks is not looked for on a templated path that matches too (/v1/runs/batch is not
+        # /v1/runs/{run_id})
+        resource = on_path[0][0].path
+        on_path = [(route, match) for route, match in on_path if route.path == resource]
         chosen = next(((route, match) for route, match in on_path if route.method == method), None)
         if chosen is None:
             allowed = ", ".join(sorted({route.method for route, _ in on_path}))
