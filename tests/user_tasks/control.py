@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from taskrun import Backoff, Limit, task
+from taskrun import Backoff, Limit, RunContext, task
 
 
 @task("control/ticker", timeout=60)
@@ -144,3 +144,19 @@ def single(marks: str, act: str = "nap", nap: float = 0.2) -> float:
         os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(nap)
     return time.time()
+
+
+@task("control/charge", timeout=10, secrets=["test-stripe"])
+def charge(amount: int, context: RunContext, leak: bool = False) -> dict[str, int]:
+    """Read a declared secret; print it and put it in an error when asked to (to show both masked)."""
+    key = context.secret("test-stripe")
+    print(f"charging {amount} with {key}", flush=True)
+    if leak:
+        raise PermissionError(f"the key {key} was refused")
+    return {"amount": amount, "key_length": len(key)}
+
+
+@task("control/nosy", timeout=10, secrets=["test-absent"])
+def nosy(marks: str) -> None:
+    """Declares a secret that is never set: it must never start."""
+    _attempt_number(marks)

@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -32,6 +32,7 @@ from taskrun.ids import TASK_ID_PATTERN
 from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
 from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, RevisionInfo, Run, Slot, TaskInfo, TaskType
 from taskrun.results import as_json
+from taskrun.task_secrets import check_secret_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,16 +61,26 @@ class RunContext:
     usage (tokens, calls, ...) the script reports, which the run record keeps.
     """
 
-    def __init__(self, run_id: str, task_id: str, revision: str, deadline: float) -> None:
+    def __init__(
+        self, run_id: str, task_id: str, revision: str, deadline: float, secrets: Mapping[str, str] | None = None
+    ) -> None:
         self.run_id = run_id
         self.task_id = task_id
         self.revision = revision
         self._deadline = deadline
+        self._secrets = dict(secrets or {})
         self._usage: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def remaining_seconds(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
+
+    def secret(self, name: str) -> str:
+        """The value of a secret the task declared (`@task(secrets=[...])`); it is masked in
+        the run's logs. A secret the task did not declare is a KeyError."""
+        if name not in self._secrets:
+            raise KeyError(f"secret {name!r} is not one the task declares (@task(secrets=[...]))")
+        return self._secrets[name]
 
     def report_usage(self, **amounts: float) -> None:
         """Add to the run's usage counters, for example `report_usage(input_tokens=120)`."""
@@ -128,6 +139,7 @@ class ScriptRevision(Revision):
     context_parameter: str | None
     output_declared: bool = True  # the function has a return annotation
     final: tuple[type[BaseException], ...] = ()  # exceptions that end a run without a retry
+    secrets: tuple[str, ...] = ()  # the names of the secrets it reads (RunContext.secret)
 
     def call(self, arguments: Mapping[str, Any], context: RunContext) -> Any:
         """Run the function on arguments already validated once, and return a JSON-ready result."""
@@ -285,8 +297,11 @@ class Catalog:
         final: tuple[type[BaseException], ...] = (),
         concurrency: int | Limit | None = None,
         per_key: int | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         _check_task_id(task_id)
+        for name in secrets:
+            check_secret_name(name)
         if not 0 <= retries <= MAX_RETRIES:
             raise ValueError(f"task {task_id!r}: retries must be 0..{MAX_RETRIES}")
         if not all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in final):
@@ -297,7 +312,9 @@ class Catalog:
             raise ValueError(f"task {task_id!r}: timeout must be 1..{MAX_TIMEOUT} seconds")
         if weight < 0:
             raise ValueError(f"task {task_id!r}: weight must not be negative")
-        script = dataclasses.replace(_script_revision(function, revision, weight), final=tuple(final))
+        script = dataclasses.replace(
+            _script_revision(function, revision, weight), final=tuple(final), secrets=tuple(dict.fromkeys(secrets))
+        )
         self._add(task_id, TaskType.SCRIPT, script, timeout, description or inspect.getdoc(function) or "")
         self._tasks[task_id].cache_ttl = cache_ttl
         self._tasks[task_id].retry = RetryPolicy(retries=retries, backoff=backoff or Backoff()) if retries else None
@@ -407,6 +424,7 @@ def task(
     final: tuple[type[BaseException], ...] = (),
     concurrency: int | Limit | None = None,
     per_key: int | None = None,
+    secrets: Sequence[str] = (),
     registry: Catalog | None = None,
 ) -> Callable[[F], F]:
     """Register a function as the script `task_id` (one revision of it). With `cache_ttl`
@@ -415,7 +433,9 @@ def task(
     after the `backoff`'s waits; an exception of a `final` type ends the run at once.
     With `concurrency` (a number, or a `Limit` shared by name with other tasks), at most that
     many runs execute at once; with `per_key`, at most that many of one `concurrency_key`.
-    The others wait, queued, and start in arrival order."""
+    The others wait, queued, and start in arrival order. `secrets` names the secrets the
+    task reads with `RunContext.secret(name)`; a run whose secret is not set fails before
+    the function starts."""
 
     def register(function: F) -> F:
         (registry or catalog).add_script(
@@ -431,6 +451,7 @@ def task(
             final=final,
             concurrency=concurrency,
             per_key=per_key,
+            secrets=tuple(secrets),
         )
         return function
 

@@ -48,6 +48,18 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(keys_app, name="keys")
+secrets_app = typer.Typer(
+    help="Tasks' secrets: locally in .taskrun/secrets, or with --stack in a stack's SSM parameters.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+StackOption = Annotated[
+    str | None,
+    typer.Option("--stack", help="A deployed stack: its SSM parameters /STACK/secrets/ (your AWS credentials)."),
+]
+SecretsDirOption = Annotated[
+    Path, typer.Option("--dir", metavar="DIR", help="The local stack's secrets (taskrun local --secrets).")
+]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")]
 
@@ -588,6 +600,66 @@ def keys_revoke(key_id: str) -> None:
     out.print(f"{key_id} revoked", markup=False)
 
 
+# ------------------------------------------------------------------------------ secrets
+
+
+def _secret_store(stack: str | None, directory: Path) -> Any:
+    from taskrun.task_secrets import DirectorySecrets, ParameterSecrets
+
+    if stack is None:
+        return DirectorySecrets(directory)
+    import boto3  # the user's own AWS configuration, as the AWS CLI reads it
+
+    return ParameterSecrets(f"/{stack}/secrets/", boto3.session.Session().client("ssm"))
+
+
+def _on_secrets(action: Callable[[], Any]) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        return action()
+    except ValueError as error:
+        fail(str(error), 2)
+    except NoCredentialsError:
+        fail("no AWS credentials: set AWS_PROFILE or run `aws configure`")
+    except NoRegionError:
+        fail("no AWS region: set AWS_REGION or run `aws configure`")
+    except (BotoCoreError, ClientError, OSError) as error:
+        fail(str(error))
+
+
+@secrets_app.command("set", epilog='Example: printf %s "$STRIPE_KEY" | taskrun secrets set stripe')
+def secrets_set(
+    name: str,
+    value: Annotated[
+        str | None, typer.Option(help="The value (else read from stdin, so that it stays out of your history).")
+    ] = None,
+    stack: StackOption = None,
+    directory: SecretsDirOption = Path(".taskrun/secrets"),
+) -> None:
+    """Set a secret tasks declare (`@task(secrets=[NAME])`); the next runs read it."""
+    text = value if value is not None else sys.stdin.read().removesuffix("\n")
+    _on_secrets(lambda: _secret_store(stack, directory).put(name, text))
+    out.print(f"{name} set", markup=False)
+
+
+@secrets_app.command("list", epilog="Example: taskrun secrets list")
+def secrets_list(stack: StackOption = None, directory: SecretsDirOption = Path(".taskrun/secrets")) -> None:
+    """The secrets' names (never their values)."""
+    for name in _on_secrets(lambda: _secret_store(stack, directory).names()):
+        out.print(name, markup=False)
+
+
+@secrets_app.command("delete", epilog="Example: taskrun secrets delete stripe")
+def secrets_delete(
+    name: str, stack: StackOption = None, directory: SecretsDirOption = Path(".taskrun/secrets")
+) -> None:
+    """Delete a secret; runs of tasks that declare it then fail before they start."""
+    if not _on_secrets(lambda: _secret_store(stack, directory).delete(name)):
+        fail(f"no secret {name!r}")
+    out.print(f"{name} deleted", markup=False)
+
+
 # ------------------------------------------------------------------------------ local
 
 
@@ -603,12 +675,18 @@ def local(
         ".taskrun"
     ),
     ephemeral: Annotated[bool, typer.Option(help="Keep nothing: every table lives in memory only.")] = False,
+    secrets: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Tasks' secrets: a directory (a file each) or a file of NAME=value lines."),
+    ] = None,
 ) -> None:
     """Serve the API on this machine, on an in-process AWS emulator."""
-    raise typer.Exit(_serve_locally(host, port, tasks or [], root, None if ephemeral else data.resolve()))
+    raise typer.Exit(_serve_locally(host, port, tasks or [], root, None if ephemeral else data.resolve(), secrets))
 
 
-def _serve_locally(host: str, port: int, tasks: list[Path], root: Path | None, data_dir: Path | None) -> int:
+def _serve_locally(
+    host: str, port: int, tasks: list[Path], root: Path | None, data_dir: Path | None, secrets: Path | None = None
+) -> int:
     from taskrun.local.stack import LocalStack, bundle_root
 
     for directory in tasks:
@@ -620,6 +698,7 @@ def _serve_locally(host: str, port: int, tasks: list[Path], root: Path | None, d
             extra_task_dirs=list(tasks),
             api_key=os.environ.get("TASKRUN_API_KEY") or None,
             data_dir=data_dir,
+            secrets=secrets,
         )
     except ValueError as error:  # a setting that cannot work, such as a malformed webhook secret
         fail(f"local: could not start: {error}")

@@ -137,6 +137,10 @@ class TaskTimedOut(Exception):
     """A flow step's script ran past its timeout (the Step Functions error name)."""
 
 
+class SecretNotFound(Exception):
+    """A secret the task declares is not set: the task is not started (the Step Functions error name)."""
+
+
 class TaskCancelled(Exception):
     """A flow step's script was stopped because its run was cancelled (the Step Functions error name)."""
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from taskrun.results import ResultStore
     from taskrun.schedules import Schedules
     from taskrun.service import RunService
+    from taskrun.task_secrets import SecretStore
     from taskrun.usage import UsagePlan
     from taskrun.webhooks import Signer
     from taskrun.worker import Worker
@@ -117,7 +118,19 @@ def worker() -> Worker:
         cache=service.cache,
         waker=service.waker,
         flows=service.flows,
+        secrets=secret_store(),
     )
+
+
+@lru_cache(maxsize=1)
+def secret_store() -> SecretStore | None:
+    """Where tasks' secrets are read: a directory in local mode, else SSM under the stack's prefix."""
+    from taskrun.task_secrets import DirectorySecrets, ParameterSecrets
+
+    settings = get_settings()
+    if settings.secrets_dir is not None:
+        return DirectorySecrets(settings.secrets_dir)
+    return ParameterSecrets(settings.secrets_prefix) if settings.secrets_prefix else None
 
 
 @lru_cache(maxsize=1)

@@ -65,6 +65,7 @@ class Call:
     context_id: str  # the run id, or a flow step's execution
     deadline: float  # time.monotonic() by which the script should be done
     log_path: str = ""  # where the child writes what the script prints and logs
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # the task's declared secrets
 
 
 class ScriptProcess:
@@ -169,17 +170,19 @@ def _serve(conn: Connection, catalog: Catalog) -> None:
 
 
 def _secrets_of(call: Call, catalog: Catalog) -> list[str]:
-    """The texts of the call's secret arguments, kept out of its logs and error message."""
+    """The texts of the call's secret arguments and of its task's secrets, kept out of its
+    logs and error message."""
+    declared = [value for value in call.secrets.values() if value]
     try:
-        return catalog.get(call.task_id).revisions[call.revision].secrets_in(call.arguments)
+        return [*catalog.get(call.task_id).revisions[call.revision].secrets_in(call.arguments), *declared]
     except (TaskNotFound, KeyError):
-        return []
+        return declared
 
 
 def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
     """How one call went, (status, result, error name, message, usage, frames), and the
     traceback of what it raised, for its logs."""
-    context = RunContext(call.context_id, call.task_id, call.revision, call.deadline)
+    context = RunContext(call.context_id, call.task_id, call.revision, call.deadline, call.secrets)
     script = None
     try:
         script = catalog.get(call.task_id).revisions[call.revision]

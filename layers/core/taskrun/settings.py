@@ -30,6 +30,12 @@ class Settings(BaseModel):
     wake_state_machine: str = Field(
         default="", description="ARN of the state machine queued runs wait in (TASKRUN_WAKE_STATE_MACHINE)."
     )
+    secrets_dir: Path | None = Field(
+        default=None, description="Local mode: where tasks' secrets are kept (TASKRUN_SECRETS_DIR)."
+    )
+    secrets_prefix: str = Field(
+        default="", description="SSM parameter path of tasks' secrets, `/<stack>/secrets/` (TASKRUN_SECRETS_PREFIX)."
+    )
     task_dirs: list[Path] = Field(default_factory=list, description="Directories of task modules.")
     max_wait_seconds: float = Field(
         default=25.0,
@@ -97,6 +103,8 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "wake_state_machine": env.get("TASKRUN_WAKE_STATE_MACHINE", ""),
+            "secrets_dir": Path(env["TASKRUN_SECRETS_DIR"]) if env.get("TASKRUN_SECRETS_DIR") else None,
+            "secrets_prefix": env.get("TASKRUN_SECRETS_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],
             "usage_plan": env.get("TASKRUN_USAGE_PLAN", ""),
             "shared_usage_key": env.get("TASKRUN_SHARED_USAGE_KEY", ""),

@@ -23,6 +23,7 @@ from taskrun.errors import (
     InvalidResult,
     ResultTooLarge,
     RunConflict,
+    SecretNotFound,
     TaskCancelled,
     TaskNotFound,
     TaskTimedOut,
@@ -43,6 +44,7 @@ from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against,
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.sweeper import expiry
+from taskrun.task_secrets import SecretStore
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -163,6 +165,7 @@ class Worker:
     cache: ResultCache | None = None  # where succeeded runs of cached tasks are remembered
     waker: Waker | None = None  # where a run waits for its next attempt
     flows: Dispatcher | None = None  # starts a queued flow run's execution when its time comes
+    secrets: SecretStore | None = None  # where the tasks' declared secrets are read
 
     def _call(
         self,
@@ -172,11 +175,12 @@ class Worker:
         context_id: str,
         limit: float,
         run_id: str | None,
+        secrets: dict[str, str] | None = None,
     ) -> Outcome:
         """Run a script in the sandbox's child process, stopped if `run_id` is cancelled meanwhile."""
         if self.scripts is None:
             self.scripts = ScriptProcess(self.catalog)
-        call = Call(task_id, revision, arguments, context_id, time.monotonic() + limit)
+        call = Call(task_id, revision, arguments, context_id, time.monotonic() + limit, secrets=secrets or {})
         if run_id is None:
             return self.scripts.call(call, limit)
         store = self.store
@@ -294,7 +298,8 @@ class Worker:
         execution = (step.execution or "").rpartition(":")[2]
         # a flow run's execution is named after the run: a cancel of the run stops the step too
         watched = execution if execution.startswith("run_") else None
-        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, watched)
+        secrets = self._secrets_of(script)  # a missing one raises SecretNotFound, the step's error
+        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, watched, secrets)
         if execution.startswith("run_"):  # a flow run's execution is named after the run
             self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', '.')}")
         if outcome.cancelled:
@@ -368,7 +373,13 @@ class Worker:
             message = f"task {run.task_id!r} revision {run.revision!r} is not a script deployed on the worker"
             return ending(RunStatus.FAILED, error=RunError(type=ErrorType.NOT_FOUND, message=message)), False
 
-        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, run.run_id)
+        try:
+            secrets = self._secrets_of(script)
+        except SecretNotFound as missing:
+            logger.info("a secret of the task is not set; the task was not started", extra={"reason": str(missing)})
+            error = RunError(type=ErrorType.EXECUTION_ERROR, message=str(missing), exception_type="SecretNotFound")
+            return ending(RunStatus.FAILED, error=error), False
+        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, run.run_id, secrets)
         usage.update(outcome.usage)
         # a retried run keeps each attempt's logs apart, in the order they were made
         self._keep_logs(outcome, run.run_id, f"{time.time_ns()}_attempt-{run.attempt}" if run.retry else None)
@@ -395,6 +406,20 @@ class Worker:
             )
             return ending(RunStatus.FAILED, error=raised), not outcome.final
         return self._succeeded(run, outcome, ending), False
+
+    def _secrets_of(self, script: ScriptRevision) -> dict[str, str]:
+        """The values of the secrets the script declares; SecretNotFound names one not set."""
+        if not script.secrets:
+            return {}
+        if self.secrets is None:
+            raise SecretNotFound("this stack keeps no secrets for tasks")
+        values = {}
+        for name in script.secrets:
+            value = self.secrets.get(name)
+            if value is None:
+                raise SecretNotFound(f"the task's secret {name!r} is not set (taskrun secrets set {name})")
+            values[name] = value
+        return values
 
     def _succeeded(self, run: Run, outcome: Outcome, ending: Callable[..., Ending]) -> Ending:
         """The ending of a script that returned: its result kept (in the record or the

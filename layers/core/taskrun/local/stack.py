@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from taskrun.webhooks import Signer, new_secret
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
 SECRET_FILE = "webhook-secret"
+SECRETS_DIR = "secrets"  # the tasks' secrets, a file each, under the data directory
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
@@ -129,8 +131,10 @@ class LocalStack:
     data_dir: Path | None = None  # where the tables are kept across restarts; None keeps nothing
     webhook_secret: str | None = None  # the whsec_ key webhooks are signed with; made if not given
     throttle: Throttle | None = None  # the stage's and each key's rate; by default the template's and the settings'
+    secrets: Path | None = None  # tasks' secrets: a directory or a NAME=value file; by default <data>/secrets
 
     def __post_init__(self) -> None:
+        self._scratch: Path | None = None
         self.stack = Stack(self.root / "template.yaml", self.region)
         for setting, parameter in PARAMETER_SETTINGS.items():
             if os.environ.get(setting) and parameter in self.stack.parameters:
@@ -149,6 +153,7 @@ class LocalStack:
         )
         Signer(self.webhook_secret)  # a malformed secret stops the start, with the reason
         overrides["TASKRUN_WEBHOOK_SECRET"] = self.webhook_secret
+        overrides["TASKRUN_SECRETS_DIR"] = str(self.secrets_path())
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
@@ -191,6 +196,17 @@ class LocalStack:
         keys.put(record)
         self.api_key = key
         return key
+
+    def secrets_path(self) -> Path:
+        """Where the tasks' secrets are read: the one given, else `<data>/secrets` (a
+        directory of its own for a stack that keeps nothing)."""
+        if self.secrets is not None:
+            return self.secrets.resolve()
+        if self.data_dir is not None:
+            return self.data_dir / SECRETS_DIR
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="taskrun-secrets-"))
+        return self._scratch
 
     def _kept(self, name: str, make: Callable[[], str]) -> str:
         """A secret made at the first start; with a data directory it is kept there (owner
