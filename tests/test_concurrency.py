@@ -153,9 +153,17 @@ def test_a_slot_whose_release_was_lost_is_freed_past_its_holder_s_deadline(api: 
 
 
 @pytest.mark.parametrize(
-    ("change", "location"),
-    [({"concurrency_key": ""}, "body.concurrency_key"), ({"concurrency_key": "a b"}, "body.concurrency_key")],
+    ("task_id", "change"),
+    [
+        ("control/tenant", {"concurrency_key": ""}),
+        ("control/tenant", {"concurrency_key": "a b"}),
+        ("control/tenant", {"concurrency_key": "k" * 65}),
+        ("control/tenant", {"concurrency_key": 7}),
+        ("control/single", {"concurrency_key": "tenant-1"}),  # a task with no per-key limit
+    ],
 )
-def test_a_bad_concurrency_key_is_refused(api: httpx.Client, change: dict[str, Any], location: str) -> None:
-    answer = api.post("/v1/runs", json={"task_id": "control/tenant", "arguments": {"counter": "/x"}, **change})
-    assert answer.status_code == 422 and answer.json()["errors"][0]["location"] == location
+def test_a_bad_concurrency_key_is_refused(api: httpx.Client, task_id: str, change: dict[str, Any]) -> None:
+    arguments = {"counter": "/x"} if task_id == "control/tenant" else {"marks": "/x"}
+    answer = api.post("/v1/runs", json={"task_id": task_id, "arguments": arguments, **change})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["location"] == "body.concurrency_key"

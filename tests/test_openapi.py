@@ -146,3 +146,21 @@ def test_swagger_ui_loads_in_a_browser_and_calls_the_api(base_url: str, tmp_path
         assert '"status": "ok"' in answer.find_element(By.CSS_SELECTOR, ".microlight").text
     finally:
         browser.quit()
+
+
+def test_no_two_models_of_the_api_share_a_name() -> None:
+    """The document names each schema after its model's class: two models of one name would
+    leave one of them documented as the other."""
+    import importlib
+    import inspect
+
+    from pydantic import BaseModel
+
+    modules = ["models", "deliveries", "schedules", "flows", "files", "tasklogs", "auth", "callbacks", "api"]
+    owners: dict[str, list[str]] = {}
+    for name in modules:
+        module = importlib.import_module(f"taskrun.{name}")
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseModel) and cls.__module__ == module.__name__:
+                owners.setdefault(cls_name, []).append(module.__name__)
+    assert {name: places for name, places in owners.items() if len(places) > 1} == {}

@@ -343,13 +343,15 @@ class Client:
         delay: float | None = None,
         run_at: datetime | str | None = None,
         ttl: float | None = None,
+        concurrency_key: str | None = None,
     ) -> RunView:
         """Start a run. With `wait` (seconds), wait up to that long for it to end, past the
         server's per-request cap; the run is answered as it stands when the time is up.
         `delay` (seconds) or `run_at` start it later (queued until then); `ttl` (seconds)
-        ends it expired if it has not started by then."""
+        ends it expired if it has not started by then; `concurrency_key` counts it against
+        the task's per-key limit."""
         fields: dict[str, Any] = dict(revision=revision, webhook_url=webhook_url, json_schema=json_schema, cache=cache)
-        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl)
+        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl, concurrency_key=concurrency_key)
         return self._carry_out(_started(_run_call(task_id, arguments, wait, fields, idempotency_key), wait))
 
     def rerun(self, run_id: str, *, revision: str | None = None, wait: float | None = None) -> RunView:
@@ -525,9 +527,10 @@ class AsyncClient:
         delay: float | None = None,
         run_at: datetime | str | None = None,
         ttl: float | None = None,
+        concurrency_key: str | None = None,
     ) -> RunView:
         fields: dict[str, Any] = dict(revision=revision, webhook_url=webhook_url, json_schema=json_schema, cache=cache)
-        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl)
+        fields |= dict(tags=tags, delay=delay, run_at=run_at, ttl=ttl, concurrency_key=concurrency_key)
         return await self._carry_out(_started(_run_call(task_id, arguments, wait, fields, idempotency_key), wait))
 
     async def rerun(self, run_id: str, *, revision: str | None = None, wait: float | None = None) -> RunView:

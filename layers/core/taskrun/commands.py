@@ -219,14 +219,16 @@ def run(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the run (repeatable, at most 10).")] = None,
     delay: Annotated[float | None, typer.Option(help="Start the run this many seconds from now.", min=0)] = None,
     ttl: Annotated[float | None, typer.Option(help="Seconds: a run not started by then ends expired.", min=0)] = None,
+    concurrency_key: Annotated[
+        str | None, typer.Option("--concurrency-key", help="Count the run against the task's per-key limit.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
     arguments = parse_arguments(arg or [], json_args)
+    controls: dict[str, Any] = {"tags": tag, "delay": delay, "ttl": ttl, "concurrency_key": concurrency_key}
     with api() as client, spinner(f"running {task_id}"):
-        ran = client.run(
-            task_id, arguments, wait=timeout if wait else None, revision=revision, tags=tag, delay=delay, ttl=ttl
-        )
+        ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision, **controls)
     if as_json:
         print_json(ran)
     elif wait:
@@ -452,12 +454,13 @@ def schedules_create(
     arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
     json_args: Annotated[str | None, typer.Option("--json-args", help="A JSON file of arguments.")] = None,
     timezone: Annotated[str, typer.Option(help="The expression's IANA time zone.")] = "UTC",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag each of its runs (repeatable).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Schedule a task."""
     arguments = parse_arguments(arg or [], json_args)
     with api() as client:
-        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone)
+        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, tags=tag)
     if as_json:
         print_json(made)
     else:

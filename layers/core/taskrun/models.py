@@ -107,20 +107,20 @@ def _clip_attempt_message(text: str) -> str:
     return text if len(text) <= MAX_ATTEMPT_MESSAGE else text[: MAX_ATTEMPT_MESSAGE - len(marker)] + marker
 
 
-class AttemptError(BaseModel):
+class RunAttemptError(BaseModel):
     type: ErrorType
     message: Annotated[str, AfterValidator(_clip_attempt_message)]
     exception_type: str | None = None
 
 
-class Attempt(BaseModel):
+class RunAttempt(BaseModel):
     """One ended attempt of a run that was tried again (the last attempt is the run itself)."""
 
     attempt: int = Field(ge=1)
     status: RunStatus
     started_at: UtcTime
     ended_at: UtcTime
-    error: AttemptError | None = None
+    error: RunAttemptError | None = None
 
 
 class Backoff(BaseModel):
@@ -203,7 +203,7 @@ class Run(BaseModel):
     rerun_of: str | None = Field(default=None, description="The run this one is a re-run of.")
     reruns: list[str] = Field(default_factory=list, description="The re-runs of this run (the first 100).")
     attempt: int = Field(default=1, ge=1, description="The attempt running, or the last one; 1 unless retried.")
-    attempts: list[Attempt] = Field(
+    attempts: list[RunAttempt] = Field(
         default_factory=list, description="The earlier attempts of a run that was tried again, oldest first."
     )
     next_attempt_at: UtcTime | None = Field(
@@ -287,7 +287,7 @@ class RunSummary(RunView):
     arguments: dict[str, Any] = Field(default_factory=dict, exclude=True)
     result: Any = Field(default=None, exclude=True)
     json_schema: dict[str, Any] | None = Field(default=None, exclude=True)
-    attempts: list[Attempt] = Field(default_factory=list, exclude=True)
+    attempts: list[RunAttempt] = Field(default_factory=list, exclude=True)
     reruns: list[str] = Field(default_factory=list, exclude=True)
 
 

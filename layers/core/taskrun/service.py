@@ -199,6 +199,11 @@ class RunService:
             )
         if start_at is not None and self.waker is None:
             raise InvalidInput("this stack cannot put off a run", [FieldError("body.delay", "not available")])
+        if request.concurrency_key is not None and definition.per_key is None:
+            raise InvalidInput(
+                f"task {definition.task_id!r} has no per-key concurrency limit for a concurrency_key to count against",
+                [FieldError("body.concurrency_key", "the task has no per_key limit", request.concurrency_key)],
+            )
         slots = definition.slots_for(request.concurrency_key) if definition.task_type is TaskType.SCRIPT else []
         if slots and self.admission is None:
             raise InvalidInput("this stack has no concurrency limits", [FieldError("body.task_id", "limited task")])

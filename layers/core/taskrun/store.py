@@ -31,8 +31,8 @@ from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import (
     ACTIVE_STATUSES,
-    Attempt,
     Run,
+    RunAttempt,
     RunError,
     RunStatus,
     RunSummary,
@@ -136,7 +136,7 @@ class RunStore(Protocol):
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
     ) -> Run: ...
 
-    def requeue(self, run_id: str, attempts: Sequence[Attempt], next_at: datetime) -> Run: ...
+    def requeue(self, run_id: str, attempts: Sequence[RunAttempt], next_at: datetime) -> Run: ...
 
     def release(self, run_id: str, now: datetime, attempt: int) -> Run: ...
 
@@ -396,7 +396,7 @@ class DynamoRunStore(aws.TableAdapter):
             remove=("next_attempt_at",),
         )
 
-    def requeue(self, run_id: str, attempts: Sequence[Attempt], next_at: datetime) -> Run:
+    def requeue(self, run_id: str, attempts: Sequence[RunAttempt], next_at: datetime) -> Run:
         """running → queued for the next attempt at `next_at`, the ended attempts kept."""
         values = {
             "status": RunStatus.QUEUED.value,

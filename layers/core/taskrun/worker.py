@@ -29,11 +29,11 @@ from taskrun.errors import (
     TaskTimedOut,
 )
 from taskrun.models import (
-    Attempt,
-    AttemptError,
     ErrorType,
     FailedInvocation,
     Run,
+    RunAttempt,
+    RunAttemptError,
     RunError,
     RunStatus,
     StepRequest,
@@ -109,14 +109,14 @@ def retry_later(store: RunStore, waker: Waker, run: Run, began: datetime, ending
     error = ending.error
     attempts = [
         *run.attempts,
-        Attempt(
+        RunAttempt(
             attempt=run.attempt,
             status=ending.status,
             started_at=began,
             ended_at=ending.ended_at,
             error=None
             if error is None
-            else AttemptError(type=error.type, message=error.message, exception_type=error.exception_type),
+            else RunAttemptError(type=error.type, message=error.message, exception_type=error.exception_type),
         ),
     ]
     pause = run.retry.backoff.delay(run.attempt, random.random())
