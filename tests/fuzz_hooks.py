@@ -30,6 +30,9 @@ BEYOND_THE_SCHEMA: dict[str, set[str] | None] = {
     # ttl against the delay beside it
     "body.run_at": {"POST /v1/runs"},
     "body.ttl": {"POST /v1/runs"},
+    # taken only for a task with a per-key limit (the catalog's `per_key`), which the
+    # document's per-task branches do not spell out
+    "body.concurrency_key": {"POST /v1/runs"},
 }
 
 
