@@ -199,6 +199,19 @@ def show_run(run: Any) -> None:
         err.print(f"  wait on it: taskrun runs get {run.run_id} --wait", markup=False)
 
 
+def _started_answer(ran: Any, waited: bool, as_json: bool) -> NoReturn:
+    """A run just started: its JSON, or how it went when waited for, else its id (stdout)
+    and how to wait on it (stderr); exit as `exit_code` says when waited for, else 0."""
+    if as_json:
+        print_json(ran)
+    elif waited:
+        show_run(ran)
+    else:
+        out.print(ran.run_id, markup=False)
+        err.print(f"{ran.task_id} is {ran.status.value}; wait on it: taskrun runs get {ran.run_id} --wait")
+    raise typer.Exit(exit_code(ran) if waited else 0)
+
+
 def exit_code(run: Any) -> int:
     """0 when the run succeeded, 1 when it ended otherwise, 2 when it has not ended yet."""
     return 0 if run.is_successful else 1 if run.is_done else 2
@@ -229,14 +242,7 @@ def run(
     controls: dict[str, Any] = {"tags": tag, "delay": delay, "ttl": ttl, "concurrency_key": concurrency_key}
     with api() as client, spinner(f"running {task_id}"):
         ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision, **controls)
-    if as_json:
-        print_json(ran)
-    elif wait:
-        show_run(ran)
-    else:
-        out.print(ran.run_id, markup=False)
-        err.print(f"{ran.task_id} is {ran.status.value}; wait on it: taskrun runs get {ran.run_id} --wait")
-    raise typer.Exit(exit_code(ran) if wait else 0)
+    _started_answer(ran, wait, as_json)
 
 
 # ------------------------------------------------------------------------------ runs
@@ -305,13 +311,7 @@ def runs_rerun(
     """Run a run's task again with the same arguments; exit codes as `taskrun run`'s."""
     with api() as client, spinner(f"re-running {run_id}"):
         ran = client.rerun(run_id, revision="current" if current else None, wait=timeout if wait else None)
-    if as_json:
-        print_json(ran)
-    elif wait:
-        show_run(ran)
-    else:
-        out.print(ran.run_id, markup=False)
-    raise typer.Exit(exit_code(ran) if wait else 0)
+    _started_answer(ran, wait, as_json)
 
 
 @runs_app.command("batch", epilog="Example: taskrun runs batch requests.json --idempotency-key nightly-2026-12-03")
