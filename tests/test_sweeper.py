@@ -183,3 +183,39 @@ def test_a_queued_run_past_its_ttl_is_ended_expired_by_the_sweeper(api: httpx.Cl
     assert run["run_id"] in sweep_at(invoke, created + timedelta(seconds=901))["ended"]
     ended = get(api, run["run_id"])
     assert ended["status"] == "failed" and ended["error"]["type"] == "expired" and ended["started_at"] is None
+
+
+def test_a_waiting_run_whose_admission_was_missed_is_admitted_by_the_sweeper(
+    api: httpx.Client, invoke: Invoke, tmp_path: Any
+) -> None:
+    # Given a run waiting for room in its limit that no release will admit (as when a release
+    # read the waiting index before the run reached it): recorded queued, with room free
+    from taskrun.catalog import catalog
+    from taskrun.ids import new_run_id
+    from taskrun.models import Run, RunStatus, TaskType
+    from taskrun.settings import get_settings
+    from taskrun.store import DynamoRunStore
+
+    definition = catalog.get("control/single")
+    slots = definition.slots_for(None)
+    run = Run(
+        run_id=new_run_id(),
+        task_id="control/single",
+        task_type=TaskType.SCRIPT,
+        revision="1",
+        arguments={"marks": str(tmp_path / "marks"), "act": "nap", "nap": 0.2},
+        status=RunStatus.QUEUED,
+        slots=slots,
+        waiting_for=slots[0].name,
+        timeout=definition.timeout,
+        created_at=datetime.now(UTC),
+    )
+    DynamoRunStore(get_settings().runs_table).create(run)
+    time.sleep(1)
+    assert get(api, run.run_id)["status"] == "queued"
+    # When the sweeper runs a minute on
+    swept = sweep_at(invoke, run.created_at + timedelta(seconds=GRACE_SECONDS + 1))
+    # Then it admitted the run, which ran
+    assert run.run_id in swept["admitted"]
+    ended = api.get(f"/v1/runs/{run.run_id}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded"

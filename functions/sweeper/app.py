@@ -4,7 +4,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.deliveries import STALE_AFTER
-from taskrun.runtime import deliveries, plain_handler, result_store, run_service, step_functions, worker_dispatcher
+from taskrun.runtime import (
+    admission,
+    deliveries,
+    plain_handler,
+    result_store,
+    run_service,
+    step_functions,
+    worker_dispatcher,
+)
 from taskrun.sweeper import sweep
 
 
@@ -14,9 +22,15 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     now = datetime.now(UTC)
     if isinstance(event.get("time"), str):
         now = max(now, datetime.fromisoformat(event["time"].replace("Z", "+00:00")))
-    done = sweep(run_service().store, step_functions(), now, result_store(), worker_dispatcher())
+    done = sweep(run_service().store, step_functions(), now, result_store(), worker_dispatcher(), admission())
     requeued = deliveries().requeue(due_before=now - STALE_AFTER)
-    return {"checked": done.checked, "ended": done.ended, "woken": done.woken, "deliveries_requeued": requeued}
+    return {
+        "checked": done.checked,
+        "ended": done.ended,
+        "woken": done.woken,
+        "admitted": done.admitted,
+        "deliveries_requeued": requeued,
+    }
 
 
 lambda_handler = plain_handler(on_schedule)

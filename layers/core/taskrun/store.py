@@ -81,6 +81,7 @@ SUMMARY_FIELDS = (
     "attempt",
     "next_attempt_at",
     "expires_at",
+    "waiting_for",
 )
 MAX_RERUN_LINKS = 100  # re-runs a run lists (each re-run names its first run whatever their number)
 

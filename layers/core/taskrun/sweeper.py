@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from taskrun.concurrency import Admission
 from taskrun.dispatch import DispatchFailed, LambdaDispatcher
 from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
 from taskrun.models import ACTIVE_STATUSES, ErrorType, Run, RunError, RunStatus, RunSummary, TaskType, format_time
@@ -37,6 +38,7 @@ class Sweep:
     checked: int = 0
     ended: list[str] = field(default_factory=list)
     woken: list[str] = field(default_factory=list)  # queued runs whose wake was overdue
+    admitted: list[str] = field(default_factory=list)  # runs waiting for room that a release missed
 
 
 def sweep(
@@ -45,10 +47,13 @@ def sweep(
     now: datetime,
     results: ResultStore | None = None,
     worker: LambdaDispatcher | None = None,
+    admission: Admission | None = None,
 ) -> Sweep:
     """End every active run past its deadline, oldest first, and every run never started past
-    its ttl; wake again (through `worker`) each queued run whose wake is overdue."""
+    its ttl; wake again (through `worker`) each queued run whose wake is overdue, and admit
+    what each limit with waiting runs has room for (a release may have missed a new waiter)."""
     done = Sweep()
+    limits: dict[str, None] = {}
     for status in ACTIVE_STATUSES:
         cursor: str | None = None
         while done.checked < MAX_RUNS_PER_SWEEP:
@@ -60,11 +65,19 @@ def sweep(
                     done.ended.append(ended.run_id)
                 elif _wake_overdue(run, now, worker):
                     done.woken.append(run.run_id)
+                elif run.waiting_for is not None and now >= run.created_at + timedelta(seconds=GRACE_SECONDS):
+                    limits[run.waiting_for] = None
             if cursor is None:
                 break
     if done.ended:
         logger.warning("runs past their deadline ended", extra={"run_ids": done.ended[:50], "count": len(done.ended)})
         count("RunsSwept", len(done.ended))
+    if admission is not None:
+        for limit in limits:
+            done.admitted += admission.admit(limit)
+    if done.admitted:
+        logger.warning("waiting runs admitted by the sweep", extra={"run_ids": done.admitted[:50]})
+        count("RunsAdmittedBySweeper", len(done.admitted))
     if done.woken:
         logger.warning("queued runs woken again", extra={"run_ids": done.woken[:50], "count": len(done.woken)})
         count("RunsWokenBySweeper", len(done.woken))
