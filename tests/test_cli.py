@@ -65,7 +65,7 @@ def started(*options: str, **settings: str) -> Iterator[tuple[str, subprocess.Po
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    with started("--ephemeral") as server:
+    with started("--ephemeral", TASKRUN_WEBHOOK_SECRET="") as server:  # none chosen: one is made
         yield server
 
 
@@ -99,6 +99,9 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
     assert "POST /v1/runs 201" in output
     assert any(line.startswith("tasks:") and "team/add" in line for line in output.splitlines())
     assert "Traceback" not in output
+    # the key was chosen (TASKRUN_API_KEY), so it is not printed; the signing secret was made, so it is
+    assert "API key (set TASKRUN_API_KEY" not in output
+    assert "webhook signing secret (set TASKRUN_WEBHOOK_SECRET to choose one): whsec_" in output
 
 
 def start_with_tasks(directory: str) -> subprocess.CompletedProcess[str]:

@@ -695,6 +695,9 @@ def _serve_locally(
     for directory in tasks:
         if not directory.is_dir():
             fail(f"tasks directory {directory} does not exist", 2)
+    # what the person chose, read before the stack puts its settings into this environment
+    key_chosen = bool(os.environ.get("TASKRUN_API_KEY"))
+    secret_chosen = bool(os.environ.get("TASKRUN_WEBHOOK_SECRET"))
     try:
         stack = LocalStack(
             root=root or bundle_root(),
@@ -722,9 +725,9 @@ def _serve_locally(
     say: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     say(f"taskrun local: http://{bound_host}:{bound_port}/v1  (template {stack.stack.path})")
     say(f"API docs: http://{bound_host}:{bound_port}/v1/docs")
-    if not os.environ.get("TASKRUN_API_KEY"):
+    if not key_chosen:
         say(f"API key (set TASKRUN_API_KEY to choose one): {key}")
-    if not os.environ.get("TASKRUN_WEBHOOK_SECRET"):
+    if not secret_chosen:
         say(f"webhook signing secret (set TASKRUN_WEBHOOK_SECRET to choose one): {stack.webhook_secret}")
     if data_dir is None:
         say("state: in memory only (--ephemeral): nothing is kept after a stop")
