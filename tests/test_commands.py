@@ -245,3 +245,19 @@ def test_a_wait_on_a_terminal_shows_a_spinner_with_the_time_spent(base_url: str)
     assert "running examples/sleep" in shown
     assert re.search(r"running examples/sleep 1\.\d+s", shown), shown[-500:]
     assert "examples/sleep succeeded" in shown
+
+
+def test_the_local_stack_s_kept_key_is_used_when_none_is_given(
+    taskrun: Taskrun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a folder where `taskrun local` kept its key, and no TASKRUN_API_KEY
+    (tmp_path / ".taskrun").mkdir()
+    (tmp_path / ".taskrun" / "api-key").write_text(API_KEY + "\n")
+    monkeypatch.chdir(tmp_path)
+    # Then a command against the stack on this machine uses that key
+    listed = taskrun("tasks", "list", "--json", TASKRUN_API_KEY=None)
+    assert listed.returncode == 0, listed.stderr
+    assert "examples/greet" in listed.stdout
+    # and elsewhere, with no key at all, the API refuses
+    monkeypatch.chdir(tmp_path.parent)
+    assert taskrun("tasks", "list", TASKRUN_API_KEY=None).stderr.startswith("taskrun: 401")

@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import TypeAdapter
@@ -40,6 +42,8 @@ from taskrun.tasklogs import RunLogs
 DEFAULT_URL = "http://127.0.0.1:9477"
 SERVER_WAIT_CAP = 25.0  # seconds one request may wait on the server (the stack's MaxWaitSeconds)
 RETRIED_STATUSES = {429, 502, 503, 504}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOCAL_KEY_FILE = ".taskrun/api-key"  # where `taskrun local` keeps its key (taskrun.local.stack)
 
 
 class TaskrunError(Exception):
@@ -163,7 +167,7 @@ def _read(response: httpx.Response) -> Any:
 def _settings(url: str | None, key: str | None) -> tuple[str, dict[str, str]]:
     base = (url or os.environ.get("TASKRUN_URL") or DEFAULT_URL).rstrip("/")
     headers = {"User-Agent": f"taskrun-python/{__version__}"}
-    secret = key or os.environ.get("TASKRUN_API_KEY")
+    secret = key or os.environ.get("TASKRUN_API_KEY") or _local_key(base)
     if secret:
         headers["X-API-KEY"] = secret
     return base, headers
@@ -228,6 +232,18 @@ def _batch_call(requests: list[dict[str, Any]], idempotency_key: str | None) -> 
 
 def _schedule_body(fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _local_key(base: str) -> str | None:
+    """The key `taskrun local` keeps in `.taskrun/api-key` of this folder, for a stack on
+    this machine (a loopback address) when no key was given."""
+    if urlsplit(base).hostname not in LOOPBACK_HOSTS:
+        return None
+    kept = Path(LOCAL_KEY_FILE)
+    try:
+        return kept.read_text().strip() or None
+    except OSError:  # no local stack's state here
+        return None
 
 
 _steps = TypeAdapter(list[FlowStep])
