@@ -71,4 +71,7 @@ def test_a_schedule_with_a_webhook_inside_is_refused_when_made_and_when_changed(
     made = api.post("/v1/schedules", json={**body, "webhook_url": "https://hooks.example.org/s"}).json()
     changed = api.patch(f"/v1/schedules/{made['schedule_id']}", json={"webhook_url": "http://localhost:9/"})
     assert changed.status_code == 422
+    # the refusal of this machine's address names the setting that would allow it
+    message = changed.json()["errors"][0]["message"]
+    assert "a loopback address" in message and "TASKRUN_WEBHOOK_ALLOW_PRIVATE=1" in message
     api.delete(f"/v1/schedules/{made['schedule_id']}")

@@ -38,6 +38,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_DELAYS = WEBHOOK_DELAYS
 
 
+# what a refusal of a loopback or private address says, so that a person sees how to allow them
+ALLOW_PRIVATE_HINT = "the stack's TASKRUN_WEBHOOK_ALLOW_PRIVATE=1 lets webhooks reach this machine and private networks"
+
+
 def check_target(url: str, allow_private: bool = False, location: str = "body.webhook_url") -> None:
     """InvalidInput at `location` unless `url` is a webhook target taskrun may send to."""
     reason = _refusal(url, allow_private)
@@ -156,9 +160,9 @@ def _forbidden(address: Address, allow_private: bool) -> str | None:
     if allow_private and (address.is_loopback or address.is_private):
         return None
     if address.is_loopback:
-        return "a loopback address"
+        return f"a loopback address ({ALLOW_PRIVATE_HINT})"
     if address.is_private:
-        return "a private address"
+        return f"a private address ({ALLOW_PRIVATE_HINT})"
     return "a reserved address"
 
 
