@@ -94,7 +94,7 @@ def test_flow_history_logs_schedules_and_files(base_url: str) -> None:
         assert flow.status is RunStatus.SUCCEEDED
         steps = list(client.history(flow.run_id))
         assert [step.name for step in steps if step.type == "Task"] == ["Produce", "Measure"]
-        assert client.logs(flow.run_id).text == "--- step team.blob ---\nmaking 7 characters\n"
+        assert client.logs(flow.run_id).text == "--- step team/blob ---\nmaking 7 characters\n"
         schedule = client.create_schedule("team/add", "rate(1 day)", arguments={"a": 1})
         assert client.get_schedule(schedule.schedule_id).expression == "rate(1 day)"
         assert client.update_schedule(schedule.schedule_id, enabled=False).state.value == "disabled"

@@ -103,4 +103,4 @@ def test_a_flow_runs_logs_hold_each_steps_output(api: httpx.Client) -> None:
     relayed = run(api, "team/relay", size=12)
     assert relayed["status"] == "succeeded"
     text = logs_of(api, relayed["run_id"])["text"]
-    assert text == "--- step team.blob ---\nmaking 12 characters\n"
+    assert text == "--- step team/blob ---\nmaking 12 characters\n"

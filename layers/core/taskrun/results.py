@@ -20,6 +20,7 @@ from taskrun.errors import FieldError, InvalidInput, InvalidResult
 from taskrun.models import Run, RunView
 from taskrun.tasklogs import MAX_LOG_BYTES
 
+STEP_SLASH = "~"  # a flow step's task id in its logs' key: "/" would nest the key, "." is ambiguous
 MAX_DEPTH = 64  # levels of nesting a result may have
 
 
@@ -217,7 +218,8 @@ def presented(run: Run, results: ResultStore | None) -> RunView:
 
 
 def _heading(part: str) -> str:
-    """The line before a part of a run's logs: a flow's step, or an attempt of a retried run."""
+    """The line before a part of a run's logs: a flow's step (named by its task id), or an
+    attempt of a retried run."""
     if part.startswith("attempt-"):
         return f"--- attempt {part.removeprefix('attempt-')} ---\n"
-    return f"--- step {part} ---\n"
+    return f"--- step {part.replace(STEP_SLASH, '/')} ---\n"

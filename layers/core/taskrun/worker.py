@@ -40,7 +40,14 @@ from taskrun.models import (
     TaskType,
     utcnow,
 )
-from taskrun.results import MAX_STORED_RESULT_BYTES, ResultStore, check_against, reference_to, referenced_key
+from taskrun.results import (
+    MAX_STORED_RESULT_BYTES,
+    STEP_SLASH,
+    ResultStore,
+    check_against,
+    reference_to,
+    referenced_key,
+)
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.sweeper import expiry
@@ -301,7 +308,7 @@ class Worker:
         secrets = self._secrets_of(script)  # a missing one raises SecretNotFound, the step's error
         outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, watched, secrets)
         if execution.startswith("run_"):  # a flow run's execution is named after the run
-            self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', '.')}")
+            self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', STEP_SLASH)}")
         if outcome.cancelled:
             raise TaskCancelled(f"run {execution} was cancelled while its step {step.task_id!r} ran")
         if outcome.timed_out:
