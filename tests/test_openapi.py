@@ -164,3 +164,11 @@ def test_no_two_models_of_the_api_share_a_name() -> None:
             if issubclass(cls, BaseModel) and cls.__module__ == module.__name__:
                 owners.setdefault(cls_name, []).append(module.__name__)
     assert {name: places for name, places in owners.items() if len(places) > 1} == {}
+
+
+def test_the_document_link_swagger_ui_shows_answers_the_document(anonymous: httpx.Client) -> None:
+    # Swagger UI shows its document's address as /v1/docs?format=json
+    linked = anonymous.get("/v1/docs", params={"format": "json"})
+    assert linked.status_code == 200 and linked.headers["content-type"].startswith("application/json")
+    assert linked.json()["paths"] == anonymous.get("/v1/openapi.json").json()["paths"]
+    assert anonymous.get("/v1/docs").headers["content-type"].startswith("text/html")

@@ -45,6 +45,8 @@ def openapi_document() -> Response[str]:
 
 @app.get("/v1/docs", include_in_schema=False)
 def swagger() -> Response[str]:
+    if app.current_event.get_query_string_value("format") == "json":  # the link Swagger UI shows
+        return openapi_document()
     script, style = _assets()
     spec = _served().replace("</", "<\\/")  # the document sits inside a <script>
     page = generate_swagger_html(spec, script, style, swagger_base_url="", oauth2_config=None)
