@@ -144,7 +144,11 @@ def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None
 
 
 def test_schedules_commands(taskrun: Taskrun) -> None:
-    made = taskrun("schedules", "create", "team/add", "rate(1 day)", "-a", "a=3")
+    made = taskrun(
+        "schedules", "create", "team/add", "rate(1 day)", "-a", "a=3",
+        "--overlap", "skip", "--description", "daily sum", "--webhook-url", "https://hooks.example.org/s",
+        "--tag", "daily",
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr
     schedule_id = made.stdout.strip()
     assert schedule_id in taskrun("schedules", "list").stdout
@@ -152,7 +156,15 @@ def test_schedules_commands(taskrun: Taskrun) -> None:
     assert taskrun("schedules", "resume", schedule_id).stdout == f"{schedule_id} scheduled\n"
     run_id = taskrun("schedules", "run", schedule_id).stdout.strip()
     assert taskrun("runs", "get", run_id, "--wait").stdout == "3\n"
-    assert json.loads(taskrun("schedules", "get", schedule_id).stdout)["task_id"] == "team/add"
+    shown = json.loads(taskrun("schedules", "get", schedule_id).stdout)
+    assert shown["task_id"] == "team/add" and shown["overlap"] == "skip" and shown["description"] == "daily sum"
+    assert shown["webhook_url"] == "https://hooks.example.org/s" and shown["tags"] == ["daily"]
+    # its runs, by schedule and by trigger
+    by_schedule = json.loads(taskrun("runs", "list", "--schedule", schedule_id, "--json").stdout)
+    assert [run["run_id"] for run in by_schedule] == [run_id]
+    by_trigger = json.loads(taskrun("runs", "list", "--triggered-by", "schedule", "--limit", "100", "--json").stdout)
+    assert run_id in [run["run_id"] for run in by_trigger]
+    assert all(run["triggered_by"] == "schedule" for run in by_trigger)
     assert taskrun("schedules", "delete", schedule_id).returncode == 0
     assert taskrun("schedules", "get", schedule_id).returncode == 1
 

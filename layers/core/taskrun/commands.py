@@ -253,12 +253,17 @@ def runs_list(
     task: Annotated[str | None, typer.Option("--task", help="Only this task's runs.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
+    schedule: Annotated[str | None, typer.Option("--schedule", help="Only the runs this schedule started.")] = None,
+    triggered_by: Annotated[
+        str | None, typer.Option("--triggered-by", help="Only runs started so: api, schedule, step_functions.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first."""
+    filters = {"status": status, "tag": tag, "schedule_id": schedule, "triggered_by": triggered_by}
     with api() as client:
-        listed = client.list_runs(task_id=task, status=status, tag=tag, page_size=min(limit, 100))
+        listed = client.list_runs(task_id=task, page_size=min(limit, 100), **filters)
         found = list(islice(listed, limit))
     if as_json:
         print_json(found)
@@ -455,12 +460,18 @@ def schedules_create(
     json_args: Annotated[str | None, typer.Option("--json-args", help="A JSON file of arguments.")] = None,
     timezone: Annotated[str, typer.Option(help="The expression's IANA time zone.")] = "UTC",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag each of its runs (repeatable).")] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="allow (the default) or skip: skip a firing while the last run goes on.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the schedule is for.")] = None,
+    webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="Each run's webhook.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Schedule a task."""
     arguments = parse_arguments(arg or [], json_args)
+    fields = {"tags": tag, "overlap": overlap, "description": description, "webhook_url": webhook_url}
     with api() as client:
-        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, tags=tag)
+        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, **fields)
     if as_json:
         print_json(made)
     else:
