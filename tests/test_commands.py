@@ -143,6 +143,17 @@ def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None
     assert missing.returncode == 1 and missing.stderr == "taskrun: 404 Task not found: no task named 'nope/none'\n"
 
 
+def test_tables_piped_are_tab_separated_lines_never_wrapped(taskrun: Taskrun) -> None:
+    # Given a list printed into a pipe (not a terminal)
+    listed = taskrun("tasks", "list")
+    lines = listed.stdout.splitlines()
+    # Then each task is one line of tab-separated cells under a header, however long
+    assert lines[0].split("\t") == ["task", "type", "description"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert rows["examples/greet"][1] == "script" and len(rows["examples/greet"]) == 3
+    assert all(len(row) == 3 for row in rows.values())
+
+
 def test_schedules_commands(taskrun: Taskrun) -> None:
     made = taskrun(
         "schedules", "create", "team/add", "rate(1 day)", "-a", "a=3",

@@ -101,6 +101,18 @@ def table(first: str, *others: str) -> Table:
     return shown
 
 
+def print_table(shown: Table) -> None:
+    """A table as a person reads it on a terminal; elsewhere (a pipe, a file) as lines of
+    tab-separated cells under a header line, never wrapped, for `cut` and `awk`."""
+    if out.is_terminal:
+        out.print(shown)
+        return
+    columns = shown.columns
+    print("\t".join(str(column.header) for column in columns))
+    for row in zip(*(column.cells for column in columns), strict=True):
+        print("\t".join(str(cell).replace("\t", " ").replace("\n", " ") for cell in row))
+
+
 def print_json(value: Any) -> None:
     """Any answer as JSON: a model or a list of them as the API sent it."""
     out.print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False), markup=False)
@@ -272,7 +284,7 @@ def runs_list(
     for item in found:
         started = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
         shown.add_row(item.run_id, item.task_id, item.status.value, started, str(item.duration_ms or ""))
-    out.print(shown)
+    print_table(shown)
 
 
 @runs_app.command("get", epilog="Example: taskrun runs get run_01m8496zv092capcb6htkybrew --wait")
@@ -364,7 +376,7 @@ def runs_history(run_id: str, as_json: JsonOption = False) -> None:
     shown = table("step", "type", "status", "attempts", "error")
     for step in steps:
         shown.add_row(step.name, step.type, step.status, str(step.attempts or ""), step.error or "")
-    out.print(shown)
+    print_table(shown)
 
 
 @runs_app.command("logs", epilog="Example: taskrun runs logs run_01m8496zv092capcb6htkybrew")
@@ -395,7 +407,7 @@ def tasks_list(as_json: JsonOption = False) -> None:
     shown = table("task", "type", "description")
     for task in found:
         shown.add_row(task.task_id, task.task_type.value, task.description.splitlines()[0] if task.description else "")
-    out.print(shown)
+    print_table(shown)
 
 
 @tasks_app.command("show", epilog="Example: taskrun tasks show examples/greet")
@@ -414,7 +426,7 @@ def tasks_show(task_id: str, as_json: JsonOption = False) -> None:
     for name, schema in task.parameters.get("properties", {}).items():
         default = json.dumps(schema["default"]) if "default" in schema else ""
         shown.add_row(name, _type_of(schema), "yes" if name in required else "", default, schema.get("description", ""))
-    out.print(shown)
+    print_table(shown)
     out.print(f"output: {_type_of(task.output) or 'any'}", markup=False)
     revisions = ", ".join(f"{revision.revision} ({revision.weight}%)" for revision in task.revisions)
     out.print(f"revisions: {revisions}" + (f" · timeout {task.timeout} s" if task.timeout else ""), markup=False)
@@ -447,7 +459,7 @@ def schedules_list(as_json: JsonOption = False) -> None:
     for item in found:
         following = item.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if item.next_run_at else ""
         shown.add_row(item.schedule_id, item.task_id, item.expression, item.state.value, following)
-    out.print(shown)
+    print_table(shown)
 
 
 @schedules_app.command(
@@ -603,7 +615,7 @@ def keys_list(as_json: JsonOption = False) -> None:
         revoked = "revoked" if item["revoked"] else ""
         tasks = " ".join(item.get("tasks") or []) or "every task"
         shown.add_row(item["key_id"], item["name"], " ".join(item["scopes"]), tasks, item["created_at"], revoked)
-    out.print(shown)
+    print_table(shown)
 
 
 @keys_app.command("revoke", epilog="Example: taskrun keys revoke key_0123456789abcdef")
