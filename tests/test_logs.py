@@ -45,7 +45,10 @@ def test_a_failed_run_names_its_exception_and_frames_and_keeps_what_it_printed_a
     assert text.index("checking 3") < text.index("INFO noisy: about to check 3") < text.index("Traceback")
     assert "a detail below the log level" not in text
     assert text.rstrip().endswith("ValueError: 3 is too many")
-    assert f"line {error['frames'][-1]['line']}, in _check" in text
+    assert f"line {error['frames'][-1]['line']}, in _check\n" in text
+    # with each frame's line of source, as Python prints it
+    assert 'raise ValueError(f"{number} is too many")' in text
+    assert error["frames"][-1]["code"] == 'raise ValueError(f"{number} is too many")'
     assert "taskrun/" not in text.replace("tests/user_tasks", "")  # only the task's frames
     # And each line went to the worker's structured log with the run's id and task
     deadline = time.monotonic() + 5

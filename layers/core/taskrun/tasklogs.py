@@ -32,10 +32,14 @@ TRIM_AT = 4 * MAX_LOG_BYTES  # the file is cut back to its tail past this size
 PACKAGE = str(Path(__file__).resolve().parent)
 
 
+MAX_CODE_CHARS = 200  # of a frame's line of source
+
+
 class Frame(BaseModel):
     file: str
     line: int | None
     function: str
+    code: str | None = Field(default=None, description="The line's source text, when the file could be read.")
 
 
 class RunLogs(BaseModel):
@@ -48,7 +52,12 @@ def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Fr
     """The frames of an exception's traceback outside taskrun itself: the task's own code and
     what it called, innermost last (at most MAX_FRAMES), each file as `shown_path` names it."""
     frames = [
-        Frame(file=shown_path(summary.filename, task_dirs), line=summary.lineno, function=summary.name)
+        Frame(
+            file=shown_path(summary.filename, task_dirs),
+            line=summary.lineno,
+            function=summary.name,
+            code=(summary.line or "")[:MAX_CODE_CHARS] or None,
+        )
         for summary in traceback.extract_tb(error.__traceback__)
         if not str(Path(summary.filename).resolve()).startswith(PACKAGE)
     ]
@@ -73,7 +82,10 @@ def shown_path(filename: str, task_dirs: Sequence[Path]) -> str:
 
 def format_traceback(error: BaseException, frames: list[Frame]) -> str:
     lines = ["Traceback (most recent call last):"]
-    lines += [f'  File "{frame.file}", line {frame.line}, in {frame.function}' for frame in frames]
+    for frame in frames:
+        lines.append(f'  File "{frame.file}", line {frame.line}, in {frame.function}')
+        if frame.code:
+            lines.append(f"    {frame.code}")
     lines += traceback.format_exception_only(type(error), error)
     return "\n".join(line.rstrip("\n") for line in lines) + "\n"
 
