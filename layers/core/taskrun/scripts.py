@@ -36,7 +36,7 @@ from taskrun.tasklogs import Frame, captured, format_traceback, read_tail, task_
 logger = Logger(child=True)
 
 # How often a running call asks whether its run was cancelled: a cancel stops the task's code
-# within about this long (one consistent read of the run's status each time, 0.5 read unit).
+# within about this long (a consistent read of the run's status: one read unit per 4 KB of its item).
 CANCEL_CHECK_SECONDS = 0.5
 
 
