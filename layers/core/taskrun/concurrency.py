@@ -31,7 +31,7 @@ from taskrun import aws
 from taskrun.catalog import MAX_TIMEOUT
 from taskrun.dispatch import Dispatcher, DispatchFailed
 from taskrun.errors import RunConflict, RunNotFound
-from taskrun.models import ErrorType, Run, RunError, RunStatus, Slot, utcnow
+from taskrun.models import ErrorType, Run, RunStatus, Slot, utcnow
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
@@ -153,10 +153,7 @@ class Admission:
             self.dispatcher.dispatch(run)
         except DispatchFailed as error:
             logger.exception("an admitted run could not be handed over", extra={"run_id": run_id})
-            ending = Ending(
-                RunStatus.FAILED, self.clock(), error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error))
-            )
-            end_once(self.store, run_id, ending)
+            end_once(self.store, run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
             self.limits.give_back(run_id, slots)
             return False
         logger.info("run admitted to its limit", extra={"run_id": run_id, "limit": limit})

@@ -258,14 +258,7 @@ class RunService:
             except DispatchFailed as error:
                 logger.exception("dispatch failed")
                 count("DispatchFailures")
-                return self.store.finish(
-                    run.run_id,
-                    Ending(
-                        status=RunStatus.FAILED,
-                        ended_at=self.clock(),
-                        error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error)),
-                    ),
-                )
+                return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
         logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
         count("RunsStarted")
         if ran is not None and wait_timeout is not None:  # run while this request waited: the rest of the wait
@@ -296,12 +289,7 @@ class RunService:
         except DispatchFailed as error:
             logger.exception("the run's start could not be put off")
             count("DispatchFailures")
-            ending = Ending(
-                status=RunStatus.FAILED,
-                ended_at=self.clock(),
-                error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error)),
-            )
-            return self.store.finish(run.run_id, ending)
+            return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
         logger.info("run queued", extra={"start_at": run.next_attempt_at, "triggered_by": run.triggered_by})
         count("RunsStarted")
         if wait_timeout is not None:

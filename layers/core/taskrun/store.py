@@ -31,6 +31,7 @@ from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import (
     ACTIVE_STATUSES,
+    ErrorType,
     Run,
     RunAttempt,
     RunError,
@@ -83,6 +84,8 @@ SUMMARY_FIELDS = (
     "expires_at",
     "waiting_for",
 )
+# a write that starts a run holds only while the run has started before, has no ttl, or is within it
+WITHIN_TTL = "(attribute_exists(started_at) OR attribute_not_exists(expires_at) OR expires_at > :now)"
 MAX_RERUN_LINKS = 100  # re-runs a run lists (each re-run names its first run whatever their number)
 
 
@@ -116,6 +119,12 @@ class Ending:
     usage: dict[str, float] | None = None
     started_at: datetime | None = None
     result_key: str | None = None  # the result, kept in the results bucket instead of the record
+
+    @classmethod
+    def failed(cls, ended_at: datetime, error_type: ErrorType, message: str) -> Ending:
+        """A run ending failed for a reason of taskrun's own (it could not be handed over, it
+        expired, ...), not of its task's."""
+        return cls(RunStatus.FAILED, ended_at, error=RunError(type=error_type, message=message))
 
     @property
     def duration_ms(self) -> int | None:
@@ -307,7 +316,7 @@ class DynamoRunStore(aws.TableAdapter):
         values: dict[str, Any] = {"status": RunStatus.RUNNING.value}
         if execution_arn is not None:
             values["execution_arn"] = execution_arn
-        condition = "(attribute_exists(started_at) OR attribute_not_exists(expires_at) OR expires_at > :now)"
+        condition = WITHIN_TTL
         condition_values: dict[str, Any] = {":now": format_time(started_at)}
         if attempt is not None:
             condition += " AND attempt = :attempt"
@@ -347,11 +356,7 @@ class DynamoRunStore(aws.TableAdapter):
             run_id,
             allowed_from=(RunStatus.QUEUED,),
             values={"status": RunStatus.PENDING.value},
-            condition=(
-                "waiting_for = :limit AND (attribute_exists(started_at) OR attribute_not_exists(expires_at) "
-                "OR expires_at > :now)",
-                {":limit": limit, ":now": format_time(now)},
-            ),
+            condition=(f"waiting_for = :limit AND {WITHIN_TTL}", {":limit": limit, ":now": format_time(now)}),
             remove=("waiting_for", "next_attempt_at"),
         )
 
@@ -391,7 +396,7 @@ class DynamoRunStore(aws.TableAdapter):
             allowed_from=(RunStatus.QUEUED,),
             values={"status": RunStatus.PENDING.value},
             condition=(
-                "attempt = :attempt AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                f"attempt = :attempt AND {WITHIN_TTL}",
                 {":attempt": attempt, ":now": format_time(now)},
             ),
             remove=("next_attempt_at",),

@@ -117,7 +117,7 @@ def _end_if_overdue(
 def expiry(run: Run, now: datetime) -> Ending:
     """How a run never started past its `expires_at` ends."""
     message = f"the run did not start before its ttl ran out ({format_time(run.expires_at or now)})"
-    return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.EXPIRED, message=message))
+    return Ending.failed(now, ErrorType.EXPIRED, message)
 
 
 def _end(store: RunStore, run: RunSummary, ending: Ending) -> Run | None:
@@ -141,7 +141,7 @@ def _script_ending(run: RunSummary, now: datetime) -> Ending | None:
     if now < run.created_at + timedelta(seconds=DISPATCH_MAX_AGE_SECONDS + limit + GRACE_SECONDS):
         return None
     message = "the run never started: its worker invocation was lost (ended by the deadline sweeper)"
-    return Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
+    return Ending.failed(now, ErrorType.DISPATCH_ERROR, message)
 
 
 def _end_flow_if_over(
@@ -158,7 +158,7 @@ def _end_flow_if_over(
         if now < run.created_at + timedelta(seconds=GRACE_SECONDS):
             return None  # its start may be on its way
         message = "the flow's execution never started (ended by the deadline sweeper)"
-        ending = Ending(RunStatus.FAILED, now, error=RunError(type=ErrorType.DISPATCH_ERROR, message=message))
+        ending = Ending.failed(now, ErrorType.DISPATCH_ERROR, message)
         return _end(store, run, ending)
     if described["status"] in ("RUNNING", "PENDING_REDRIVE"):
         return None

@@ -265,10 +265,7 @@ class Worker:
             execution_arn = self.flows.dispatch(run)
         except DispatchFailed as error:
             logger.exception("the flow's execution could not be started")
-            ending = Ending(
-                RunStatus.FAILED, self.clock(), error=RunError(type=ErrorType.DISPATCH_ERROR, message=str(error))
-            )
-            return end_once(self.store, run_id, ending)[0]
+            return end_once(self.store, run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))[0]
         try:
             return self.store.mark_running(run_id, self.clock(), execution_arn=execution_arn)
         except RunConflict:  # it ended already (a quick flow, or a cancel)
