@@ -11,9 +11,9 @@ key is full is passed over for younger runs of other keys).
 
 Whatever ends a run (its worker, a cancel, the sweeper, the worker's on-failure destination)
 ends it in the runs table, whose stream tells the notifier, which gives its slots back and
-admits the next runs (taskrun.notify). The worker does the same at once when it ends or
-requeues a run, so that the next run does not wait for the stream. A slot still held past
-its holder's deadline is given back when its run is found ended (a lost release).
+admits the next runs (taskrun.notify); so does a run put back in the queue for a retry. A
+slot still held past its holder's deadline is given back when its run is found ended (a
+lost release).
 """
 
 from __future__ import annotations
@@ -133,12 +133,9 @@ class Admission:
             if len(waiting) < WAITERS_PER_READ:
                 return admitted
 
-    def release(self, run: Run) -> list[str]:
-        """Give back a run's slots (it ended, or waits for a retry) and admit the next runs."""
-        if not run.slots:
-            return []
+    def give_back(self, run: Run) -> None:
+        """A run's slots, given back: it ended, or waits for a retry."""
         self.limits.give_back(run.run_id, run.slots)
-        return self.admit(run.slots[0].name)
 
     def _start(self, run_id: str, limit: str, slots: Sequence[Slot]) -> bool:
         """Move a run that took its slots from waiting to pending, and hand it to the worker.

@@ -54,7 +54,7 @@ def admit_waiting(records: Iterable[dict[str, Any]], admission: Admission) -> in
         ended = run.status.is_done and (not old or old.get("status") in ACTIVE_STATUSES)
         requeued = run.status is RunStatus.QUEUED and old.get("status") == RunStatus.RUNNING.value
         if ended or requeued:
-            admission.limits.give_back(run.run_id, run.slots)
+            admission.give_back(run)
             limits[run.slots[0].name] = None
         elif run.waiting_for is not None and not old.get("waiting_for"):
             limits[run.waiting_for] = None

@@ -131,8 +131,7 @@ class RunService:
 
     def start(self, request: RunRequest, wait_timeout: float | None = None) -> Run:
         """Validate, record the run, dispatch it; with a wait timeout, wait for it to end."""
-        run = self._prepare(request)
-        return self._launch(run, wait_timeout, request.cache and run.status is not RunStatus.QUEUED)
+        return self._launch(self._prepare(request), wait_timeout, request.cache)
 
     def start_once(
         self, request: RunRequest, once: OnceKey, keys: IdempotencyStore, wait_timeout: float | None = None
@@ -143,7 +142,7 @@ class RunService:
         run = self._prepare(request)
         first = keys.claim(once, run.run_id, self.clock())
         if first is None:
-            return self._launch(run, wait_timeout, request.cache and run.status is not RunStatus.QUEUED), False
+            return self._launch(run, wait_timeout, request.cache), False
         return self._replay(run.model_copy(update={"run_id": first}), wait_timeout), True
 
     def _replay(self, run: Run, wait_timeout: float | None) -> Run:
@@ -238,9 +237,10 @@ class RunService:
 
     def _launch(self, run: Run, wait_timeout: float | None, from_cache: bool = True) -> Run:
         """Record the run, dispatch it; with a wait timeout, wait for it to end. A run the
-        task's cache answers (unless the request opted out) is recorded ended, with the
-        earlier run's result; a run that does run refreshes the cache when it succeeds."""
-        cached = self._from_cache(run) if from_cache else None
+        task's cache answers (unless the request opted out, or the run is queued) is recorded
+        ended, with the earlier run's result; a run that does run refreshes the cache when it
+        succeeds."""
+        cached = self._from_cache(run) if from_cache and run.status is not RunStatus.QUEUED else None
         if cached is not None:
             return cached
         self.store.create(run)
