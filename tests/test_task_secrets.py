@@ -61,3 +61,15 @@ def test_bad_secret_names_and_values_are_refused(stack: LocalStack) -> None:
     assert taskrun("secrets", "set", "empty", "--dir", folder, "--value", "")[0] == 2
     assert taskrun("secrets", "set", "huge", "--dir", folder, "--value", "x" * 5000)[0] == 2
     assert not (Path(folder).parent / "escape").exists()
+
+
+def test_the_stack_s_ssm_secrets_are_set_read_listed_and_deleted(stack: LocalStack) -> None:
+    """What `taskrun secrets --stack` and a deployed worker use: SecureStrings under the prefix."""
+    from taskrun.task_secrets import ParameterSecrets
+
+    secrets = ParameterSecrets("/taskrun-test/secrets/")
+    assert secrets.get("stripe") is None  # not set: None, so the run fails with SecretNotFound
+    secrets.put("stripe", VALUE)
+    assert secrets.get("stripe") == VALUE and secrets.names() == ["stripe"]
+    assert secrets.delete("stripe") is True and secrets.delete("stripe") is False
+    assert secrets.names() == []

@@ -105,7 +105,9 @@ class ParameterSecrets:
         try:
             return str(parameters.get_parameter(self.prefix + name, decrypt=True, max_age=SECRET_CACHE_SECONDS))
         except parameters.exceptions.GetParameterError as error:
-            if isinstance(error.__cause__, ClientError) and aws.error_code(error.__cause__) == "ParameterNotFound":
+            # Powertools raises it inside its handler of the SDK's error (the context, not a cause)
+            reason = error.__cause__ or error.__context__
+            if isinstance(reason, ClientError) and aws.error_code(reason) == "ParameterNotFound":
                 return None
             raise
 
