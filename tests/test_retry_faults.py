@@ -43,13 +43,16 @@ def test_a_worker_killed_during_an_attempt_is_retried_and_runs_on(api: httpx.Cli
 def test_sandboxes_killed_while_runs_wait_to_retry_lose_no_run(
     api: httpx.Client, stack: LocalStack, tmp_path: Path
 ) -> None:
-    # Given runs whose first attempt failed, waiting 2 s for the next
+    # Given runs whose first attempt failed, waiting 6 s for the next
     bodies = [
         {"task_id": "control/patient", "arguments": {"marks": str(tmp_path / str(n)), "failures": 1}} for n in range(6)
     ]
     run_ids = [started(api, body)["run_id"] for body in bodies]
-    for run_id in run_ids:
-        assert until(lambda run_id=run_id: api.get(f"/v1/runs/{run_id}").json()["status"] == "queued")
+
+    def all_waiting() -> bool:
+        return all(api.get(f"/v1/runs/{run_id}").json()["status"] == "queued" for run_id in run_ids)
+
+    assert until(all_waiting)
     # When every sandbox of the worker is killed meanwhile (nothing of a waiting run is in one)
     pool = stack.emulator.runtime.pool("WorkerFunction")
     killed = 0

@@ -237,7 +237,7 @@ def test_an_exception_marked_final_and_a_bad_result_are_not_retried(api: httpx.C
 
 
 def test_a_cancel_during_the_backoff_ends_the_run_and_no_attempt_follows(api: httpx.Client, tmp_path: Path) -> None:
-    # Given a run whose first attempt failed and which waits 4 s before its second
+    # Given a run whose first attempt failed and which waits 6 s before its second
     marks = tmp_path / "attempts"
     run = started(api, {"task_id": "control/patient", "arguments": {"marks": str(marks)}})
     queued = until(lambda: (found := api.get(f"/v1/runs/{run['run_id']}").json())["status"] == "queued" and found)

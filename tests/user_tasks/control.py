@@ -55,9 +55,10 @@ def declined(marks: str) -> None:
     raise Declined("the card was declined")
 
 
-@task("control/patient", timeout=5, retries=2, backoff=Backoff(first=2, jitter=0))
+@task("control/patient", timeout=5, retries=2, backoff=Backoff(first=6, jitter=0))
 def patient(marks: str, failures: int = 9) -> int:
-    """Fail the first `failures` attempts, waiting 2 s before each retry."""
+    """Fail the first `failures` attempts, waiting 6 s before each retry (time enough for a
+    test to act during the wait, on a busy machine too)."""
     attempt = _attempt_number(marks)
     if attempt <= failures:
         raise ConnectionError("not yet")
