@@ -56,6 +56,29 @@ WEBHOOK_CHECKERS = [
     "WebhookFunction",
 ]
 
+# The modules that take longest, longest first. Two workers take whole modules in the order
+# collected (pyproject: --dist loadfile --no-loadscope-reorder): starting with these lets
+# the many short modules fill in beside them, rather than one long module running last alone.
+LONGEST_FIRST = (
+    "test_fuzz.py",
+    "test_concurrency.py",
+    "test_faults.py",
+    "test_cli.py",
+    "test_load.py",
+    "test_packaging.py",
+    "test_retry_faults.py",
+    "test_run_control.py",
+    "test_listing.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
+
 
 LIVE_TASK = """
 from taskrun import task
