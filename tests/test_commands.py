@@ -79,7 +79,9 @@ def test_a_failed_run_exits_1_and_its_traceback_is_in_runs_logs(taskrun: Taskrun
     failed = taskrun("run", "noisy/fail", "-a", "number=7")
     assert failed.returncode == 1
     assert "noisy/fail failed" in failed.stderr and "ValueError: 7 is too many" in failed.stderr
-    assert "noisy.py:13 in _check" in failed.stderr
+    source = (Path(__file__).parent / "user_tasks" / "noisy.py").read_text().splitlines()
+    raising = next(number for number, line in enumerate(source, 1) if "is too many" in line)
+    assert f"noisy.py:{raising} in _check" in failed.stderr
     run_id = failed.stderr.split("taskrun runs logs ")[1].split()[0]
     logs = taskrun("runs", "logs", run_id)
     assert logs.returncode == 0

@@ -85,7 +85,13 @@ def test_logs_keep_the_last_64_kb(api: httpx.Client) -> None:
     assert logs["text"].endswith("001999 " + "x" * 100 + "\n")
     # And a short output is kept whole
     short = logs_of(api, run(api, "noisy/chatty", lines=2, width=3)["run_id"])
-    assert short == {"run_id": short["run_id"], "text": "000000 xxx\n000001 xxx\n", "truncated": False}
+    assert short | {"cursor": ""} == {
+        "run_id": short["run_id"],
+        "text": "000000 xxx\n000001 xxx\n",
+        "truncated": False,
+        "cursor": "",
+        "ended": True,
+    }
 
 
 def test_a_run_cut_off_by_its_timeout_keeps_what_it_printed(api: httpx.Client) -> None:
@@ -96,7 +102,8 @@ def test_a_run_cut_off_by_its_timeout_keeps_what_it_printed(api: httpx.Client) -
 
 def test_a_quiet_run_has_empty_logs_and_an_unknown_run_has_none(api: httpx.Client) -> None:
     quiet = run(api, "team/add", a=1)
-    assert logs_of(api, quiet["run_id"]) == {"run_id": quiet["run_id"], "text": "", "truncated": False}
+    logs = logs_of(api, quiet["run_id"])
+    assert (logs["run_id"], logs["text"], logs["truncated"], logs["ended"]) == (quiet["run_id"], "", False, True)
     missing = api.get("/v1/runs/run_00000000000000000000000000/logs")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"

@@ -3,7 +3,9 @@
 import logging
 import time
 
-from taskrun import task
+from pydantic import BaseModel
+
+from taskrun import RunContext, flow, task
 
 log = logging.getLogger("noisy")
 
@@ -36,3 +38,28 @@ def stuck() -> None:
     """Print, then run past the timeout."""
     print("started; now waiting", flush=True)
     time.sleep(30)
+
+
+@task("noisy/steady", timeout=60)
+def steady(context: RunContext, lines: int = 5, every: float = 1.0, word: str = "line") -> int:
+    """Print one line every `every` seconds, saying how far it has come after each."""
+    for number in range(1, lines + 1):
+        print(f"{word} {number} of {lines}", flush=True)
+        context.progress(number, lines, f"{word} {number}")
+        time.sleep(every)
+    return lines
+
+
+class PacedArgs(BaseModel):
+    """How many lines the flow's one step prints, a second apart."""
+
+    lines: int = 3
+
+
+flow("noisy/paced", definition="paced.asl.json", parameters=PacedArgs)
+
+
+@task("noisy/reckless", timeout=10)
+def reckless(context: RunContext) -> None:
+    """Report a progress that makes no sense."""
+    context.progress(-1, 10)

@@ -30,7 +30,18 @@ from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
-from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, RevisionInfo, Run, Slot, TaskInfo, TaskType
+from taskrun.models import (
+    MAX_RETRIES,
+    Backoff,
+    Progress,
+    RetryPolicy,
+    RevisionInfo,
+    Run,
+    Slot,
+    TaskInfo,
+    TaskType,
+    utcnow,
+)
 from taskrun.results import as_json
 from taskrun.task_secrets import check_secret_name
 
@@ -54,6 +65,9 @@ class Limit:
             raise ValueError(f"limit name {self.name!r}: 1 to 64 letters, digits or _.:/-")
 
 
+PROGRESS_SEND_SECONDS = 0.25  # a script's progress reports go to the worker at most this often
+
+
 class RunContext:
     """Handed to a script that declares a parameter of this type.
 
@@ -62,7 +76,13 @@ class RunContext:
     """
 
     def __init__(
-        self, run_id: str, task_id: str, revision: str, deadline: float, secrets: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        task_id: str,
+        revision: str,
+        deadline: float,
+        secrets: Mapping[str, str] | None = None,
+        report: Callable[[Progress], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.task_id = task_id
@@ -71,6 +91,34 @@ class RunContext:
         self._secrets = dict(secrets or {})
         self._usage: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._report = report  # hands a progress report on to the worker
+        self._unsent: Progress | None = None
+        self._sent_at = -PROGRESS_SEND_SECONDS
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Say how far the task has come: `done` units of `total` (if known), and what it is
+        doing now. The run shows the last report (`progress`) while it runs and after; reports
+        come through at most every second or so, the last one always."""
+        try:
+            report = Progress.reported(done, total, message, utcnow())
+        except ValidationError as invalid:
+            problems = "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in invalid.errors())
+            raise ValueError(f"progress({done!r}, {total!r}): {problems}") from None
+        with self._lock:
+            self._unsent = report
+            if time.monotonic() - self._sent_at >= PROGRESS_SEND_SECONDS:
+                self._send()
+
+    def close(self) -> None:
+        """As the call ends: hand on the last report, if it has not gone yet, and none after."""
+        with self._lock:
+            self._send()
+            self._report = None
+
+    def _send(self) -> None:
+        if self._unsent is not None and self._report is not None:
+            self._report(self._unsent)
+            self._unsent, self._sent_at = None, time.monotonic()
 
     def remaining_seconds(self) -> float:
         return max(0.0, self._deadline - time.monotonic())

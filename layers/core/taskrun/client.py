@@ -44,6 +44,7 @@ SERVER_WAIT_CAP = 25.0  # seconds one request may wait on the server (the stack'
 RETRIED_STATUSES = {429, 502, 503, 504}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 LOCAL_KEY_FILE = ".taskrun/api-key"  # where `taskrun local` keeps its key (taskrun.local.stack)
+FOLLOW_SECONDS = 1.0  # how often following a run reads its new logs
 
 
 class TaskrunError(Exception):
@@ -411,8 +412,21 @@ class Client:
         for page in self._pages(f"/v1/runs/{run_id}/history", {"limit": 500}):
             yield from _steps.validate_python(page["steps"])
 
-    def logs(self, run_id: str) -> RunLogs:
-        return RunLogs.model_validate(self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
+    def logs(self, run_id: str, cursor: str | None = None) -> RunLogs:
+        """A run's logs (the last 64 KB); with the `cursor` of an earlier answer, what came after it."""
+        call = Call("GET", f"/v1/runs/{run_id}/logs", params={"cursor": cursor}, retry=True)
+        return RunLogs.model_validate(self._send(call))
+
+    def follow_logs(self, run_id: str, every: float = FOLLOW_SECONDS) -> Iterator[RunLogs]:
+        """A run's logs as they come: what it has printed so far, then each new part, read every
+        `every` seconds, until the run has ended and the last of them has come."""
+        logs = self.logs(run_id)
+        yield logs
+        while not logs.ended:
+            time.sleep(every)
+            logs = self.logs(run_id, logs.cursor)
+            if logs.text or logs.ended:
+                yield logs
 
     def deliveries(self, run_id: str) -> list[Delivery]:
         answer = self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
@@ -584,8 +598,19 @@ class AsyncClient:
             for step in _steps.validate_python(page["steps"]):
                 yield step
 
-    async def logs(self, run_id: str) -> RunLogs:
-        return RunLogs.model_validate(await self._send(Call("GET", f"/v1/runs/{run_id}/logs", retry=True)))
+    async def logs(self, run_id: str, cursor: str | None = None) -> RunLogs:
+        call = Call("GET", f"/v1/runs/{run_id}/logs", params={"cursor": cursor}, retry=True)
+        return RunLogs.model_validate(await self._send(call))
+
+    async def follow_logs(self, run_id: str, every: float = FOLLOW_SECONDS) -> AsyncIterator[RunLogs]:
+        """As Client.follow_logs."""
+        logs = await self.logs(run_id)
+        yield logs
+        while not logs.ended:
+            await asyncio.sleep(every)
+            logs = await self.logs(run_id, logs.cursor)
+            if logs.text or logs.ended:
+                yield logs
 
     async def tasks(self) -> list[TaskInfo]:
         return TaskList.model_validate(await self._send(Call("GET", "/v1/tasks", retry=True))).tasks

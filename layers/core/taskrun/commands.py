@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -165,8 +165,9 @@ def parse_arguments(pairs: list[str], json_file: str | None) -> dict[str, Any]:
 
 
 @contextmanager
-def spinner(message: str) -> Iterator[None]:
-    """A live spinner with the time spent, on a terminal; nothing otherwise."""
+def spinner(message: str, detail: Callable[[], str] | None = None) -> Iterator[None]:
+    """A live spinner with the time spent, on a terminal; nothing otherwise. `detail`, if
+    given, is asked every second for a few words more (a run's progress)."""
     if not err.is_terminal:
         yield
         return
@@ -175,8 +176,13 @@ def spinner(message: str) -> Iterator[None]:
         stop = threading.Event()
 
         def tick() -> None:
+            shown, asked = "", 0.0
             while not stop.wait(0.1):
-                status.update(f"{message} {time.monotonic() - started:.1f}s")
+                if detail is not None and time.monotonic() - asked >= 1.0:
+                    asked = time.monotonic()
+                    with suppress(Exception):  # the spinner goes on without it
+                        shown = detail()
+                status.update(f"{message} {time.monotonic() - started:.1f}s {shown}".rstrip())
 
         ticker = threading.Thread(target=tick, daemon=True)
         ticker.start()
@@ -247,14 +253,39 @@ def run(
     concurrency_key: Annotated[
         str | None, typer.Option("--concurrency-key", help="Count the run against the task's per-key limit.")
     ] = None,
+    logs: Annotated[
+        bool, typer.Option("--logs", help="Print the run's logs as they come (on stderr), then how it ended.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
     arguments = parse_arguments(arg or [], json_args)
     controls: dict[str, Any] = {"tags": tag, "delay": delay, "ttl": ttl, "concurrency_key": concurrency_key}
-    with api() as client, spinner(f"running {task_id}"):
-        ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision, **controls)
-    _started_answer(ran, wait, as_json)
+    with api() as client:
+        if logs or (wait and err.is_terminal):  # the run's id first: to follow it, or show its progress
+            started = client.run(task_id, arguments, wait=None, revision=revision, **controls)
+            if logs:
+                for part in client.follow_logs(started.run_id):
+                    sys.stderr.write(part.text)
+                    sys.stderr.flush()
+            with spinner(f"running {task_id}", progress_of(client, started.run_id)):
+                ran = client.wait_for(started.run_id, timeout) if wait or logs else started
+        else:
+            ran = client.run(task_id, arguments, wait=timeout if wait else None, revision=revision, **controls)
+    _started_answer(ran, wait or logs, as_json)
+
+
+def progress_of(client: Any, run_id: str) -> Callable[[], str]:
+    """How far a run has come, in a few words (`3/10 30% fetching`), for a spinner."""
+
+    def detail() -> str:
+        progress = client.get_run(run_id).progress
+        if progress is None:
+            return ""
+        done = f"{progress.done:g}" + (f"/{progress.total:g} {progress.percent:g}%" if progress.total else "")
+        return f"· {done} {progress.message or ''}".rstrip()
+
+    return detail
 
 
 # ------------------------------------------------------------------------------ runs
@@ -295,7 +326,7 @@ def runs_get(
     as_json: JsonOption = False,
 ) -> None:
     """One run; with --wait, once it has ended. The exit code is as `taskrun run`'s."""
-    with api() as client, spinner(f"waiting for {run_id}") if wait else nullcontext():
+    with api() as client, spinner(f"waiting for {run_id}", progress_of(client, run_id)) if wait else nullcontext():
         found = client.wait_for(run_id, timeout) if wait else client.get_run(run_id)
     if as_json:
         print_json(found)
@@ -379,10 +410,19 @@ def runs_history(run_id: str, as_json: JsonOption = False) -> None:
     print_table(shown)
 
 
-@runs_app.command("logs", epilog="Example: taskrun runs logs run_01m8496zv092capcb6htkybrew")
-def runs_logs(run_id: str, as_json: JsonOption = False) -> None:
+@runs_app.command("logs", epilog="Example: taskrun runs logs run_01m8496zv092capcb6htkybrew --follow")
+def runs_logs(
+    run_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print lines as they come, until the run ends.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """What a run's task printed or logged, and the traceback of what it raised."""
     with api() as client:
+        if follow:
+            follow_logs(client, run_id, as_json)
+            return
         logs = client.logs(run_id)
     if as_json:
         print_json(logs)
@@ -391,6 +431,18 @@ def runs_logs(run_id: str, as_json: JsonOption = False) -> None:
         err.print("(earlier output was left out; the last 64 KB follow)")
     sys.stdout.write(logs.text)
     sys.stdout.flush()
+
+
+def follow_logs(client: Any, run_id: str, as_json: bool = False) -> None:
+    """Print a run's logs as they come (each answer as a JSON line with --json), until it ends."""
+    for logs in client.follow_logs(run_id):
+        if as_json:
+            sys.stdout.write(logs.model_dump_json() + "\n")
+        else:
+            if logs.truncated:
+                err.print("(output was left out here: it came faster than it was read)")
+            sys.stdout.write(logs.text)
+        sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------ tasks

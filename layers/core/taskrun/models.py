@@ -147,6 +147,35 @@ class RetryPolicy(BaseModel):
     backoff: Backoff = Field(default_factory=Backoff)
 
 
+MAX_PROGRESS_MESSAGE = 200  # characters of a progress message
+
+
+def _clip_progress_message(text: str | None) -> str | None:
+    return text if text is None or len(text) <= MAX_PROGRESS_MESSAGE else text[: MAX_PROGRESS_MESSAGE - 1] + "…"
+
+
+class Progress(BaseModel):
+    """How far a running task says it has come (`RunContext.progress`); the last report stays
+    on the run once it ends."""
+
+    done: float = Field(ge=0, allow_inf_nan=False, description="Units of work done so far.")
+    total: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Units of work in all, when the task knows."
+    )
+    message: Annotated[str | None, AfterValidator(_clip_progress_message)] = Field(
+        default=None, description=f"What the task is doing now (at most {MAX_PROGRESS_MESSAGE} characters)."
+    )
+    percent: float | None = Field(
+        default=None, ge=0, le=100, description="done / total, as a percentage (0 to 100), when total is known."
+    )
+    updated_at: UtcTime
+
+    @classmethod
+    def reported(cls, done: float, total: float | None, message: str | None, at: datetime) -> Progress:
+        percent = None if total is None else round(min(100.0, 100.0 * done / total), 1)
+        return cls(done=done, total=total, message=message, percent=percent, updated_at=at)
+
+
 class Slot(BaseModel):
     """A limit a run takes a slot of while it runs: its name and how many slots it has."""
 
@@ -212,6 +241,7 @@ class Run(BaseModel):
     expires_at: UtcTime | None = Field(
         default=None, description="From the request's ttl: a run not started by then ends failed, `expired`."
     )
+    progress: Progress | None = Field(default=None, description="The task's last report of how far it has come.")
     retry: RetryPolicy | None = None  # internal: the task's retry policy, as it was when the run was made
     concurrency_key: ConcurrencyKey | None = None
     slots: list[Slot] = Field(default_factory=list)  # internal: the limits it runs within, its task's first

@@ -8,7 +8,6 @@ import math
 import re
 from typing import Any
 
-from botocore.exceptions import ClientError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from pydantic import TypeAdapter, ValidationError
@@ -18,9 +17,7 @@ from referencing.exceptions import Unresolvable
 from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput, InvalidResult
 from taskrun.models import Run, RunView
-from taskrun.tasklogs import MAX_LOG_BYTES
 
-STEP_SLASH = "~"  # a flow step's task id in its logs' key: "/" would nest the key, "." is ambiguous
 MAX_DEPTH = 64  # levels of nesting a result may have
 
 
@@ -161,46 +158,6 @@ class ResultStore:
     def get(self, key: str) -> Any:
         return json.loads(aws.client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
-    def put_logs(self, run_id: str, text: str, truncated: bool, step: str | None = None) -> str:
-        """Keep a run's logs as `logs/<run_id>.txt`, or a flow step's as `logs/<run_id>/<step>.txt`."""
-        key = f"logs/{run_id}.txt" if step is None else f"logs/{run_id}/{step}.txt"
-        aws.client("s3").put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=text.encode(),
-            ContentType="text/plain; charset=utf-8",
-            Metadata={"truncated": "true" if truncated else "false"},
-        )
-        return key
-
-    def logs(self, run_id: str) -> tuple[str, bool]:
-        """A run's logs: a script's, or its flow steps' one after another (each headed by its
-        step), the last MAX_LOG_BYTES of them; and whether earlier output was left out."""
-        s3 = aws.client("s3")
-        try:
-            kept = s3.get_object(Bucket=self.bucket, Key=f"logs/{run_id}.txt")
-            return kept["Body"].read().decode(), kept.get("Metadata", {}).get("truncated") == "true"
-        except ClientError as error:  # no single file: a flow's steps', or none yet
-            if aws.error_code(error) not in aws.MISSING_OBJECT_CODES:
-                raise
-        listed = s3.list_objects_v2(Bucket=self.bucket, Prefix=f"logs/{run_id}/", MaxKeys=1000)
-        parts: list[str] = []
-        size, truncated = 0, bool(listed.get("IsTruncated"))
-        for item in sorted(listed.get("Contents", []), key=lambda item: item["Key"], reverse=True):
-            if size >= MAX_LOG_BYTES:
-                truncated = True
-                break
-            kept = s3.get_object(Bucket=self.bucket, Key=item["Key"])
-            step = item["Key"].rsplit("/", 1)[1].removesuffix(".txt").split("_", 1)[-1]
-            parts.append(_heading(step) + kept["Body"].read().decode())
-            truncated = truncated or kept.get("Metadata", {}).get("truncated") == "true"
-            size += item["Size"]
-        text = "".join(reversed(parts))
-        data = text.encode()
-        if len(data) > MAX_LOG_BYTES:
-            text, truncated = data[-MAX_LOG_BYTES:].decode(errors="ignore"), True
-        return text, truncated
-
     def url(self, key: str) -> str:
         """A fresh pre-signed GET link, valid for RESULT_LINK_SECONDS."""
         link: str = aws.client("s3").generate_presigned_url(
@@ -215,11 +172,3 @@ def presented(run: Run, results: ResultStore | None) -> RunView:
     if run.result_key is not None and results is not None:
         view.result_url = results.url(run.result_key)
     return view
-
-
-def _heading(part: str) -> str:
-    """The line before a part of a run's logs: a flow's step (named by its task id), or an
-    attempt of a retried run."""
-    if part.startswith("attempt-"):
-        return f"--- attempt {part.removeprefix('attempt-')} ---\n"
-    return f"--- step {part.replace(STEP_SLASH, '/')} ---\n"

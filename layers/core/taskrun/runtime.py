@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from taskrun.idempotency import IdempotencyStore
     from taskrun.models import Run, RunView
     from taskrun.results import ResultStore
+    from taskrun.runlogs import LogStore
     from taskrun.schedules import Schedules
     from taskrun.service import RunService
     from taskrun.task_secrets import SecretStore
@@ -184,6 +185,13 @@ def result_store() -> ResultStore | None:
 
     bucket = get_settings().results_bucket
     return ResultStore(bucket) if bucket else None
+
+
+def log_store() -> LogStore | None:
+    from taskrun.runlogs import LogStore
+
+    bucket = get_settings().results_bucket
+    return LogStore(bucket) if bucket else None
 
 
 def view(run: Run) -> RunView:

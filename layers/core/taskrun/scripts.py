@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import math
 import multiprocessing
 import os
 import signal
@@ -30,14 +31,28 @@ from aws_lambda_powertools import Logger
 from taskrun.catalog import Catalog, RunContext, ScriptRevision
 from taskrun.errors import InvalidResult, TaskNotFound
 from taskrun.masking import scrub
+from taskrun.models import Progress
 from taskrun.settings import get_settings
-from taskrun.tasklogs import Frame, captured, format_traceback, read_tail, task_frames
+from taskrun.tasklogs import Frame, LogTail, captured, format_traceback, read_tail, task_frames
 
 logger = Logger(child=True)
 
 # How often a running call asks whether its run was cancelled: a cancel stops the task's code
 # within about this long (a consistent read of the run's status: one read unit per 4 KB of its item).
 CANCEL_CHECK_SECONDS = 0.5
+LIVE_LOG_SECONDS = 1.0  # how often a running call's output so far is handed to the worker
+
+
+PROGRESS = "progress"  # a message of the child: a progress report, before its call's answer
+
+
+@dataclass
+class Watch:
+    """What the worker does while a call runs (each at most so often)."""
+
+    cancelled: Callable[[], bool] | None = None  # asked every CANCEL_CHECK_SECONDS: True stops the call
+    tick: Callable[[LogTail], None] | None = None  # the output so far, every LIVE_LOG_SECONDS
+    progress: Callable[[Progress], None] | None = None  # each progress report of the task
 
 
 @dataclass
@@ -49,8 +64,7 @@ class Outcome:
     final: bool = False  # the error is of a type the task marked final: no retry
     usage: dict[str, float] = field(default_factory=dict)
     frames: list[Frame] = field(default_factory=list)  # of the error the script raised
-    logs: str = ""  # the last part of what the script printed or logged, and its traceback
-    logs_truncated: bool = False
+    logs: LogTail = field(default_factory=LogTail)  # the last of what it printed or logged, and its traceback
 
 
 class TaskProcessExited(Exception):
@@ -76,16 +90,15 @@ class ScriptProcess:
         self._process: Any = None
         self._conn: Connection | None = None
 
-    def call(self, call: Call, limit: float, cancelled: Callable[[], bool] | None = None) -> Outcome:
-        """Run one call; its outcome carries the call's logs, whichever way it ended. While
-        it runs, `cancelled` is asked every CANCEL_CHECK_SECONDS: True kills the child."""
+    def call(self, call: Call, limit: float, watch: Watch | None = None) -> Outcome:
+        """Run one call; its outcome carries the call's logs, whichever way it ended."""
         with tempfile.TemporaryDirectory(prefix="taskrun-") as folder:
             path = Path(folder) / "output.log"
-            outcome = self._call(dataclasses.replace(call, log_path=str(path)), limit, cancelled)
-            outcome.logs, outcome.logs_truncated = read_tail(path)
+            outcome = self._call(dataclasses.replace(call, log_path=str(path)), limit, watch or Watch(), path)
+            outcome.logs = read_tail(path)
         return outcome
 
-    def _call(self, call: Call, limit: float, cancelled: Callable[[], bool] | None) -> Outcome:
+    def _call(self, call: Call, limit: float, watch: Watch, path: Path) -> Outcome:
         conn = self._started()
         try:
             conn.send(call)
@@ -93,24 +106,43 @@ class ScriptProcess:
             self.stop()
             conn = self._started()
             conn.send(call)
-        deadline = time.monotonic() + limit
-        while not conn.poll(max(0.0, min(CANCEL_CHECK_SECONDS, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
+        now = time.monotonic()
+        deadline = now + limit
+        next_check = now + CANCEL_CHECK_SECONDS if watch.cancelled is not None else math.inf
+        next_tick = now + LIVE_LOG_SECONDS if watch.tick is not None else math.inf
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
                 self.stop()
                 return Outcome(timed_out=True)
-            if cancelled is not None and _asked(cancelled):
-                self.stop()
-                return Outcome(cancelled=True)
-        try:
-            status, result, error_name, message, usage, frames = conn.recv()
-        except (EOFError, OSError):
-            code = self.stop()
-            return Outcome(error=TaskProcessExited(f"the task ended its process (exit status {code})"))
+            if now >= next_check:
+                next_check = now + CANCEL_CHECK_SECONDS
+                if watch.cancelled is not None and _quietly("check whether the run was cancelled", watch.cancelled):
+                    self.stop()
+                    return Outcome(cancelled=True)
+            if now >= next_tick:
+                next_tick = now + LIVE_LOG_SECONDS
+                if watch.tick is not None:
+                    _quietly("keep the logs and progress so far", watch.tick, read_tail(path))
+            if not conn.poll(max(0.0, min(deadline, next_check, next_tick) - now)):
+                continue
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                code = self.stop()
+                return Outcome(error=TaskProcessExited(f"the task ended its process (exit status {code})"))
+            if message[0] != PROGRESS:
+                break
+            if watch.progress is not None:
+                _quietly("keep the progress", watch.progress, message[1])
+        status, result, error_name, message_text, usage, frames = message
         if status == "ok":
             return Outcome(result=result, usage=usage)
         if status == "invalid":
-            return Outcome(error=InvalidResult(message), usage=usage)
-        return Outcome(error=_named_error(error_name, message), usage=usage, frames=frames, final=status == "final")
+            return Outcome(error=InvalidResult(message_text), usage=usage)
+        return Outcome(
+            error=_named_error(error_name, message_text), usage=usage, frames=frames, final=status == "final"
+        )
 
     def stop(self) -> int | None:
         """Kill the child (if any); return its exit status."""
@@ -138,13 +170,14 @@ class ScriptProcess:
         return parent_end
 
 
-def _asked(cancelled: Callable[[], bool]) -> bool:
-    """Whether the run was cancelled; a failed check is no cancel (the next check asks again)."""
+def _quietly(what: str, action: Callable[..., Any], *arguments: Any) -> Any:
+    """What `action` answers; None if it fails (logged): a failed check is no cancel, the next
+    one asks again; logs or progress not kept now are kept with the next or at the end."""
     try:
-        return cancelled()
+        return action(*arguments)
     except Exception:
-        logger.exception("could not check whether the run was cancelled")
-        return False
+        logger.exception(f"could not {what}")
+        return None
 
 
 def _serve(conn: Connection, catalog: Catalog) -> None:
@@ -158,7 +191,7 @@ def _serve(conn: Connection, catalog: Catalog) -> None:
         logger.append_keys(run_id=call.context_id, task_id=call.task_id)
         secrets = _secrets_of(call, catalog)
         with captured(Path(call.log_path), secrets) as capture:
-            reply, trace = _run(call, catalog)
+            reply, trace = _run(call, catalog, conn)
             if trace:
                 capture.write("stderr", trace)
         if reply[3]:  # the error's message
@@ -179,10 +212,24 @@ def _secrets_of(call: Call, catalog: Catalog) -> list[str]:
         return declared
 
 
-def _run(call: Call, catalog: Catalog) -> tuple[tuple[Any, ...], str]:
+def _run(call: Call, catalog: Catalog, conn: Connection) -> tuple[tuple[Any, ...], str]:
     """How one call went, (status, result, error name, message, usage, frames), and the
-    traceback of what it raised, for its logs."""
-    context = RunContext(call.context_id, call.task_id, call.revision, call.deadline, call.secrets)
+    traceback of what it raised, for its logs. Progress reports go to the worker meanwhile."""
+    context = RunContext(
+        call.context_id,
+        call.task_id,
+        call.revision,
+        call.deadline,
+        call.secrets,
+        report=lambda progress: conn.send((PROGRESS, progress)),
+    )
+    try:
+        return _outcome_of(call, catalog, context)
+    finally:
+        context.close()  # the last report goes now, and none after (a thread the script left)
+
+
+def _outcome_of(call: Call, catalog: Catalog, context: RunContext) -> tuple[tuple[Any, ...], str]:
     script = None
     try:
         script = catalog.get(call.task_id).revisions[call.revision]

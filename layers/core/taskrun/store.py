@@ -32,6 +32,7 @@ from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import (
     ACTIVE_STATUSES,
     ErrorType,
+    Progress,
     Run,
     RunAttempt,
     RunError,
@@ -42,7 +43,7 @@ from taskrun.models import (
     format_time,
 )
 
-JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry", "slots")
+JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry", "slots", "progress")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 KIND = "run"
 ACTIVE = "active"  # the cursor's name for the `active` index's shards
@@ -82,6 +83,7 @@ SUMMARY_FIELDS = (
     "attempt",
     "next_attempt_at",
     "expires_at",
+    "progress",
     "waiting_for",
 )
 # a write that starts a run holds only while the run has started before, has no ttl, or is within it
@@ -140,6 +142,8 @@ class RunStore(Protocol):
 
     def status_of(self, run_id: str) -> RunStatus: ...
 
+    def set_progress(self, run_id: str, progress: Progress, attempt: int | None = None) -> bool: ...
+
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
     def mark_running(
@@ -189,6 +193,29 @@ class DynamoRunStore(aws.TableAdapter):
         if item is None:
             raise RunNotFound(run_id)
         return RunStatus(item["status"])
+
+    def set_progress(self, run_id: str, progress: Progress, attempt: int | None = None) -> bool:
+        """Keep a running run's last progress report (of `attempt`, if given); False if the
+        run is no longer running, or runs another attempt by now."""
+        _known_shape(run_id)
+        condition = "#status = :running" + (" AND #attempt = :attempt" if attempt is not None else "")
+        values: dict[str, Any] = {":progress": progress.model_dump_json(), ":running": RunStatus.RUNNING.value}
+        names = {"#progress": "progress", "#status": "status"}
+        if attempt is not None:
+            values[":attempt"], names["#attempt"] = attempt, "attempt"
+        try:
+            self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #progress = :progress",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if aws.is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         """Runs matching the filters, newest first, from the most selective index.
@@ -410,7 +437,8 @@ class DynamoRunStore(aws.TableAdapter):
             "attempts": json.dumps([attempt.model_dump(mode="json") for attempt in attempts]),
             "next_attempt_at": format_time(next_at),
         }
-        return self._move(run_id, allowed_from=(RunStatus.RUNNING,), values=values)
+        # the next attempt reports its own progress
+        return self._move(run_id, allowed_from=(RunStatus.RUNNING,), values=values, remove=("progress",))
 
     def finish(self, run_id: str, ending: Ending) -> Run:
         values: dict[str, Any] = {"status": ending.status.value, "ended_at": format_time(ending.ended_at)}

@@ -2,9 +2,10 @@
 
 The child process that runs a script writes them to a file of the call's own as they come
 (so a run cut off by its timeout or a crash keeps what came before), each line also going
-to the function's structured log with the run's id; the worker keeps the last
-MAX_LOG_BYTES of the file beside the run's result, as `logs/<run_id>.txt` in the results
-bucket, before the run is seen ended.
+to the function's structured log with the run's id. The file begins with a header that
+counts the bytes cut from its front, so the worker knows where its tail lies in the whole
+output; the worker keeps the last MAX_LOG_BYTES of it in the results bucket while the call
+runs and as it ends (taskrun.runlogs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,31 @@ class Frame(BaseModel):
 
 class RunLogs(BaseModel):
     run_id: str
-    text: str = Field(description=f"The last {MAX_LOG_BYTES // 1024} KB the task printed or logged, and its traceback")
-    truncated: bool = Field(description="Earlier output was left out to keep the last part")
+    text: str = Field(
+        description=f"Without a cursor: the last {MAX_LOG_BYTES // 1024} KB the task printed or logged, and its "
+        "traceback (a flow's steps and a retried run's attempts each headed by a line of their own). "
+        "With a cursor: what came after it (at most as much)."
+    )
+    truncated: bool = Field(description="Output was left out to keep within the bound (the earlier part of it)")
+    cursor: str = Field(description="Pass as `?cursor=` to get only what comes after this answer")
+    ended: bool = Field(
+        description="The run has ended and this answer reaches the end of its logs: nothing more will come"
+    )
+
+
+HEADER_BYTES = 20  # a log file's header: the bytes cut from its front, as 19 digits and a newline
+
+
+@dataclass(frozen=True)
+class LogTail:
+    """The last part of a call's output, and how many bytes of it came before."""
+
+    data: bytes = b""
+    offset: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.offset > 0
 
 
 def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Frame]:
@@ -97,7 +122,9 @@ class Capture:
         self.path = path
         self.secrets = secrets  # texts masked before anything is written
         self._file = path.open("wb")
-        self._size = 0
+        self._file.write(_header(0))
+        self._size = 0  # of the output in the file
+        self._cut = 0  # bytes of output cut from the file's front
         self._partial: dict[str, str] = {}
 
     def write(self, stream: str, text: str) -> None:
@@ -116,10 +143,14 @@ class Capture:
                 logger.info(line, extra={"stream": stream})
 
     def _trim(self) -> None:
+        """Cut the file back to its tail. The new file takes the old one's place at once
+        (a rename), so the worker reading it meanwhile sees one or the other, whole."""
         self._file.close()
-        # one byte more than is kept, so that the file itself says that earlier output was cut
-        tail = self.path.read_bytes()[-(MAX_LOG_BYTES + 1) :]
-        self.path.write_bytes(tail)
+        tail = self.path.read_bytes()[HEADER_BYTES:][-MAX_LOG_BYTES:]
+        self._cut += self._size - len(tail)
+        spare = self.path.with_name(self.path.name + ".new")
+        spare.write_bytes(_header(self._cut) + tail)
+        os.replace(spare, self.path)
         self._file = self.path.open("ab")
         self._size = len(tail)
 
@@ -187,14 +218,20 @@ def captured(path: Path, secrets: Sequence[str] = ()) -> Iterator[Capture]:
         capture.close()
 
 
-def read_tail(path: Path) -> tuple[str, bool]:
-    """The last MAX_LOG_BYTES of a call's output (whole characters), and whether more came before."""
+def _header(cut: int) -> bytes:
+    return f"{cut:0{HEADER_BYTES - 1}d}\n".encode()
+
+
+def read_tail(path: Path) -> LogTail:
+    """The last MAX_LOG_BYTES of a call's output so far (it may end inside a character)."""
     try:
         with path.open("rb") as stream:
+            header = stream.read(HEADER_BYTES)
+            cut = int(header) if len(header) == HEADER_BYTES and header[:-1].isdigit() else 0
             stream.seek(0, os.SEEK_END)
-            size = stream.tell()
-            stream.seek(max(0, size - MAX_LOG_BYTES))
-            data = stream.read()
+            start = max(HEADER_BYTES, stream.tell() - MAX_LOG_BYTES)
+            stream.seek(start)
+            data = stream.read(MAX_LOG_BYTES)
     except FileNotFoundError:
-        return "", False
-    return data.decode("utf-8", errors="ignore"), size > MAX_LOG_BYTES
+        return LogTail()
+    return LogTail(data, cut + start - HEADER_BYTES)

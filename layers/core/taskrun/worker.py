@@ -42,12 +42,12 @@ from taskrun.models import (
 )
 from taskrun.results import (
     MAX_STORED_RESULT_BYTES,
-    STEP_SLASH,
     ResultStore,
     check_against,
     reference_to,
     referenced_key,
 )
+from taskrun.runlogs import LiveRun, LogStore, part_name
 from taskrun.scripts import Call, Outcome, ScriptProcess
 from taskrun.store import Ending, RunStore, end_once
 from taskrun.sweeper import expiry
@@ -181,17 +181,22 @@ class Worker:
         arguments: dict[str, Any],
         context_id: str,
         limit: float,
-        run_id: str | None,
+        live: LiveRun,
         secrets: dict[str, str] | None = None,
     ) -> Outcome:
-        """Run a script in the sandbox's child process, stopped if `run_id` is cancelled meanwhile."""
+        """Run a script in the sandbox's child process, its logs and progress kept as it goes,
+        stopped if the run it serves is cancelled meanwhile."""
         if self.scripts is None:
             self.scripts = ScriptProcess(self.catalog)
         call = Call(task_id, revision, arguments, context_id, time.monotonic() + limit, secrets=secrets or {})
-        if run_id is None:
-            return self.scripts.call(call, limit)
-        store = self.store
-        return self.scripts.call(call, limit, cancelled=lambda: store.status_of(run_id) is RunStatus.CANCELLED)
+        outcome = self.scripts.call(call, limit, live.watch())
+        live.close(outcome.logs)
+        return outcome
+
+    def _live(self, run_id: str | None, part: str, attempt: int | None = None) -> LiveRun:
+        """What is kept of a call while it runs, for the run it serves (None: none)."""
+        logs = LogStore(self.results.bucket) if self.results is not None and run_id is not None else None
+        return LiveRun(self.store, logs, run_id, part, attempt)
 
     def execute(self, run_id: str, seconds_left: float | None = None, attempt: int | None = None) -> Run:
         """Run the script of a pending run, or with `attempt`, that attempt of a queued run
@@ -303,9 +308,8 @@ class Worker:
         # a flow run's execution is named after the run: a cancel of the run stops the step too
         watched = execution if execution.startswith("run_") else None
         secrets = self._secrets_of(script)  # a missing one raises SecretNotFound, the step's error
-        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, watched, secrets)
-        if execution.startswith("run_"):  # a flow run's execution is named after the run
-            self._keep_logs(outcome, execution, f"{time.time_ns()}_{step.task_id.replace('/', STEP_SLASH)}")
+        live = self._live(watched, part_name(time.time_ns(), step.task_id))
+        outcome = self._call(step.task_id, script.revision, arguments, step.execution or "", limit, live, secrets)
         if outcome.cancelled:
             raise TaskCancelled(f"run {execution} was cancelled while its step {step.task_id!r} ran")
         if outcome.timed_out:
@@ -325,18 +329,6 @@ class Worker:
         # may carry (the worker reads it back for a step; the run shows it as its result_url)
         key = self._keep(f"{execution or 'step'}/{uuid.uuid4().hex}", data)
         return reference_to(key, len(data))
-
-    def _keep_logs(self, outcome: Outcome, run_id: str, step: str | None = None) -> None:
-        """Keep what the task printed or logged with the run, before the run is seen ended."""
-        if not outcome.logs or self.results is None:
-            return
-        results = self.results
-        try:
-            aws.patiently(
-                lambda: results.put_logs(run_id, outcome.logs, outcome.logs_truncated, step), PATIENCE_SECONDS
-            )
-        except Exception:  # the run's outcome matters more than its logs
-            logger.exception("the run's logs could not be kept")
 
     def _keep(self, name: str, data: bytes) -> str:
         """Put a result too large to pass on into the results bucket; its key."""
@@ -383,10 +375,11 @@ class Worker:
             logger.info("a secret of the task is not set; the task was not started", extra={"reason": str(missing)})
             error = RunError(type=ErrorType.EXECUTION_ERROR, message=str(missing), exception_type="SecretNotFound")
             return ending(RunStatus.FAILED, error=error), False
-        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, run.run_id, secrets)
-        usage.update(outcome.usage)
         # a retried run keeps each attempt's logs apart, in the order they were made
-        self._keep_logs(outcome, run.run_id, f"{time.time_ns()}_attempt-{run.attempt}" if run.retry else None)
+        part = part_name(time.time_ns(), f"attempt-{run.attempt}") if run.retry else ""
+        live = self._live(run.run_id, part, run.attempt)
+        outcome = self._call(run.task_id, run.revision, run.arguments, run.run_id, limit, live, secrets)
+        usage.update(outcome.usage)
         if outcome.cancelled:
             logger.info("run cancelled while its task ran; its process was stopped")
             message = "cancelled by request"
