@@ -184,7 +184,10 @@ def test_a_request_finding_every_sandbox_busy_is_429_not_a_504(
         assert api.get(f"/v1/runs/{run['run_id']}").status_code == 200  # one warm sandbox
         with ThreadPoolExecutor(1) as waiter:
             held = waiter.submit(api.get, f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 12})
-            time.sleep(1)
+            deadline = time.monotonic() + 10
+            while pool._idle and time.monotonic() < deadline:  # until the waiting request holds the sandbox
+                time.sleep(0.05)
+            assert not pool._idle and not held.done()
             # When another request for it comes
             answer = anonymous.get(f"/v1/runs/{run['run_id']}", headers={"X-API-KEY": api.headers["X-API-KEY"]})
             # Then it is throttled (after the short wait for a sandbox), not held to the gateway's 29 s
