@@ -38,6 +38,17 @@ def sleep(seconds: Annotated[float, Field(ge=0, le=600)]) -> dict[str, float]:
     return {"slept": seconds}
 
 
+@task("examples/countdown", timeout=300)
+def countdown(context: RunContext, seconds: Annotated[int, Field(ge=1, le=240)] = 10) -> str:
+    """Count down a line a second, saying how far it has come: a run to follow live
+    (`taskrun run examples/countdown --logs`, or in the console)."""
+    for left in range(seconds, 0, -1):
+        print(f"{left}...", flush=True)
+        context.progress(seconds - left + 1, seconds, f"{left} s to go")
+        time.sleep(1)
+    return "lift-off"
+
+
 class TaskFailure(RuntimeError):
     """What `examples/fail` raises."""
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 
 from taskrun.local.openapi import SNAPSHOT, document, render
 from taskrun.local.template import Stack
+from tests.browser import needs_chromium, open_browser
 from tests.conftest import ROOT
 
 METHODS = {"get", "post", "patch", "delete", "put"}
@@ -94,37 +93,13 @@ def test_swagger_ui_is_a_page_without_a_key(anonymous: httpx.Client) -> None:
     assert "<title>taskrun API</title>" in page.text and "SwaggerUIBundle" in page.text
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no headless Chromium here (apt-get install chromium chromium-driver)",
-)
+@needs_chromium
 def test_swagger_ui_loads_in_a_browser_and_calls_the_api(base_url: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as shown
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    browser = open_browser(tmp_path / "profile")
     try:
         browser.get(f"{base_url}/v1/docs")
         wait = WebDriverWait(browser, 30)

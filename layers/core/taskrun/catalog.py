@@ -17,7 +17,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -300,6 +300,7 @@ class Catalog:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
+        self._broken: dict[str, str] = {}  # task id: the problem of its module, which does not import now
         self._limits: dict[str, int] = {}  # shared limits by name, and their size
 
     def get(self, task_id: str) -> TaskDefinition:
@@ -307,6 +308,21 @@ class Catalog:
             return self._tasks[task_id]
         except KeyError:
             raise TaskNotFound(task_id) from None
+
+    def mark_broken(self, task_ids: Iterable[str], problem: str) -> None:
+        """Local mode: these tasks' module no longer imports (`problem` names its file and
+        line); they are served as they last imported, but no run of them starts."""
+        for task_id in task_ids:
+            self._broken[task_id] = problem
+
+    def check_startable(self, task_id: str) -> None:
+        """InvalidInput naming the module's problem, for a task whose module does not import now."""
+        problem = self._broken.get(task_id)
+        if problem is not None:
+            raise InvalidInput(
+                f"task {task_id!r} cannot run: its module does not import as it stands ({problem})",
+                [FieldError("body.task_id", f"its module does not import: {problem}", task_id)],
+            )
 
     def all(self, access: TaskAccess = EVERY_TASK) -> list[TaskDefinition]:
         """The tasks the caller may see, by id."""

@@ -25,19 +25,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import TypeAdapter
 
 from taskrun import __version__
-from taskrun.deliveries import Delivery, DeliveryList
-from taskrun.files import Upload
-from taskrun.flows import FlowStep
 from taskrun.models import BatchAnswer, BatchItem, RunList, RunSummary, RunView, TaskInfo, TaskList
-from taskrun.schedules import ScheduleList, ScheduleView
 from taskrun.tasklogs import RunLogs
+
+if TYPE_CHECKING:
+    from taskrun.deliveries import Delivery, DeliveryList
+    from taskrun.files import Upload
+    from taskrun.flows import FlowStep
+    from taskrun.schedules import ScheduleList, ScheduleView
 
 DEFAULT_URL = "http://127.0.0.1:9477"
 SERVER_WAIT_CAP = 25.0  # seconds one request may wait on the server (the stack's MaxWaitSeconds)
@@ -247,7 +249,41 @@ def _local_key(base: str) -> str | None:
         return None
 
 
-_steps = TypeAdapter(list[FlowStep])
+# The models of schedules, deliveries, files and flow steps live beside the server's code of
+# them (boto3, jsonschema): each is imported when a client first reads one, so that the
+# client, and every command of the CLI, starts without them.
+
+
+def _schedule(data: Any) -> ScheduleView:
+    from taskrun.schedules import ScheduleView
+
+    return ScheduleView.model_validate(data)
+
+
+def _schedules(data: Any) -> ScheduleList:
+    from taskrun.schedules import ScheduleList
+
+    return ScheduleList.model_validate(data)
+
+
+def _deliveries(data: Any) -> DeliveryList:
+    from taskrun.deliveries import DeliveryList
+
+    return DeliveryList.model_validate(data)
+
+
+def _upload(data: Any) -> Upload:
+    from taskrun.files import Upload
+
+    return Upload.model_validate(data)
+
+
+def _steps(data: Any) -> list[FlowStep]:
+    from taskrun.flows import FlowStep
+
+    return TypeAdapter(list[FlowStep]).validate_python(data)
+
+
 T = TypeVar("T")
 # An exchange: the requests a method makes one after another, each answer sent back into it,
 # its return value the method's. Written once, carried out by either client.
@@ -410,7 +446,7 @@ class Client:
     def history(self, run_id: str) -> Iterator[FlowStep]:
         """A flow run's steps, every page of them."""
         for page in self._pages(f"/v1/runs/{run_id}/history", {"limit": 500}):
-            yield from _steps.validate_python(page["steps"])
+            yield from _steps(page["steps"])
 
     def logs(self, run_id: str, cursor: str | None = None) -> RunLogs:
         """A run's logs (the last 64 KB); with the `cursor` of an earlier answer, what came after it."""
@@ -430,7 +466,7 @@ class Client:
 
     def deliveries(self, run_id: str) -> list[Delivery]:
         answer = self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
-        return DeliveryList.model_validate(answer).deliveries
+        return _deliveries(answer).deliveries
 
     # tasks
     def tasks(self) -> list[TaskInfo]:
@@ -442,18 +478,18 @@ class Client:
     # schedules
     def create_schedule(self, task_id: str, expression: str, **fields: Any) -> ScheduleView:
         body = _schedule_body({"task_id": task_id, "expression": expression, **fields})
-        return ScheduleView.model_validate(self._send(Call("POST", "/v1/schedules", json=body)))
+        return _schedule(self._send(Call("POST", "/v1/schedules", json=body)))
 
     def schedules(self, *, task_id: str | None = None) -> Iterator[ScheduleView]:
         for page in self._pages("/v1/schedules", {"task_id": task_id, "limit": 100}):
-            yield from ScheduleList.model_validate(page).schedules
+            yield from _schedules(page).schedules
 
     def get_schedule(self, schedule_id: str) -> ScheduleView:
-        return ScheduleView.model_validate(self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True)))
+        return _schedule(self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True)))
 
     def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleView:
         answer = self._send(Call("PATCH", f"/v1/schedules/{schedule_id}", json=changes))
-        return ScheduleView.model_validate(answer)
+        return _schedule(answer)
 
     def delete_schedule(self, schedule_id: str) -> None:
         self._send(Call("DELETE", f"/v1/schedules/{schedule_id}", retry=True))
@@ -464,7 +500,7 @@ class Client:
     # files
     def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
         """Make a file for a File parameter and upload its bytes; the argument is `{"file_id": upload.file_id}`."""
-        upload = Upload.model_validate(self._send(_upload_call(data, filename, content_type)))
+        upload = _upload(self._send(_upload_call(data, filename, content_type)))
         _uploaded(filename, httpx.put(upload.upload_url, content=data, headers=upload.upload_headers, timeout=300))
         return upload
 
@@ -595,7 +631,7 @@ class AsyncClient:
 
     async def history(self, run_id: str) -> AsyncIterator[FlowStep]:
         async for page in self._pages(f"/v1/runs/{run_id}/history", {"limit": 500}):
-            for step in _steps.validate_python(page["steps"]):
+            for step in _steps(page["steps"]):
                 yield step
 
     async def logs(self, run_id: str, cursor: str | None = None) -> RunLogs:
@@ -620,24 +656,24 @@ class AsyncClient:
 
     async def get_schedule(self, schedule_id: str) -> ScheduleView:
         answer = await self._send(Call("GET", f"/v1/schedules/{schedule_id}", retry=True))
-        return ScheduleView.model_validate(answer)
+        return _schedule(answer)
 
     async def deliveries(self, run_id: str) -> list[Delivery]:
         answer = await self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
-        return DeliveryList.model_validate(answer).deliveries
+        return _deliveries(answer).deliveries
 
     async def create_schedule(self, task_id: str, expression: str, **fields: Any) -> ScheduleView:
         body = _schedule_body({"task_id": task_id, "expression": expression, **fields})
-        return ScheduleView.model_validate(await self._send(Call("POST", "/v1/schedules", json=body)))
+        return _schedule(await self._send(Call("POST", "/v1/schedules", json=body)))
 
     async def schedules(self, *, task_id: str | None = None) -> AsyncIterator[ScheduleView]:
         async for page in self._pages("/v1/schedules", {"task_id": task_id, "limit": 100}):
-            for schedule in ScheduleList.model_validate(page).schedules:
+            for schedule in _schedules(page).schedules:
                 yield schedule
 
     async def update_schedule(self, schedule_id: str, **changes: Any) -> ScheduleView:
         answer = await self._send(Call("PATCH", f"/v1/schedules/{schedule_id}", json=changes))
-        return ScheduleView.model_validate(answer)
+        return _schedule(answer)
 
     async def delete_schedule(self, schedule_id: str) -> None:
         await self._send(Call("DELETE", f"/v1/schedules/{schedule_id}", retry=True))
@@ -647,7 +683,7 @@ class AsyncClient:
         return RunView.model_validate(answer)
 
     async def upload(self, data: bytes, filename: str, content_type: str = "application/octet-stream") -> Upload:
-        upload = Upload.model_validate(await self._send(_upload_call(data, filename, content_type)))
+        upload = _upload(await self._send(_upload_call(data, filename, content_type)))
         async with httpx.AsyncClient(timeout=300) as storage:
             _uploaded(filename, await storage.put(upload.upload_url, content=data, headers=upload.upload_headers))
         return upload

@@ -765,7 +765,10 @@ def local(
 def _serve_locally(
     host: str, port: int, tasks: list[Path], root: Path | None, data_dir: Path | None, secrets: Path | None = None
 ) -> int:
-    from taskrun.local.stack import LocalStack, bundle_root
+    try:
+        from taskrun.local.stack import LocalStack, bundle_root
+    except ModuleNotFoundError as missing:  # the client alone: the emulator is an extra
+        fail(f"local: the local stack needs {missing.name}: pip install 'taskrun[local]'", 2)
 
     for directory in tasks:
         if not directory.is_dir():

@@ -169,6 +169,7 @@ class RunService:
         if not request.access.allows(request.task_id):
             raise TaskNotFound(request.task_id)
         definition = self.catalog.get(request.task_id)
+        self.catalog.check_startable(request.task_id)
         if request.task_type is not None and request.task_type is not definition.task_type:
             raise InvalidInput(
                 f"task {request.task_id!r} is a {definition.task_type}, not a {request.task_type}",

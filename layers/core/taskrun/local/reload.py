@@ -3,14 +3,22 @@
 The tasks directories (and the template's state machine folder) are watched; on a change
 every function's next invocation runs in a new sandbox, which imports the task modules
 afresh, and each flow's state machine takes its definition file as it now stands. The
-stack's own process never imports the changed code: the flows are read in a child.
+stack's own process never imports the changed code: the modules are read in a child, each on
+its own, so that one that no longer imports is named (file, line and error) and kept as it
+last imported (taskrun.loader), while the others take effect.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.ticker import Ticker
@@ -35,28 +43,80 @@ def fingerprint(directories: list[Path]) -> Fingerprint:
     return frozenset(seen)
 
 
-def _describe_flows(task_dirs: list[Path], answer: Connection) -> None:
-    """In a child: import the task modules and answer each flow's id and definition file."""
+@dataclass
+class TaskCode:
+    """The task modules as they stand: each flow's id and definition file; the source of each
+    module file that imports; and the problem of each module that does not."""
+
+    flows: list[tuple[str, Path]] = field(default_factory=list)
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # module: (its file, the text that imported)
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # module: (its file, what is wrong, and where)
+
+
+def _describe(task_dirs: list[Path], kept: dict[str, dict[str, Any]], answer: Connection) -> None:
+    """In a child: import each task module on its own, the last version that imported in
+    place of one that does not; answer what `TaskCode` holds."""
     try:
         from taskrun.catalog import FlowRevision, catalog
-        from taskrun.loader import load_task_dirs
+        from taskrun.loader import task_modules
 
-        load_task_dirs(task_dirs)
-        flows = [
-            (definition.task_id, str(definition.latest.definition))
+        code = TaskCode()
+        for directory in task_dirs:
+            sys.path.insert(0, str(directory.resolve()))
+            for name in task_modules(directory):
+                file = directory.resolve() / f"{name}.py"
+                try:
+                    if file.is_file():
+                        text = file.read_text()
+                        _run_module(name, str(file), text)
+                        code.sources[name] = (str(file), text)
+                    else:
+                        importlib.import_module(name)
+                except BaseException as error:  # whatever a module raises as it imports
+                    sys.modules.pop(name, None)
+                    code.problems[name] = (str(file), _where(error, file, task_dirs))
+                    if kept.get(name, {}).get("source"):
+                        _run_module(name, str(file), Path(kept[name]["source"]).read_text())
+        code.flows = [
+            (definition.task_id, definition.latest.definition)
             for definition in catalog.all()
             if isinstance(definition.latest, FlowRevision)
         ]
-        answer.send(("ok", flows))
+        answer.send(("ok", code))
     except BaseException as error:
         answer.send(("error", f"{type(error).__name__}: {error}"))
 
 
-def flows_in(task_dirs: list[Path], timeout: float = 30.0) -> list[tuple[str, Path]]:
-    """The flows the task modules register now: (task id, ASL file). Raises on a module that fails."""
+def _run_module(name: str, file: str, text: str) -> None:
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=file)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = file
+    sys.modules[name] = module
+    exec(compile(text, file, "exec"), module.__dict__)
+
+
+def _where(error: BaseException, file: Path, task_dirs: list[Path]) -> str:
+    """What is wrong with a module, and where: `user_tasks/noisy.py line 12: SyntaxError: ...`."""
+    from taskrun.tasklogs import shown_path
+
+    line = error.lineno if isinstance(error, SyntaxError) else None
+    if line is None:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == file]
+        line = frames[-1].lineno if frames else None
+    message = error.msg if isinstance(error, SyntaxError) else str(error)
+    place = shown_path(str(file), task_dirs) + (f" line {line}" if line else "")
+    return f"{place}: {type(error).__name__}: {message}"[:500]
+
+
+def describe_task_code(
+    task_dirs: list[Path], kept: dict[str, dict[str, Any]] | None = None, timeout: float = 30.0
+) -> TaskCode:
+    """The task modules as they stand, read in a child process (the stack's own never
+    imports task code). Raises if that cannot be told (a module that hangs as it imports)."""
     context = sandbox_context()
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_describe_flows, args=(task_dirs, send), name="describe-flows")
+    child = context.Process(target=_describe, args=(task_dirs, kept or {}, send), name="describe-tasks")
     child.start()
     send.close()
     try:
@@ -69,7 +129,8 @@ def flows_in(task_dirs: list[Path], timeout: float = 30.0) -> list[tuple[str, Pa
         receive.close()
     if status != "ok":
         raise RuntimeError(value)
-    return [(task_id, Path(path)) for task_id, path in value]
+    assert isinstance(value, TaskCode)
+    return value
 
 
 class Watcher:

@@ -1,0 +1,765 @@
+/* The taskrun console: runs, tasks and schedules, on the public API with the key the person
+   types once (kept in this browser session's storage, sent as X-API-KEY, never in a URL).
+   Pages are hash routes (#/runs, #/runs/ID, #/tasks, #/tasks/ID, #/schedules); forms for
+   starting a task are JSON Editor's, made from the task's JSON Schema. */
+"use strict";
+
+const KEY = "taskrun-key";
+const ACTIVE = ["queued", "pending", "running"];
+const STATUSES = ["queued", "pending", "running", "succeeded", "failed", "timed_out", "cancelled"];
+const TRIGGERS = ["api", "schedule", "step_functions"];
+const REFRESH_MS = 3000;
+const FOLLOW_MS = 1000;
+let timers = [];
+let editor = null;
+
+/* ---------------------------------------------------------------- the API */
+
+class Problem extends Error {
+  constructor(status, body) {
+    super((body && (body.detail || body.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.errors = (body && body.errors) || [];
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { "X-API-KEY": sessionStorage.getItem(KEY) || "" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const answer = await fetch(path.replace(/^\//, ""), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await answer.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (_) {
+    data = { detail: text.slice(0, 300) };
+  }
+  if (answer.status === 401 && !document.getElementById("key-form")) {
+    sessionStorage.removeItem(KEY); // the key was revoked meanwhile: ask for one again
+    route();
+  }
+  if (!answer.ok) throw new Problem(answer.status, data);
+  return data;
+}
+
+function query(params) {
+  const kept = Object.entries(params).filter(([, value]) => value !== "" && value !== null && value !== undefined);
+  return kept.length ? "?" + new URLSearchParams(kept).toString() : "";
+}
+
+/* ---------------------------------------------------------------- building pages */
+
+function h(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function show(...nodes) {
+  const main = document.getElementById("main");
+  main.replaceChildren(...nodes);
+}
+
+function status(value) {
+  return h("span", { class: `status status-${value}`, "data-status": value }, value.replace("_", " "));
+}
+
+function when(value) {
+  return value ? new Date(value).toLocaleString() : "—";
+}
+
+function json(value) {
+  return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
+}
+
+function problemBox(error, id) {
+  return h("p", { class: "problem", role: "alert", id: id || null }, error.message || String(error));
+}
+
+function every(ms, action) {
+  const timer = setInterval(action, ms);
+  timers.push(timer);
+}
+
+function progressBar(progress) {
+  if (!progress) return null;
+  const words = [
+    progress.total ? `${progress.done} of ${progress.total}` : `${progress.done}`,
+    progress.message || "",
+  ].join(" ");
+  return h(
+    "div",
+    { class: "progress" },
+    progress.total ? h("progress", { value: progress.done, max: progress.total }) : h("progress", {}),
+    h("small", { class: "progress-words" }, words.trim())
+  );
+}
+
+/* ---------------------------------------------------------------- key */
+
+function keyPage() {
+  document.getElementById("nav").hidden = true;
+  const input = h("input", {
+    type: "password",
+    id: "key",
+    name: "key",
+    placeholder: "API key",
+    autocomplete: "off",
+    required: true,
+  });
+  const note = h("p", { id: "key-problem" });
+  const form = h(
+    "form",
+    {
+      id: "key-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        sessionStorage.setItem(KEY, input.value.trim());
+        try {
+          await api("GET", "v1/runs?limit=1");
+          if (!location.hash || location.hash === "#/") location.hash = "#/runs";
+          else route();
+        } catch (error) {
+          sessionStorage.removeItem(KEY);
+          note.replaceChildren(problemBox(error));
+        }
+      },
+    },
+    h("label", { for: "key" }, "Your API key (kept for this browser session only)"),
+    input,
+    h("button", { type: "submit", id: "use-key" }, "Use this key"),
+    note
+  );
+  show(h("article", { class: "key" }, h("h2", {}, "taskrun console"), form));
+  input.focus();
+}
+
+/* ---------------------------------------------------------------- runs */
+
+async function runsPage(params) {
+  const filters = {
+    task_id: params.get("task_id") || "",
+    status: params.get("status") || "",
+    triggered_by: params.get("triggered_by") || "",
+    schedule_id: params.get("schedule_id") || "",
+    tag: params.get("tag") || "",
+  };
+  const field = (name, label) =>
+    h("input", { name, id: `filter-${name}`, placeholder: label, value: filters[name], "aria-label": label });
+  const choice = (name, label, values) =>
+    h(
+      "select",
+      { name, id: `filter-${name}`, "aria-label": label },
+      h("option", { value: "" }, label),
+      values.map((value) => h("option", { value, selected: filters[name] === value }, value))
+    );
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const data = Object.fromEntries(new FormData(form).entries());
+        location.hash = "#/runs" + query(data);
+      },
+    },
+    h(
+      "fieldset",
+      { role: "group" },
+      field("task_id", "task"),
+      choice("status", "any status", STATUSES),
+      choice("triggered_by", "any trigger", TRIGGERS),
+      field("schedule_id", "schedule"),
+      field("tag", "tag"),
+      h("button", { type: "submit" }, "Filter")
+    )
+  );
+  const body = h("tbody", { id: "runs" });
+  const more = h("button", { class: "secondary", id: "more", hidden: true }, "More");
+  const note = h("p", { id: "runs-problem" });
+  let cursor = null;
+  const row = (run) =>
+    h(
+      "tr",
+      { "data-run": run.run_id },
+      h("td", {}, h("a", { href: `#/runs/${run.run_id}` }, run.run_id)),
+      h("td", {}, run.task_id),
+      h("td", {}, status(run.status), progressBar(ACTIVE.includes(run.status) ? run.progress : null)),
+      h("td", {}, when(run.created_at)),
+      h("td", {}, run.duration_ms === null || run.duration_ms === undefined ? "" : `${run.duration_ms} ms`),
+      h("td", {}, (run.tags || []).join(", "))
+    );
+  async function load(append) {
+    try {
+      const page = await api("GET", "v1/runs" + query({ ...filters, limit: 20, cursor: append ? cursor : "" }));
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      const rows = page.runs.map(row);
+      if (append) body.append(...rows);
+      else body.replaceChildren(...rows);
+      note.replaceChildren();
+      return page.runs;
+    } catch (error) {
+      note.replaceChildren(problemBox(error));
+      return [];
+    }
+  }
+  more.addEventListener("click", () => load(true));
+  show(
+    h("h2", {}, "Runs"),
+    form,
+    note,
+    h(
+      "table",
+      { class: "striped" },
+      h(
+        "thead",
+        {},
+        h("tr", {}, ["run", "task", "status", "created", "took", "tags"].map((name) => h("th", {}, name)))
+      ),
+      body
+    ),
+    more
+  );
+  let first = await load(false);
+  every(REFRESH_MS, async () => {
+    // the first page refreshes by itself while any run on it is active, or while nothing is listed yet
+    if (cursor && body.children.length > 20) return;
+    if (first.length === 0 || first.some((run) => ACTIVE.includes(run.status))) first = await load(false);
+  });
+}
+
+async function runPage(runId) {
+  let run;
+  try {
+    run = await api("GET", `v1/runs/${encodeURIComponent(runId)}`);
+  } catch (error) {
+    show(h("h2", {}, "Run"), problemBox(error));
+    return;
+  }
+  const head = h("div", { id: "run-head" });
+  const details = h("div", { id: "run-details" });
+  const logs = h("pre", { id: "logs", class: "logs" });
+  const steps = h("div", { id: "steps" });
+  const deliveries = h("div", { id: "deliveries" });
+  const callbacks = h("div", { id: "callbacks" });
+  const note = h("p", { id: "run-problem" });
+  show(
+    h("p", {}, h("a", { href: "#/runs" }, "← runs")),
+    head,
+    note,
+    details,
+    callbacks,
+    h("h3", {}, "Logs"),
+    logs,
+    run.task_type === "flow" ? h("h3", {}, "Steps") : null,
+    steps,
+    deliveries
+  );
+
+  const act = (label, id, action, kind) =>
+    h(
+      "button",
+      {
+        id,
+        class: kind || "",
+        onclick: async () => {
+          try {
+            await action();
+            note.replaceChildren();
+          } catch (error) {
+            note.replaceChildren(problemBox(error));
+          }
+        },
+      },
+      label
+    );
+
+  function drawHead() {
+    head.replaceChildren(
+      h("h2", {}, run.task_id, " ", status(run.status)),
+      h("p", {}, h("code", {}, run.run_id)),
+      progressBar(run.progress),
+      h(
+        "div",
+        { role: "group", class: "actions" },
+        ACTIVE.includes(run.status)
+          ? act("Cancel", "cancel", async () => {
+              run = await api("POST", `v1/runs/${run.run_id}/cancel`);
+              draw();
+            }, "secondary")
+          : null,
+        act("Re-run", "rerun", async () => {
+          const again = await api("POST", `v1/runs/${run.run_id}/rerun`, {});
+          location.hash = `#/runs/${again.run_id}`;
+        })
+      )
+    );
+  }
+
+  function drawDetails() {
+    const rows = [
+      ["status", status(run.status)],
+      ["triggered by", run.triggered_by + (run.schedule_id ? ` (${run.schedule_id})` : "")],
+      ["created", when(run.created_at)],
+      ["started", when(run.started_at)],
+      ["ended", when(run.ended_at)],
+      ["duration", run.duration_ms === null ? "—" : `${run.duration_ms} ms`],
+      ["attempt", String(run.attempt)],
+      ["tags", (run.tags || []).join(", ") || "—"],
+      ["re-run of", run.rerun_of ? h("a", { href: `#/runs/${run.rerun_of}` }, run.rerun_of) : "—"],
+    ];
+    const parts = [
+      h("table", {}, h("tbody", {}, rows.map(([name, value]) => h("tr", {}, h("th", {}, name), h("td", {}, value))))),
+      h("h3", {}, "Arguments"),
+      json(run.arguments),
+    ];
+    if (run.status === "succeeded") {
+      parts.push(h("h3", {}, "Result"));
+      parts.push(
+        run.result_url
+          ? h("p", {}, h("a", { href: run.result_url, id: "result-link" }, "The result (a link, valid for a while)"))
+          : h("div", { id: "result" }, json(run.result))
+      );
+    }
+    if (run.error) {
+      const frames = (run.error.frames || []).map((frame) =>
+        h(
+          "li",
+          {},
+          h("code", {}, `${frame.file}:${frame.line}`),
+          ` in ${frame.function}`,
+          frame.code ? h("pre", {}, frame.code) : null
+        )
+      );
+      parts.push(
+        h(
+          "article",
+          { class: "error", id: "error" },
+          h("h3", {}, "Error"),
+          h("p", {}, h("strong", {}, run.error.exception_type || run.error.type), ": ", run.error.message),
+          frames.length ? h("ol", { class: "traceback" }, frames) : null
+        )
+      );
+    }
+    details.replaceChildren(...parts);
+  }
+
+  function draw() {
+    drawHead();
+    drawDetails();
+  }
+
+  async function drawSteps() {
+    if (run.task_type !== "flow") return;
+    try {
+      const page = await api("GET", `v1/runs/${run.run_id}/history?limit=500`);
+      steps.replaceChildren(
+        h(
+          "ol",
+          { class: "timeline" },
+          page.steps.map((step) =>
+            h(
+              "li",
+              { "data-step": step.name },
+              status(step.status),
+              " ",
+              h("strong", {}, step.name),
+              ` ${step.type} · ${when(step.started_at)}`,
+              step.ended_at ? ` → ${when(step.ended_at)}` : "",
+              step.error ? h("small", {}, ` ${step.error}: ${step.cause || ""}`) : null
+            )
+          )
+        )
+      );
+    } catch (error) {
+      steps.replaceChildren(problemBox(error));
+    }
+  }
+
+  async function drawDeliveries() {
+    if (!run.webhook_url) return;
+    try {
+      const page = await api("GET", `v1/runs/${run.run_id}/deliveries`);
+      deliveries.replaceChildren(
+        h("h3", {}, "Webhook deliveries"),
+        h(
+          "table",
+          {},
+          h("tbody", {}, page.deliveries.map((delivery) =>
+            h(
+              "tr",
+              { "data-delivery": delivery.delivery_id },
+              h("td", {}, delivery.event_type),
+              h("td", {}, status(delivery.status)),
+              h("td", {}, `${delivery.attempts.length} attempt(s)`),
+              h(
+                "td",
+                {},
+                act("Retry", `retry-${delivery.delivery_id}`, async () => {
+                  await api("POST", `v1/runs/${run.run_id}/deliveries/${delivery.delivery_id}/retry`);
+                  setTimeout(drawDeliveries, 500);
+                }, "secondary outline")
+              )
+            )
+          ))
+        )
+      );
+    } catch (error) {
+      deliveries.replaceChildren(problemBox(error));
+    }
+  }
+
+  async function drawCallbacks() {
+    if (run.task_type !== "flow") return;
+    try {
+      const page = await api("GET", `v1/runs/${run.run_id}/callbacks`);
+      const waiting = page.callbacks.filter((callback) => callback.status === "waiting");
+      callbacks.replaceChildren(
+        ...waiting.map((callback) =>
+          h(
+            "article",
+            { class: "callback", "data-callback": callback.callback_id },
+            h("h3", {}, `Waiting for a decision: ${callback.step}`),
+            json(callback.request),
+            h(
+              "div",
+              { role: "group" },
+              act("Approve", `approve-${callback.callback_id}`, async () => {
+                await api("POST", `v1/runs/${run.run_id}/callbacks/${callback.callback_id}`, {
+                  output: { approved: true, by: "console" },
+                });
+                callbacks.replaceChildren(h("p", { id: "decided" }, "Approved."));
+              }),
+              act("Reject", `reject-${callback.callback_id}`, async () => {
+                await api("POST", `v1/runs/${run.run_id}/callbacks/${callback.callback_id}`, {
+                  error: "Rejected",
+                  cause: "rejected in the console",
+                });
+                callbacks.replaceChildren(h("p", { id: "decided" }, "Rejected."));
+              }, "secondary")
+            )
+          )
+        )
+      );
+    } catch (error) {
+      callbacks.replaceChildren(problemBox(error));
+    }
+  }
+
+  // logs: the whole of them, then only what is new, until the run has ended
+  let cursor = null;
+  let following = true;
+  async function follow() {
+    if (!following) return;
+    try {
+      const answer = await api("GET", `v1/runs/${run.run_id}/logs` + query({ cursor }));
+      if (answer.text) logs.append(answer.text);
+      cursor = answer.cursor;
+      if (answer.ended) {
+        following = false;
+        logs.dataset.ended = "true";
+        if (!logs.textContent) logs.textContent = "(nothing printed)";
+      }
+    } catch (error) {
+      note.replaceChildren(problemBox(error));
+    }
+  }
+
+  draw();
+  await Promise.all([follow(), drawSteps(), drawDeliveries(), drawCallbacks()]);
+  every(FOLLOW_MS, follow);
+  every(REFRESH_MS, async () => {
+    if (!ACTIVE.includes(run.status) && !run.webhook_url) return;
+    const before = run.status;
+    try {
+      run = await api("GET", `v1/runs/${run.run_id}`);
+    } catch (_) {
+      return;
+    }
+    if (ACTIVE.includes(before) || run.status !== before) draw();
+    await Promise.all([drawSteps(), drawDeliveries(), drawCallbacks()]);
+  });
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+async function tasksPage() {
+  try {
+    const page = await api("GET", "v1/tasks");
+    show(
+      h("h2", {}, "Tasks"),
+      h(
+        "table",
+        { class: "striped" },
+        h("thead", {}, h("tr", {}, ["task", "type", "description", "timeout"].map((name) => h("th", {}, name)))),
+        h(
+          "tbody",
+          { id: "tasks" },
+          page.tasks.map((task) =>
+            h(
+              "tr",
+              { "data-task": task.task_id },
+              h("td", {}, h("a", { href: `#/tasks/${task.task_id}` }, task.task_id)),
+              h("td", {}, task.task_type),
+              h("td", {}, task.description || ""),
+              h("td", {}, task.timeout ? `${task.timeout} s` : "")
+            )
+          )
+        )
+      )
+    );
+  } catch (error) {
+    show(h("h2", {}, "Tasks"), problemBox(error));
+  }
+}
+
+/* A JSON Schema for JSON Editor: `$ref`s to `$defs` put in place (it reads `definitions`), and
+   each taskrun file parameter turned into a text field for its file id with an upload button. */
+function formSchema(schema) {
+  const defs = schema.$defs || {};
+  const seen = new Set();
+  function resolve(node) {
+    if (Array.isArray(node)) return node.map(resolve);
+    if (!node || typeof node !== "object") return node;
+    if (typeof node.$ref === "string" && node.$ref.startsWith("#/$defs/")) {
+      const name = node.$ref.slice("#/$defs/".length);
+      if (seen.has(name)) return { type: "object" }; // a schema that refers to itself stops here
+      seen.add(name);
+      const { $ref, ...rest } = node;
+      const resolved = resolve({ ...defs[name], ...rest });
+      seen.delete(name);
+      return resolved;
+    }
+    if (node["x-taskrun-file"]) {
+      return {
+        type: "string",
+        title: node.title || "File",
+        format: "url",
+        options: { upload: { upload_handler: "taskrunFile" }, "x-taskrun-file": true },
+      };
+    }
+    const out = {};
+    for (const [key, value] of Object.entries(node)) if (key !== "$defs") out[key] = resolve(value);
+    return out;
+  }
+  const resolved = resolve(schema);
+  if (!resolved.type) resolved.type = "object";
+  return resolved;
+}
+
+function fileFields(schema) {
+  return Object.entries(schema.properties || {})
+    .filter(([, value]) => value.options && value.options["x-taskrun-file"])
+    .map(([name]) => name);
+}
+
+async function upload(file) {
+  const made = await api("POST", "v1/files", {
+    filename: file.name,
+    content_type: file.type || "application/octet-stream",
+    size: file.size,
+  });
+  const sent = await fetch(made.upload_url, { method: "PUT", headers: made.upload_headers || {}, body: file });
+  if (!sent.ok) throw new Error(`the upload failed (${sent.status})`);
+  return made.file_id;
+}
+
+async function taskPage(taskId) {
+  let task;
+  try {
+    task = await api("GET", `v1/tasks/${taskId}`);
+  } catch (error) {
+    show(h("h2", {}, taskId), problemBox(error));
+    return;
+  }
+  const holder = h("div", { id: "task-form" });
+  const note = h("div", { id: "start-problem" });
+  const start = h("button", { id: "start", type: "button" }, "Start a run");
+  show(
+    h("p", {}, h("a", { href: "#/tasks" }, "← tasks")),
+    h("h2", {}, task.task_id),
+    h("p", {}, task.description || ""),
+    holder,
+    note,
+    start
+  );
+  const schema = formSchema(task.parameters || { type: "object" });
+  const files = fileFields(schema);
+  window.JSONEditor.defaults.callbacks.upload = {
+    taskrunFile: (_editor, _type, file, callbacks) => {
+      upload(file).then(callbacks.success, (error) => callbacks.failure(error.message));
+    },
+  };
+  if (editor) editor.destroy();
+  editor = new window.JSONEditor(holder, {
+    schema,
+    theme: "html",
+    iconlib: null,
+    disable_collapse: true,
+    disable_edit_json: true,
+    disable_properties: true,
+    show_errors: "interaction",
+    no_additional_properties: true,
+    required_by_default: false,
+    display_required_only: false,
+    use_default_values: true,
+    form_name_root: "arguments",
+    prompt_before_delete: false,
+  });
+  start.addEventListener("click", async () => {
+    const arguments_ = { ...editor.getValue() };
+    for (const name of files) if (arguments_[name]) arguments_[name] = { file_id: arguments_[name] };
+    note.replaceChildren();
+    editor.root.showValidationErrors([]);
+    try {
+      const run = await api("POST", "v1/runs", { task_id: task.task_id, arguments: arguments_ });
+      location.hash = `#/runs/${run.run_id}`;
+    } catch (error) {
+      // each problem beside the field it names (body.arguments.x.y → root.x.y), the rest above the button
+      const beside = [];
+      const rest = [];
+      for (const item of error.errors || []) {
+        const path = (item.location || "").split(".");
+        if (path[0] === "body" && path[1] === "arguments" && path.length > 2) {
+          beside.push({ path: ["root", ...path.slice(2)].join("."), property: "problem", message: item.message });
+        } else rest.push(item);
+      }
+      for (const item of beside) {
+        const field = editor.getEditor(item.path);
+        if (field) field.is_dirty = true; // shown even where the person typed nothing
+      }
+      editor.root.showValidationErrors(beside);
+      note.replaceChildren(
+        problemBox(error, "start-detail"),
+        rest.length ? h("ul", {}, rest.map((item) => h("li", {}, `${item.location}: ${item.message}`))) : null
+      );
+    }
+  });
+}
+
+/* ---------------------------------------------------------------- schedules */
+
+async function schedulesPage() {
+  const note = h("p", { id: "schedules-problem" });
+  const body = h("tbody", { id: "schedules" });
+  async function load() {
+    try {
+      const page = await api("GET", "v1/schedules?limit=100");
+      body.replaceChildren(...page.schedules.map(row));
+    } catch (error) {
+      note.replaceChildren(problemBox(error));
+    }
+  }
+  const act = (label, id, action, kind) =>
+    h(
+      "button",
+      {
+        id,
+        class: kind || "",
+        onclick: async () => {
+          try {
+            await action();
+            note.replaceChildren();
+          } catch (error) {
+            note.replaceChildren(problemBox(error));
+          }
+        },
+      },
+      label
+    );
+  function row(schedule) {
+    const id = schedule.schedule_id;
+    const last = schedule.last_run;
+    return h(
+      "tr",
+      { "data-schedule": id },
+      h("td", {}, id),
+      h("td", {}, schedule.task_id),
+      h("td", {}, h("code", {}, schedule.expression)),
+      h("td", { class: "state" }, schedule.enabled ? "active" : "paused"),
+      h("td", {}, when(schedule.next_run_at)),
+      h("td", {}, last ? h("a", { href: `#/runs/${last.run_id}` }, last.status) : "—"),
+      h(
+        "td",
+        {},
+        h(
+          "div",
+          { role: "group" },
+          schedule.enabled
+            ? act("Pause", `pause-${id}`, async () => {
+                await api("PATCH", `v1/schedules/${id}`, { enabled: false });
+                await load();
+              }, "secondary")
+            : act("Resume", `resume-${id}`, async () => {
+                await api("PATCH", `v1/schedules/${id}`, { enabled: true });
+                await load();
+              }),
+          act("Run now", `execute-${id}`, async () => {
+            const run = await api("POST", `v1/schedules/${id}/execute`);
+            location.hash = `#/runs/${run.run_id}`;
+          }, "outline")
+        )
+      )
+    );
+  }
+  show(
+    h("h2", {}, "Schedules"),
+    note,
+    h(
+      "table",
+      { class: "striped" },
+      h(
+        "thead",
+        {},
+        h("tr", {}, ["schedule", "task", "expression", "state", "next run", "last run", ""].map((name) => h("th", {}, name)))
+      ),
+      body
+    )
+  );
+  await load();
+}
+
+/* ---------------------------------------------------------------- routing */
+
+function route() {
+  timers.forEach(clearInterval);
+  timers = [];
+  if (!sessionStorage.getItem(KEY)) return keyPage();
+  document.getElementById("nav").hidden = false;
+  const [path, search] = (location.hash.slice(1) || "/runs").split("?");
+  const params = new URLSearchParams(search || "");
+  const parts = path.split("/").filter(Boolean);
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.setAttribute("aria-current", link.dataset.nav === parts[0] ? "page" : "false");
+  }
+  if (parts[0] === "runs" && parts[1]) return runPage(decodeURIComponent(parts[1]));
+  if (parts[0] === "tasks" && parts.length > 1) return taskPage(parts.slice(1).map(decodeURIComponent).join("/"));
+  if (parts[0] === "tasks") return tasksPage();
+  if (parts[0] === "schedules") return schedulesPage();
+  return runsPage(params);
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("forget").addEventListener("click", (event) => {
+    event.preventDefault();
+    sessionStorage.removeItem(KEY);
+    location.hash = "#/";
+    route();
+  });
+  route();
+});

@@ -1,0 +1,223 @@
+"""The runs console at /console, in real headless Chromium, as a person uses it: the key typed
+once; runs appearing and ending; a run's live logs; a task started from the form made from
+its JSON Schema (a wrong value first, its problem beside the field); a callback approved; a
+delivery retried; a schedule paused. Each page is saved as a 1280 by 800 screenshot in the
+folder the test prints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser import needs_chromium, open_browser
+from tests.conftest import API_KEY
+from tests.receiver import Receiver
+from tests.test_run_control import started, waited
+
+pytestmark = needs_chromium
+PATIENCE = 30  # seconds a page may take to show what is asked of it
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("console-screenshots")
+    print(f"\n  console screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture
+def page(base_url: str, tmp_path: Path, shots: Path) -> Iterator[Page]:
+    browser = open_browser(tmp_path / "profile")
+    browser.set_window_size(1280, 800)
+    try:
+        yield Page(browser, base_url, shots)
+    finally:
+        browser.quit()
+
+
+class Page:
+    """The console in a browser, with the steps a person takes."""
+
+    def __init__(self, browser: Any, base_url: str, shots: Path) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.browser, self.base_url, self.shots = browser, base_url, shots
+        self.wait = WebDriverWait(browser, PATIENCE, poll_frequency=0.2)
+
+    def open(self, hash_route: str = "") -> None:
+        self.browser.get(f"{self.base_url}/console{hash_route}")
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.wait.until(lambda browser: browser.find_element(By.CSS_SELECTOR, css))
+
+    def until(self, check: Any) -> Any:
+        return self.wait.until(lambda _: check())
+
+    def text(self, css: str) -> str:
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.webdriver.common.by import By
+
+        try:
+            return str(self.browser.find_element(By.CSS_SELECTOR, css).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
+
+    def click(self, css: str) -> None:
+        self.until(lambda: self.find(css).is_displayed() and self.find(css).is_enabled())
+        self.find(css).click()
+
+    def sign_in(self) -> None:
+        self.open()
+        self.find("#key").send_keys(API_KEY)
+        self.click("#use-key")
+        self.find("#runs")
+
+    def shot(self, name: str) -> None:
+        self.browser.save_screenshot(str(self.shots / f"{name}.png"))
+
+
+@pytest.fixture
+def person(page: Page) -> Page:
+    page.sign_in()
+    return page
+
+
+def test_the_key_is_asked_once_kept_for_the_session_and_never_put_in_a_url(page: Page) -> None:
+    # A wrong key is refused on the page
+    page.open()
+    page.find("#key").send_keys("not-a-key")
+    page.click("#use-key")
+    page.until(
+        lambda: "key" in page.text("#key-problem").lower() or "unauthorized" in page.text("#key-problem").lower()
+    )
+    page.shot("key-refused")
+    # The right one opens the runs; a reload keeps it; no address ever holds it
+    page.find("#key").clear()
+    page.find("#key").send_keys(API_KEY)
+    page.click("#use-key")
+    page.find("#runs")
+    page.browser.refresh()
+    page.find("#runs")
+    assert API_KEY not in page.browser.current_url
+    entries = page.browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert entries and not any(API_KEY in entry for entry in entries)
+    assert page.browser.execute_script("return sessionStorage.getItem('taskrun-key')") == API_KEY
+    assert page.browser.execute_script("return localStorage.length") == 0
+
+
+def test_a_run_appears_ends_and_shows_its_live_logs(person: Page, api: httpx.Client) -> None:
+    # Given a run of a task that prints a line a second
+    run = started(api, {"task_id": "examples/countdown", "arguments": {"seconds": 4}})
+    row = f'tr[data-run="{run["run_id"]}"]'
+    # The runs page shows it by itself, running
+    person.find(row)
+    person.shot("runs")
+    # Opened, its logs grow while it runs
+    person.click(f"{row} a")
+    person.until(lambda: "4..." in person.text("#logs"))
+    assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running"
+    assert "running" in person.text("#run-head")
+    person.shot("run-live-logs")
+    # and it ends, succeeded, with its result and every line
+    person.until(lambda: "succeeded" in person.text("#run-head"))
+    person.until(lambda: person.find("#logs").get_attribute("data-ended") == "true")
+    assert person.text("#logs").split() == ["4...", "3...", "2...", "1..."]
+    assert '"lift-off"' in person.text("#result")
+    person.shot("run-ended")
+    # back on the list, it shows ended
+    person.open("#/runs")
+    person.until(lambda: "succeeded" in person.text(row))
+
+
+def test_a_failed_run_shows_its_error_and_traceback(person: Page, api: httpx.Client) -> None:
+    failed = api.post("/v1/runs?wait=true", json={"task_id": "noisy/fail", "arguments": {"number": 5}}).json()
+    person.open(f"#/runs/{failed['run_id']}")
+    person.until(lambda: "5 is too many" in person.text("#error"))
+    assert "ValueError" in person.text("#error") and "noisy.py" in person.text("#error")
+    person.until(lambda: "Traceback" in person.text("#logs"))
+    person.shot("run-failed")
+
+
+def test_a_task_is_started_from_its_form_a_wrong_value_shown_beside_its_field(person: Page, api: httpx.Client) -> None:
+    # Given the form made from examples/greet's parameters
+    person.open("#/tasks")
+    person.click('tr[data-task="examples/greet"] a')
+    name = person.find('[data-schemapath="root.name"] input')
+    times = person.find('[data-schemapath="root.times"] input')
+    person.shot("task-form")
+    # When it is sent with a count past the task's limit
+    name.send_keys("Ada")
+    times.clear()
+    times.send_keys("20")
+    person.click("#start")
+    # Then the API's problem shows beside that field, and no run starts
+    person.until(lambda: "10" in person.text('[data-schemapath="root.times"]'))
+    assert person.text("#start-detail")
+    assert "#/tasks/" in person.browser.current_url
+    person.shot("task-form-problem")
+    # When it is corrected, the run starts and the page follows it to its end
+    times.clear()
+    times.send_keys("2")
+    person.click("#start")
+    person.until(lambda: "#/runs/run_" in person.browser.current_url)
+    person.until(lambda: "succeeded" in person.text("#run-head"))
+    assert "hello Ada hello Ada!" in person.text("#result")
+    run_id = person.browser.current_url.rsplit("/", 1)[1]
+    assert api.get(f"/v1/runs/{run_id}").json()["arguments"]["times"] == 2
+
+
+def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:
+    run = started(api, {"task_id": "examples/approval", "arguments": {"requester": "ada", "amount": 120}})
+    person.open(f"#/runs/{run['run_id']}")
+    person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
+    person.shot("run-callback")
+    person.click("#callbacks button:not(.secondary)")
+    person.find("#decided")
+    ended = waited(api, run["run_id"])
+    assert ended["status"] == "succeeded" and ended["result"]["approved"] is True
+    person.until(lambda: "succeeded" in person.text("#run-head"))
+    person.find(".timeline")
+    person.shot("flow-ended")
+
+
+def test_a_webhook_delivery_is_retried(person: Page, api: httpx.Client, receiver: Receiver) -> None:
+    run = api.post(
+        "/v1/runs?wait=true", json={"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": receiver.url}
+    ).json()
+    receiver.wait_for(lambda: bool(receiver.of_run(run["run_id"])))
+    person.open(f"#/runs/{run['run_id']}")
+    person.click("#deliveries button")
+    receiver.wait_for(lambda: len(receiver.of_run(run["run_id"])) == 2)
+    (delivery,) = api.get(f"/v1/runs/{run['run_id']}/deliveries").json()["deliveries"]
+    assert [attempt["trigger"] for attempt in delivery["attempts"]] == ["automatic", "manual"]
+    person.until(lambda: "2 attempt" in person.text("#deliveries"))
+    person.shot("run-deliveries")
+
+
+def test_a_schedule_is_paused(person: Page, api: httpx.Client) -> None:
+    made = api.post("/v1/schedules", json={"task_id": "team/add", "arguments": {"a": 1}, "expression": "rate(1 hour)"})
+    assert made.status_code == 201, made.text
+    name = made.json()["schedule_id"]
+    try:
+        person.open("#/schedules")
+        row = f'tr[data-schedule="{name}"]'
+        person.until(lambda: "active" in person.text(f"{row} .state"))
+        person.shot("schedules")
+        person.click(f'[id="pause-{name}"]')
+        person.until(lambda: "paused" in person.text(f"{row} .state"))
+        assert api.get(f"/v1/schedules/{name}").json()["enabled"] is False
+    finally:
+        api.delete(f"/v1/schedules/{name}")
+
+
+def test_the_console_loads_nothing_from_elsewhere(person: Page) -> None:
+    entries = person.browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert entries and all(entry.startswith(person.base_url) for entry in entries)
+    logs = person.browser.get_log("browser") if hasattr(person.browser, "get_log") else []
+    assert not [entry for entry in logs if entry.get("level") == "SEVERE"], logs
