@@ -40,8 +40,9 @@ def test_docs_event_behind_a_stage_names_the_stage_as_the_server(invoke: Invoke)
 def test_console_event_answers_the_page_with_a_policy_that_loads_only_its_own_assets(invoke: Invoke) -> None:
     answer = invoke("ConsoleFunction", load_event("console"))
     assert answer["statusCode"] == 200
-    assert answer["headers"]["Content-Type"].startswith("text/html")
-    policy = answer["headers"]["Content-Security-Policy"]
+    headers = answer["multiValueHeaders"]
+    assert headers["Content-Type"][0].startswith("text/html")
+    (policy,) = headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     # the assets are named relative to the page, so they come through the same stage
     assert 'src="console/assets/console.js' in answer["body"] and "//" not in answer["body"].split("<body>")[0]

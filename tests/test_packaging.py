@@ -147,3 +147,28 @@ def test_every_handler_imports_from_the_built_layers_under_the_templates_python(
     assert {logical_id for logical_id, _, _ in results} >= {"WorkerFunction", "StartRunFunction"}
     for logical_id, code, output in results:
         assert code == 0 and json.loads(output.strip().splitlines()[-1]) is True, (logical_id, output[-2000:])
+
+
+def test_the_client_installs_without_the_emulator_and_the_local_extra_brings_it() -> None:
+    """What `pip install taskrun` brings (the client and the command) and what `taskrun[local]`
+    adds, followed through the installed packages' own requirements."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def brought(name: str, extras: frozenset[str] = frozenset(), seen: set[str] | None = None) -> set[str]:
+        seen = set() if seen is None else seen
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            wanted = requirement.marker is None or any(
+                requirement.marker.evaluate({"extra": extra}) for extra in extras or {""}
+            )
+            if wanted and _normal(requirement.name) not in seen:
+                seen.add(_normal(requirement.name))
+                brought(requirement.name, frozenset(requirement.extras), seen)
+        return seen
+
+    client = brought("taskrun")
+    assert {"httpx", "typer", "pydantic", "boto3"} <= client
+    assert not client & {"moto", "flask", "werkzeug", "aws-sam-translator", "flask-cors", "pyyaml"}, client
+    assert {"moto", "flask", "aws-sam-translator", "pyyaml"} <= brought("taskrun", frozenset({"local"}))

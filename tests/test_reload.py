@@ -49,7 +49,8 @@ def test_an_edited_task_module_takes_effect_on_the_next_run(api: httpx.Client, l
 
         # Then the catalog shows the change, and the next run runs the new code
         eventually(lambda: "suffix" in api.get("/v1/tasks/live/version").json()["parameters"]["properties"])
-        assert run(api, "live/version", {"suffix": "?"})["result"] == "two?"
+        answer = run(api, "live/version", {"suffix": "?"})
+        assert answer.get("result") == "two?", answer
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
     eventually(lambda: run(api, "live/version").get("result") == "one")

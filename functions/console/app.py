@@ -33,6 +33,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>taskrun console</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="console/assets/pico.min.css?v={version}">
 <link rel="stylesheet" href="console/assets/console.css?v={version}">
 <script src="console/assets/jsoneditor.min.js?v={version}" defer></script>

@@ -89,6 +89,26 @@ function problemBox(error, id) {
   return h("p", { class: "problem", role: "alert", id: id || null }, error.message || String(error));
 }
 
+/* A button that does `action`, its problem (if any) shown in `note`. */
+function button(label, id, action, kind, note) {
+  return h(
+    "button",
+    {
+      id,
+      class: kind || "",
+      onclick: async () => {
+        try {
+          await action();
+          note.replaceChildren();
+        } catch (error) {
+          note.replaceChildren(problemBox(error));
+        }
+      },
+    },
+    label
+  );
+}
+
 function every(ms, action) {
   const timer = setInterval(action, ms);
   timers.push(timer);
@@ -261,32 +281,16 @@ async function runPage(runId) {
     h("p", {}, h("a", { href: "#/runs" }, "← runs")),
     head,
     note,
-    details,
     callbacks,
     h("h3", {}, "Logs"),
     logs,
+    details,
     run.task_type === "flow" ? h("h3", {}, "Steps") : null,
     steps,
     deliveries
   );
 
-  const act = (label, id, action, kind) =>
-    h(
-      "button",
-      {
-        id,
-        class: kind || "",
-        onclick: async () => {
-          try {
-            await action();
-            note.replaceChildren();
-          } catch (error) {
-            note.replaceChildren(problemBox(error));
-          }
-        },
-      },
-      label
-    );
+  const act = (label, id, action, kind) => button(label, id, action, kind, note);
 
   function drawHead() {
     head.replaceChildren(
@@ -295,7 +299,7 @@ async function runPage(runId) {
       progressBar(run.progress),
       h(
         "div",
-        { role: "group", class: "actions" },
+        { class: "actions" },
         ACTIVE.includes(run.status)
           ? act("Cancel", "cancel", async () => {
               run = await api("POST", `v1/runs/${run.run_id}/cancel`);
@@ -558,6 +562,7 @@ function formSchema(schema) {
   }
   const resolved = resolve(schema);
   if (!resolved.type) resolved.type = "object";
+  resolved.title = " "; // the task's name heads the page already
   return resolved;
 }
 
@@ -617,7 +622,6 @@ async function taskPage(taskId) {
     required_by_default: false,
     display_required_only: false,
     use_default_values: true,
-    form_name_root: "arguments",
     prompt_before_delete: false,
   });
   start.addEventListener("click", async () => {
@@ -643,10 +647,8 @@ async function taskPage(taskId) {
         if (field) field.is_dirty = true; // shown even where the person typed nothing
       }
       editor.root.showValidationErrors(beside);
-      note.replaceChildren(
-        problemBox(error, "start-detail"),
-        rest.length ? h("ul", {}, rest.map((item) => h("li", {}, `${item.location}: ${item.message}`))) : null
-      );
+      note.replaceChildren(problemBox(error, "start-detail"));
+      if (rest.length) note.append(h("ul", {}, rest.map((item) => h("li", {}, `${item.location}: ${item.message}`))));
     }
   });
 }
@@ -664,23 +666,7 @@ async function schedulesPage() {
       note.replaceChildren(problemBox(error));
     }
   }
-  const act = (label, id, action, kind) =>
-    h(
-      "button",
-      {
-        id,
-        class: kind || "",
-        onclick: async () => {
-          try {
-            await action();
-            note.replaceChildren();
-          } catch (error) {
-            note.replaceChildren(problemBox(error));
-          }
-        },
-      },
-      label
-    );
+  const act = (label, id, action, kind) => button(label, id, action, kind, note);
   function row(schedule) {
     const id = schedule.schedule_id;
     const last = schedule.last_run;

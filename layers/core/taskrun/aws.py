@@ -139,3 +139,15 @@ class TableAdapter:
         if self._table is None:
             self._table = dynamodb_table(self._table_name)
         return self._table
+
+    def update_if(self, **request: Any) -> bool:
+        """An UpdateItem whose ConditionExpression decides: whether it held and the item changed."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.table.update_item(**request)
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True

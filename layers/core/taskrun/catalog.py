@@ -309,6 +309,14 @@ class Catalog:
         except KeyError:
             raise TaskNotFound(task_id) from None
 
+    def task_ids(self) -> set[str]:
+        return set(self._tasks)
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        """Drop tasks a module registered before it failed to import."""
+        for task_id in task_ids:
+            self._tasks.pop(task_id, None)
+
     def mark_broken(self, task_ids: Iterable[str], problem: str) -> None:
         """Local mode: these tasks' module no longer imports (`problem` names its file and
         line); they are served as they last imported, but no run of them starts."""

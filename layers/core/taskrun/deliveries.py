@@ -200,19 +200,13 @@ class DeliveryStore(aws.TableAdapter):
                 values[f":{name}"] = item[name]
             else:
                 removes.append(name)
-        try:
-            self.table.update_item(
-                Key={"run_id": delivery.run_id, "delivery_id": delivery.delivery_id},
-                UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if aws.is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self.update_if(
+            Key={"run_id": delivery.run_id, "delivery_id": delivery.delivery_id},
+            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def reopen(self, ref: DeliveryRef, now: datetime) -> Delivery | None:
         """Make a delivery due now for one attempt asked for by hand, for the next message to

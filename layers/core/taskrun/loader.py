@@ -1,22 +1,22 @@
 """Finds task code: every module in each tasks directory is imported, which registers its tasks.
 
-In local mode a module edited while the stack runs may no longer import. The stack then
-names it in a file of kept modules (TASKRUN_KEPT_MODULES): each one's problem, and the
-last version of it that did import. That version is imported in its place, so every other
-task goes on as before and the module's own tasks stay in the catalog, but a run of them is
-refused with the problem, which names the file and line, until the file imports again. A
-module that never imported is left out.
+In local mode a module edited while the stack runs may no longer import. The stack keeps
+the last version of each module file that did import, in a folder named by
+TASKRUN_KEPT_MODULES. A module that does not import is then imported as that version, so
+every other task goes on as before and the module's own tasks stay in the catalog, but a run
+of them is refused with the module's problem, which names the file and line, until the file
+imports again. A module that never imported is left out. Elsewhere (on AWS) a module that
+does not import is an error, as it always was.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
 
 KEPT_MODULES = "TASKRUN_KEPT_MODULES"
 
@@ -36,7 +36,7 @@ def task_modules(directory: Path) -> list[str]:
 
 def load_task_dirs(directories: list[Path]) -> list[str]:
     """Import every module of every directory, once; return the module names imported."""
-    kept = kept_modules()
+    kept = os.environ.get(KEPT_MODULES)
     loaded = []
     for directory in directories:
         if not directory.is_dir():
@@ -45,45 +45,58 @@ def load_task_dirs(directories: list[Path]) -> list[str]:
         if path not in sys.path:
             sys.path.insert(0, path)
         for name in task_modules(directory):
-            entry = kept.get(name)
-            if entry is None:
+            if kept is None or name in sys.modules:
                 importlib.import_module(name)
-            elif name not in sys.modules and entry.get("source"):
-                _import_kept(name, entry)
-            elif name not in sys.modules:
+            elif not _import_or_keep(name, directory, Path(kept), directories):
                 continue  # it never imported: its tasks are not known
             loaded.append(name)
     return loaded
 
 
-def kept_modules(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The modules that do not import now, as the local stack names them (none elsewhere)."""
-    path = path or os.environ.get(KEPT_MODULES)
-    if not path:
-        return {}
-    try:
-        kept: dict[str, dict[str, Any]] = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return kept
-
-
-def _import_kept(name: str, entry: dict[str, Any]) -> None:
-    """Import the last version of a module that imported, as the module of its own file (so
-    that its relative paths, its tracebacks and its tasks' ids are as they were), and mark
-    the tasks it registers with the module's problem."""
+def _import_or_keep(name: str, directory: Path, kept: Path, directories: list[Path]) -> bool:
+    """Import a module; if it does not import, the kept version of its file in its place,
+    its tasks marked with the problem. Whether the module is loaded."""
     from taskrun.catalog import catalog
 
-    before = {definition.task_id for definition in catalog.all()}
-    spec = importlib.util.spec_from_loader(name, loader=None, origin=entry["file"])
+    before = catalog.task_ids()
+    try:
+        importlib.import_module(name)
+        return True
+    except Exception as error:  # whatever a module raises as it imports
+        sys.modules.pop(name, None)
+        catalog.forget(catalog.task_ids() - before)  # what it registered before it failed
+        file, copy = directory.resolve() / f"{name}.py", kept / f"{name}.py"
+        if not (file.is_file() and copy.is_file()):
+            return False
+        problem = problem_of(error, file, directories)
+    run_module(name, file, copy.read_text())
+    catalog.mark_broken(catalog.task_ids() - before, problem)
+    return True
+
+
+def run_module(name: str, file: Path, text: str) -> None:
+    """Import `text` as the module `name` of `file` (its relative paths, tracebacks and task
+    ids as the file's own)."""
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(file))
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    module.__file__ = entry["file"]
+    module.__file__ = str(file)
     sys.modules[name] = module
     try:
-        exec(compile(Path(entry["source"]).read_text(), entry["file"], "exec"), module.__dict__)
+        exec(compile(text, str(file), "exec"), module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise
-    added = {definition.task_id for definition in catalog.all()} - before
-    catalog.mark_broken(added, entry["problem"])
+
+
+def problem_of(error: BaseException, file: Path, directories: list[Path]) -> str:
+    """What is wrong with a module, and where: `user_tasks/noisy.py line 12: SyntaxError: ...`."""
+    from taskrun.tasklogs import shown_path
+
+    line = error.lineno if isinstance(error, SyntaxError) else None
+    if line is None:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == file]
+        line = frames[-1].lineno if frames else None
+    message = error.msg if isinstance(error, SyntaxError) else str(error)
+    place = shown_path(str(file), directories) + (f" line {line}" if line else "")
+    return f"{place}: {type(error).__name__}: {message}"[:500]

@@ -203,19 +203,13 @@ class DynamoRunStore(aws.TableAdapter):
         names = {"#progress": "progress", "#status": "status"}
         if attempt is not None:
             values[":attempt"], names["#attempt"] = attempt, "attempt"
-        try:
-            self.table.update_item(
-                Key={"run_id": run_id},
-                UpdateExpression="SET #progress = :progress",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if aws.is_condition_failure(error):
-                return False
-            raise
-        return True
+        return self.update_if(
+            Key={"run_id": run_id},
+            UpdateExpression="SET #progress = :progress",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         """Runs matching the filters, newest first, from the most selective index.

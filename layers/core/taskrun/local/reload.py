@@ -11,14 +11,11 @@ last imported (taskrun.loader), while the others take effect.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.ticker import Ticker
@@ -53,12 +50,12 @@ class TaskCode:
     problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # module: (its file, what is wrong, and where)
 
 
-def _describe(task_dirs: list[Path], kept: dict[str, dict[str, Any]], answer: Connection) -> None:
-    """In a child: import each task module on its own, the last version that imported in
-    place of one that does not; answer what `TaskCode` holds."""
+def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
+    """In a child: import each task module on its own, the kept version of its file in place
+    of one that does not import; answer what `TaskCode` holds."""
     try:
         from taskrun.catalog import FlowRevision, catalog
-        from taskrun.loader import task_modules
+        from taskrun.loader import problem_of, run_module, task_modules
 
         code = TaskCode()
         for directory in task_dirs:
@@ -68,15 +65,15 @@ def _describe(task_dirs: list[Path], kept: dict[str, dict[str, Any]], answer: Co
                 try:
                     if file.is_file():
                         text = file.read_text()
-                        _run_module(name, str(file), text)
+                        run_module(name, file, text)
                         code.sources[name] = (str(file), text)
                     else:
                         importlib.import_module(name)
-                except BaseException as error:  # whatever a module raises as it imports
+                except Exception as error:  # whatever a module raises as it imports
                     sys.modules.pop(name, None)
-                    code.problems[name] = (str(file), _where(error, file, task_dirs))
-                    if kept.get(name, {}).get("source"):
-                        _run_module(name, str(file), Path(kept[name]["source"]).read_text())
+                    code.problems[name] = (str(file), problem_of(error, file, task_dirs))
+                    if (kept / f"{name}.py").is_file():
+                        run_module(name, file, (kept / f"{name}.py").read_text())
         code.flows = [
             (definition.task_id, definition.latest.definition)
             for definition in catalog.all()
@@ -87,36 +84,12 @@ def _describe(task_dirs: list[Path], kept: dict[str, dict[str, Any]], answer: Co
         answer.send(("error", f"{type(error).__name__}: {error}"))
 
 
-def _run_module(name: str, file: str, text: str) -> None:
-    spec = importlib.util.spec_from_loader(name, loader=None, origin=file)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    module.__file__ = file
-    sys.modules[name] = module
-    exec(compile(text, file, "exec"), module.__dict__)
-
-
-def _where(error: BaseException, file: Path, task_dirs: list[Path]) -> str:
-    """What is wrong with a module, and where: `user_tasks/noisy.py line 12: SyntaxError: ...`."""
-    from taskrun.tasklogs import shown_path
-
-    line = error.lineno if isinstance(error, SyntaxError) else None
-    if line is None:
-        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == file]
-        line = frames[-1].lineno if frames else None
-    message = error.msg if isinstance(error, SyntaxError) else str(error)
-    place = shown_path(str(file), task_dirs) + (f" line {line}" if line else "")
-    return f"{place}: {type(error).__name__}: {message}"[:500]
-
-
-def describe_task_code(
-    task_dirs: list[Path], kept: dict[str, dict[str, Any]] | None = None, timeout: float = 30.0
-) -> TaskCode:
+def describe_task_code(task_dirs: list[Path], kept: Path, timeout: float = 30.0) -> TaskCode:
     """The task modules as they stand, read in a child process (the stack's own never
     imports task code). Raises if that cannot be told (a module that hangs as it imports)."""
     context = sandbox_context()
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_describe, args=(task_dirs, kept or {}, send), name="describe-tasks")
+    child = context.Process(target=_describe, args=(task_dirs, kept, send), name="describe-tasks")
     child.start()
     send.close()
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -15,11 +14,11 @@ from pathlib import Path
 
 from taskrun.auth import DynamoKeyStore, new_key
 from taskrun.catalog import FlowRevision, catalog, state_machine_name
-from taskrun.loader import KEPT_MODULES, kept_modules, load_task_dirs, task_modules
+from taskrun.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
-from taskrun.local.reload import TaskCode, Watcher, describe_task_code
+from taskrun.local.reload import Watcher, describe_task_code
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
@@ -157,7 +156,7 @@ class LocalStack:
         overrides["TASKRUN_WEBHOOK_SECRET"] = self.webhook_secret
         overrides["TASKRUN_SECRETS_DIR"] = str(self.secrets_path())
         self._kept_dir = Path(tempfile.mkdtemp(prefix="taskrun-kept-"))  # the task modules' last good sources
-        overrides[KEPT_MODULES] = str(self._kept_dir / "modules.json")
+        overrides[KEPT_MODULES] = str(self._kept_dir)
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
@@ -230,14 +229,14 @@ class LocalStack:
         """Task files changed: new sandboxes for every function, state machines from the
         flows' files. A module that no longer imports is kept as it last imported, its tasks
         refusing runs with its problem (taskrun.loader), and the problem is said here."""
+        self.emulator.runtime.renew()
         try:
-            code = describe_task_code(get_settings().task_dirs, kept_modules(self._kept_dir / "modules.json"))
+            code = describe_task_code(get_settings().task_dirs, self._kept_dir)
         except Exception as error:
-            self.emulator.runtime.renew()
             print(f"taskrun local: the tasks changed but do not load: {error}", file=sys.stderr, flush=True)
             return
-        self._keep(code)
-        self.emulator.runtime.renew()
+        for name, (_, text) in code.sources.items():  # the last version of each that imports
+            self._keep_source(name, text)
         for task_id, definition in code.flows:
             self.emulator.put_state_machine(_state_machine_of(task_id), definition)
         for _, problem in code.problems.values():
@@ -248,24 +247,6 @@ class LocalStack:
             )
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
-    def _keep(self, code: TaskCode) -> None:
-        """Keep the source of each module that imports, and name the ones that do not, with
-        the last version of each that did, in the file the functions read (KEPT_MODULES)."""
-        folder = self._kept_dir
-        for name, (_, text) in code.sources.items():
-            (folder / f"{name}.py").write_text(text)
-        named = {
-            name: {
-                "file": file,
-                "problem": problem,
-                "source": str(folder / f"{name}.py") if (folder / f"{name}.py").is_file() else None,
-            }
-            for name, (file, problem) in code.problems.items()
-        }
-        spare = folder / "modules.json.new"
-        spare.write_text(json.dumps(named))
-        os.replace(spare, folder / "modules.json")
-
     def _create_flows_from_task_dirs(self) -> None:
         """The template's state machines exist; a flow registered in a tasks directory gets
         one too, named as the template would name it, with the template's substitutions.
@@ -274,7 +255,13 @@ class LocalStack:
         for directory in get_settings().task_dirs:
             for name in task_modules(directory):
                 if (directory / f"{name}.py").is_file():
-                    (self._kept_dir / f"{name}.py").write_text((directory / f"{name}.py").read_text())
+                    self._keep_source(name, (directory / f"{name}.py").read_text())
+
+    def _keep_source(self, name: str, text: str) -> None:
+        """Keep a module's source as it imported (a sandbox reading it meanwhile sees one whole)."""
+        spare = self._kept_dir / f"{name}.py.new"
+        spare.write_text(text)
+        os.replace(spare, self._kept_dir / f"{name}.py")
         existing = {machine.name for machine in self.stack.state_machines()}
         for definition in catalog.all():
             revision = definition.latest
