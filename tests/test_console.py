@@ -6,6 +6,7 @@ folder the test prints."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,24 @@ def test_a_task_is_started_from_its_form_a_wrong_value_shown_beside_its_field(pe
     assert "hello Ada hello Ada!" in person.text("#result")
     run_id = person.browser.current_url.rsplit("/", 1)[1]
     assert api.get(f"/v1/runs/{run_id}").json()["arguments"]["times"] == 2
+
+
+def test_a_task_s_file_parameter_is_uploaded_from_the_form(person: Page, tmp_path: Path) -> None:
+    # Given a file on the person's machine, and the form of a task that takes one
+    content = "taskrun console upload\n" * 100
+    chosen = tmp_path / "notes.txt"
+    chosen.write_text(content)
+    person.open("#/tasks/files/measure")
+    # When it is chosen, it goes up by itself; then the run is started
+    person.find('[data-schemapath="root.upload"] input[type="file"]').send_keys(str(chosen))
+    field = '[data-schemapath="root.upload"] input[type="hidden"]'
+    person.until(lambda: (person.find(field).get_attribute("value") or "").startswith("file_"))
+    assert "notes.txt" in person.text('[data-schemapath="root.upload"]')
+    person.shot("task-form-file")
+    person.click("#start")
+    # Then the task reads the very bytes
+    person.until(lambda: "succeeded" in person.text("#run-head"))
+    assert hashlib.sha256(content.encode()).hexdigest() in person.text("#result")
 
 
 def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:

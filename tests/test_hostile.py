@@ -137,12 +137,16 @@ QUERIES: list[tuple[str, str, dict[str, str], int | None, str | None]] = [
     ("openapi-junk-query", "/v1/openapi.json", {"format": "<script>" * 100}, 200, None),
     ("docs-junk-query", "/v1/docs", {"format": "oauth2-redirect", "x": "\u0000"}, 200, None),
     ("tasks-junk-query", "/v1/tasks", {"limit": "-1"}, None, None),
+    ("console-junk-query", "/console", {"key": "<script>" * 100}, 200, None),
 ]
 
 PATHS: list[tuple[str, str, str, int | None]] = [
     ("get-short-id", "GET", "/v1/runs/x", 404),
     ("get-upper-id", "GET", "/v1/runs/run_" + "A" * 26, 404),
     ("get-long-id", "GET", "/v1/runs/" + "a" * 5000, 404),
+    ("console-asset-unknown", "GET", "/console/assets/app.py", 404),
+    ("console-asset-traversal", "GET", "/console/assets/..%2F..%2Fapp.py", 404),
+    ("console-asset-long", "GET", "/console/assets/" + "a" * 5000, 404),
     ("get-nul-id", "GET", "/v1/runs/%00", 404),
     ("get-unicode-id", "GET", "/v1/runs/%C2%B2", 404),
     ("get-bad-escape", "GET", "/v1/runs/%FF%FE", 404),

@@ -254,11 +254,11 @@ async function runsPage(params) {
     ),
     more
   );
-  let first = await load(false);
+  await load(false);
   every(REFRESH_MS, async () => {
-    // the first page refreshes by itself while any run on it is active, or while nothing is listed yet
-    if (cursor && body.children.length > 20) return;
-    if (first.length === 0 || first.some((run) => ACTIVE.includes(run.status))) first = await load(false);
+    // the first page refreshes by itself (new runs appear, active ones move on); once more
+    // pages are shown, it stays as it is until the person filters or comes back
+    if (body.children.length <= 20) await load(false);
   });
 }
 
@@ -553,7 +553,7 @@ function formSchema(schema) {
         type: "string",
         title: node.title || "File",
         format: "url",
-        options: { upload: { upload_handler: "taskrunFile" }, "x-taskrun-file": true },
+        options: { upload: { upload_handler: "taskrunFile", auto_upload: true }, "x-taskrun-file": true },
       };
     }
     const out = {};

@@ -817,11 +817,14 @@ def _serve_locally(
         say(f"{stack.resumed_deliveries} webhook deliveries pending from before the stop go on")
     say(f"tasks: {names}")
     say("Ctrl-C stops it.")
-    stopped = threading.Event()
-    # Handlers of our own: a shell may start a background job with SIGINT ignored.
+    stopped: list[int] = []
+    # Handlers of our own: a shell may start a background job with SIGINT ignored. A handler
+    # only notes the signal: one that set a threading.Event could find the Event's lock held
+    # by the very wait it interrupted, and the stack would never stop.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
+        signal.signal(signum, lambda number, _: stopped.append(number))
+    while not stopped:
+        time.sleep(0.2)
     say("taskrun local: stopping")
     stack.stop()
     # Everything is kept by now (the journal is closed); an invocation still under way on a

@@ -198,8 +198,10 @@ class Emulator:
         for queue in self.stack.queues():
             sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
         s3 = boto3.client("s3", region_name=self.stack.region)
-        for bucket in self.stack.buckets():
+        for bucket, rules in self.stack.bucket_cors().items():
             s3.create_bucket(Bucket=bucket)
+            if rules:
+                s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
         scheduler = boto3.client("scheduler", region_name=self.stack.region)
         for group in self.stack.schedule_groups():
             scheduler.create_schedule_group(Name=group)

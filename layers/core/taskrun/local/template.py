@@ -193,6 +193,17 @@ class Stack:
     def buckets(self) -> list[str]:
         return [self.bucket_name(logical_id) for logical_id in self.of_type("AWS::S3::Bucket")]
 
+    def bucket_cors(self) -> dict[str, list[dict[str, Any]]]:
+        """Each bucket's CORS rules, as S3's PutBucketCors takes them."""
+        renamed = {"MaxAge": "MaxAgeSeconds", "Id": "ID"}
+        return {
+            self.bucket_name(logical_id): [
+                {renamed.get(key, key): value for key, value in rule.items()}
+                for rule in resource.get("Properties", {}).get("CorsConfiguration", {}).get("CorsRules", [])
+            ]
+            for logical_id, resource in self.of_type("AWS::S3::Bucket").items()
+        }
+
     def queue_name(self, logical_id: str) -> str:
         return str(self.resolve(self.resources[logical_id]["Properties"].get("QueueName", logical_id)))
 
