@@ -29,4 +29,4 @@ def run_task(body: CompatRunRequest) -> CompatRunResponse:
     )
 
 
-lambda_handler = api_handler(app, malformed_status=MALFORMED, tasks=True)
+lambda_handler = api_handler(app, malformed_status=MALFORMED)

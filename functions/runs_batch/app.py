@@ -26,4 +26,4 @@ def start_runs(body: BatchRequest) -> BatchAnswer:
     return BatchAnswer(runs=items)
 
 
-lambda_handler = api_handler(app, tasks=True)
+lambda_handler = api_handler(app)

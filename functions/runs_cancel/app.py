@@ -15,4 +15,4 @@ def cancel_run(run_id: str) -> RunView:
     return view(run_service().cancel(run_id, caller(app).tasks))
 
 
-lambda_handler = api_handler(app, tasks=True)
+lambda_handler = api_handler(app)

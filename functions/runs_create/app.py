@@ -51,7 +51,7 @@ def start_run(
     return json_response(view(run), status, {"Location": f"/v1/runs/{run.run_id}"})
 
 
-handle_json = api_handler(app, tasks=True)
+handle_json = api_handler(app)
 
 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -27,4 +27,4 @@ def get_run(
     return view(service.get(run_id, wait_timeout=waiting, access=caller(app).tasks))
 
 
-lambda_handler = api_handler(app, tasks=True)
+lambda_handler = api_handler(app)

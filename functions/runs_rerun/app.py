@@ -41,4 +41,4 @@ def rerun(
     return json_response(view(run), HTTPStatus.CREATED, {"Location": f"/v1/runs/{run.run_id}"})
 
 
-lambda_handler = api_handler(app, tasks=True)
+lambda_handler = api_handler(app)

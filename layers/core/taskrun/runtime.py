@@ -282,19 +282,11 @@ def cached_keys() -> CachedKeys:
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def api_handler(
-    app: APIGatewayRestResolver, malformed_status: HTTPStatus | None = None, tasks: bool = False
-) -> LambdaHandler:
+def api_handler(app: APIGatewayRestResolver, malformed_status: HTTPStatus | None = None) -> LambdaHandler:
     """The Lambda entry point of an API function: structured logs with the request id,
     traces; a body that is not JSON refused before the resolver reads it (400 or 415, or
-    always `malformed_status` where a route's contract names one status for them all).
-    With `tasks`, the task modules are imported now, in the sandbox's init phase (which has
-    its own time limit), rather than in the first request's own time: for the functions
-    that answer every request with a run, which the catalog masks."""
+    always `malformed_status` where a route's contract names one status for them all)."""
     from taskrun.api import proxy_problem, refused_body
-
-    if tasks:
-        task_catalog()
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
     @_traced
