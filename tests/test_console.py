@@ -121,21 +121,21 @@ def test_the_key_is_asked_once_kept_for_the_session_and_never_put_in_a_url(page:
 
 def test_a_run_appears_ends_and_shows_its_live_logs(person: Page, api: httpx.Client) -> None:
     # Given a run of a task that prints a line a second
-    run = started(api, {"task_id": "examples/countdown", "arguments": {"seconds": 4}})
+    run = started(api, {"task_id": "examples/countdown", "arguments": {"seconds": 10}})
     row = f'tr[data-run="{run["run_id"]}"]'
     # The runs page shows it by itself, running
     person.find(row)
     person.shot("runs")
     # Opened, its logs grow while it runs
     person.click(f"{row} a")
-    person.until(lambda: "4..." in person.text("#logs"))
+    person.until(lambda: "10..." in person.text("#logs"))
     assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running"
     assert "running" in person.text("#run-head")
     person.shot("run-live-logs")
     # and it ends, succeeded, with its result and every line
     person.until(lambda: "succeeded" in person.text("#run-head"))
     person.until(lambda: person.find("#logs").get_attribute("data-ended") == "true")
-    assert person.text("#logs").split() == ["4...", "3...", "2...", "1..."]
+    assert person.text("#logs").split() == [f"{n}..." for n in range(10, 0, -1)]
     assert '"lift-off"' in person.text("#result")
     person.shot("run-ended")
     # back on the list, it shows ended
