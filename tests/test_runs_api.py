@@ -334,3 +334,10 @@ def test_a_task_past_its_function_s_memory_size_fails_and_the_next_run_goes_on(a
     # while one within it succeeds
     fits = api.post("/v1/runs", json={"task_id": "team/hog", "arguments": {"megabytes": 64}, "wait": True}).json()
     assert (fits["status"], fits["result"]) == ("succeeded", 64 * 1024 * 1024)
+
+
+def test_a_history_cursor_this_api_did_not_give_is_refused_for_a_script_run_too(api: httpx.Client) -> None:
+    run = api.post("/v1/runs?wait=true", json={"task_id": "team/add", "arguments": {"a": 1}}).json()
+    assert api.get(f"/v1/runs/{run['run_id']}/history").json() == {"steps": [], "next_cursor": None}
+    refused = api.get(f"/v1/runs/{run['run_id']}/history", params={"cursor": "\u008d\n\u001a"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["location"] == "query.cursor"

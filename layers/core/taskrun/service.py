@@ -394,10 +394,10 @@ class RunService:
     ) -> tuple[list[FlowStep], str | None]:
         """A flow run's steps in the order they were entered; a page starts at `cursor`."""
         run = visible(self.store, run_id, access)
+        start = _offset(cursor)  # a cursor this API did not give is refused, a script run's too
         if run.execution_arn is None or self.flows is None:
             return [], None
         steps = steps_of(self.flows.events(run.execution_arn))
-        start = _offset(cursor)
         page: list[FlowStep] = []
         size = 0
         for step in steps[start : start + limit]:
