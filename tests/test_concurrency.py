@@ -67,11 +67,19 @@ def test_never_more_than_n_at_once_under_200_runs_from_20_clients(base_url: str,
 
 def test_runs_over_the_limit_wait_queued_and_start_in_arrival_order(api: httpx.Client, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
-    first = started(api, {"task_id": "control/single", "arguments": {"marks": str(marks), "nap": 2}})
+    first = started(api, {"task_id": "control/single", "arguments": {"marks": str(marks), "nap": 6}})
     later = [started(api, {"task_id": "control/single", "arguments": {"marks": str(marks)}}) for _ in range(4)]
-    # the later ones wait, queued (listed so), while the first holds the limit's one slot
+    # the later ones wait, queued (listed so, every page of the list followed), while the
+    # first holds the limit's one slot
     assert [run["status"] for run in later] == ["queued"] * 4
-    listed = {run["run_id"] for run in api.get("/v1/runs", params={"status": "queued", "limit": 100}).json()["runs"]}
+    listed: set[str] = set()
+    params: dict[str, Any] = {"task_id": "control/single", "status": "queued", "limit": 100}
+    while True:
+        page = api.get("/v1/runs", params=params).json()
+        listed |= {run["run_id"] for run in page["runs"]}
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
     assert {run["run_id"] for run in later} <= listed
     runs = [waited(api, run["run_id"]) for run in [first, *later]]
     assert [run["status"] for run in runs] == ["succeeded"] * 5
