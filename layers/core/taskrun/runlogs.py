@@ -16,10 +16,7 @@ flow steps shows, in that order, once the steps that began before them have ende
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
-import json
 import math
 import re
 import time
@@ -29,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from taskrun import aws
+from taskrun import aws, cursors
 from taskrun.errors import FieldError, InvalidInput
 from taskrun.models import Progress, RunStatus
 from taskrun.scripts import Watch
@@ -51,26 +48,22 @@ class Position:
     at: int  # bytes of the part's output already read
 
     def encode(self, run_id: str) -> str:
-        data = json.dumps({"run": run_id, "part": self.part, "at": self.at}, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+        return cursors.pack({"run": run_id, "part": self.part, "at": self.at})
 
     @classmethod
     def decode(cls, cursor: str, run_id: str) -> Position:
         """The position a cursor of this run holds; InvalidInput at `query.cursor` otherwise."""
-        try:
-            key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4)))
-            if (
-                isinstance(key, dict)
-                and set(key) == {"run", "part", "at"}
-                and key["run"] == run_id
-                and isinstance(key["part"], str)
-                and (key["part"] == "" or PART_PATTERN.fullmatch(key["part"]))
-                and type(key["at"]) is int
-                and 0 <= key["at"] < 2**53
-            ):
-                return cls(key["part"], key["at"])
-        except (binascii.Error, ValueError, UnicodeEncodeError):
-            pass
+        key = cursors.unpack(cursor)
+        if (
+            isinstance(key, dict)
+            and set(key) == {"run", "part", "at"}
+            and key["run"] == run_id
+            and isinstance(key["part"], str)
+            and (key["part"] == "" or PART_PATTERN.fullmatch(key["part"]))
+            and type(key["at"]) is int
+            and 0 <= key["at"] < 2**53
+        ):
+            return cls(key["part"], key["at"])
         raise InvalidInput(
             "the cursor is not one this API gave out for this run",
             [FieldError("query.cursor", "invalid cursor", cursor[:200])],
@@ -121,7 +114,7 @@ class LogStore:
             ContentType="text/plain; charset=utf-8",
             Metadata={
                 "offset": str(tail.offset),
-                "truncated": "true" if tail.offset else "false",
+                "truncated": "true" if tail.truncated else "false",
                 "open": "true" if open else "false",
             },
         )

@@ -252,22 +252,22 @@ class LocalStack:
         one too, named as the template would name it, with the template's substitutions.
         The modules' sources are kept, the last versions that imported (see _reload)."""
         load_task_dirs(get_settings().task_dirs)
-        for directory in get_settings().task_dirs:
-            for name in task_modules(directory):
-                if (directory / f"{name}.py").is_file():
-                    self._keep_source(name, (directory / f"{name}.py").read_text())
-
-    def _keep_source(self, name: str, text: str) -> None:
-        """Keep a module's source as it imported (a sandbox reading it meanwhile sees one whole)."""
-        spare = self._kept_dir / f"{name}.py.new"
-        spare.write_text(text)
-        os.replace(spare, self._kept_dir / f"{name}.py")
         existing = {machine.name for machine in self.stack.state_machines()}
         for definition in catalog.all():
             revision = definition.latest
             name = _state_machine_of(definition.task_id)
             if isinstance(revision, FlowRevision) and name not in existing:
                 self.emulator.create_state_machine(name, revision.definition, self.emulator.substitutions)
+        for directory in get_settings().task_dirs:
+            for module in task_modules(directory):
+                if (directory / f"{module}.py").is_file():
+                    self._keep_source(module, (directory / f"{module}.py").read_text())
+
+    def _keep_source(self, name: str, text: str) -> None:
+        """Keep a module's source as it imported (a sandbox reading it meanwhile sees one whole)."""
+        spare = self._kept_dir / f"{name}.py.new"
+        spare.write_text(text)
+        os.replace(spare, self._kept_dir / f"{name}.py")
 
     def serve(
         self, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
