@@ -19,6 +19,12 @@ import httpx
 import pytest
 
 from taskrun.local.stack import LocalStack
+from taskrun.models import RunAttempt, RunStatus, utcnow
+from taskrun.runtime import run_service
+from taskrun.service import RunRequest, RunService
+from taskrun.sweeper import GRACE_SECONDS
+from tests.conftest import load_event
+from tests.test_lifecycle import HeldDispatcher
 from tests.test_run_control import marks_in, started, until, waited
 
 
@@ -66,6 +72,32 @@ def test_sandboxes_killed_while_runs_wait_to_retry_lose_no_run(
     assert killed > 0
     assert [(run["status"], run["attempt"]) for run in runs] == [("succeeded", 2)] * len(runs)
     assert [marks_in(tmp_path / str(n)) for n in range(len(runs))] == [2] * len(runs)
+
+
+def test_a_worker_dead_between_putting_a_run_back_and_starting_its_wait_leaves_no_run_to_the_sweeper(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given a run whose first attempt failed and was put back for its next one, by a worker
+    # that died before it started the wait (the dispatcher is held: nothing else runs it)
+    live = run_service()
+    held = RunService(store=live.store, dispatcher=HeldDispatcher(), catalog=live.catalog, settings=live.settings)
+    marks = tmp_path / "attempts"
+    marks.write_text("first\n")  # the first attempt's mark
+    run = held.start(RunRequest(task_id="control/patient", arguments={"marks": str(marks), "failures": 1}))
+    began = utcnow()
+    live.store.mark_running(run.run_id, began)
+    failed = RunAttempt(attempt=1, status=RunStatus.FAILED, started_at=began, ended_at=utcnow())
+    live.store.requeue(run.run_id, [failed], utcnow())
+    # When Lambda reports the worker's invocation failed, to the on-failure destination
+    event = load_event("worker_failed")
+    event["requestPayload"] = {"run_id": run.run_id}
+    event["responsePayload"] = {"errorType": "Runtime.ExitError", "errorMessage": "signal: killed"}
+    stack.emulator.runtime.invoke_async("WorkerFailedFunction", event)
+    # Then the destination starts the run's wait, and the second attempt runs well before the
+    # sweeper would have found the run overdue
+    ended = waited(api, run.run_id, timeout=GRACE_SECONDS / 2)
+    assert (ended["status"], ended["attempt"], ended["result"]) == ("succeeded", 2, 2)
+    assert marks_in(marks) == 2
 
 
 def test_a_retry_s_wake_delivered_twice_runs_the_attempt_once(

@@ -88,9 +88,16 @@ def end_crashed(
         message = f"the worker failed: {message}"
     run = store.get(run_id)
     if run.status is RunStatus.QUEUED:
-        # the invocation that failed was a wake, before it took the run: the run waits on,
-        # and the sweeper wakes it again past its start time (taskrun.sweeper)
-        logger.warning("a wake of a queued run failed; the sweeper wakes it again", extra={"reason": message})
+        # Either the invocation that died had put the run back for its next attempt but not
+        # yet started that attempt's wait, or it was a wake, dead before it took the run.
+        # The wait is started (again): one execution per run and attempt, so a wait already
+        # started is not doubled; a wake that died is left to the sweeper (taskrun.sweeper).
+        logger.warning("an invocation for a queued run failed; its wait is made sure of", extra={"reason": message})
+        if waker is not None and run.next_attempt_at is not None:
+            try:
+                waker.wake_at(run)
+            except DispatchFailed:
+                logger.exception("the run's wait could not be started; the sweeper wakes it")
         return run
     ending = Ending(status, now, error=RunError(type=error_type, message=message), started_at=run.started_at)
     if waker is not None and not too_late and run.status is RunStatus.RUNNING and run.retries_left:
