@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 
 from taskrun.catalog import Catalog, RunContext, task
 from taskrun.errors import InvalidInput, TaskNotFound
+from taskrun.ids import new_run_id
+from taskrun.masking import MASK, Secret
+from taskrun.models import Run, utcnow
 
 
 class Point(BaseModel):
@@ -97,3 +100,32 @@ def test_bad_registrations_are_refused_at_import() -> None:
         task("t", registry=registry)(lambda **kwargs: None)
     with pytest.raises(TaskNotFound):
         registry.get("t")
+
+
+def test_a_catalog_s_loader_runs_at_the_first_lookup_that_needs_the_tasks_and_again_only_if_it_failed() -> None:
+    registry = Catalog()
+    calls: list[int] = []
+
+    def load() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise ImportError("a module failed this time")
+
+        @task("late/secret", timeout=5, registry=registry)
+        def secret(password: Annotated[str, Secret()]) -> None:
+            """Take a password."""
+
+    registry.load_with(load)
+    arguments = {"password": "p"}
+    recorded = Run(run_id=new_run_id(), task_id="late/secret", revision="1", arguments=arguments, created_at=utcnow())
+    # a run recorded with no secret among its arguments is shown without loading anything
+    assert registry.shown(recorded.model_copy(update={"secret_arguments": False})).arguments == {"password": "p"}
+    assert calls == []
+    # a lookup loads; a loader that raised is tried again by the next lookup, then never again
+    with pytest.raises(ImportError):
+        registry.get("late/secret")
+    assert registry.get("late/secret").task_id == "late/secret"
+    assert "late/secret" in registry and calls == [0, 1]
+    # a run recorded before the flag was kept (None) is masked by its task's parameters
+    assert registry.shown(recorded).arguments == {"password": MASK}
+    assert calls == [0, 1]

@@ -4,8 +4,11 @@ to their task directory, never where they lie on the machine."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
+from taskrun.local.stack import LocalStack
 from taskrun.masking import MASK
 from tests.conftest import USER_TASKS
 from tests.receiver import Receiver
@@ -77,3 +80,34 @@ def test_the_catalog_says_which_parameters_are_secret(api: httpx.Client) -> None
     properties = api.get("/v1/tasks/secret/login").json()["parameters"]["properties"]
     assert properties["password"]["writeOnly"] is True and properties["password"]["format"] == "password"
     assert "writeOnly" not in properties["user"]
+
+
+def test_runs_are_read_and_cancelled_without_the_tasks_code_unless_their_arguments_hold_secrets(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given the functions that read and cancel runs, fresh, marking each import of the task modules
+    marks = tmp_path / "imports"
+    functions = ["GetRunFunction", "CancelRunFunction"]
+    stack.emulator.runtime.update_environment(functions, {"TASKRUN_TEST_IMPORT_MARKS": str(marks)})
+    try:
+        # When a run with no secret is read and cancelled (put off, so it is still queued)
+        plain = api.post("/v1/runs", json={"task_id": "examples/greet", "arguments": {"name": "x"}, "delay": 300})
+        assert plain.status_code == 201, plain.text
+        run_id = plain.json()["run_id"]
+        assert api.get(f"/v1/runs/{run_id}").json()["arguments"]["name"] == "x"
+        assert api.post(f"/v1/runs/{run_id}/cancel").json()["status"] == "cancelled"
+        # Then neither function imported the tasks' code
+        assert not marks.exists()
+        # When a run whose arguments hold secrets is read and cancelled
+        arguments = {"user": "ada", "password": PASSWORD, "token": TOKEN}
+        secret = api.post("/v1/runs", json={"task_id": "secret/login", "arguments": arguments, "delay": 300})
+        run_id = secret.json()["run_id"]
+        read = api.get(f"/v1/runs/{run_id}").json()
+        cancelled = api.post(f"/v1/runs/{run_id}/cancel").json()
+        # Then each answer is masked, by the task's parameters, which each function imported once
+        masked = {"user": "ada", "password": MASK, "token": MASK, "fail": False}
+        assert read["arguments"] == masked and cancelled["arguments"] == masked
+        assert cancelled["status"] == "cancelled"
+        assert marks.read_text().splitlines() == functions
+    finally:
+        stack.emulator.runtime.update_environment(functions, {"TASKRUN_TEST_IMPORT_MARKS": None})

@@ -296,21 +296,49 @@ def _revision_order(revision: str) -> tuple[int, str]:
 
 
 class Catalog:
-    """Tasks by id. The process-wide `catalog` below is what `@task` fills."""
+    """Tasks by id. The process-wide `catalog` below is what `@task` fills.
+
+    A catalog may be given a loader (`load_with`: importing the task modules), run once, by
+    the first lookup that needs the tasks: a function that only reads, cancels or lists runs
+    whose arguments hold no secret never imports the tasks' code (nor pays for it in a cold
+    start)."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
         self._broken: dict[str, str] = {}  # task id: the problem of its module, which does not import now
         self._limits: dict[str, int] = {}  # shared limits by name, and their size
+        self._loader: Callable[[], None] | None = None
+        self._loading = False
+        self._load_lock = threading.RLock()
+
+    def load_with(self, loader: Callable[[], None]) -> None:
+        """Fill the catalog by `loader()` on the first lookup (a loader that raises is tried
+        again by the next one)."""
+        self._loader = loader
+
+    def _ready(self) -> dict[str, TaskDefinition]:
+        """The tasks, their modules imported first if a loader is still to run. A lookup the
+        loader itself makes (while it registers tasks) sees what is registered so far."""
+        if self._loader is not None:
+            with self._load_lock:
+                loader = self._loader
+                if loader is not None and not self._loading:
+                    self._loading = True
+                    try:
+                        loader()
+                        self._loader = None
+                    finally:
+                        self._loading = False
+        return self._tasks
 
     def get(self, task_id: str) -> TaskDefinition:
         try:
-            return self._tasks[task_id]
+            return self._ready()[task_id]
         except KeyError:
             raise TaskNotFound(task_id) from None
 
     def task_ids(self) -> set[str]:
-        return set(self._tasks)
+        return set(self._ready())
 
     def forget(self, task_ids: Iterable[str]) -> None:
         """Drop tasks a module registered before it failed to import."""
@@ -334,12 +362,15 @@ class Catalog:
 
     def all(self, access: TaskAccess = EVERY_TASK) -> list[TaskDefinition]:
         """The tasks the caller may see, by id."""
-        shown = [definition for definition in self._tasks.values() if access.allows(definition.task_id)]
+        shown = [definition for definition in self._ready().values() if access.allows(definition.task_id)]
         return sorted(shown, key=lambda definition: definition.task_id)
 
     def shown(self, run: Run) -> Run:
-        """A run as taskrun shows it: its secret arguments masked."""
-        definition = self._tasks.get(run.task_id)
+        """A run as taskrun shows it: its secret arguments masked. A run recorded with no
+        secret among its arguments is shown as it is, without the tasks' code."""
+        if not run.arguments or run.secret_arguments is False:
+            return run
+        definition = self._ready().get(run.task_id)
         revision = definition.revisions.get(run.revision) if definition else None
         if revision is None or not run.arguments:
             return run
@@ -352,7 +383,7 @@ class Catalog:
         return self.get(task_id)
 
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._tasks
+        return task_id in self._ready()
 
     def add_script(
         self,

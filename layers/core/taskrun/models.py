@@ -202,6 +202,9 @@ class Run(BaseModel):
     revision: str
     status: RunStatus = RunStatus.PENDING
     arguments: dict[str, Any] = Field(default_factory=dict)
+    # internal: whether the arguments hold a secret to mask when the run is shown (None: a run
+    # recorded before this was kept, looked up in its task's parameters)
+    secret_arguments: bool | None = None
     result: Any = None
     result_url: str | None = Field(
         default=None,
@@ -306,6 +309,7 @@ class RunView(Run):
     cache_key: str | None = Field(default=None, exclude=True)
     cache_ttl: int | None = Field(default=None, exclude=True)
     retry: RetryPolicy | None = Field(default=None, exclude=True)
+    secret_arguments: bool | None = Field(default=None, exclude=True)
     slots: list[Slot] = Field(default_factory=list, exclude=True)
     waiting_for: str | None = Field(default=None, exclude=True)
 

@@ -68,7 +68,8 @@ def task_catalog() -> Catalog:
     from taskrun.catalog import catalog
     from taskrun.loader import load_task_dirs
 
-    load_task_dirs(get_settings().task_dirs)
+    task_dirs = get_settings().task_dirs
+    catalog.load_with(lambda: load_task_dirs(task_dirs))  # by the first lookup that needs the tasks
     return catalog
 
 
@@ -237,7 +238,7 @@ def deliveries() -> Deliveries:
         schedule=RetrySchedule(delays=tuple(settings.webhook_retry_delays)),
         timeout=settings.webhook_timeout_seconds,
         allow_private=settings.webhook_allow_private,
-        shown=lambda run: task_catalog().shown(run),  # the catalog is loaded with the first delivery
+        shown=lambda run: task_catalog().shown(run),  # loads the tasks only for a run with secrets
     )
 
 

@@ -213,6 +213,7 @@ class RunService:
             task_type=definition.task_type,
             revision=revision.revision,
             arguments=arguments,
+            secret_arguments=revision.masked(arguments) != arguments,
             webhook_url=request.webhook_url,
             json_schema=request.json_schema,
             cache_key=cache_key(definition.task_id, revision.revision, arguments) if definition.cache_ttl else None,
