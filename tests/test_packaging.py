@@ -25,11 +25,16 @@ PYTHON_VERSION = RUNTIME.removeprefix("python")
 PLATFORM_OF = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 LAMBDA_PLATFORM = PLATFORM_OF[GLOBALS["Architectures"][0]]
 THIS_PLATFORM = PLATFORM_OF["arm64" if os.uname().machine in ("aarch64", "arm64") else "x86_64"]
+EXTRA_LAYERS = {"McpLayer": "layers/mcp/Makefile"}  # layers a function adds, and how each is built
 
 
 def core_pins() -> dict[str, str]:
+    return pins_of(ROOT / "layers/core/requirements.txt")
+
+
+def pins_of(requirements: Path) -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines():
+    for line in requirements.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, version = line.partition("==")
             pins[_normal(re.sub(r"\[.*\]", "", name))] = version.strip()
@@ -96,6 +101,16 @@ def test_the_core_layer_holds_the_pinned_packages_for_the_lambdas_machine(tmp_pa
     assert binaries and all(f"cpython-{PYTHON_VERSION.replace('.', '')}" in b and arch in b for b in binaries)
 
 
+def test_the_mcp_layer_holds_its_pins_and_nothing_of_the_cores(tmp_path: Path) -> None:
+    mcp = build("McpLayer", ROOT / "layers/mcp/Makefile", tmp_path / "mcp", LAMBDA_PLATFORM) / "python"
+    pins = pins_of(ROOT / "layers/mcp/requirements.txt")
+    assert installed(mcp) == pins
+    assert not set(pins) & set(core_pins())  # a core package is never replaced by another version
+    project = (ROOT / "pyproject.toml").read_text()
+    for name in ("mcp", "mangum"):
+        assert f'"{name}=={pins[name]}"' in project, name
+
+
 def test_a_task_dependency_is_held_to_the_cores_pins_and_no_requirements_install_nothing(tmp_path: Path) -> None:
     """The tasks Makefile finds the core's pins beside it, as in the repository."""
     shutil.copytree(ROOT / "layers", tmp_path / "layers", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
@@ -124,13 +139,21 @@ def test_every_handler_imports_from_the_built_layers_under_the_templates_python(
     core = build("CoreLayer", ROOT / "layers/core/Makefile", tmp_path / "core", THIS_PLATFORM)
     tasks = build("TasksLayer", ROOT / "tasks/Makefile", tmp_path / "tasks", THIS_PLATFORM)
     stack = Stack(ROOT / "template.yaml", "us-east-1")
+    # the layers a function adds to the Globals' (the MCP function's), each built once
+    added = {layer for function in stack.functions() for layer in function.layers}
+    assert added == set(EXTRA_LAYERS), added
+    extra = {
+        layer: build(layer, ROOT / makefile, tmp_path / layer, THIS_PLATFORM) / "python"
+        for layer, makefile in EXTRA_LAYERS.items()
+    }
 
     def import_handler(function: FunctionSpec) -> tuple[str, int, str]:
         module, _, attribute = function.handler.rpartition(".")
+        layers = [str(function.code_uri), *(str(extra[layer]) for layer in function.layers), str(core / "python")]
         env = {
             **function.environment,
             "TASKRUN_TASK_DIRS": str(tasks / "tasks"),
-            "PYTHONPATH": os.pathsep.join([str(function.code_uri), str(core / "python"), str(tasks / "python")]),
+            "PYTHONPATH": os.pathsep.join([*layers, str(tasks / "python")]),
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "PATH": os.environ["PATH"],

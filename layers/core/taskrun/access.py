@@ -36,6 +36,9 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/tasks/{task_id+}"): "runs:read",
     ("POST", "/v1/files"): "runs:write",
     ("POST", "/api/v0/tools/tasks/run"): "runs:write",
+    ("POST", "/mcp"): "runs:read",  # tools/call needs runs:write too, checked by the function
+    ("GET", "/mcp"): "runs:read",
+    ("DELETE", "/mcp"): "runs:read",
     ("POST", "/v1/schedules"): "schedules:write",
     ("GET", "/v1/schedules"): "schedules:read",
     ("GET", "/v1/schedules/{schedule_id}"): "schedules:read",

@@ -64,6 +64,7 @@ class TriggeredBy(StrEnum):
     API = "api"
     SCHEDULE = "schedule"
     STEP_FUNCTIONS = "step_functions"
+    MCP = "mcp"  # an MCP client's tools/call (POST /mcp)
 
 
 MAX_ERROR_MESSAGE = 8_192  # characters; an exception's text can be any length, the run's item cannot

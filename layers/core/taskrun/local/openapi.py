@@ -32,13 +32,19 @@ from taskrun.local.template import Stack
 SNAPSHOT = Path("docs") / "openapi.json"
 # routes that answer pages for people, not the API's JSON: left out of the document
 PAGES = {("get", "/v1/openapi.json"), ("get", "/v1/docs"), ("get", "/console"), ("get", "/console/assets/{name}")}
+# The MCP endpoint speaks JSON-RPC as the Model Context Protocol defines it (docs/mcp.md),
+# not a resource API: the description names it, the protocol's own schema describes it.
+PAGES |= {("post", "/mcp"), ("get", "/mcp"), ("delete", "/mcp")}
 
 DESCRIPTION = """Run named tasks (Python functions, or flows on AWS Step Functions) with arguments, \
 synchronously with a wait timeout or asynchronously with polling and webhooks.
 
 Every route but health, these docs and the console's page takes a key: `X-API-KEY: <key>` or \
 `Authorization: Bearer <key>`. Errors are `application/problem+json` (RFC 9457) with \
-`errors: [{location, message, value}]` saying where a request went wrong."""
+`errors: [{location, message, value}]` saying where a request went wrong.
+
+The same tasks are MCP tools at `/mcp` (Model Context Protocol, stateless Streamable HTTP, \
+same keys): `tools/list` and `tools/call`, answered by the official MCP SDK's server."""
 
 TAGS = [
     Tag(name="runs", description="Start runs, wait for them, read their results, history, logs and deliveries"),

@@ -70,6 +70,7 @@ class FunctionSpec:
     on_failure_queue: str | None = None  # or the SQS queue (its name)
     async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (Lambda's default is 2)
     max_event_age: float = 21600  # EventInvokeConfig.MaximumEventAgeInSeconds (Lambda's default is 6 h)
+    layers: tuple[str, ...] = ()  # the layers it adds to the Globals' (their logical ids)
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -316,6 +317,7 @@ class Stack:
                     on_failure_queue=_queue_of(target) if destination.get("Type") == "SQS" else None,
                     async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
                     max_event_age=float(invoke_config.get("MaximumEventAgeInSeconds", 21600)),
+                    layers=tuple(layer["Ref"] for layer in properties.get("Layers", []) if "Ref" in layer),
                 )
             )
         return specs

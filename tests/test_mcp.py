@@ -1,0 +1,259 @@
+"""The catalog as MCP tools at /mcp, driven by the official `mcp` client over Streamable
+HTTP, through the local stack's gateway, authorizer and MCP function: the handshake-free
+2026-07-28 revision (the client's default) and the initialize handshake of 2025-11-25."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import httpx2
+import mcp.types as types
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from taskrun.mcp_tools import task_id_of, tool_name
+from tests.conftest import API_KEY
+from tests.test_scopes import make_key
+
+T = TypeVar("T")
+MODES = ["auto", "legacy"]  # 2026-07-28 without a handshake; the initialize handshake
+
+
+def with_client(base_url: str, headers: dict[str, str], mode: str, use: Callable[[Client], Awaitable[T]]) -> T:
+    async def session() -> T:
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=60) as http,
+            Client(streamable_http_client(f"{base_url}/mcp", http_client=http), mode=mode) as client,
+        ):
+            return await use(client)
+
+    return asyncio.run(session())
+
+
+def every_tool(client: Client) -> Awaitable[list[types.Tool]]:
+    async def listed() -> list[types.Tool]:
+        tools: list[types.Tool] = []
+        cursor = None
+        while True:
+            page = await client.list_tools(cursor=cursor)
+            tools += page.tools
+            cursor = page.next_cursor
+            if cursor is None:
+                return tools
+
+    return listed()
+
+
+def refusal(name: str, arguments: dict[str, Any]) -> Callable[[Client], Awaitable[MCPError]]:
+    """A call the server answers with a protocol error: that error."""
+
+    async def call(client: Client) -> MCPError:
+        try:
+            await client.call_tool(name, arguments)
+        except MCPError as error:
+            return error
+        raise AssertionError(f"the call of {name!r} was answered")
+
+    return call
+
+
+def test_tool_names_stand_for_task_ids_and_read_back() -> None:
+    assert tool_name("examples/order/reserve") == "examples__order__reserve"
+    assert task_id_of("examples__order__reserve") == "examples/order/reserve"
+    assert tool_name("plain.task-1_a") == "plain.task-1_a" == task_id_of("plain.task-1_a")
+    assert tool_name("holds__two") is None  # could not be read back: not offered as a tool
+    assert tool_name("a" * 129) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_task_is_a_tool_with_the_catalogs_schemas(api: httpx.Client, base_url: str, mode: str) -> None:
+    catalog = api.get("/v1/tasks").json()["tasks"]
+    tools = with_client(base_url, {"X-API-KEY": API_KEY}, mode, every_tool)
+    by_name = {tool.name: tool for tool in tools}
+    offered = {task["task_id"]: task for task in catalog if tool_name(task["task_id"]) is not None}
+    assert set(by_name) == {tool_name(task_id) for task_id in offered}
+    greet = by_name["examples__greet"]
+    assert greet.input_schema == offered["examples/greet"]["parameters"]
+    assert greet.output_schema == offered["examples/greet"]["output"]  # an object: as it is
+    assert greet.description == "Greet someone, one or more times."
+    assert greet.title == "examples/greet"
+    countdown = by_name["examples__countdown"]  # answers a string: wrapped as {"result": ...}
+    assert countdown.output_schema == {
+        "type": "object",
+        "properties": {"result": offered["examples/countdown"]["output"]},
+        "required": ["result"],
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_call_runs_the_task_and_answers_its_result(api: httpx.Client, base_url: str, mode: str) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__greet", {"name": "Ada", "times": 2})
+
+    result = with_client(base_url, {"Authorization": f"Bearer {API_KEY}"}, mode, call)
+    assert result.is_error is False
+    assert result.structured_content == {"greeting": "hello Ada hello Ada!"}
+    assert isinstance(result.content[0], types.TextContent)
+    assert result.content[0].text == '{"greeting": "hello Ada hello Ada!"}'
+    # and the call is a run, kept as any other, started by mcp
+    run_id = result.meta["taskrun/run_id"] if result.meta else None
+    run = api.get(f"/v1/runs/{run_id}").json()
+    assert (run["task_id"], run["status"], run["triggered_by"]) == ("examples/greet", "succeeded", "mcp")
+    assert run["arguments"]["name"] == "Ada"
+
+
+def test_a_result_that_is_not_an_object_is_wrapped(base_url: str) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__countdown", {"seconds": 1})
+
+    result = with_client(base_url, {"X-API-KEY": API_KEY}, "auto", call)
+    assert result.is_error is False and result.structured_content == {"result": "lift-off"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failed_run_is_a_tool_error_naming_the_run_not_a_protocol_error(
+    api: httpx.Client, base_url: str, mode: str
+) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__fail", {"message": "the fuse was lit"})
+
+    result = with_client(base_url, {"X-API-KEY": API_KEY}, mode, call)
+    assert result.is_error is True
+    assert isinstance(result.content[0], types.TextContent)
+    text = result.content[0].text
+    assert "failed: execution_error: the fuse was lit" in text
+    run_id = result.meta["taskrun/run_id"] if result.meta else None
+    assert run_id is not None and run_id in text
+    assert api.get(f"/v1/runs/{run_id}").json()["status"] == "failed"
+
+
+def test_bad_arguments_name_each_location_and_start_no_run(api: httpx.Client, base_url: str) -> None:
+    before = api.get("/v1/runs", params={"task_id": "examples/greet", "limit": 100}).json()["runs"]
+
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__greet", {"times": 11, "style": {"punctuation": "!!!!"}})
+
+    result = with_client(base_url, {"X-API-KEY": API_KEY}, "auto", call)
+    assert result.is_error is True
+    assert isinstance(result.content[0], types.TextContent)
+    text = result.content[0].text
+    for location in ("body.arguments.name", "body.arguments.times", "body.arguments.style.punctuation"):
+        assert location in text
+    after = api.get("/v1/runs", params={"task_id": "examples/greet", "limit": 100}).json()["runs"]
+    assert [run["run_id"] for run in after] == [run["run_id"] for run in before]
+
+
+@pytest.mark.parametrize("name", ["no__such__task", "examples/greet", "holds__two__", ""])
+def test_an_unknown_tool_is_a_protocol_error(base_url: str, name: str) -> None:
+    refused = with_client(base_url, {"X-API-KEY": API_KEY}, "auto", refusal(name, {}))
+    assert refused.code == -32602 and "unknown tool" in refused.message
+
+
+def test_a_key_limited_to_some_tasks_sees_and_calls_only_their_tools(api: httpx.Client, base_url: str) -> None:
+    limited = make_key(api, ["runs:write", "runs:read"], ["examples/math/*", "examples/echo"])
+    tools = with_client(base_url, limited, "auto", every_tool)
+    names = sorted(tool.name for tool in tools)
+    assert names == ["examples__echo", "examples__math__square", "examples__math__sum"]
+
+    refused = with_client(base_url, limited, "auto", refusal("examples__greet", {"name": "x"}))
+    assert refused.code == -32602 and refused.message == "unknown tool: examples__greet"
+
+
+def test_a_read_only_key_lists_tools_but_a_call_is_refused_as_a_tool_error(api: httpx.Client, base_url: str) -> None:
+    reader = make_key(api, ["runs:read"])
+    assert "examples__greet" in {tool.name for tool in with_client(base_url, reader, "auto", every_tool)}
+
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__greet", {"name": "x"})
+
+    result = with_client(base_url, reader, "auto", call)
+    assert result.is_error is True
+    assert isinstance(result.content[0], types.TextContent) and "runs:write" in result.content[0].text
+
+
+def test_no_key_or_a_wrong_one_is_401_and_a_key_without_runs_read_403(
+    api: httpx.Client, anonymous: httpx.Client
+) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    assert anonymous.post("/mcp", json=body).status_code == 401
+    assert anonymous.post("/mcp", json=body, headers={"Authorization": "Bearer trk_wrong"}).status_code == 401
+    schedules_only = make_key(api, ["schedules:read"])
+    refused = anonymous.post("/mcp", json=body, headers=schedules_only)
+    assert refused.status_code == 403 and "scope" in refused.json()["detail"]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+def rpc(method: str, params: Any = None, id: Any = 1) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message).encode()
+
+
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+# name, method, body, headers, the status owed: JSON-RPC's errors as the SDK answers them (a
+# message it cannot read 400, one it can 200 with the error), the gateway's 413, 405 for what a
+# stateless server does not serve
+HOSTILE = [
+    ("not-json", "POST", b"\x00{", HEADERS, 400),
+    ("null", "POST", b"null", HEADERS, 400),
+    ("array", "POST", b"[]", HEADERS, 400),
+    ("batch", "POST", b"[" + rpc("tools/list") + b"," + rpc("tools/list", id=2) + b"]", HEADERS, 400),
+    ("string", "POST", b'"tools/list"', HEADERS, 400),
+    ("no-method", "POST", b'{"jsonrpc": "2.0", "id": 1}', HEADERS, 400),
+    ("method-number", "POST", b'{"jsonrpc": "2.0", "id": 1, "method": 5}', HEADERS, 400),
+    ("unknown-method", "POST", rpc("tasks/explode"), HEADERS, 200),
+    ("params-list", "POST", rpc("tools/call", ["examples__echo"]), HEADERS, 400),
+    ("name-number", "POST", rpc("tools/call", {"name": 5, "arguments": {}}), HEADERS, 200),
+    ("arguments-list", "POST", rpc("tools/call", {"name": "examples__echo", "arguments": [1]}), HEADERS, 200),
+    (
+        "arguments-deep",
+        "POST",
+        rpc("tools/call", {"name": "examples__echo", "arguments": {"message": 0}}).replace(
+            b"0}", nested(5000).encode() + b"}", 1
+        ),
+        HEADERS,
+        400,
+    ),
+    ("body-deep", "POST", nested(100_000).encode(), HEADERS, 400),
+    (
+        "arguments-huge",
+        "POST",
+        rpc("tools/call", {"name": "examples__echo", "arguments": {"message": "x" * 300_000}}),
+        HEADERS,
+        200,
+    ),
+    ("body-huge", "POST", b'{"jsonrpc": "2.0", "id": 1, "method": "' + b"x" * 11_000_000 + b'"}', HEADERS, 413),
+    ("cursor-junk", "POST", rpc("tools/list", {"cursor": "-1"}), HEADERS, 200),
+    ("cursor-huge", "POST", rpc("tools/list", {"cursor": "9" * 40}), HEADERS, 200),
+    ("text-plain", "POST", rpc("tools/list"), {"Content-Type": "text/plain", "Accept": "application/json"}, 400),
+    ("accepts-html", "POST", rpc("tools/list"), {"Content-Type": "application/json", "Accept": "text/html"}, 406),
+    ("old-version", "POST", rpc("tools/list"), {**HEADERS, "MCP-Protocol-Version": "1999-01-01"}, 400),
+    ("get", "GET", None, HEADERS, 405),
+    ("delete", "DELETE", None, HEADERS, 405),
+]
+
+
+@pytest.mark.parametrize(("name", "method", "body", "headers", "status"), HOSTILE, ids=[case[0] for case in HOSTILE])
+def test_a_hostile_request_is_answered_as_the_protocol_says_and_starts_no_run(
+    api: httpx.Client, name: str, method: str, body: bytes | None, headers: dict[str, str], status: int
+) -> None:
+    before = api.get("/v1/runs", params={"task_id": "examples/echo", "limit": 100}).json()["runs"]
+    answer = api.request(method, "/mcp", content=body, headers=headers, timeout=30)
+    assert answer.status_code == status, answer.text
+    if status == 200:  # a JSON-RPC answer: an error, or a tool error
+        message = answer.json()
+        assert "error" in message or message["result"].get("isError") is True, message
+    if status == 405:
+        assert answer.headers["Allow"] == "POST"
+    after = api.get("/v1/runs", params={"task_id": "examples/echo", "limit": 100}).json()["runs"]
+    assert after == before
