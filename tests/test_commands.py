@@ -3,6 +3,7 @@ click's runner (the commands' own code, fast), and through the installed console
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,7 +13,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
 from taskrun import __version__
@@ -286,3 +290,31 @@ def test_the_local_stack_s_kept_key_is_used_when_none_is_given(
     # and elsewhere, with no key at all, the API refuses
     monkeypatch.chdir(tmp_path.parent)
     assert taskrun("tasks", "list", TASKRUN_API_KEY=None).stderr.startswith("taskrun: 401")
+
+
+def test_mcp_prints_a_host_configuration_that_the_official_client_connects_with(taskrun: Taskrun) -> None:
+    # When the configuration is asked for
+    ran = taskrun("mcp", "--name", "team-tasks")
+    assert ran.returncode == 0, ran.stderr
+    server = json.loads(ran.stdout)["mcpServers"]["team-tasks"]
+    assert server["type"] == "http" and server["url"] == f"{taskrun.env['TASKRUN_URL']}/mcp"
+    assert server["headers"] == {"Authorization": f"Bearer {API_KEY}"}
+    assert "tasks are tools for this key" in ran.stderr
+
+    # Then an MCP client given just that lists the tools and calls one
+    async def use() -> tuple[set[str], object]:
+        async with (
+            httpx2.AsyncClient(headers=server["headers"], timeout=60) as http,
+            Client(streamable_http_client(server["url"], http_client=http)) as client,
+        ):
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            called = await client.call_tool("examples__echo", {"message": "over mcp"})
+            return tools, called.structured_content
+
+    tools, echoed = asyncio.run(use())
+    assert {"examples__greet", "examples__order__reserve"} <= tools
+    assert echoed == {"message": "over mcp", "note": ""}
+    # and with a key that is refused, the command says so in one line
+    refused = taskrun("mcp", TASKRUN_API_KEY="trk_wrong")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("taskrun: ") and len(refused.stderr.strip().splitlines()) == 1

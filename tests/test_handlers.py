@@ -262,3 +262,16 @@ def test_a_function_called_without_the_gateway_still_checks_the_scope(invoke: In
     # and an event with no authorizer context at all is refused the same way
     del event["requestContext"]["authorizer"]
     assert invoke("StartRunFunction", event)["statusCode"] == 403
+
+
+def test_mcp_event_calls_a_tool_and_answers_the_run_s_result(invoke: Invoke) -> None:
+    # Given a 2026-07-28 tools/call through API Gateway (no handshake, the key's context attached)
+    answer = invoke("McpFunction", load_event("mcp_call"))
+    # Then the SDK answers one JSON-RPC response: the run's result, the run named in _meta
+    assert answer["statusCode"] == 200
+    message = body(answer)
+    assert message["id"] == 1
+    result = message["result"]
+    assert result["isError"] is False and result["structuredContent"] == {"greeting": "hello Ada!"}
+    run = run_service().store.get(result["_meta"]["taskrun/run_id"])
+    assert (run.task_id, run.status, run.triggered_by) == ("examples/greet", "succeeded", "mcp")

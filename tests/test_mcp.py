@@ -17,7 +17,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from taskrun.mcp_tools import task_id_of, tool_name
+from taskrun.ids import task_id_of, tool_name
 from tests.conftest import API_KEY
 from tests.test_scopes import make_key
 

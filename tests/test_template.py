@@ -332,7 +332,8 @@ def test_the_deploy_guide_counts_the_functions_and_names_only_outputs_the_stack_
     stack = Stack(ROOT / "template.yaml", "us-east-1")
     deploy = (ROOT / "docs" / "deploy.md").read_text()
     functions = len(stack.of_type("AWS::Serverless::Function"))
-    assert f"both layers and the {functions} functions" in deploy
+    layers = len(stack.of_type("AWS::Serverless::LayerVersion"))
+    assert f"the {layers} layers and the {functions} functions" in deploy
     named = set(re.findall(r"OutputKey=='(\w+)'", deploy)) | set(re.findall(r"output `(\w+)`", deploy, re.IGNORECASE))
     outputs = set(stack.document["Outputs"])
     assert named and named <= outputs, named - outputs

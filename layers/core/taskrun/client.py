@@ -343,6 +343,11 @@ class Client:
         self.retries = retries
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
+    @property
+    def key(self) -> str | None:
+        """The API key the client sends (given, TASKRUN_API_KEY, or the local stack's)."""
+        return self._http.headers.get("X-API-KEY")
+
     def __enter__(self) -> Client:
         return self
 

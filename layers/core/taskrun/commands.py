@@ -298,7 +298,7 @@ def runs_list(
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.")] = None,
     schedule: Annotated[str | None, typer.Option("--schedule", help="Only the runs this schedule started.")] = None,
     triggered_by: Annotated[
-        str | None, typer.Option("--triggered-by", help="Only runs started so: api, schedule, step_functions.")
+        str | None, typer.Option("--triggered-by", help="Only runs started so: api, schedule, step_functions, mcp.")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs.", min=1)] = 20,
     as_json: JsonOption = False,
@@ -832,6 +832,25 @@ def _serve_locally(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@app.command(epilog="Example: taskrun mcp > taskrun-mcp.json")
+def mcp(
+    name: Annotated[str, typer.Option(help="The server's name in the host's configuration.")] = "taskrun",
+) -> None:
+    """Print what an MCP host (an agent, an IDE, a desktop app) needs to use the API's tasks as
+    tools: the /mcp address and the key's header, as the hosts' `mcpServers` JSON."""
+    from taskrun.ids import tool_name
+
+    with api() as client:
+        tasks = client.tasks()  # the address answers and the key is taken
+        url, key = client.url, client.key
+    if not key:
+        fail("no API key: set TASKRUN_API_KEY (or --key), or run `taskrun local` in this folder")
+    tools = [task.task_id for task in tasks if tool_name(task.task_id) is not None]
+    server = {"type": "http", "url": f"{url}/mcp", "headers": {"Authorization": f"Bearer {key}"}}
+    print(json.dumps({"mcpServers": {name: server}}, indent=2))
+    err.print(f"{len(tools)} tasks are tools for this key at {url}/mcp (see docs/mcp.md)", markup=False)
 
 
 @app.command(epilog="Example: taskrun openapi --check")

@@ -33,3 +33,21 @@ def new_run_id() -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "run_" + "".join(reversed(chars))
+
+
+MAX_TOOL_NAME = 128  # MCP's tool names: 1 to 128 of letters, digits, `_`, `-` and `.`
+TOOL_SLASH = "__"
+
+
+def tool_name(task_id: str) -> str | None:
+    """A task's name as an MCP tool: `/` written `__`; None for a task id that already holds
+    `__` (the name could not be read back) or whose name would pass 128 characters."""
+    if TOOL_SLASH in task_id:
+        return None
+    name = task_id.replace("/", TOOL_SLASH)
+    return name if len(name) <= MAX_TOOL_NAME else None
+
+
+def task_id_of(name: str) -> str:
+    """The task id an MCP tool name stands for (the inverse of tool_name)."""
+    return name.replace(TOOL_SLASH, "/")

@@ -32,27 +32,12 @@ from taskrun import __version__
 from taskrun.access import Caller
 from taskrun.catalog import Catalog, TaskDefinition
 from taskrun.errors import InvalidInput, PayloadTooLarge, TaskNotFound
+from taskrun.ids import task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
 from taskrun.service import RunRequest, RunService, wait_seconds
 
 PAGE_SIZE = 100  # tools a tools/list page holds
-MAX_TOOL_NAME = 128
-SLASH = "__"
 RESULT = "result"  # the key a result that is not an object is kept under in structuredContent
-
-
-def tool_name(task_id: str) -> str | None:
-    """The tool name of a task: `/` written `__`; None for a task id that already holds `__`
-    (the name could not be read back) or whose name would pass 128 characters."""
-    if SLASH in task_id:
-        return None
-    name = task_id.replace("/", SLASH)
-    return name if len(name) <= MAX_TOOL_NAME else None
-
-
-def task_id_of(name: str) -> str:
-    """The task id a tool name stands for (the inverse of tool_name)."""
-    return name.replace(SLASH, "/")
 
 
 def _is_object(schema: Mapping[str, Any]) -> bool:
