@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import httpx
 import httpx2
 import mcp.types as types
 import pytest
 from mcp.client import Client
+from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from taskrun.ids import task_id_of, tool_name
+from taskrun.mcp_tools import TASKS
 from tests.conftest import API_KEY
 from tests.test_scopes import make_key
 
@@ -238,6 +240,11 @@ HOSTILE = [
     ("text-plain", "POST", rpc("tools/list"), {"Content-Type": "text/plain", "Accept": "application/json"}, 400),
     ("accepts-html", "POST", rpc("tools/list"), {"Content-Type": "application/json", "Accept": "text/html"}, 406),
     ("old-version", "POST", rpc("tools/list"), {**HEADERS, "MCP-Protocol-Version": "1999-01-01"}, 400),
+    ("task-id-number", "POST", rpc("tasks/get", {"taskId": 5}), HEADERS, 200),
+    ("task-id-missing", "POST", rpc("tasks/cancel", {}), HEADERS, 200),
+    ("task-id-huge", "POST", rpc("tasks/get", {"taskId": "run_" + "0" * 100_000}), HEADERS, 200),
+    ("task-state-huge", "POST", rpc("tasks/update", {"taskId": "t", "requestState": "s" * 100_000}), HEADERS, 200),
+    ("tasks-result", "POST", rpc("tasks/result", {"taskId": "run_0000000000000000000000000a"}), HEADERS, 200),
     ("get", "GET", None, HEADERS, 405),
     ("delete", "DELETE", None, HEADERS, 405),
 ]
@@ -257,3 +264,245 @@ def test_a_hostile_request_is_answered_as_the_protocol_says_and_starts_no_run(
         assert answer.headers["Allow"] == "POST"
     after = api.get("/v1/runs", params={"task_id": "examples/echo", "limit": 100}).json()["runs"]
     assert after == before
+
+
+# MCP tasks (SEP-2663): the official client speaks an extension through ClientExtension, whose
+# claim on `resultType: "task"` is resolved by polling tasks/get as the extension describes.
+
+
+class TaskRef(types.RequestParams):
+    task_id: str
+
+
+class GetTask(types.Request[TaskRef, Literal["tasks/get"]]):
+    method: Literal["tasks/get"] = "tasks/get"
+    name_param = "taskId"  # the routing header the extension asks for: Mcp-Name = the task's id
+
+
+class CancelTask(types.Request[TaskRef, Literal["tasks/cancel"]]):
+    method: Literal["tasks/cancel"] = "tasks/cancel"
+    name_param = "taskId"
+
+
+class TaskState(types.Result):
+    """A task as tasks/get answers it."""
+
+    result_type: str | None = None
+    task_id: str
+    status: str
+    status_message: str | None = None
+    created_at: str
+    last_updated_at: str
+    ttl_seconds: int | None
+    poll_interval_milliseconds: int | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class CreatedTask(types.Result):
+    """A call answered with a task instead of its result."""
+
+    result_type: Literal["task"] = "task"
+    task_id: str
+    status: str
+    status_message: str | None = None
+    created_at: str
+    last_updated_at: str
+    ttl_seconds: int | None
+    poll_interval_milliseconds: int | None = None
+
+
+async def task_state(client: Client, task_id: str) -> TaskState:
+    return await client.session.send_request(GetTask(params=TaskRef(task_id=task_id)), TaskState)
+
+
+class Tasks(ClientExtension):
+    """The tasks extension, polling each task to its end; every state seen is kept."""
+
+    identifier = TASKS
+
+    def __init__(self) -> None:
+        self.seen: list[TaskState] = []
+
+    def claims(self) -> list[ResultClaim[Any]]:
+        return [ResultClaim(result_type="task", model=CreatedTask, resolve=self.follow)]
+
+    async def follow(self, created: CreatedTask, context: ClaimContext) -> types.CallToolResult:
+        while True:
+            state = await context.session.send_request(GetTask(params=TaskRef(task_id=created.task_id)), TaskState)
+            self.seen.append(state)
+            if state.status == "completed":
+                return types.CallToolResult.model_validate(state.result)
+            if state.status in ("failed", "cancelled"):
+                raise AssertionError(f"the task ended {state.status}")
+            await asyncio.sleep((state.poll_interval_milliseconds or 1000) / 1000)
+
+
+def with_tasks(base_url: str, use: Callable[[Client], Awaitable[T]], extension: Tasks | None = None) -> T:
+    async def session() -> T:
+        async with (
+            httpx2.AsyncClient(headers={"X-API-KEY": API_KEY}, timeout=60) as http,
+            Client(
+                streamable_http_client(f"{base_url}/mcp", http_client=http), extensions=[extension or Tasks()]
+            ) as client,
+        ):
+            return await use(client)
+
+    return asyncio.run(session())
+
+
+AT_ONCE = cast(types.RequestParamsMeta, {"taskrun/wait_timeout": 0})  # a call answered before its run ends
+
+
+def test_a_call_that_outlasts_its_wait_is_a_task_followed_to_its_result(api: httpx.Client, base_url: str) -> None:
+    # Given a client that takes tasks, calling a countdown of 3 s that it will not wait for
+    async def call_at_once(client: Client) -> Any:
+        return await client.session.call_tool("examples__countdown", {"seconds": 3}, meta=AT_ONCE, allow_claimed=True)
+
+    created = with_tasks(base_url, call_at_once)
+    # Then the answer is a working task whose id is its run's, kept like any run
+    assert isinstance(created, CreatedTask)
+    assert created.status == "working" and created.ttl_seconds is None
+    run = api.get(f"/v1/runs/{created.task_id}").json()
+    assert (run["task_id"], run["triggered_by"]) == ("examples/countdown", "mcp")
+
+    # When a client follows a task through the SDK's claim, polling tasks/get
+    tasks = Tasks()
+
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__countdown", {"seconds": 3}, meta=AT_ONCE)
+
+    result = with_tasks(base_url, call, tasks)
+    # Then the call's result is the run's, and while it ran the task said how far it had come
+    assert result.is_error is False and result.structured_content == {"result": "lift-off"}
+    working = [state for state in tasks.seen if state.status == "working"]
+    assert working and all(state.result is None for state in working)
+    assert any(" s to go" in (state.status_message or "") for state in working), [s.status_message for s in working]
+    final = tasks.seen[-1]
+    assert final.status == "completed" and final.result is not None
+    assert final.result["_meta"]["taskrun/status"] == "succeeded"
+    # and the first task, left alone meanwhile, has ended the same way
+    first = with_tasks(base_url, lambda client: task_state(client, created.task_id))
+    assert first.status == "completed" and first.result is not None
+    assert first.result["structuredContent"] == {"result": "lift-off"}
+
+
+def test_a_client_without_the_tasks_extension_gets_a_tool_error_naming_the_run(base_url: str) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__countdown", {"seconds": 2}, meta=AT_ONCE)
+
+    for mode in MODES:
+        result = with_client(base_url, {"X-API-KEY": API_KEY}, mode, call)
+        assert result.is_error is True and result.meta is not None
+        assert isinstance(result.content[0], types.TextContent)
+        assert f"follow it at /v1/runs/{result.meta['taskrun/run_id']}" in result.content[0].text
+
+
+def test_a_failing_run_s_task_completes_with_a_tool_error(base_url: str) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__fail", {"message": "slowly lit"}, meta=AT_ONCE)
+
+    result = with_tasks(base_url, call)
+    assert result.is_error is True
+    assert isinstance(result.content[0], types.TextContent)
+    assert "failed: execution_error: slowly lit" in result.content[0].text
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [("examples__countdown", {"seconds": 60}), ("noisy__paced", {"lines": 60})],
+    ids=["script", "flow"],
+)
+def test_a_cancelled_task_stops_its_run(api: httpx.Client, base_url: str, name: str, arguments: dict[str, Any]) -> None:
+    # Given a task of a run a minute long (a script's, or a flow's execution)
+    async def cancel_one(client: Client) -> tuple[CreatedTask, list[TaskState]]:
+        created = await client.session.call_tool(name, arguments, meta=AT_ONCE, allow_claimed=True)
+        assert isinstance(created, CreatedTask)
+        # When the client cancels it
+        ack = await client.session.send_request(CancelTask(params=TaskRef(task_id=created.task_id)), types.Result)
+        assert ack.meta is None or "taskrun/run_id" not in ack.meta
+        states = [await task_state(client, created.task_id)]
+        while states[-1].status == "working":
+            await asyncio.sleep(0.2)
+            states.append(await task_state(client, created.task_id))
+        return created, states
+
+    created, states = with_tasks(base_url, cancel_one)
+    # Then the task is cancelled, and so is its run, as POST /v1/runs/{id}/cancel does
+    assert states[-1].status == "cancelled" and states[-1].result is None
+    run = api.get(f"/v1/runs/{created.task_id}").json()
+    assert run["status"] == "cancelled" and run["error"]["type"] == "cancelled"
+
+
+def test_tasks_of_other_keys_or_unknown_ids_are_not_found_and_a_reader_cannot_cancel(
+    api: httpx.Client, base_url: str
+) -> None:
+    started = api.post("/v1/runs", json={"task_id": "examples/countdown", "arguments": {"seconds": 30}}).json()
+    run_id = started["run_id"]
+
+    async def refused(client: Client, request: Any) -> MCPError:
+        try:
+            await client.session.send_request(request, TaskState)
+        except MCPError as error:
+            return error
+        raise AssertionError("answered")
+
+    def asked(headers: dict[str, str], request: Any) -> MCPError:
+        async def session() -> MCPError:
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=60) as http,
+                Client(streamable_http_client(f"{base_url}/mcp", http_client=http), extensions=[Tasks()]) as client,
+            ):
+                return await refused(client, request)
+
+        return asyncio.run(session())
+
+    for task_id in ("run_0000000000000000000000000a", "not-a-run", "x" * 64):
+        error = asked({"X-API-KEY": API_KEY}, GetTask(params=TaskRef(task_id=task_id)))
+        assert (error.code, error.message) == (-32602, "Failed to retrieve task: Task not found")
+    elsewhere = make_key(api, ["runs:read", "runs:write"], ["examples/math/*"])
+    error = asked(elsewhere, GetTask(params=TaskRef(task_id=run_id)))
+    assert error.code == -32602  # a run of a task outside the key's patterns is not its task
+    reader = make_key(api, ["runs:read"])
+    error = asked(reader, CancelTask(params=TaskRef(task_id=run_id)))
+    assert error.code == -32600 and "runs:write" in error.message
+    assert api.get(f"/v1/runs/{run_id}").json()["status"] in ("pending", "running")
+    assert api.post(f"/v1/runs/{run_id}/cancel").json()["status"] == "cancelled"
+
+
+def test_tasks_methods_are_refused_on_the_handshake_revisions_and_with_a_wrong_routing_header(
+    api: httpx.Client, base_url: str
+) -> None:
+    run_id = api.post("/v1/runs", json={"task_id": "examples/echo", "arguments": {"message": "m"}}).json()["run_id"]
+
+    async def legacy_get(client: Client) -> MCPError:
+        try:
+            await client.session.send_request(GetTask(params=TaskRef(task_id=run_id)), TaskState)
+        except MCPError as error:
+            return error
+        raise AssertionError("answered")
+
+    error = with_client(base_url, {"X-API-KEY": API_KEY}, "legacy", legacy_get)
+    assert error.code == -32601  # 2025-11-25's tasks are not served: the server never offers them there
+    # a routing header naming another task than the body
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tasks/get",
+        "params": {
+            "taskId": run_id,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}},
+            },
+        },
+    }
+    headers = {**HEADERS, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tasks/get"}
+    for name, code in ((run_id, None), ("run_0000000000000000000000000a", -32020), (None, -32020)):
+        sent = headers if name is None else {**headers, "Mcp-Name": name}
+        answer = api.post("/mcp", content=json.dumps(body).encode(), headers=sent)
+        message = answer.json()
+        if code is None:
+            assert message["result"]["taskId"] == run_id, message
+        else:
+            assert message["error"]["code"] == code, message

@@ -8,6 +8,12 @@ API's wait cap: a run that succeeded is the tool's result (`structuredContent` a
 block), one that did not, or did not end in time, is a tool result with `isError` naming
 the run, so an agent can tell the two apart and follow the run over the HTTP API.
 
+A client that declares the tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) on its
+call gets, for a run that does not end within the wait, an MCP task instead: its id is the
+run's id, and `tasks/get` and `tasks/cancel` read and cancel the run, for as long as runs are
+kept. A call may shorten its wait with `_meta` `taskrun/wait_timeout` (seconds; 0 answers the
+task at once).
+
 The server is stateless (no session to land on the same Lambda) and answers JSON, for the
 handshake-free 2026-07-28 revision and for the earlier ones whose clients still initialize.
 A Lambda invocation carries one request: it is handed to the SDK's Streamable HTTP app
@@ -16,7 +22,9 @@ through Mangum, a fresh app each time (the SDK's session manager runs once per i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,18 +34,31 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
 
 from taskrun import __version__
 from taskrun.access import Caller
 from taskrun.catalog import Catalog, TaskDefinition
-from taskrun.errors import InvalidInput, PayloadTooLarge, TaskNotFound
-from taskrun.ids import task_id_of, tool_name
+from taskrun.errors import InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskNotFound
+from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
 from taskrun.service import RunRequest, RunService, wait_seconds
 
 PAGE_SIZE = 100  # tools a tools/list page holds
 RESULT = "result"  # the key a result that is not an object is kept under in structuredContent
+TASKS = "io.modelcontextprotocol/tasks"  # the tasks extension (SEP-2663)
+WAIT_META = "taskrun/wait_timeout"  # a call's own wait, in seconds, within the API's cap
+POLL_MILLISECONDS = 1000  # how often a client is asked to poll a task
+
+
+class TaskParams(types.RequestParams):
+    """The parameters of tasks/get, tasks/update and tasks/cancel."""
+
+    task_id: str = Field(max_length=64)
+    request_state: str | None = Field(default=None, max_length=4096)  # taskrun gives none out
+    input_responses: dict[str, Any] | None = None  # tasks/update's; no taskrun task asks for input
 
 
 def _is_object(schema: Mapping[str, Any]) -> bool:
@@ -99,7 +120,7 @@ class TaskTools:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | dict[str, Any]:
         task_id = task_id_of(params.name)
         if tool_name(task_id) != params.name or not self._caller.tasks.allows(task_id):
             raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}")
@@ -112,7 +133,7 @@ class TaskTools:
             access=self._caller.tasks,
         )
         settings = self._service.settings
-        waiting = wait_seconds(True, None, settings.max_wait_seconds, self._since_arrival)
+        waiting = wait_seconds(True, _wait_asked(params), settings.max_wait_seconds, self._since_arrival)
         try:
             run = self._service.start(request, wait_timeout=waiting)
         except TaskNotFound:
@@ -122,7 +143,38 @@ class TaskTools:
             return _error_result(f"{invalid}: {problems}" if problems else str(invalid))
         except PayloadTooLarge as large:
             return _error_result(str(large))
-        return self._outcome(self._show(run))
+        shown = self._show(run)
+        if not shown.status.is_done and _takes_tasks(ctx):
+            return {"resultType": "task", **_task(shown)}
+        return self._outcome(shown)
+
+    async def get_task(self, ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
+        """tasks/get: the run as a task; a finished one carries the call's result."""
+        _check_task_request(ctx, params)
+        try:
+            run = self._service.get(params.task_id, access=self._caller.tasks)
+        except RunNotFound:
+            raise MCPError(INVALID_PARAMS, "Failed to retrieve task: Task not found") from None
+        shown = self._show(run)
+        task = _task(shown)
+        if task["status"] == "completed":
+            task["result"] = self._outcome(shown).model_dump(by_alias=True, mode="json", exclude_none=True)
+        return task
+
+    async def cancel_task(self, ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
+        """tasks/cancel: cancels the run as POST /v1/runs/{id}/cancel does. Acknowledged for
+        any id, as the extension says (a run that has ended stays as it ended)."""
+        _check_task_request(ctx, params)
+        if "runs:write" not in self._caller.scopes:
+            raise MCPError(INVALID_REQUEST, "this key may not cancel runs: that needs the 'runs:write' scope")
+        with contextlib.suppress(RunNotFound, RunConflict):
+            self._service.cancel(params.task_id, access=self._caller.tasks)
+        return {}
+
+    async def update_task(self, ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
+        """tasks/update: acknowledged; a taskrun task never waits for input from the client."""
+        _check_task_request(ctx, params)
+        return {}
 
     def _outcome(self, run: Run) -> types.CallToolResult:
         meta = {"taskrun/run_id": run.run_id, "taskrun/status": run.status.value}
@@ -144,18 +196,83 @@ class TaskTools:
         return _error_result(f"run {run.run_id} {run.status.value}: {detail}", meta)
 
 
+def _wait_asked(params: types.CallToolRequestParams) -> float | None:
+    """The call's own wait (`_meta` `taskrun/wait_timeout`, seconds), if it gave one."""
+    asked = dict(params.meta or {}).get(WAIT_META)
+    if asked is None:
+        return None
+    if isinstance(asked, bool) or not isinstance(asked, int | float) or not 0 <= asked <= 3600:
+        raise MCPError(INVALID_PARAMS, f"_meta {WAIT_META} is a number of seconds from 0 to 3600")
+    return float(asked)
+
+
+def _takes_tasks(ctx: ServerRequestContext[Any]) -> bool:
+    """Whether this request's client declared the tasks extension (on the 2026-07-28 revision,
+    where extensions exist): only then may a call be answered with a task."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    capabilities = ctx.session.client_capabilities
+    return capabilities is not None and TASKS in (capabilities.extensions or {})
+
+
+def _check_task_request(ctx: ServerRequestContext[Any], params: TaskParams) -> None:
+    """The tasks methods exist on the 2026-07-28 revision alone, and their `Mcp-Name` header
+    names the task the body names (SEP-2663's routing header)."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        raise MCPError(METHOD_NOT_FOUND, "Method not found", ctx.method)
+    headers = getattr(ctx.request, "headers", None)
+    if headers is not None and headers.get("mcp-name") != params.task_id:
+        raise MCPError(HEADER_MISMATCH, "the Mcp-Name header does not match the request's taskId")
+    if re.fullmatch(RUN_ID_PATTERN, params.task_id) is None and ctx.method == "tasks/get":
+        raise MCPError(INVALID_PARAMS, "Failed to retrieve task: Task not found")
+
+
+def _task(run: Run) -> dict[str, Any]:
+    """A run as the extension's task: working until it ends; then completed (the call's
+    result, an isError one for a run that failed, timed out or expired) or cancelled. A
+    working task's statusMessage says where the run is, with its last progress report."""
+    view = run.model_dump(mode="json", include={"created_at", "started_at", "ended_at", "progress"})
+    times = [view["created_at"], view.get("started_at"), view.get("ended_at")]
+    progress = view.get("progress") or {}
+    if progress.get("updated_at"):
+        times.append(progress["updated_at"])
+    if not run.status.is_done:
+        status, message = "working", f"run {run.run_id} is {run.status.value}"
+        if progress:
+            share = f"{progress['done']:g}" + (f"/{progress['total']:g}" if progress.get("total") else "")
+            message += f": {share}" + (f" {progress['message']}" if progress.get("message") else "")
+    elif run.status is RunStatus.CANCELLED:
+        status, message = "cancelled", f"run {run.run_id} was cancelled"
+    else:
+        status, message = "completed", f"run {run.run_id} {run.status.value}"
+    return {
+        "taskId": run.run_id,
+        "status": status,
+        "statusMessage": message,
+        "createdAt": view["created_at"],
+        "lastUpdatedAt": max(time for time in times if time),
+        "ttlSeconds": None,  # runs are kept until they are deleted
+        "pollIntervalMilliseconds": POLL_MILLISECONDS,
+    }
+
+
 def _error_result(text: str, meta: dict[str, Any] | None = None) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True, _meta=meta)
 
 
 def server_for(tools: TaskTools) -> Server[Any]:
-    return Server(
+    server: Server[Any] = Server(
         "taskrun",
         version=__version__,
         instructions="Each tool runs a taskrun task; a call waits for its run to end, within the API's wait cap.",
         on_list_tools=tools.list_tools,
-        on_call_tool=tools.call_tool,
+        on_call_tool=tools.call_tool,  # type: ignore[arg-type]  # a task in lieu of a result (SEP-2663)
     )
+    server.extensions[TASKS] = {}
+    server.add_request_handler("tasks/get", TaskParams, tools.get_task)
+    server.add_request_handler("tasks/cancel", TaskParams, tools.cancel_task)
+    server.add_request_handler("tasks/update", TaskParams, tools.update_task)
+    return server
 
 
 def answer(event: dict[str, Any], context: Any, tools: TaskTools, base_path: str = "/") -> dict[str, Any]:
