@@ -245,6 +245,9 @@ HOSTILE = [
     ("task-id-huge", "POST", rpc("tasks/get", {"taskId": "run_" + "0" * 100_000}), HEADERS, 200),
     ("task-state-huge", "POST", rpc("tasks/update", {"taskId": "t", "requestState": "s" * 100_000}), HEADERS, 200),
     ("tasks-result", "POST", rpc("tasks/result", {"taskId": "run_0000000000000000000000000a"}), HEADERS, 200),
+    ("resource-uri-number", "POST", rpc("resources/read", {"uri": 5}), HEADERS, 200),
+    ("resource-uri-huge", "POST", rpc("resources/read", {"uri": "taskrun://tasks/" + "x" * 300_000}), HEADERS, 200),
+    ("resource-uri-traversal", "POST", rpc("resources/read", {"uri": "taskrun://runs/../logs"}), HEADERS, 200),
     ("get", "GET", None, HEADERS, 405),
     ("delete", "DELETE", None, HEADERS, 405),
 ]
@@ -506,3 +509,75 @@ def test_tasks_methods_are_refused_on_the_handshake_revisions_and_with_a_wrong_r
             assert message["result"]["taskId"] == run_id, message
         else:
             assert message["error"]["code"] == code, message
+
+
+# Resources: each task's schemas, and a run's logs
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tasks_and_run_logs_are_resources(api: httpx.Client, base_url: str, mode: str) -> None:
+    run = api.post(
+        "/v1/runs", json={"task_id": "examples/countdown", "arguments": {"seconds": 2}}, params={"wait": "true"}
+    ).json()
+    assert run["status"] == "succeeded"
+    logs_uri = f"taskrun://runs/{run['run_id']}/logs"
+
+    async def browse(client: Client) -> tuple[Any, Any, Any, Any]:
+        listed = await client.list_resources()
+        templates = await client.list_resource_templates()
+        task = await client.read_resource("taskrun://tasks/examples/order/reserve")
+        logs = await client.read_resource(logs_uri)
+        return listed, templates, task, logs
+
+    listed, templates, task, logs = with_client(base_url, {"X-API-KEY": API_KEY}, mode, browse)
+    catalog = api.get("/v1/tasks").json()["tasks"]
+    assert sorted(resource.uri for resource in listed.resources) == sorted(
+        f"taskrun://tasks/{entry['task_id']}" for entry in catalog
+    )
+    assert {template.uri_template for template in templates.resource_templates} == {
+        "taskrun://runs/{run_id}/logs",
+        "taskrun://tasks/{task_id}",
+    }
+    (content,) = task.contents
+    assert content.mime_type == "application/json"
+    assert json.loads(content.text) == api.get("/v1/tasks/examples/order/reserve").json()
+    (content,) = logs.contents
+    assert content.mime_type == "text/plain" and content.uri == logs_uri
+    assert content.text == api.get(f"/v1/runs/{run['run_id']}/logs").json()["text"]
+    assert "2...\n1...\n" in content.text
+
+
+def test_resources_outside_a_key_s_tasks_or_unknown_are_not_found(api: httpx.Client, base_url: str) -> None:
+    run_id = api.post("/v1/runs", json={"task_id": "examples/echo", "arguments": {"message": "m"}}).json()["run_id"]
+    limited = make_key(api, ["runs:read"], ["examples/math/*"])
+
+    def missing(headers: dict[str, str], uri: str) -> MCPError:
+        async def read(client: Client) -> MCPError:
+            try:
+                await client.read_resource(uri)
+            except MCPError as error:
+                return error
+            raise AssertionError(f"{uri} was read")
+
+        return with_client(base_url, headers, "auto", read)
+
+    for uri in (f"taskrun://runs/{run_id}/logs", "taskrun://tasks/examples/echo"):
+        error = missing(limited, uri)
+        assert error.code == -32602 and error.message.startswith("Resource not found"), error
+    for uri in (
+        "taskrun://tasks/no/such",
+        "taskrun://runs/run_0000000000000000000000000a/logs",
+        "taskrun://runs/../../etc/passwd/logs",
+        "file:///etc/passwd",
+        "taskrun://tasks/" + "x" * 10_000,
+    ):
+        error = missing({"X-API-KEY": API_KEY}, uri)
+        assert error.code == -32602 and error.message.startswith("Resource not found"), error
+
+    async def listed(client: Client) -> list[str]:
+        return [resource.uri for resource in (await client.list_resources()).resources]
+
+    assert sorted(with_client(base_url, limited, "auto", listed)) == [
+        "taskrun://tasks/examples/math/square",
+        "taskrun://tasks/examples/math/sum",
+    ]

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.access import Caller
 from taskrun.mcp_tools import TaskTools, answer
-from taskrun.runtime import plain_handler, run_service, task_catalog, view
+from taskrun.runtime import log_store, plain_handler, run_service, task_catalog, view
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -21,6 +21,7 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         view,
         Caller.from_authorizer(request_context.get("authorizer") or {}),
         since_arrival,
+        log_store(),
     )
     return answer(event, context, tools)
 

@@ -14,6 +14,9 @@ run's id, and `tasks/get` and `tasks/cancel` read and cancel the run, for as lon
 kept. A call may shorten its wait with `_meta` `taskrun/wait_timeout` (seconds; 0 answers the
 task at once).
 
+Resources: each task's description and schemas at `taskrun://tasks/{task_id}` (listed), and a
+run's logs at `taskrun://runs/{run_id}/logs` (a template: runs are too many to list).
+
 The server is stateless (no session to land on the same Lambda) and answers JSON, for the
 handshake-free 2026-07-28 revision and for the earlier ones whose clients still initialize.
 A Lambda invocation carries one request: it is handed to the SDK's Streamable HTTP app
@@ -26,7 +29,7 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
 from mangum import Mangum
@@ -46,11 +49,17 @@ from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
 from taskrun.service import RunRequest, RunService, wait_seconds
 
+if TYPE_CHECKING:
+    from taskrun.runlogs import LogStore
+
 PAGE_SIZE = 100  # tools a tools/list page holds
 RESULT = "result"  # the key a result that is not an object is kept under in structuredContent
 TASKS = "io.modelcontextprotocol/tasks"  # the tasks extension (SEP-2663)
 WAIT_META = "taskrun/wait_timeout"  # a call's own wait, in seconds, within the API's cap
 POLL_MILLISECONDS = 1000  # how often a client is asked to poll a task
+TASK_URI = "taskrun://tasks/"  # + a task id: the task's description and schemas, as JSON
+RUN_URI = "taskrun://runs/"  # + a run id + LOGS: the run's logs, as text
+LOGS = "/logs"
 
 
 class TaskParams(types.RequestParams):
@@ -90,7 +99,16 @@ def as_tool(definition: TaskDefinition, name: str) -> types.Tool:
 class TaskTools:
     """The MCP handlers over a run service, for the key that sent the request."""
 
-    def __init__(self, service: RunService, catalog: Catalog, show: Any, caller: Caller, since_arrival: float) -> None:
+    def __init__(
+        self,
+        service: RunService,
+        catalog: Catalog,
+        show: Any,
+        caller: Caller,
+        since_arrival: float,
+        logs: LogStore | None = None,
+    ) -> None:
+        self._logs = logs  # where runs' logs are kept (none: runs have none)
         self._service = service
         self._catalog = catalog
         self._show = show  # a run as the API answers it (secrets masked, a large result linked)
@@ -105,17 +123,72 @@ class TaskTools:
                 tools.append(as_tool(definition, name))
         return tools
 
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        resources = [
+            types.Resource(
+                uri=TASK_URI + definition.task_id,
+                name=definition.task_id,
+                description=f"The description and JSON schemas of {definition.task_id}",
+                mime_type="application/json",
+            )
+            for definition in self._catalog.all(self._caller.tasks)
+        ]
+        start, end = _page(params)
+        return types.ListResourcesResult(
+            resources=resources[start:end], next_cursor=str(end) if end < len(resources) else None
+        )
+
+    async def list_resource_templates(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        templates = [
+            types.ResourceTemplate(
+                uri_template=RUN_URI + "{run_id}" + LOGS,
+                name="run logs",
+                description="What a run's task printed or logged, and its traceback (the last 64 KB)",
+                mime_type="text/plain",
+            ),
+            types.ResourceTemplate(
+                uri_template=TASK_URI + "{task_id}",
+                name="task",
+                description="A task's description and JSON schemas (parameters, output)",
+                mime_type="application/json",
+            ),
+        ]
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = params.uri
+        if uri.startswith(TASK_URI):
+            task_id = uri.removeprefix(TASK_URI)
+            try:
+                definition = self._catalog.get(task_id) if self._caller.tasks.allows(task_id) else None
+            except TaskNotFound:
+                definition = None
+            if definition is not None:
+                text = definition.info().model_dump_json()
+                return _contents(uri, "application/json", text)
+        elif uri.startswith(RUN_URI) and uri.endswith(LOGS):
+            run_id = uri.removeprefix(RUN_URI).removesuffix(LOGS)
+            if re.fullmatch(RUN_ID_PATTERN, run_id) is not None:
+                try:
+                    run = self._service.get(run_id, access=self._caller.tasks)
+                except RunNotFound:
+                    pass
+                else:
+                    text = self._logs.read(run_id, ended=run.status.is_done).text if self._logs is not None else ""
+                    return _contents(uri, "text/plain", text)
+        raise MCPError(INVALID_PARAMS, f"Resource not found: {uri[:200]}")
+
     async def list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         tools = self._tools()
-        cursor = params.cursor if params is not None else None
-        start = 0
-        if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 6):
-                raise MCPError(INVALID_PARAMS, "the cursor is not one this server gave out")
-            start = int(cursor)
-        end = start + PAGE_SIZE
+        start, end = _page(params)
         return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
     async def call_tool(
@@ -196,6 +269,21 @@ class TaskTools:
         return _error_result(f"run {run.run_id} {run.status.value}: {detail}", meta)
 
 
+def _page(params: types.PaginatedRequestParams | None) -> tuple[int, int]:
+    """Where a page starts and ends: its cursor is the index this server gave out."""
+    cursor = params.cursor if params is not None else None
+    start = 0
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 6):
+            raise MCPError(INVALID_PARAMS, "the cursor is not one this server gave out")
+        start = int(cursor)
+    return start, start + PAGE_SIZE
+
+
+def _contents(uri: str, mime_type: str, text: str) -> types.ReadResourceResult:
+    return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=mime_type, text=text)])
+
+
 def _wait_asked(params: types.CallToolRequestParams) -> float | None:
     """The call's own wait (`_meta` `taskrun/wait_timeout`, seconds), if it gave one."""
     asked = dict(params.meta or {}).get(WAIT_META)
@@ -267,6 +355,9 @@ def server_for(tools: TaskTools) -> Server[Any]:
         instructions="Each tool runs a taskrun task; a call waits for its run to end, within the API's wait cap.",
         on_list_tools=tools.list_tools,
         on_call_tool=tools.call_tool,  # type: ignore[arg-type]  # a task in lieu of a result (SEP-2663)
+        on_list_resources=tools.list_resources,
+        on_list_resource_templates=tools.list_resource_templates,
+        on_read_resource=tools.read_resource,
     )
     server.extensions[TASKS] = {}
     server.add_request_handler("tasks/get", TaskParams, tools.get_task)
