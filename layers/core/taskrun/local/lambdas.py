@@ -32,6 +32,9 @@ THROTTLE_WAIT_SECONDS = 5.0
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
 ASYNC_RETRY_DELAY_SECONDS = 0.5  # Lambda waits about a minute, then two; locally the retries come sooner
 THROTTLE_BACKOFF_MAX_SECONDS = 5.0
+# How long a sandbox may sit unused before it is stopped, as Lambda retires an execution
+# environment nothing has invoked for some minutes (TASKRUN_LOCAL_IDLE_SECONDS)
+DEFAULT_IDLE_SECONDS = 300.0
 LOG_LINES_KEPT = 5000
 
 
@@ -42,7 +45,8 @@ class FunctionPool:
         self.image = image
         self.limit = limit
         self._on_log = on_log
-        self._idle: list[Sandbox] = []
+        self._idle: list[Sandbox] = []  # the most recently used last
+        self._idle_since: dict[Sandbox, float] = {}
         self._all: set[Sandbox] = set()
         self._count = 0
         self._generation = 0  # of the task code; a sandbox of an older one is not used again
@@ -71,6 +75,7 @@ class FunctionPool:
                     raise InvokeRefused(error_payload("ServiceException", "the local stack is stopping"), 500)
                 while self._idle:
                     sandbox = self._idle.pop()
+                    self._idle_since.pop(sandbox, None)
                     if sandbox.alive and sandbox.generation == self._generation:
                         return sandbox
                     self._retire(sandbox)
@@ -99,6 +104,7 @@ class FunctionPool:
             fit = healthy and sandbox.alive and not self._closed
             if fit and sandbox.generation == self._generation:
                 self._idle.append(sandbox)
+                self._idle_since[sandbox] = time.monotonic()
             else:
                 self._retire(sandbox)
             self._changed.notify()
@@ -108,6 +114,17 @@ class FunctionPool:
         self._count -= 1
         self._all.discard(sandbox)
         sandbox.kill()
+
+    def retire_idle(self, idle_seconds: float) -> int:
+        """Stop the sandboxes unused for `idle_seconds` or more; answer how many."""
+        now = time.monotonic()
+        with self._changed:
+            stale = [sandbox for sandbox in self._idle if now - self._idle_since.get(sandbox, now) >= idle_seconds]
+            for sandbox in stale:
+                self._idle.remove(sandbox)
+                self._idle_since.pop(sandbox, None)
+                self._retire(sandbox)
+            return len(stale)
 
     def pids(self) -> list[int]:
         """The process ids of its live sandboxes."""
@@ -121,6 +138,7 @@ class FunctionPool:
             for sandbox in self._idle:
                 self._retire(sandbox)
             self._idle = []
+            self._idle_since.clear()
 
     def close(self) -> None:
         with self._changed:
@@ -129,6 +147,7 @@ class FunctionPool:
             for sandbox in self._idle:
                 self._retire(sandbox)
             self._idle = []
+            self._idle_since.clear()
             self._changed.notify_all()
         for sandbox in busy:  # their invocations fail at once; the stack is going
             sandbox.kill()
@@ -137,7 +156,16 @@ class FunctionPool:
 class LambdaRuntime:
     """Every function of the template, each with its own sandboxes."""
 
-    def __init__(self, functions: list[FunctionSpec], region: str, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        functions: list[FunctionSpec],
+        region: str,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+    ) -> None:
+        self._stopping = threading.Event()
+        self._reaping = threading.Event()  # set to check at once (a new idle time, the stop)
+        self._idle_seconds = idle_seconds
         self._functions = {spec.logical_id: spec for spec in functions}
         self._region = region
         self._concurrency = concurrency
@@ -149,6 +177,7 @@ class LambdaRuntime:
         self.logs: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES_KEPT)
         self.faults = Faults()
         self.echo_logs = True
+        threading.Thread(target=self._retire_idle, name="lambda-idle", daemon=True).start()
 
     def __contains__(self, name: str) -> bool:
         return self.function_name(name) in self._functions
@@ -264,7 +293,28 @@ class LambdaRuntime:
         for pool in pools:
             pool.renew()
 
+    @property
+    def idle_seconds(self) -> float:
+        """How long a sandbox may sit unused before it is stopped."""
+        return self._idle_seconds
+
+    @idle_seconds.setter
+    def idle_seconds(self, seconds: float) -> None:
+        self._idle_seconds = seconds
+        self._reaping.set()
+
+    def _retire_idle(self) -> None:
+        """Stop each sandbox once it has been idle `idle_seconds`, checking a few times within
+        that time."""
+        while not self._stopping.is_set():
+            self._reaping.wait(max(0.2, min(self._idle_seconds / 4, 15.0)))
+            self._reaping.clear()
+            for pool in self.pools().values():
+                pool.retire_idle(self._idle_seconds)
+
     def stop(self) -> None:
+        self._stopping.set()
+        self._reaping.set()
         with self._lock:
             pools = list(self._pools.values())
         for pool in pools:

@@ -18,6 +18,7 @@ from taskrun.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
+from taskrun.local.lambdas import DEFAULT_IDLE_SECONDS
 from taskrun.local.reload import Watcher, describe_task_code
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
@@ -89,6 +90,7 @@ def bundle_root() -> Path:
     return Path(__file__).resolve().parents[4]
 
 
+IDLE_SETTING = "TASKRUN_LOCAL_IDLE_SECONDS"
 PASSED_SETTINGS = (
     "TASKRUN_LOG_LEVEL",
     "TASKRUN_MAX_WAIT_SECONDS",
@@ -133,6 +135,7 @@ class LocalStack:
     webhook_secret: str | None = None  # the whsec_ key webhooks are signed with; made if not given
     throttle: Throttle | None = None  # the stage's and each key's rate; by default the template's and the settings'
     secrets: Path | None = None  # tasks' secrets: a directory or a NAME=value file; by default <data>/secrets
+    idle_seconds: float | None = None  # a sandbox unused this long stops; by default TASKRUN_LOCAL_IDLE_SECONDS or 300
 
     def __post_init__(self) -> None:
         self._scratch: Path | None = None
@@ -158,6 +161,7 @@ class LocalStack:
         self._kept_dir = Path(tempfile.mkdtemp(prefix="taskrun-kept-"))  # the task modules' last good sources
         overrides[KEPT_MODULES] = str(self._kept_dir)
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
+        self.emulator.runtime.idle_seconds = self.idle_seconds or idle_seconds_setting()
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
         self.interrupted_runs = 0
@@ -287,3 +291,17 @@ class LocalStack:
             self._server.server_close()
         self.emulator.stop()
         shutil.rmtree(self._kept_dir, ignore_errors=True)
+
+
+def idle_seconds_setting() -> float:
+    """TASKRUN_LOCAL_IDLE_SECONDS: how long a sandbox may sit unused before it is stopped."""
+    text = os.environ.get(IDLE_SETTING, "")
+    if not text:
+        return DEFAULT_IDLE_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86_400:
+        raise ValueError(f"{IDLE_SETTING} is a number of seconds above 0 and below 86400, not {text!r}")
+    return seconds

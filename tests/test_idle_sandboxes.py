@@ -1,0 +1,82 @@
+"""Local Lambda retires sandboxes nothing has invoked for a while, as Lambda retires idle
+execution environments: after a burst, the stack goes back to its resting processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from taskrun.local.stack import LocalStack, idle_seconds_setting
+from tests.test_run_control import until
+
+
+@pytest.fixture
+def short_idle(stack: LocalStack) -> Iterator[float]:
+    runtime = stack.emulator.runtime
+    kept = runtime.idle_seconds
+    runtime.idle_seconds = 2.0
+    yield runtime.idle_seconds
+    runtime.idle_seconds = kept
+
+
+def live_sandboxes(stack: LocalStack) -> dict[str, int]:
+    return {name: len(pool.pids()) for name, pool in stack.emulator.runtime.pools().items() if pool.pids()}
+
+
+def test_after_a_burst_idle_sandboxes_are_retired_and_the_next_run_starts_a_new_one(
+    api: httpx.Client, stack: LocalStack, short_idle: float
+) -> None:
+    # Given a burst of 8 runs at once, each in a worker sandbox of its own while it sleeps
+    def run(_: int) -> str:
+        body = {"task_id": "examples/sleep", "arguments": {"seconds": 1.5}, "wait": True}
+        return str(api.post("/v1/runs", json=body).json()["status"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(run, range(8)))
+    assert statuses == ["succeeded"] * 8
+    after_burst = live_sandboxes(stack)
+    worker = stack.emulator.runtime.pool("WorkerFunction")
+    print(f"\n  sandboxes after the burst: {sum(after_burst.values())} {after_burst}")
+    assert after_burst["WorkerFunction"] >= 2
+    # When nothing is invoked for the idle time
+    # Then every idle sandbox is stopped, its process gone
+    pids = worker.pids()
+    assert until(lambda: not live_sandboxes(stack), timeout=60, every=0.2), live_sandboxes(stack)
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}") and _running(pid)]
+    print(f"  sandboxes {short_idle:g} s after: {sum(live_sandboxes(stack).values())}")
+    # and the next run starts a new sandbox, cold, and succeeds
+    ran = api.post("/v1/runs", json={"task_id": "examples/echo", "arguments": {"message": "m"}, "wait": True}).json()
+    assert ran["status"] == "succeeded"
+    assert worker.pids() and not set(worker.pids()) & set(pids)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is alive (not a zombie its parent has yet to reap)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_sandbox_in_use_is_never_retired(api: httpx.Client, stack: LocalStack, short_idle: float) -> None:
+    # Given a run that outlasts the idle time several times over
+    body = {"task_id": "examples/sleep", "arguments": {"seconds": 3 * short_idle}, "wait": True}
+    ran = api.post("/v1/runs", json=body).json()
+    # Then its sandbox was not stopped under it
+    assert ran["status"] == "succeeded" and ran["result"] == {"slept": 3 * short_idle}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "1e9"])
+def test_a_bad_idle_setting_stops_the_start_with_its_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("TASKRUN_LOCAL_IDLE_SECONDS", value)
+    with pytest.raises(ValueError, match="TASKRUN_LOCAL_IDLE_SECONDS"):
+        idle_seconds_setting()
+
+
+def test_the_idle_setting_reads_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKRUN_LOCAL_IDLE_SECONDS", "90")
+    assert idle_seconds_setting() == 90.0
+    monkeypatch.delenv("TASKRUN_LOCAL_IDLE_SECONDS")
+    assert idle_seconds_setting() == 300.0
