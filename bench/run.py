@@ -11,7 +11,13 @@ Prints, as tables, and saves as JSON (bench/results.json by default):
 4. throughput at 1 to 8 clients (runs started and ended per second, and the CPU a run
    takes in the stack's process and in the sandboxes), and the idle stack's CPU;
 5. list latency and queries with 10 and with 10,000 runs in the table;
-6. a 40-step sequential flow: milliseconds a step.
+6. a 40-step sequential flow: milliseconds a step, end to end and taken apart (in the
+   worker's invocation, around it within the step, between steps, the flow's start and end);
+7. the stack's memory (RSS and PSS of all its processes) at rest, after the throughput
+   burst, and once idle sandboxes have been retired (`--keep-idle`: as if they never were).
+Every figure comes from runs whose outcome is checked: each scenario's runs are counted by
+final status and printed beside it, and the command exits 1, naming the scenario, when a
+run meant to succeed did not (or did not do what it was meant to, such as sleep).
 All on the local stack (moto), on this machine: docs/performance.md says what that
 inflates or hides compared with AWS.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import math
 import multiprocessing
@@ -96,6 +103,8 @@ print((imported - began) * 1000, (time.perf_counter() - imported) * 1000)
 IDLE_SECONDS = 5.0
 CHAIN_STEPS = 40
 CHAIN_MODULE = """
+import time
+
 from pydantic import BaseModel
 
 from taskrun import flow, task
@@ -139,6 +148,56 @@ def chain_definition(steps: int) -> dict[str, Any]:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+Check = Callable[[dict[str, Any]], str | None]  # what is wrong with a run that succeeded, if anything
+
+
+class Outcomes:
+    """How each scenario's runs ended, against how they were meant to."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.wrong: dict[str, list[str]] = collections.defaultdict(list)
+        self._lock = threading.Lock()
+
+    def add(
+        self, scenario: str, run: dict[str, Any], check: Callable[[dict[str, Any]], str | None] | None = None
+    ) -> None:
+        """Count a run that was meant to succeed (and pass `check`, which names what is wrong)."""
+        status = str(run.get("status"))
+        problem = None
+        if status != "succeeded":
+            error = run.get("error") or {}
+            problem = f"{run.get('run_id')} {status}: {error.get('type')}: {str(error.get('message'))[:200]}"
+        elif check is not None and (wrong := check(run)) is not None:
+            problem = f"{run.get('run_id')}: {wrong}"
+        with self._lock:
+            self.counts[scenario][status] += 1
+            if problem is not None:
+                self.wrong[scenario].append(problem)
+
+    def add_status(self, scenario: str, status: str) -> None:
+        self.add(scenario, {"status": status, "run_id": "(a run)"})
+
+    def verdict(self) -> int:
+        """Name each scenario with a run that did not end as meant, on stderr: 1 if any, else 0."""
+        for name, problems in self.wrong.items():
+            if not problems:
+                continue
+            first = problems[0]
+            print(f"\nFAILED: {name}: {len(problems)} run(s) did not end as meant, first: {first}", file=sys.stderr)
+        return 1 if any(self.wrong.values()) else 0
+
+    def of(self, scenario: str) -> str:
+        """`64 succeeded`, `63 succeeded 1 failed`, and `(1 wrong)` when one did not do its part."""
+        counts = self.counts[scenario]
+        text = " ".join(f"{count} {status}" for status, count in counts.most_common())
+        wrong = len(self.wrong.get(scenario, [])) - sum(n for status, n in counts.items() if status != "succeeded")
+        return text + (f" ({wrong} wrong)" if wrong else "")
+
+
+OUTCOMES = Outcomes()
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
@@ -280,7 +339,7 @@ class WriteMeter:
 
 
 class Bench:
-    def __init__(self, extra_tasks: Path) -> None:
+    def __init__(self, extra_tasks: Path, idle_seconds: float | None = None) -> None:
         self.calls_path = Path(tempfile.mkdtemp(prefix="taskrun-bench-")) / "aws-calls.log"
         self.writes = WriteMeter()
         self.unmeter = self.writes.install()  # before the stack's own wrapping, so inside its lock
@@ -289,6 +348,7 @@ class Bench:
             api_key=KEY,
             extra_task_dirs=[extra_tasks],
             settings_overrides={CALL_LOG: str(self.calls_path)},
+            idle_seconds=idle_seconds,
         )
         self.stack.start()
         server = self.stack.serve("127.0.0.1", 0, log=False)
@@ -330,8 +390,9 @@ class Bench:
         """Let what follows a run's end (stream, notifier) finish before counting."""
         time.sleep(seconds)
 
-    def measure(self, scenario: Callable[[], list[str]], runs: int) -> dict[str, Any]:
-        """AWS requests and billed units per run of a scenario (made `runs` times)."""
+    def measure(self, name: str, scenario: Callable[[], list[dict[str, Any]]], runs: int) -> dict[str, Any]:
+        """AWS requests and billed units per run of a scenario (made `runs` times), each run's
+        outcome counted."""
         self.quiet()
         self.calls_path.write_text("")
         self.invocations.clear()
@@ -339,7 +400,9 @@ class Bench:
         self.api_requests = 0
         run_ids: list[str] = []
         for _ in range(runs):
-            run_ids += scenario()
+            for run in scenario():
+                OUTCOMES.add(name, run)
+                run_ids.append(run["run_id"])
         self.quiet()
         calls = collections.Counter(tuple(line.split(" ")[1:]) for line in self.calls_made())
         invocations = list(self.invocations)
@@ -403,17 +466,16 @@ class Bench:
 
 
 def costs(bench: Bench, runs: int) -> dict[str, Any]:
-    def waited_script() -> list[str]:
-        return [bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})["run_id"]]
+    def waited_script() -> list[dict[str, Any]]:
+        return [bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})]
 
-    def async_and_get() -> list[str]:
+    def async_and_get() -> list[dict[str, Any]]:
         run_id = bench.request("POST", "/v1/runs", json=NOOP)["run_id"]
-        bench.request("GET", f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 20})
-        return [run_id]
+        return [bench.request("GET", f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 20})]
 
-    def flow(task_id: str, arguments: dict[str, Any]) -> Callable[[], list[str]]:
+    def flow(task_id: str, arguments: dict[str, Any]) -> Callable[[], list[dict[str, Any]]]:
         return lambda: [
-            bench.request("POST", "/v1/runs", json={"task_id": task_id, "arguments": arguments, "wait": True})["run_id"]
+            bench.request("POST", "/v1/runs", json={"task_id": task_id, "arguments": arguments, "wait": True})
         ]
 
     scenarios = {
@@ -423,7 +485,7 @@ def costs(bench: Bench, runs: int) -> dict[str, Any]:
         "flow examples/batch (3 items)": (flow("examples/batch", {"numbers": [1, 2, 3]}), max(2, runs // 5)),
         "flow examples/delay (0 s)": (flow("examples/delay", {"seconds": 0, "name": "x"}), max(2, runs // 5)),
     }
-    found = {name: bench.measure(scenario, count) for name, (scenario, count) in scenarios.items()}
+    found = {name: bench.measure(name, scenario, count) for name, (scenario, count) in scenarios.items()}
     rows = []
     for name, figures in found.items():
         units = figures["units_per_run"]
@@ -438,6 +500,7 @@ def costs(bench: Bench, runs: int) -> dict[str, Any]:
                 f"{units['sfn_transitions']:.0f}",
                 *(f"{value:.2f}" for value in money.values()),
                 f"{figures['total_per_million']:.2f}",
+                OUTCOMES.of(name),
             ]
         )
     table(
@@ -451,6 +514,7 @@ def costs(bench: Bench, runs: int) -> dict[str, Any]:
             "SFN trans",
             *next(iter(found.values()))["dollars_per_million"],
             "total $/M",
+            "runs",
         ],
         rows,
     )
@@ -480,7 +544,9 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
         bench.calls_path.write_text("")
         waited = 0.0
 
-        def one(index: int, task_id: str = task_id, argument: str = argument, lags: list[float] = lags) -> float:
+        def one(
+            index: int, task_id: str = task_id, argument: str = argument, lags: list[float] = lags, label: str = label
+        ) -> float:
             seconds = (index % 8) * 0.25  # 0 to 1.75 s
             with httpx.Client(base_url=bench.url, headers={"X-API-KEY": KEY}, timeout=60) as http:
                 body = {"task_id": task_id, "arguments": {argument: seconds}, "wait": True}
@@ -488,8 +554,17 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
                 answer = http.post("/v1/runs", json=body)
                 answered = datetime.now(UTC)
                 spent = time.perf_counter() - began
-            ended = datetime.fromisoformat(answer.json()["ended_at"].replace("Z", "+00:00"))
-            lags.append((answered - ended).total_seconds() * 1000)
+            run = answer.json()
+
+            def slept(run: dict[str, Any], seconds: float = seconds) -> str | None:
+                if run["duration_ms"] < seconds * 1000:
+                    return f"ended after {run['duration_ms']} ms, not sleeping its {seconds} s"
+                return None
+
+            OUTCOMES.add(label, run, slept)
+            if run.get("ended_at"):
+                ended = datetime.fromisoformat(run["ended_at"].replace("Z", "+00:00"))
+                lags.append((answered - ended).total_seconds() * 1000)
             return spent
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -509,11 +584,12 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
                 f"{percentile(lags, 0.9):.0f}",
                 f"{percentile(lags, 0.99):.0f}",
                 f"{per_second:.1f}",
+                OUTCOMES.of(label),
             ]
         )
     table(
         f"Sync-wait lag: run ended -> answer, {runs} waited runs of 0-1.75 s each, 4 at a time",
-        ["task", "p50 ms", "p90 ms", "p99 ms", "run reads / waiter-second"],
+        ["task", "p50 ms", "p90 ms", "p99 ms", "run reads / waiter-second", "runs"],
         rows,
     )
     return found
@@ -579,7 +655,9 @@ def throughput(bench: Bench, count: int, client_counts: tuple[int, ...]) -> dict
             before = cpu_seconds(bench)
             started, ended, statuses = clients_process.submit(drive, bench.url, clients, count).result()
             after = cpu_seconds(bench)
-            assert statuses.count("succeeded") == count, collections.Counter(statuses)
+            label = f"throughput, {clients} clients"
+            for status in statuses:
+                OUTCOMES.add_status(label, status)
             used = {name: (after[name] - before.get(name, 0.0)) * 1000 / count for name in after}
             in_sandboxes = sum(ms for name, ms in used.items() if name != "stack")
             found[str(clients)] = {
@@ -588,10 +666,10 @@ def throughput(bench: Bench, count: int, client_counts: tuple[int, ...]) -> dict
                 "cpu_ms_per_run": used,
             }
             row = [clients, count, f"{count / started:.1f}", f"{count / ended:.1f}"]
-            rows.append([*row, f"{used['stack']:.0f}", f"{in_sandboxes:.0f}"])
+            rows.append([*row, f"{used['stack']:.0f}", f"{in_sandboxes:.0f}", OUTCOMES.of(label)])
     table(
         f"Throughput of a no-op script run ({os.cpu_count()} cores; clients in a process of their own)",
-        ["clients", "runs", "started/s", "ended/s", "CPU ms/run: stack process", "sandboxes"],
+        ["clients", "runs", "started/s", "ended/s", "CPU ms/run: stack process", "sandboxes", "runs"],
         rows,
     )
     print(f"the stack's process with nothing to do: {idle:.0f} ms of CPU a second (its pollers)")
@@ -666,28 +744,122 @@ def scale(bench: Bench) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ 6. a 40-step flow
 
 
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def chain(bench: Bench, repeats: int) -> dict[str, Any]:
-    per_step = []
+    """A 40-step flow's time a step, end to end, then taken apart from its history: the
+    worker's invocation (in its sandbox), the rest of each step (Step Functions calling
+    Lambda), the time between steps, the flow's start (run recorded -> first step) and end
+    (last step -> run ended), and the waiting call's lag (run ended -> answer)."""
+    label = f"flow bench/chain ({CHAIN_STEPS} steps)"
+    parts: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(repeats):
-        run = bench.request(
-            "POST",
-            "/v1/runs",
-            json={"task_id": "bench/chain", "arguments": {"n": 0}, "wait": True, "wait_timeout": 120},
-        )
-        assert run["status"] == "succeeded" and run["result"] == {"n": CHAIN_STEPS}, run
-        per_step.append(run["duration_ms"] / CHAIN_STEPS)
+        bench.quiet()
+        bench.invocations.clear()
+        body = {"task_id": "bench/chain", "arguments": {"n": 0}, "wait": True, "wait_timeout": 120}
+        run = bench.request("POST", "/v1/runs", json=body)
+        answered = datetime.now(UTC)
+
+        def counted(run: dict[str, Any]) -> str | None:
+            return None if run["result"] == {"n": CHAIN_STEPS} else f"answered {run['result']}"
+
+        OUTCOMES.add(label, run, counted)
+        if run["status"] != "succeeded":
+            continue
+        steps = bench.request("GET", f"/v1/runs/{run['run_id']}/history", params={"limit": 500})["steps"]
+        steps = [step for step in steps if step["type"] == "Task"]
+        invoked = [seconds * 1000 for name, seconds in bench.invocations if name == "WorkerFunction"]
+        in_steps = [(_at(step["ended_at"]) - _at(step["started_at"])).total_seconds() * 1000 for step in steps]
+        between = [
+            (_at(later["started_at"]) - _at(earlier["ended_at"])).total_seconds() * 1000
+            for earlier, later in itertools.pairwise(steps)
+        ]
+        parts["end to end, a step"].append(run["duration_ms"] / CHAIN_STEPS)
+        parts["worker invocation"].append(statistics.mean(invoked[-CHAIN_STEPS:]))
+        parts["rest of the step"].append(statistics.mean(in_steps) - statistics.mean(invoked[-CHAIN_STEPS:]))
+        parts["between steps"].append(statistics.mean(between))
+        started = _at(run["started_at"] or run["created_at"])
+        parts["flow start (once)"].append((_at(steps[0]["started_at"]) - started).total_seconds() * 1000)
+        parts["flow end (once)"].append((_at(run["ended_at"]) - _at(steps[-1]["ended_at"])).total_seconds() * 1000)
+        parts["answer lag (once)"].append((answered - _at(run["ended_at"])).total_seconds() * 1000)
+    figures = {name: statistics.median(values) for name, values in parts.items()}
     table(
-        f"A {CHAIN_STEPS}-step sequential flow",
-        ["ms a step (median)", "runs"],
-        [[f"{statistics.median(per_step):.1f}", repeats]],
+        f"A {CHAIN_STEPS}-step sequential flow: ms a step, and its parts (median of {repeats} runs: "
+        f"{OUTCOMES.of(label)})",
+        ["part", "ms"],
+        [[name, f"{ms:.1f}"] for name, ms in figures.items()],
     )
-    return {"ms_per_step": statistics.median(per_step)}
+    return {"ms_per_step": figures.get("end to end, a step"), "parts_ms": figures}
+
+
+# ------------------------------------------------------------------------------ 7. memory
+
+
+def stack_processes() -> list[int]:
+    """This process and every process under it: the emulator's, the sandboxes and their children."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found = [os.getpid()]
+    for pid in found:
+        found += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def footprint() -> dict[str, float]:
+    """Processes, and their resident (RSS) and proportional (PSS, shared pages split) memory, MB."""
+    rss = pss = 0.0
+    processes = 0
+    for pid in stack_processes():
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        fields = {line.split(":")[0]: float(line.split()[1]) for line in lines[1:] if line.endswith("kB")}
+        processes += 1
+        rss += fields.get("Rss", 0.0) / 1024
+        pss += fields.get("Pss", 0.0) / 1024
+    return {"processes": processes, "rss_mb": rss, "pss_mb": pss}
+
+
+def after_idle(bench: Bench, keep_idle: bool, idle_seconds: float) -> dict[str, float]:
+    """The footprint once sandboxes idle `idle_seconds` are retired (or, `keep_idle`, after as
+    long with none retired, as before the stack retired them)."""
+    runtime = bench.stack.emulator.runtime
+    kept = runtime.idle_seconds
+    if not keep_idle:
+        runtime.idle_seconds = idle_seconds
+    deadline = time.monotonic() + idle_seconds * 3
+    time.sleep(idle_seconds)
+    while not keep_idle and sandboxes(bench) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    figures = footprint()
+    runtime.idle_seconds = kept
+    return figures
+
+
+def memory_table(phases: dict[str, dict[str, float]], keep_idle: bool) -> None:
+    table(
+        "The stack's memory: every process it runs" + (" (idle sandboxes kept: --keep-idle)" if keep_idle else ""),
+        ["when", "processes", "RSS MB", "PSS MB"],
+        [[name, f"{f['processes']:.0f}", f"{f['rss_mb']:.0f}", f"{f['pss_mb']:.0f}"] for name, f in phases.items()],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to save the figures")
+    parser.add_argument(
+        "--keep-idle", action="store_true", help="never retire idle sandboxes (the stack's memory as it was)"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="the idle time for the memory's last figure")
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {
@@ -699,19 +871,39 @@ def main() -> None:
         extra = Path(folder)
         (extra / "bench_chain.py").write_text(CHAIN_MODULE)
         (extra / "chain.asl.json").write_text(json.dumps(chain_definition(CHAIN_STEPS)))
-        bench = Bench(extra)
+        bench = Bench(extra, idle_seconds=86_399 if args.keep_idle else None)
+        memory: dict[str, dict[str, float]] = {}
         try:
+            bench.quiet(3)
+            memory["at rest, started"] = footprint()
             for _ in range(20):  # warm the sandboxes
-                bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})
+                OUTCOMES.add("warm-up", bench.request("POST", "/v1/runs", json={**NOOP, "wait": True}))
             results["cost"] = costs(bench, 5 if quick else 20)
             results["wait_lag"] = wait_lag(bench, 16 if quick else 64)
             results["throughput"] = throughput(bench, 40 if quick else 200, (1, 8) if quick else (1, 2, 4, 8))
+            bench.quiet()
+            memory["after the throughput burst"] = footprint()
             results["flow_40_steps"] = chain(bench, 1 if quick else 3)
             results["scale"] = scale(bench)
+            memory[f"{args.idle_seconds:g} s idle after"] = after_idle(bench, args.keep_idle, args.idle_seconds)
+            memory_table(memory, args.keep_idle)
+            results["memory"] = memory
         finally:
             bench.stop()
+    table(
+        "How each scenario's runs ended",
+        ["scenario", "runs"],
+        [[name, OUTCOMES.of(name)] for name in OUTCOMES.counts],
+    )
+    results["outcomes"] = {name: dict(counts) for name, counts in OUTCOMES.counts.items()}
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nsaved {args.json}")
+    if OUTCOMES.wrong:
+        for name, problems in OUTCOMES.wrong.items():
+            print(
+                f"\nFAILED: {name}: {len(problems)} run(s) did not end as meant, first: {problems[0]}", file=sys.stderr
+            )
+        sys.exit(1)
 
 
 if __name__ == "__main__":
