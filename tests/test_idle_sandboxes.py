@@ -1,9 +1,13 @@
 """Local Lambda retires sandboxes nothing has invoked for a while, as Lambda retires idle
-execution environments: after a burst, the stack goes back to its resting processes."""
+execution environments: after a burst, the stack goes back to its resting processes. And
+at rest the stack's process holds only what the services taskrun calls need."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +15,7 @@ import httpx
 import pytest
 
 from taskrun.local.stack import LocalStack, idle_seconds_setting
+from tests.conftest import ROOT
 from tests.test_run_control import until
 
 
@@ -80,3 +85,35 @@ def test_the_idle_setting_reads_seconds(monkeypatch: pytest.MonkeyPatch) -> None
     assert idle_seconds_setting() == 90.0
     monkeypatch.delenv("TASKRUN_LOCAL_IDLE_SECONDS")
     assert idle_seconds_setting() == 300.0
+
+
+# A fresh interpreter (python -c, so the sandboxes' forkserver need not import a script):
+# a stack that ran a flow, then a Batch call through its emulator.
+RESTING_PROBE = """
+import json, sys
+import boto3, httpx
+from taskrun.local.stack import LocalStack
+stack = LocalStack()
+key = stack.start()
+host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
+body = {"task_id": "examples/order", "arguments": {"order_id": "A-1", "quantity": 2}, "wait": True}
+run = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
+loaded = sorted(name for name in ("moto.ec2", "moto.batch.models") if name in sys.modules)
+batch = boto3.client("batch", endpoint_url=stack.emulator.endpoint, region_name=stack.region)
+queues = batch.describe_job_queues()["jobQueues"]
+print(json.dumps({"flow": run.get("status"), "loaded": loaded, "queues": queues}))
+stack.stop()
+"""
+
+
+def test_a_stack_that_ran_a_flow_has_not_loaded_ec2_and_still_answers_batch() -> None:
+    # Given a stack started in a process of its own, which runs a flow (moto's Step Functions
+    # interpreter imports moto.batch, whose models import EC2's: about 60 MB at rest)
+    probe = subprocess.run([sys.executable, "-c", RESTING_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    # Then the flow ran, EC2's and Batch's models were never loaded,
+    assert seen["flow"] == "succeeded"
+    assert seen["loaded"] == []
+    # and Batch is still answered as moto answers it (its models load on first use)
+    assert seen["queues"] == []

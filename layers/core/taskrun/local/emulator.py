@@ -25,6 +25,7 @@ from taskrun.local.iam import Judge, role_policies
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
+    batch_without_its_models,
     enforce_iam,
     lambda_steps_take_an_invocation_type,
     make_item_access_atomic,
@@ -62,6 +63,7 @@ class Emulator:
         self.endpoint = ""
 
     def start(self) -> None:
+        batch_without_its_models()  # before anything imports moto's Step Functions interpreter
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 

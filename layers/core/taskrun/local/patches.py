@@ -6,7 +6,9 @@ Each mend patches a moto class in this process and returns its undo.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,32 @@ def _patch(target: Any, **attributes: Any) -> Callable[[], None]:
     patcher = mock.patch.multiple(target, **attributes)
     patcher.start()
     return patcher.stop
+
+
+def batch_without_its_models() -> None:
+    """Keep EC2's models out of the stack's process until something asks for Batch.
+
+    moto's Step Functions interpreter imports `moto.batch.utils` for one enum, and the
+    `moto.batch` package imports its models, which import EC2's, which load every region's
+    instance types and build EC2's botocore model: about 60 MB resident in the stack's
+    process for services taskrun never calls. The package is registered here without running
+    its `__init__`; its backends still load on first use (moto looks them up by attribute)."""
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or spec.loader is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+
+    def backends(name: str) -> Any:  # PEP 562: what the package's __init__ would have imported
+        if name == "batch_backends":
+            from moto.batch.models import batch_backends
+
+            return batch_backends
+        raise AttributeError(f"module 'moto.batch' has no attribute {name!r}")
+
+    package.__getattr__ = backends  # type: ignore[method-assign]
+    sys.modules["moto.batch"] = package
 
 
 def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
