@@ -390,11 +390,25 @@ def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
+    made: dict[tuple[str, str, str, bool, str], Any] = {}
+    making = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # One client per region, service and role, kept: moto makes a new one for every Task
+        # state (4-6 ms of CPU each, the largest part of a Lambda step here); a client is safe
+        # to share between threads, and each holds its own connection pool.
         role = str(getattr(state_credentials, "role_arn", "") or "").rpartition("/")[2]
-        if role not in judge.roles:
-            return original(region, service, state_credentials)
+        key = (region, service, role, botocore_stubber.enabled, moto_server_port())
+        with making:
+            if key not in made:
+                made[key] = (
+                    _make(region, service, role)
+                    if role in judge.roles
+                    else original(region, service, state_credentials)
+                )
+            return made[key]
+
+    def _make(region: str, service: str, role: str) -> Any:
         endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
         return boto3.client(
             service_name=service,
@@ -406,6 +420,7 @@ def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
                 retries={"max_attempts": 0, "total_max_attempts": 1},
                 connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
                 read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                max_pool_connections=64,  # shared by every execution's steps at once
             ),
             **endpoint,
         )
