@@ -150,6 +150,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _ms(earlier: str, later: str) -> float:
+    """Milliseconds between two of a run's timestamps."""
+    return (_at(later) - _at(earlier)).total_seconds() * 1000
+
+
 Check = Callable[[dict[str, Any]], str | None]  # what is wrong with a run that succeeded, if anything
 
 
@@ -161,9 +170,7 @@ class Outcomes:
         self.wrong: dict[str, list[str]] = collections.defaultdict(list)
         self._lock = threading.Lock()
 
-    def add(
-        self, scenario: str, run: dict[str, Any], check: Callable[[dict[str, Any]], str | None] | None = None
-    ) -> None:
+    def add(self, scenario: str, run: dict[str, Any], check: Check | None = None) -> None:
         """Count a run that was meant to succeed (and pass `check`, which names what is wrong)."""
         status = str(run.get("status"))
         problem = None
@@ -567,8 +574,7 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
 
             OUTCOMES.add(label, run, slept)
             if run.get("ended_at"):
-                ended = datetime.fromisoformat(run["ended_at"].replace("Z", "+00:00"))
-                lags.append((answered - ended).total_seconds() * 1000)
+                lags.append((answered - _at(run["ended_at"])).total_seconds() * 1000)
             return spent
 
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -761,10 +767,6 @@ def scale(bench: Bench) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ 6. a 40-step flow
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def chain(bench: Bench, repeats: int) -> dict[str, Any]:
     """A 40-step flow's time a step, end to end, then taken apart from its history: the
     worker's invocation (in its sandbox), the rest of each step (Step Functions calling
@@ -787,19 +789,17 @@ def chain(bench: Bench, repeats: int) -> dict[str, Any]:
             continue
         steps = bench.request("GET", f"/v1/runs/{run['run_id']}/history", params={"limit": 500})["steps"]
         steps = [step for step in steps if step["type"] == "Task"]
-        invoked = [seconds * 1000 for name, seconds in bench.invocations if name == "WorkerFunction"]
-        in_steps = [(_at(step["ended_at"]) - _at(step["started_at"])).total_seconds() * 1000 for step in steps]
-        between = [
-            (_at(later["started_at"]) - _at(earlier["ended_at"])).total_seconds() * 1000
-            for earlier, later in itertools.pairwise(steps)
-        ]
+        invoked = statistics.mean(
+            [seconds * 1000 for name, seconds in bench.invocations if name == "WorkerFunction"][-CHAIN_STEPS:]
+        )
+        in_steps = statistics.mean(_ms(step["started_at"], step["ended_at"]) for step in steps)
+        between = [_ms(earlier["ended_at"], later["started_at"]) for earlier, later in itertools.pairwise(steps)]
         parts["end to end, a step"].append(run["duration_ms"] / CHAIN_STEPS)
-        parts["worker invocation"].append(statistics.mean(invoked[-CHAIN_STEPS:]))
-        parts["rest of the step"].append(statistics.mean(in_steps) - statistics.mean(invoked[-CHAIN_STEPS:]))
+        parts["worker invocation"].append(invoked)
+        parts["rest of the step"].append(in_steps - invoked)
         parts["between steps"].append(statistics.mean(between))
-        started = _at(run["started_at"] or run["created_at"])
-        parts["flow start (once)"].append((_at(steps[0]["started_at"]) - started).total_seconds() * 1000)
-        parts["flow end (once)"].append((_at(run["ended_at"]) - _at(steps[-1]["ended_at"])).total_seconds() * 1000)
+        parts["flow start (once)"].append(_ms(run["started_at"] or run["created_at"], steps[0]["started_at"]))
+        parts["flow end (once)"].append(_ms(steps[-1]["ended_at"], run["ended_at"]))
         parts["answer lag (once)"].append((answered - _at(run["ended_at"])).total_seconds() * 1000)
     figures = {name: statistics.median(values) for name, values in parts.items()}
     table(
