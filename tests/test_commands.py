@@ -318,3 +318,16 @@ def test_mcp_prints_a_host_configuration_that_the_official_client_connects_with(
     refused = taskrun("mcp", TASKRUN_API_KEY="trk_wrong")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.startswith("taskrun: ") and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_keys_create_by_a_limited_admin_key_is_refused_beyond_its_own(taskrun: Taskrun) -> None:
+    made = taskrun(
+        "keys", "create", "--name", "team-admin", "--scope", "admin", "--scope", "runs:read", "--task", "team/*"
+    )
+    assert made.returncode == 0, made.stderr
+    manager = made.stdout.strip()
+    wider = taskrun("keys", "create", "--scope", "runs:read", "--task", "billing/*", TASKRUN_API_KEY=manager)
+    assert wider.returncode == 1 and wider.stderr.startswith("taskrun: 403")
+    assert "billing/*" in wider.stderr
+    within = taskrun("keys", "create", "--scope", "runs:read", "--task", "team/add", TASKRUN_API_KEY=manager)
+    assert within.returncode == 0, within.stderr

@@ -119,3 +119,67 @@ def test_the_authorizer_reads_a_key_once_while_it_keeps_it(
     time.sleep(KEY_CACHE_SECONDS)
     assert anonymous.get("/v1/tasks", headers=runner).status_code == 200
     assert reads >= 2
+
+
+def test_a_limited_admin_key_makes_lists_and_revokes_only_keys_within_its_own(
+    api: httpx.Client, anonymous: httpx.Client
+) -> None:
+    # Given an admin key limited to reports/*, which may also run and read runs
+    limited = api.post(
+        "/v1/keys",
+        json={"name": "reports-admin", "scopes": ["runs:write", "runs:read", "admin"], "tasks": ["reports/*"]},
+    ).json()
+    manager = {"X-API-KEY": limited["key"]}
+    # and a key of the whole stack, made by the stack's own key
+    wide = api.post("/v1/keys", json={"name": "wide"}).json()
+
+    # When it asks for more than it has, it is refused with a problem naming what exceeds
+    for body, named in [
+        ({"name": "everything"}, ["schedules:write", "every task"]),  # the defaults: all but admin, every task
+        ({"scopes": ["runs:read"]}, ["every task"]),
+        ({"scopes": ["runs:read"], "tasks": ["billing/*"]}, ["billing/*"]),
+        ({"scopes": ["runs:read"], "tasks": ["reports/daily", "*"]}, ["every task"]),
+        ({"scopes": ["schedules:read"], "tasks": ["reports/daily"]}, ["schedules:read"]),
+        ({"scopes": ["runs:read"], "tasks": ["reportsX/*"]}, ["reportsX/*"]),
+    ]:
+        refused = anonymous.post("/v1/keys", headers=manager, json=body)
+        assert refused.status_code == 403, (body, refused.text)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert all(name in refused.json()["detail"] for name in named), (body, refused.json()["detail"])
+
+    # But it makes keys within its own: equal, narrower in scopes, or in tasks
+    made = []
+    for body in [
+        {"name": "same", "scopes": ["runs:write", "runs:read", "admin"], "tasks": ["reports/*"]},
+        {"name": "eu-reports-reader", "scopes": ["runs:read"], "tasks": ["reports/eu/*"]},
+        {"name": "daily", "scopes": ["runs:write"], "tasks": ["reports/daily"]},
+    ]:
+        answer = anonymous.post("/v1/keys", headers=manager, json=body)
+        assert answer.status_code == 201, answer.text
+        made.append(answer.json())
+    # and the narrower key runs a report
+    daily = {"X-API-KEY": made[2]["key"]}
+    assert anonymous.post("/v1/runs", headers=daily, json={"task_id": "reports/daily"}).status_code == 201
+
+    # It lists only the keys within its own (itself and those it made), not the stack's
+    listed = {key["key_id"] for key in anonymous.get("/v1/keys", headers=manager).json()["keys"]}
+    assert listed == {limited["key_id"], *(key["key_id"] for key in made)}
+    assert wide["key_id"] in {key["key_id"] for key in api.get("/v1/keys").json()["keys"]}
+
+    # It cannot revoke a wider key, which keeps working
+    refused = anonymous.delete(f"/v1/keys/{wide['key_id']}", headers=manager)
+    assert refused.status_code == 403 and "every task" in refused.json()["detail"]
+    assert anonymous.get("/v1/tasks", headers={"X-API-KEY": wide["key"]}).status_code == 200
+    # but revokes one within its own
+    revoked = anonymous.delete(f"/v1/keys/{made[1]['key_id']}", headers=manager)
+    assert revoked.status_code == 200 and revoked.json()["revoked"] is True
+
+
+def test_an_admin_key_gives_no_scope_it_lacks(api: httpx.Client, anonymous: httpx.Client) -> None:
+    # Given a key that manages keys and nothing else
+    admin = {"X-API-KEY": api.post("/v1/keys", json={"name": "keys-only", "scopes": ["admin"]}).json()["key"]}
+    # When it makes a key that could start runs, it is refused
+    refused = anonymous.post("/v1/keys", headers=admin, json={"scopes": ["runs:write"]})
+    assert refused.status_code == 403 and "runs:write" in refused.json()["detail"]
+    # but it may make another key-manager
+    assert anonymous.post("/v1/keys", headers=admin, json={"scopes": ["admin"]}).status_code == 201

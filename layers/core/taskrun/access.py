@@ -94,6 +94,23 @@ class TaskAccess:
             for pattern in self.patterns
         )
 
+    def covers(self, pattern: str) -> bool:
+        """Whether every task the pattern names is one this access allows."""
+        if self.everything:
+            return True
+        if pattern == "*":
+            return False
+        if pattern.endswith("*"):
+            prefix = pattern[:-1]
+            return any(own.endswith("*") and prefix.startswith(own[:-1]) for own in self.patterns)
+        return self.allows(pattern)
+
+    def beyond(self, other: TaskAccess) -> list[str]:
+        """The patterns of `other` that name tasks outside this access (`*` for every task)."""
+        if other.everything:
+            return [] if self.everything else ["*"]
+        return [pattern for pattern in other.patterns if not self.covers(pattern)]
+
     def condition(self, attribute: str = "task_id") -> tuple[str, dict[str, str], dict[str, str]]:
         """A DynamoDB filter expression for the allowed tasks, with its names and values."""
         values: dict[str, str] = {}

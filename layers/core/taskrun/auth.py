@@ -25,11 +25,13 @@ from taskrun.access import (
     DEFAULT_SCOPES,
     LEGACY_SCOPES,
     MAX_TASK_PATTERNS,
+    Caller,
     Scope,
+    TaskAccess,
     TaskPattern,
     allowed_routes,
 )
-from taskrun.errors import KeyNotFound, Unauthorized
+from taskrun.errors import Forbidden, KeyNotFound, Unauthorized
 from taskrun.models import UtcTime, utcnow
 
 KEY_PREFIX = "trk_"
@@ -186,12 +188,15 @@ class DynamoKeyStore(aws.TableAdapter):
                 return sorted(found, key=lambda key: key.created_at)
             scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key: the authorizer refuses it once its kept copy is older than
-        `key_cache_seconds` (at once where it has none)."""
+    def by_id(self, key_id: str) -> ApiKey:
         found = next((key for key in self.all() if key.key_id == key_id), None)
         if found is None:
             raise KeyNotFound(key_id)
+        return found
+
+    def revoke(self, found: ApiKey) -> ApiKey:
+        """Revoke a key: the authorizer refuses it once its kept copy is older than
+        `key_cache_seconds` (at once where it has none)."""
         self.table.update_item(
             Key={"key_hash": found.key_hash},
             UpdateExpression="SET revoked = :yes",
@@ -199,6 +204,37 @@ class DynamoKeyStore(aws.TableAdapter):
             ExpressionAttributeValues={":yes": True},
         )
         return found.model_copy(update={"revoked": True})
+
+
+def beyond(manager: Caller, scopes: list[str], tasks: list[str]) -> str | None:
+    """What a key of these scopes and tasks holds that the managing key does not, in words;
+    None when it lies within the manager's own. A key gives no more than it has."""
+    exceeding = []
+    if extra := [scope for scope in scopes if scope not in manager.scopes]:
+        held = " ".join(sorted(manager.scopes)) or "none"
+        exceeding.append(f"the scopes {' '.join(extra)} (this key holds {held})")
+    if extra := manager.tasks.beyond(TaskAccess.of(tasks)):
+        named = "every task" if extra == ["*"] else "the tasks " + " ".join(extra)
+        exceeding.append(f"{named} (this key is limited to {' '.join(manager.tasks.patterns)})")
+    return " and ".join(exceeding) or None
+
+
+def refuse_beyond(manager: Caller, scopes: list[str], tasks: list[str], doing: str) -> None:
+    """Forbidden, naming what exceeds, unless a key of these scopes and tasks lies within the manager's."""
+    if exceeding := beyond(manager, scopes, tasks):
+        raise Forbidden(f"this key cannot {doing} a key beyond its own: it would give {exceeding}")
+
+
+def keys_within(manager: Caller, keys: DynamoKeyStore) -> list[ApiKey]:
+    """The keys a managing key sees: those within its own scopes and tasks."""
+    return [key for key in keys.all() if beyond(manager, key.scopes, key.tasks) is None]
+
+
+def revoke_within(manager: Caller, keys: DynamoKeyStore, key_id: str) -> ApiKey:
+    """Revoke a key that lies within the managing key's own (Forbidden otherwise)."""
+    found = keys.by_id(key_id)
+    refuse_beyond(manager, found.scopes, found.tasks, "revoke")
+    return keys.revoke(found)
 
 
 class CachedKeys:
