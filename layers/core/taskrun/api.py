@@ -156,6 +156,23 @@ def proxy_problem(status: HTTPStatus, detail: str, errors: list[FieldError] | No
     }
 
 
+def refused_request(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The 400 answer to a request that is ambiguous, before anything reads it: credentials
+    the authorizer found ambiguous (taskrun.auth), or two Content-Type headers."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if authorizer.get("refused"):
+        return proxy_problem(HTTPStatus.BAD_REQUEST, str(authorizer["refused"]))
+    multi_headers = event.get("multiValueHeaders") or {}
+    content_types = [
+        value for name, values in multi_headers.items() if name.lower() == "content-type" for value in values
+    ]
+    if len(content_types) > 1:
+        return proxy_problem(
+            HTTPStatus.BAD_REQUEST, f"the request has {len(content_types)} Content-Type headers; send one"
+        )
+    return None
+
+
 def refused_body(event: dict[str, Any]) -> tuple[HTTPStatus, str] | None:
     """Why a request's body is not one the API takes, judged before the resolver reads it:
     every route takes JSON alone (a run's files come as a form turned into JSON first),

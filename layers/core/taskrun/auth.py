@@ -155,9 +155,29 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     lowered = {name.lower(): value for name, value in headers.items()}
     if lowered.get("x-api-key"):
         return lowered["x-api-key"].strip()
-    scheme, _, token = lowered.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
+    return _bearer(lowered.get("authorization", ""))
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def ambiguous_credentials(multi_headers: Mapping[str, list[str]]) -> tuple[str, list[str]] | None:
+    """Why a request's credentials are ambiguous, with every key it presents; None when it
+    presents at most one. Two X-API-KEY headers, two Authorization headers, or both headers
+    naming different keys are refused: never "the last one wins"."""
+    given: dict[str, list[str]] = {"x-api-key": [], "authorization": []}
+    for name, values in multi_headers.items():
+        if name.lower() in given:
+            given[name.lower()] += [str(value) for value in values]
+    keys = [value.strip() for value in given["x-api-key"] if value.strip()]
+    keys += [token for value in given["authorization"] if (token := _bearer(value))]
+    for name, shown in (("x-api-key", "X-API-KEY"), ("authorization", "Authorization")):
+        if len(given[name]) > 1:
+            return f"the request has {len(given[name])} {shown} headers; send one key, once", keys
+    if len(set(keys)) > 1:
+        return "X-API-KEY and Authorization name different keys; send one key, once", keys
     return None
 
 
@@ -292,8 +312,10 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_ke
     """
     from taskrun.usage import usage_identifier
 
-    record = authenticate(event.get("headers") or {}, keys)
     stage_arn = "/".join(event["methodArn"].split("/")[:2])
+    if ambiguous := ambiguous_credentials(event.get("multiValueHeaders") or {}):
+        return _refused_policy(ambiguous, keys, stage_arn, shared_usage_key)
+    record = authenticate(event.get("headers") or {}, keys)
     routes = allowed_routes(record.scopes)
     statements = [
         {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/{route}" for route in routes]}
@@ -306,3 +328,32 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_ke
     if usage := usage_identifier(record, shared_usage_key):
         policy["usageIdentifierKey"] = usage
     return policy
+
+
+def _refused_policy(
+    ambiguous: tuple[str, list[str]], keys: KeyFinder, stage_arn: str, shared_usage_key: str
+) -> dict[str, Any]:
+    """The answer to a request with ambiguous credentials. An authorizer can only allow or
+    refuse with 401/403, so where one of its keys is valid the request goes on with no
+    scope and the refusal in its context, and every API function answers it 400 (taskrun.api);
+    where none is, it is refused as any request without a valid key."""
+    from taskrun.usage import usage_identifier
+
+    reason, presented = ambiguous
+    for key in presented:
+        try:
+            record = authenticate({"X-API-KEY": key}, keys)
+        except Unauthorized:
+            continue
+        policy: dict[str, Any] = {
+            "principalId": record.key_id,
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/*"]}],
+            },
+            "context": {"refused": reason},
+        }
+        if usage := usage_identifier(record, shared_usage_key):
+            policy["usageIdentifierKey"] = usage
+        return policy
+    raise Unauthorized(reason)

@@ -366,20 +366,28 @@ def server_for(tools: TaskTools) -> Server[Any]:
     return server
 
 
+def _problem_answer(status: int, title: str, detail: str, **headers: str) -> dict[str, Any]:
+    body = {
+        "type": f"urn:taskrun:problem:{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": [],
+    }
+    headers = {"Content-Type": "application/problem+json", **headers}
+    return {"statusCode": status, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
+
+
 def answer(event: dict[str, Any], context: Any, tools: TaskTools, base_path: str = "/") -> dict[str, Any]:
     """One API Gateway request to /mcp answered by the SDK's Streamable HTTP app (stateless,
     JSON). The gateway has checked the key, so the SDK's own host checks are not needed. A
-    stateless server opens no stream for a GET and has no session to DELETE: both are 405."""
+    stateless server opens no stream for a GET and has no session to DELETE: both are 405.
+    A request whose credentials the authorizer found ambiguous is 400, as on every route."""
+    if refused := ((event.get("requestContext") or {}).get("authorizer") or {}).get("refused"):
+        return _problem_answer(400, "Bad Request", str(refused))
     if str(event.get("httpMethod", "POST")).upper() != "POST":
-        body = {
-            "type": "urn:taskrun:problem:method-not-allowed",
-            "title": "Method Not Allowed",
-            "status": 405,
-            "detail": "this MCP server is stateless: it takes POST alone (no stream to open, no session to end)",
-            "errors": [],
-        }
-        headers = {"Content-Type": "application/problem+json", "Allow": "POST"}
-        return {"statusCode": 405, "headers": headers, "body": json.dumps(body), "isBase64Encoded": False}
+        detail = "this MCP server is stateless: it takes POST alone (no stream to open, no session to end)"
+        return _problem_answer(405, "Method Not Allowed", detail, Allow="POST")
     app = server_for(tools).streamable_http_app(
         streamable_http_path="/mcp",
         json_response=True,

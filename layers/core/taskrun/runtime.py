@@ -285,14 +285,17 @@ LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 def api_handler(app: APIGatewayRestResolver, malformed_status: HTTPStatus | None = None) -> LambdaHandler:
     """The Lambda entry point of an API function: structured logs with the request id,
-    traces; a body that is not JSON refused before the resolver reads it (400 or 415, or
-    always `malformed_status` where a route's contract names one status for them all)."""
-    from taskrun.api import proxy_problem, refused_body
+    traces; an ambiguous request refused (400), and a body that is not JSON refused before
+    the resolver reads it (400 or 415, or always `malformed_status` where a route's
+    contract names one status for them all)."""
+    from taskrun.api import proxy_problem, refused_body, refused_request
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
     @_traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if (ambiguous := refused_request(event)) is not None:
+            return ambiguous
         refusal = refused_body(event)
         if refusal is not None:
             status, detail = refusal

@@ -12,9 +12,11 @@ import json
 import re
 import socket
 import socketserver
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -65,7 +67,7 @@ def policy_allows(document: Mapping[str, Any], method_arn: str) -> bool:
         resources = statement.get("Resource", [])
         for resource in [resources] if isinstance(resources, str) else resources:
             pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(resource))
-            if re.fullmatch(pattern, method_arn):
+            if re.fullmatch(pattern, method_arn, re.DOTALL):  # `*` spans any character, a newline too
                 return True
         return False
 
@@ -89,8 +91,15 @@ class Gateway:
         self._integrations = ThreadPoolExecutor(max_workers=LISTEN_BACKLOG, thread_name_prefix="integration")
 
     def handle(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes, source_ip: str = "127.0.0.1"
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        body: bytes,
+        source_ip: str = "127.0.0.1",
     ) -> GatewayResponse:
+        """`headers` as sent, in order: a name sent twice is in the event's multiValueHeaders twice."""
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         url = urlsplit(target)
         path = unquote(url.path)
         if len(body) > MAX_BODY_BYTES:
@@ -113,7 +122,7 @@ class Gateway:
         route, match = chosen
         if self.throttle is not None and (wait := self.throttle.for_stage()):
             return self.throttled(wait)
-        event = self._proxy_event(route, method, path, url.query, headers, body, match.groupdict(), source_ip)
+        event = self._proxy_event(route, method, path, url.query, pairs, body, match.groupdict(), source_ip)
         if route.authorized and self.authorizer:
             refusal = self._authorize(event)
             if refusal is not None:
@@ -189,14 +198,15 @@ class Gateway:
         method: str,
         path: str,
         query: str,
-        headers: Mapping[str, str],
+        pairs: list[tuple[str, str]],
         body: bytes,
         path_parameters: dict[str, str],
         source_ip: str,
     ) -> dict[str, Any]:
         multi_headers: dict[str, list[str]] = {}
-        for name, value in headers.items():
+        for name, value in pairs:
             multi_headers.setdefault(name, []).append(value)
+        headers = {name: values[-1] for name, values in multi_headers.items()}
         multi_query: dict[str, list[str]] = {}
         for name, value in parse_qsl(query, keep_blank_values=True):
             multi_query.setdefault(name, []).append(value)
@@ -211,7 +221,7 @@ class Gateway:
             "resource": route.path,
             "path": path,
             "httpMethod": method,
-            "headers": {name: values[-1] for name, values in multi_headers.items()} or None,
+            "headers": headers or None,
             "multiValueHeaders": multi_headers or None,
             "queryStringParameters": {name: values[-1] for name, values in multi_query.items()} or None,
             "multiValueQueryStringParameters": multi_query or None,
@@ -255,12 +265,61 @@ class Gateway:
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 IDLE_TIMEOUT_SECONDS = 60.0  # a kept-alive connection with no request in it
+HEAD_TIMEOUT_SECONDS = 10.0  # a request's line and headers, all of them, from its first byte
+MIN_BODY_BYTES_PER_SECOND = 16 * 1024  # a body may come no slower, once past the read timeout
+MAX_CONNECTIONS_PER_CLIENT = 256  # open connections from one client address
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a header value; a tab is allowed
 
 
 class GatewayServer(socketserver.ThreadingTCPServer):
+    """A thread per connection, at most `max_per_client` open from one client address: past
+    that a new connection is answered 429 at once and closed, so that one client holding
+    connections open cannot take every thread from the others."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG  # a burst of connections waits to be accepted, not reset
+
+    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler], max_per_client: int):
+        self.max_per_client = max_per_client
+        self._open: Counter[str] = Counter()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def open_connections(self, client: str) -> int:
+        with self._open_lock:
+            return self._open[client]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        client = str(client_address[0])
+        with self._open_lock:
+            refused = self._open[client] >= self.max_per_client
+            if not refused:
+                self._open[client] += 1
+        if not refused:
+            super().process_request(request, client_address)
+            return
+        detail = f"this address has {self.max_per_client} connections open, the most one client may; reuse them"
+        response = _problem(HTTPStatus.TOO_MANY_REQUESTS, detail)
+        head = [f"HTTP/1.1 429 {HTTPStatus.TOO_MANY_REQUESTS.phrase}", "Retry-After: 1", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in response.headers.items()]
+        head.append(f"Content-Length: {len(response.body)}")
+        try:
+            request.setblocking(False)  # never wait on a client that does not read
+            request.send(("\r\n".join(head) + "\r\n\r\n").encode() + response.body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                client = str(client_address[0])
+                self._open[client] -= 1
+                if self._open[client] <= 0:
+                    del self._open[client]
 
 
 class Refused(Exception):
@@ -272,23 +331,36 @@ class Refused(Exception):
 
 
 def make_server(
-    gateway: Gateway, host: str, port: int, log: bool = True, read_timeout: float = READ_TIMEOUT_SECONDS
+    gateway: Gateway,
+    host: str,
+    port: int,
+    log: bool = True,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    max_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
 ) -> GatewayServer:
     """HTTP/1.1 in front of the gateway, parsed by h11 as strictly as RFC 9112 asks, and
     stricter where a proxy in front could read a request otherwise: a bare LF, a folded
-    header line, a version other than 1.0 and 1.1 are refused (400 or 505) and the
-    connection closed."""
+    header line, a control character in a header value, a version other than 1.0 and 1.1
+    are refused (400 or 505) and the connection closed.
+
+    A slow sender is cut off (408): a request's line and headers must all arrive within
+    HEAD_TIMEOUT_SECONDS (or the read timeout, if shorter) of its first byte, however they
+    trickle in, and its body no slower than MIN_BODY_BYTES_PER_SECOND once the read timeout
+    has passed; a connection that sends nothing is dropped as soon."""
 
     too_large = gateway.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    head_timeout = min(HEAD_TIMEOUT_SECONDS, read_timeout)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pending = b""
+            deadline: float | None = time.monotonic() + head_timeout  # a new connection sends its request at once
             while True:
                 connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
                 try:
-                    pending = self._head(pending)
+                    pending = self._head(pending, deadline)
+                    deadline = None  # a kept-alive connection may idle before its next request
                     if not pending:
                         return  # the client closed between requests
                     connection.receive_data(pending)
@@ -313,8 +385,9 @@ def make_server(
                     return
                 pending = connection.trailing_data[0]
 
-        def _head(self, pending: bytes) -> bytes:
-            """Read until the request's head is complete; refuse a bare LF or a folded line in it."""
+        def _head(self, pending: bytes, deadline: float | None) -> bytes:
+            """Read until the request's head is complete, by `deadline` (else within the head
+            timeout of its first byte); refuse a bare LF or a folded line in it."""
             while True:
                 end = pending.find(b"\r\n\r\n")
                 head = pending if end < 0 else pending[: end + 2]
@@ -327,15 +400,23 @@ def make_server(
                     raise Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are too large")
                 if end >= 0:
                     return pending
-                # a connection may idle between requests as long as API Gateway lets it; a
-                # client that stops sending inside a request is dropped after the read timeout
-                self.request.settimeout(read_timeout if pending else IDLE_TIMEOUT_SECONDS)
+                # a kept-alive connection may idle between requests as long as API Gateway
+                # lets it; once a request begins, all its head must come within the head timeout
+                now = time.monotonic()
+                if deadline is None and pending:
+                    deadline = now + head_timeout
+                late = f"the request's line and headers did not all arrive within {head_timeout:g} s"
+                if deadline is not None and now >= deadline:
+                    if not pending:
+                        raise TimeoutError
+                    raise Refused(HTTPStatus.REQUEST_TIMEOUT, late)
+                self.request.settimeout(IDLE_TIMEOUT_SECONDS if deadline is None else deadline - now)
                 try:
                     chunk = self.request.recv(65536)
                 except TimeoutError:
                     if not pending:
                         raise
-                    raise Refused(HTTPStatus.REQUEST_TIMEOUT, "the request's headers did not arrive in time") from None
+                    raise Refused(HTTPStatus.REQUEST_TIMEOUT, late) from None
                 if not chunk:
                     if pending.strip():
                         raise Refused(HTTPStatus.BAD_REQUEST, "the connection closed inside the request's headers")
@@ -354,6 +435,9 @@ def make_server(
             """API Gateway's checks on the request itself come first, from the headers alone."""
             self.request.settimeout(read_timeout)
             headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+            for name, value in headers:
+                if CONTROL_CHARACTER.search(value):
+                    raise Refused(HTTPStatus.BAD_REQUEST, f"the {name} header holds a control character")
             lengths = [value for name, value in headers if name.lower() == "content-length"]
             if lengths and any(name.lower() == "transfer-encoding" for name, _ in headers):
                 raise Refused(HTTPStatus.BAD_REQUEST, "a request has a Content-Length or a Transfer-Encoding, not both")
@@ -362,15 +446,24 @@ def make_server(
             if connection.they_are_waiting_for_100_continue:
                 self.request.sendall(connection.send(h11.InformationalResponse(status_code=100, headers=[])))
             body = bytearray()
+            began, received = time.monotonic(), 0
             while True:
                 event = connection.next_event()
                 if event is h11.NEED_DATA:
+                    # the body may pause up to the read timeout, and must keep the floor rate past it
+                    floor = began + read_timeout + received / MIN_BODY_BYTES_PER_SECOND - time.monotonic()
+                    slow = f"the request body comes slower than {MIN_BODY_BYTES_PER_SECOND // 1024} KiB/s"
+                    if floor <= 0:
+                        raise Refused(HTTPStatus.REQUEST_TIMEOUT, slow)
+                    self.request.settimeout(min(read_timeout, floor))
                     try:
                         chunk = self.request.recv(65536)
                     except TimeoutError:
-                        raise Refused(HTTPStatus.REQUEST_TIMEOUT, "the request body did not arrive in time") from None
+                        detail = "the request body did not arrive in time" if floor > read_timeout else slow
+                        raise Refused(HTTPStatus.REQUEST_TIMEOUT, detail) from None
                     if not chunk:
                         raise Refused(HTTPStatus.BAD_REQUEST, "the connection closed inside the request body")
+                    received += len(chunk)
                     connection.receive_data(chunk)
                 elif isinstance(event, h11.Data):
                     body += event.data
@@ -378,14 +471,11 @@ def make_server(
                         raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "", too_large)
                 elif isinstance(event, h11.EndOfMessage):
                     break
-            merged: dict[str, str] = {}
-            for name, value in headers:  # as the proxy event's single-value headers hold them
-                merged[name] = value
             try:
                 return gateway.handle(
                     request.method.decode("ascii"),
                     request.target.decode("latin-1"),
-                    merged,
+                    headers,
                     bytes(body),
                     self.client_address[0],
                 )
@@ -433,7 +523,7 @@ def make_server(
             except (OSError, h11.LocalProtocolError):
                 pass
 
-    return GatewayServer((host, port), Handler)
+    return GatewayServer((host, port), Handler, max_per_client)
 
 
 def _reason(response: GatewayResponse) -> bytes:
