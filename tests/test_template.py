@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
+import logging
 import re
 from typing import Any
+
+import httpx
 
 from taskrun.local.iam import role_policies
 from taskrun.local.stack import LocalStack
 from taskrun.local.template import Stack
-from tests.conftest import API_KEY, EVENTS, ROOT
+from taskrun.local.throttle import Throttle
+from tests.conftest import API_KEY, EVENTS, GENEROUS, ROOT
 
 
 def test_every_route_in_the_template_reaches_a_handler_route(stack: LocalStack) -> None:
@@ -308,6 +313,7 @@ NAME_LIMITS = {
     ("AWS::Serverless::LayerVersion", "LayerName"): 140,
     ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
     ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+    ("AWS::WAFv2::WebACL", "Name"): 128,
 }
 LONGEST_STACK_NAME = 62  # what docs/deploy.md promises
 
@@ -337,3 +343,108 @@ def test_the_deploy_guide_counts_the_functions_and_names_only_outputs_the_stack_
     named = set(re.findall(r"OutputKey=='(\w+)'", deploy)) | set(re.findall(r"output `(\w+)`", deploy, re.IGNORECASE))
     outputs = set(stack.document["Outputs"])
     assert named and named <= outputs, named - outputs
+
+
+def _deployed(parameters: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The resources CloudFormation would make of the template as the SAM transform turns it
+    out with these parameters (the others at their defaults): a resource whose condition
+    does not hold is left out."""
+    from samtranslator.translator.transform import transform
+
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    document = copy.deepcopy(stack.document)
+    for resource in document["Resources"].values():
+        properties = resource.get("Properties", {})
+        for name in ("CodeUri", "DefinitionUri", "ContentUri"):
+            if isinstance(properties.get(name), str):
+                properties[name] = f"s3://local/{name}"  # the transform wants code in S3
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    values = {**stack.parameters, **parameters}
+    translated = transform(document, values, NoManagedPolicies())
+    conditions = translated.get("Conditions", {})
+
+    def evaluate(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        ((function, argument),) = value.items()
+        if function == "Ref":
+            return values[argument]
+        if function == "Condition":
+            return evaluate(conditions[argument])
+        if function == "Fn::Not":
+            return not evaluate(argument[0])
+        if function == "Fn::Equals":
+            return str(evaluate(argument[0])) == str(evaluate(argument[1]))
+        if function == "Fn::And":
+            return all(evaluate(item) for item in argument)
+        if function == "Fn::Or":
+            return any(evaluate(item) for item in argument)
+        raise ValueError(f"a condition function this test does not evaluate: {function}")
+
+    return {
+        logical_id: resource
+        for logical_id, resource in translated["Resources"].items()
+        if "Condition" not in resource or evaluate(conditions[resource["Condition"]])
+    }
+
+
+def test_a_web_acl_limits_each_client_address_in_front_of_the_stage_only_when_asked() -> None:
+    def of_type(resources: dict[str, dict[str, Any]], resource_type: str) -> dict[str, dict[str, Any]]:
+        return {name: resource for name, resource in resources.items() if resource["Type"] == resource_type}
+
+    # Given the template with its default parameters: no web ACL, nothing associated; and a
+    # limit under WAF's least (10) refused before anything is made
+    template = Stack(ROOT / "template.yaml", "us-east-1")
+    allowed = re.compile(template.document["Parameters"]["WafRateLimit"]["AllowedPattern"])
+    assert [limit for limit in ("0", "5", "010", "10", "3000") if allowed.fullmatch(limit)] == ["0", "10", "3000"]
+    by_default = _deployed({})
+    assert not [name for name, resource in by_default.items() if resource["Type"].startswith("AWS::WAFv2::")]
+    # When WafRateLimit is set
+    resources = _deployed({"WafRateLimit": "600"})
+    # Then a regional web ACL lets everything through but an address past its rate
+    ((acl_id, acl),) = of_type(resources, "AWS::WAFv2::WebACL").items()
+    properties = acl["Properties"]
+    assert properties["Scope"] == "REGIONAL" and properties["DefaultAction"] == {"Allow": {}}
+    (rule,) = properties["Rules"]
+    rate = rule["Statement"]["RateBasedStatement"]
+    assert rate["AggregateKeyType"] == "IP" and rate["Limit"] == {"Ref": "WafRateLimit"}
+    # refused with the same 429 problem the stage's throttle answers
+    block = rule["Action"]["Block"]["CustomResponse"]
+    problem = json.loads(properties["CustomResponseBodies"][block["CustomResponseBodyKey"]]["Content"])
+    (api,) = template.of_type("AWS::Serverless::Api").values()
+    throttled = json.loads(api["Properties"]["GatewayResponses"]["THROTTLED"]["ResponseTemplates"]["application/json"])
+    assert block["ResponseCode"] == problem["status"] == 429 and problem["type"] == throttled["type"]
+    for visibility in (properties["VisibilityConfig"], rule["VisibilityConfig"]):
+        assert visibility["CloudWatchMetricsEnabled"] and visibility["SampledRequestsEnabled"]
+    # and it is associated with the API's stage, which it names by Ref: made after the stage
+    ((stage_id, stage),) = of_type(resources, "AWS::ApiGateway::Stage").items()
+    assert stage["Properties"]["RestApiId"] == {"Ref": "TaskrunApi"}
+    ((_, association),) = of_type(resources, "AWS::WAFv2::WebACLAssociation").items()
+    assert association["Properties"]["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    assert association["Properties"]["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${TaskrunApi}/stages/${" + stage_id + "}"
+    }
+
+
+def test_a_flood_of_wrong_keys_is_counted_by_the_stages_throttle_before_the_authorizer(
+    stack: LocalStack, base_url: str, api: httpx.Client
+) -> None:
+    """As on AWS: the stage's throttle counts a request before the authorizer sees it, so
+    wrong keys cost the authorizer no more than the stage's rate (and take from it: what
+    keeps one address from taking all of it is the optional web ACL, WafRateLimit)."""
+    stack.gateway.throttle = Throttle(stage_rate=0.2, stage_burst=3, key_rate=10_000, key_burst=10_000)
+    try:
+        # When wrong keys arrive faster than the stage's rate
+        with httpx.Client(base_url=base_url, headers={"X-API-KEY": "wrong"}, timeout=60) as flood:
+            statuses = [flood.get("/v1/runs").status_code for _ in range(6)]
+        # Then the authorizer refused the stage's burst, and the rest were throttled unread
+        assert statuses == [401] * 3 + [429] * 3
+        # and a valid key finds the stage's rate spent as well
+        assert api.get("/v1/runs").status_code == 429
+    finally:
+        stack.gateway.throttle = GENEROUS
