@@ -144,6 +144,25 @@ def test_authorizer_event(invoke: Invoke) -> None:
         invoke("AuthorizerFunction", event)
 
 
+def test_authorizer_lets_ambiguous_credentials_on_only_to_be_refused_400(invoke: Invoke) -> None:
+    # Given an authorizer event whose request sent two X-API-KEY headers, one of them valid
+    event = load_event("authorizer")
+    event["headers"]["X-API-KEY"] = API_KEY
+    event["multiValueHeaders"]["X-API-KEY"] = ["other-key", API_KEY]
+    # Then the policy carries no scope, only the reason, so that the function refuses it
+    policy = invoke("AuthorizerFunction", event)
+    assert "scopes" not in policy["context"] and "2 X-API-KEY headers" in policy["context"]["refused"]
+    # and the function answers such a request 400 before reading it
+    request = load_event("runs_create")
+    request["requestContext"]["authorizer"] = policy["context"]
+    answer = invoke("StartRunFunction", request)
+    assert answer["statusCode"] == 400 and "send one key" in body(answer)["detail"]
+    # When neither key is valid, it is Unauthorized as any wrong key
+    event["multiValueHeaders"]["X-API-KEY"] = ["other-key", "wrong"]
+    with pytest.raises(FunctionError, match=r"^Unauthorized$"):
+        invoke("AuthorizerFunction", event)
+
+
 def test_worker_failed_event_ends_a_running_run_timed_out(invoke: Invoke) -> None:
     # Given a run its worker has started (the dispatcher is held, so nothing else runs it)
     live = run_service()
