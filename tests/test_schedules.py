@@ -3,6 +3,7 @@ EventBridge Scheduler sends, run now, and the schedule target's handler."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,55 @@ def test_a_schedule_past_the_stack_s_most_is_refused(stack: LocalStack, api: htt
         api.delete(f"/v1/schedules/{again.json()['schedule_id']}")
     finally:
         stack.emulator.runtime.update_environment(["SchedulesFunction"], {"TASKRUN_MAX_SCHEDULES": None})
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "at(0)",
+        "at(2031-13-01T10:00:00)",
+        "at(2031-01-01T24:00:00)",
+        "at(2031-01-01 10:00:00)",
+        "at(٢٠٣١-01-01T10:00:00)",
+        "rate(0 minutes)",
+        "rate(5 minute)",
+        "rate(1 minutes)",
+        "rate(05 minutes)",
+        "rate(1000000 minutes)",
+        "rate(5 weeks)",
+        "cron(0 9 ? * MON-FRI)",
+        "cron(0  9 ? * MON-FRI *)",
+        "cron(0 9 ? * MON-FRI * *)",
+        "cron(0 9 ? * MON-FRI *) ",
+        "every day",
+        "at(2031-01-01T10:00:00)",
+        "rate(1 minute)",
+        "rate(5 minutes)",
+        "rate(999999 days)",
+        "cron(0 9 ? * MON-FRI *)",
+        "cron(0/5 * L * ? 2030-2040)",
+        "cron(0 9 ? * 6#3 *)",
+    ],
+)
+def test_the_documented_expression_pattern_takes_what_the_api_takes(api: httpx.Client, expression: str) -> None:
+    # Given the expression's pattern in the API document, for a new schedule and a change
+    schemas = api.get("/v1/openapi.json").json()["components"]["schemas"]
+    patterns = {schemas[name]["properties"]["expression"]["pattern"] for name in ("ScheduleRequest", "SchedulePatch")}
+    (pattern,) = patterns
+    made = create(api, expression="rate(1 day)")
+    url = f"/v1/schedules/{made['schedule_id']}"
+
+    # When the expression is sent, made and changed to
+    posted = api.post("/v1/schedules", json={"task_id": "team/add", "arguments": {"a": 1}, "expression": expression})
+    patched = api.patch(url, json={"expression": expression})
+
+    # Then the API takes it exactly when the document's pattern does, a refusal naming the field
+    documented = re.search(pattern, expression) is not None
+    assert (posted.status_code == 201) is documented, posted.text
+    assert (patched.status_code == 200) is documented, patched.text
+    for answer in (posted, patched):
+        if answer.status_code == 422:
+            assert [error["location"] for error in answer.json()["errors"]] == ["body.expression"]
+    if posted.status_code == 201:
+        api.delete(f"/v1/schedules/{posted.json()['schedule_id']}")
+    api.delete(url)
