@@ -31,6 +31,7 @@ from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.catalog import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import TaskId, WebhookUrl, new_run_id
+from taskrun.masking import MASK
 from taskrun.models import Run, RunStatus, Tags, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
@@ -274,6 +275,8 @@ class Schedule(ScheduleFields):
     last_run_id: str | None = None
     last_error: str | None = Field(default=None, description="Why the last firing started no run.")
     firing_run_id: str | None = Field(default=None, description="The run the last firing makes (once).")
+    # whether the task's parameters call some of the arguments secret (None: saved before it was noted)
+    secret_arguments: bool | None = None
 
 
 class LastRun(BaseModel):
@@ -594,6 +597,10 @@ class Schedules:
         for name in ("task_id", "expression", "timezone", "enabled", "arguments", "overlap"):
             if name in changes and changes[name] is None:
                 raise InvalidInput("the field cannot be null", [FieldError(f"body.{name}", "must not be null", None)])
+        if changes.get("arguments"):
+            task_id = changes.get("task_id") or current.task_id
+            saved = current.arguments if task_id == current.task_id else {}  # another task's secrets stay its own
+            changes["arguments"] = self._unmasked(task_id, changes["arguments"], saved, access)
         now = utcnow()
         schedule = current.model_copy(update={**changes, "updated_at": now})
         schedule, expression = self._checked(schedule, now, changed=set(changes), access=access)
@@ -610,7 +617,10 @@ class Schedules:
         """Run the schedule's task now, bypassing the schedule; a one-off run now does not
         fire again at its time."""
         schedule = self._visible(schedule_id, access)
-        run = self.runs.start(_run_request(schedule, {**schedule.arguments, **(request.arguments or {})}))
+        arguments = {**schedule.arguments, **(request.arguments or {})}
+        if request.arguments:
+            arguments = self._unmasked(schedule.task_id, arguments, schedule.arguments, access)
+        run = self.runs.start(_run_request(schedule, arguments))
         self.store.record_outcome(schedule_id, run.run_id, None)
         expression = parse_expression(schedule.expression, schedule.timezone)
         if expression.one_off and self.store.claim_firing(schedule_id, utcnow(), run.run_id):
@@ -683,6 +693,7 @@ class Schedules:
         if schedule.enabled and not spent:
             next_run_at = expression.next_after(now, rate_anchor(schedule, expression))
         fields = schedule.model_dump(include=set(ScheduleFields.model_fields))
+        fields["arguments"] = self._shown_arguments(schedule)
         return ScheduleView(
             **fields,
             schedule_id=schedule.schedule_id,
@@ -693,6 +704,29 @@ class Schedules:
             created_at=schedule.created_at,
             updated_at=schedule.updated_at,
         )
+
+    def _shown_arguments(self, schedule: Schedule) -> dict[str, Any]:
+        """The arguments as taskrun shows them: each secret masked by the task's parameters.
+        Arguments that hold no secret are shown without the tasks' code; those of a task no
+        longer in the catalog that held one (or may have) are all masked."""
+        if not schedule.arguments or schedule.secret_arguments is False:
+            return schedule.arguments
+        try:
+            definition = self.catalog.get(schedule.task_id)
+        except TaskNotFound:
+            return dict.fromkeys(schedule.arguments, MASK)
+        return definition.masked(schedule.arguments)
+
+    def _unmasked(
+        self, task_id: str, arguments: dict[str, Any], saved: dict[str, Any], access: TaskAccess
+    ) -> dict[str, Any]:
+        """Arguments for a task with each secret a client sent back masked (as it read them)
+        given its saved value, as a re-run keeps its first run's; a mask with none is 422."""
+        try:
+            definition = self.catalog.visible(task_id, access)
+        except TaskNotFound:
+            return arguments  # the check of the task refuses it, saying no more of it
+        return definition.unmasked(arguments, saved)
 
     def _last_run(self, schedule: Schedule) -> LastRun | None:
         if schedule.last_run_id is None:
@@ -737,7 +771,8 @@ class Schedules:
             check_target(schedule.webhook_url, self.runs.settings.webhook_allow_private)
         if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
             schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
-        return schedule.model_copy(update={"arguments": arguments}), expression
+        secret = definition.masked(arguments) != arguments
+        return schedule.model_copy(update={"arguments": arguments, "secret_arguments": secret}), expression
 
 
 def _run_request(schedule: Schedule, arguments: dict[str, Any], run_id: str | None = None) -> RunRequest:
