@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from taskrun import __version__
 from taskrun.commands import app
+from taskrun.masking import MASK
 from tests.conftest import API_KEY, KEY_CACHE_SECONDS
 
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
@@ -182,6 +183,32 @@ def test_schedules_commands(taskrun: Taskrun) -> None:
     by_trigger = json.loads(taskrun("runs", "list", "--triggered-by", "schedule", "--limit", "100", "--json").stdout)
     assert run_id in [run["run_id"] for run in by_trigger]
     assert all(run["triggered_by"] == "schedule" for run in by_trigger)
+    assert taskrun("schedules", "delete", schedule_id).returncode == 0
+
+
+def test_the_schedules_commands_show_a_schedule_s_secret_arguments_masked(taskrun: Taskrun) -> None:
+    # Given a schedule made with a password
+    password = "hunter2-correct-horse"
+    made = taskrun(
+        "schedules", "create", "secret/login", "rate(1 day)", "-a", "user=ada", "-a", f"password={password}", "--json"
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    schedule_id = json.loads(made.stdout)["schedule_id"]
+
+    # When it is made, read and listed with the commands
+    shown = [made.stdout, taskrun("schedules", "get", schedule_id).stdout]
+    shown.append(taskrun("schedules", "list", "--json").stdout)
+
+    # Then each shows the password masked, never the password
+    for text in shown:
+        assert password not in text
+    assert json.loads(shown[1])["arguments"] == {"user": "ada", "password": MASK, "token": None, "fail": False}
+    (listed,) = [s for s in json.loads(shown[2]) if s["schedule_id"] == schedule_id]
+    assert listed["arguments"]["password"] == MASK
+    # and its run now's task had the password itself
+    run_id = taskrun("schedules", "run", schedule_id).stdout.strip()
+    result = json.loads(taskrun("runs", "get", run_id, "--wait").stdout)
+    assert result["password_length"] == len(password)
     assert taskrun("schedules", "delete", schedule_id).returncode == 0
     assert taskrun("schedules", "get", schedule_id).returncode == 1
 

@@ -3,6 +3,7 @@ EventBridge Scheduler sends, run now, and the schedule target's handler."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from taskrun.local.stack import LocalStack
+from taskrun.masking import MASK
 from taskrun.models import format_time
 from tests.conftest import load_event
 
@@ -290,3 +292,133 @@ def test_a_schedule_past_the_stack_s_most_is_refused(stack: LocalStack, api: htt
         api.delete(f"/v1/schedules/{again.json()['schedule_id']}")
     finally:
         stack.emulator.runtime.update_environment(["SchedulesFunction"], {"TASKRUN_MAX_SCHEDULES": None})
+
+
+PASSWORD = "hunter2-correct-horse"
+TOKEN = "tok-4f9a8b7c6d5e"
+
+
+def test_a_schedule_s_secret_arguments_show_masked_and_its_runs_get_them(api: httpx.Client, invoke: Invoke) -> None:
+    from taskrun.schedules import ScheduleStore
+    from taskrun.settings import get_settings
+    from taskrun.store import DynamoRunStore
+
+    # Given a schedule of a task that takes a password and a token
+    arguments = {"user": "ada", "password": PASSWORD, "token": TOKEN}
+    made = create(api, task_id="secret/login", arguments=arguments, expression="rate(1 day)")
+    schedule_id, url = made["schedule_id"], f"/v1/schedules/{made['schedule_id']}"
+    masked = {"user": "ada", "password": MASK, "token": MASK, "fail": False}
+
+    # When it is read, listed and changed
+    read = api.get(url)
+    listed = api.get("/v1/schedules", params={"task_id": "secret/login", "limit": 100})
+    changed = api.patch(url, json={"description": "nightly login"})
+
+    # Then every answer shows the secrets masked, as a run's answers do
+    assert made["arguments"] == masked
+    assert read.json()["arguments"] == masked and changed.json()["arguments"] == masked
+    (in_list,) = [s for s in listed.json()["schedules"] if s["schedule_id"] == schedule_id]
+    assert in_list["arguments"] == masked
+    for answer in (read, listed, changed):
+        assert PASSWORD not in answer.text and TOKEN not in answer.text
+
+    # When a client sends back the arguments as it read them, one of them changed
+    sent_back = api.patch(url, json={"arguments": {**read.json()["arguments"], "user": "grace"}})
+
+    # Then the schedule keeps its secrets (the mask is not taken for a new value) and shows them masked
+    assert sent_back.status_code == 200, sent_back.text
+    assert sent_back.json()["arguments"] == {**masked, "user": "grace"}
+    kept = ScheduleStore(get_settings().schedules_table).get(schedule_id).arguments
+    assert kept == {**arguments, "user": "grace", "fail": False}
+
+    # When it fires, and when it is run now with the password sent back masked
+    event = load_event("schedule_target") | {
+        "schedule_id": schedule_id,
+        "scheduled_time": format_time(datetime.now(UTC)),
+    }
+    fired = invoke("ScheduleTargetFunction", event)["run_id"]
+    executed = api.post(f"{url}/execute", json={"arguments": {"password": MASK}})
+    assert executed.status_code == 201, executed.text
+    assert executed.json()["arguments"] == {**masked, "user": "grace"} and PASSWORD not in executed.text
+
+    # Then each run's task got the secrets as they were given, and each run shows them masked
+    runs = DynamoRunStore(get_settings().runs_table)
+    for run_id in (fired, executed.json()["run_id"]):
+        run = api.get(f"/v1/runs/{run_id}", params={"wait": "true"}).json()
+        assert run["status"] == "succeeded", run
+        assert run["result"] == {"user": "grace", "password_length": len(PASSWORD), "token": "SecretStr"}
+        assert run["arguments"] == {**masked, "user": "grace"}
+        assert runs.get(run_id).arguments == {**arguments, "user": "grace", "fail": False}
+    api.delete(url)
+
+
+def test_a_mask_sent_for_a_secret_the_schedule_does_not_hold_is_422(api: httpx.Client) -> None:
+    # Given a schedule given a password but no token
+    made = create(
+        api, task_id="secret/login", arguments={"user": "ada", "password": PASSWORD}, expression="rate(1 day)"
+    )
+    url = f"/v1/schedules/{made['schedule_id']}"
+    sent = {"user": "ada", "password": MASK, "token": MASK}
+
+    # When the mask is sent for the token, in a change and in a run now
+    changed = api.patch(url, json={"arguments": sent})
+    executed = api.post(f"{url}/execute", json={"arguments": {"token": MASK}})
+
+    # Then both are refused naming the token, and the schedule is as it was
+    for refused in (changed, executed):
+        assert refused.status_code == 422, refused.text
+        assert [error["location"] for error in refused.json()["errors"]] == ["body.arguments.token"]
+    assert api.get(url).json()["arguments"] == {"user": "ada", "password": MASK, "token": None, "fail": False}
+    api.delete(url)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "at(0)",
+        "at(2031-13-01T10:00:00)",
+        "at(2031-01-01T24:00:00)",
+        "at(2031-01-01 10:00:00)",
+        "at(٢٠٣١-01-01T10:00:00)",
+        "rate(0 minutes)",
+        "rate(5 minute)",
+        "rate(1 minutes)",
+        "rate(05 minutes)",
+        "rate(1000000 minutes)",
+        "rate(5 weeks)",
+        "cron(0 9 ? * MON-FRI)",
+        "cron(0  9 ? * MON-FRI *)",
+        "cron(0 9 ? * MON-FRI * *)",
+        "cron(0 9 ? * MON-FRI *) ",
+        "every day",
+        "at(2031-01-01T10:00:00)",
+        "rate(1 minute)",
+        "rate(5 minutes)",
+        "rate(999999 days)",
+        "cron(0 9 ? * MON-FRI *)",
+        "cron(0/5 * L * ? 2030-2040)",
+        "cron(0 9 ? * 6#3 *)",
+    ],
+)
+def test_the_documented_expression_pattern_takes_what_the_api_takes(api: httpx.Client, expression: str) -> None:
+    # Given the expression's pattern in the API document, for a new schedule and a change
+    schemas = api.get("/v1/openapi.json").json()["components"]["schemas"]
+    patterns = {schemas[name]["properties"]["expression"]["pattern"] for name in ("ScheduleRequest", "SchedulePatch")}
+    (pattern,) = patterns
+    made = create(api, expression="rate(1 day)")
+    url = f"/v1/schedules/{made['schedule_id']}"
+
+    # When the expression is sent, made and changed to
+    posted = api.post("/v1/schedules", json={"task_id": "team/add", "arguments": {"a": 1}, "expression": expression})
+    patched = api.patch(url, json={"expression": expression})
+
+    # Then the API takes it exactly when the document's pattern does, a refusal naming the field
+    documented = re.search(pattern, expression) is not None
+    assert (posted.status_code == 201) is documented, posted.text
+    assert (patched.status_code == 200) is documented, patched.text
+    for answer in (posted, patched):
+        if answer.status_code == 422:
+            assert [error["location"] for error in answer.json()["errors"]] == ["body.expression"]
+    if posted.status_code == 201:
+        api.delete(f"/v1/schedules/{posted.json()['schedule_id']}")
+    api.delete(url)

@@ -29,7 +29,7 @@ from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.cache import MAX_CACHE_TTL
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.masking import MASK, masked, revealed, secret_at, secret_values
+from taskrun.masking import MASK, ValuePath, masked, revealed, secret_at, secret_values, unmasked
 from taskrun.models import (
     MAX_RETRIES,
     Backoff,
@@ -176,6 +176,14 @@ class Revision:
         """The arguments as taskrun shows them: each secret's value masked."""
         return dict(masked(dict(arguments), self.parameters_schema))
 
+    def unmasked(
+        self, arguments: Mapping[str, Any], saved: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[ValuePath]]:
+        """The arguments with each secret sent back masked replaced by its saved value; and
+        where a mask stands with no saved value."""
+        restored, unmatched = unmasked(dict(arguments), dict(saved), self.parameters_schema)
+        return dict(restored), unmatched
+
     def secrets_in(self, arguments: Mapping[str, Any]) -> list[str]:
         """The texts of the secrets among the arguments, to scrub from logs and messages."""
         return secret_values(dict(arguments), self.parameters_schema)
@@ -262,6 +270,34 @@ class TaskDefinition:
         if not live:
             return self.latest
         return (rng or random).choices(live, weights=[candidate.weight for candidate in live])[0]
+
+    def masked(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Arguments kept for no one revision (a schedule's) as taskrun shows them: each part
+        any revision's parameters call secret masked."""
+        shown = dict(arguments)
+        for revision in self.revisions.values():
+            shown = revision.masked(shown)
+        return shown
+
+    def unmasked(self, arguments: Mapping[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
+        """Arguments sent back as a client was shown them (a schedule's, read and changed): each
+        secret that reads MASK keeps its saved value. A mask with no saved value to stand for
+        is InvalidInput: it is the mask's text, not a secret to hand a task."""
+        restored, unmatched = dict(arguments), set()
+        for revision in self.revisions.values():
+            restored, found = revision.unmasked(restored, saved)
+            unmatched.update(found)
+        if unmatched:
+            raise InvalidInput(
+                f"{MASK} stands for a secret's saved value, and there is none here: send the value itself",
+                [
+                    FieldError(
+                        ".".join(("body", "arguments", *map(str, path))), "a mask with no saved value behind it", MASK
+                    )
+                    for path in sorted(unmatched, key=str)
+                ],
+            )
+        return restored
 
     def info(self) -> TaskInfo:
         latest = self.latest

@@ -4,7 +4,9 @@ A parameter is secret when its type is pydantic's `SecretStr` (the task gets a S
 `.get_secret_value()` gives the text) or `Annotated[str, Secret()]` (the task gets the
 text). Both mark the parameter's JSON Schema `writeOnly` (with `format: password`), and
 masking follows the schema: run answers, webhooks and error echoes show `MASK` instead;
-a task's logs and error messages have the values themselves replaced.
+a task's logs and error messages have the values themselves replaced. Where a client sends
+back what it was shown (a schedule's arguments), `unmasked` gives each masked secret its
+saved value again.
 """
 
 from __future__ import annotations
@@ -56,24 +58,66 @@ def _properties(branches: list[Mapping[str, Any]]) -> dict[str, Any]:
     return properties
 
 
-def _walk(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any], secret: Callable[[Any], Any]) -> Any:
-    """`value` with each part its schema marks secret replaced by `secret(part)` (null stays null)."""
+ValuePath = tuple[str | int, ...]
+
+
+def _walk(
+    value: Any,
+    schema: Mapping[str, Any],
+    defs: Mapping[str, Any],
+    secret: Callable[[Any, ValuePath], Any],
+    path: ValuePath = (),
+) -> Any:
+    """`value` with each part its schema marks secret replaced by `secret(part, its path)`
+    (null stays null)."""
     if value is None:
         return None
     if is_secret(schema, defs):
-        return secret(value)
+        return secret(value, path)
     branches = _branches(schema, defs)
     if isinstance(value, dict):
         properties = _properties(branches)
-        return {key: _walk(item, properties.get(key, {}), defs, secret) for key, item in value.items()}
+        return {key: _walk(item, properties.get(key, {}), defs, secret, (*path, key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_walk(item, _items(branches), defs, secret) for item in value]
+        return [_walk(item, _items(branches), defs, secret, (*path, at)) for at, item in enumerate(value)]
     return value
 
 
 def masked(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> Any:
     """`value` with every part its schema marks secret replaced by MASK (null stays null)."""
-    return _walk(value, schema, schema.get("$defs", {}) if defs is None else defs, lambda _: MASK)
+    return _walk(value, schema, schema.get("$defs", {}) if defs is None else defs, lambda _, __: MASK)
+
+
+def _part(value: Any, path: ValuePath) -> Any:
+    """The part of `value` at `path`, or None where it has none."""
+    for step in path:
+        if isinstance(step, str) and isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(step, int) and isinstance(value, list) and step < len(value):
+            value = value[step]
+        else:
+            return None
+    return value
+
+
+def unmasked(
+    value: Any, saved: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None
+) -> tuple[Any, list[ValuePath]]:
+    """`value` with each secret part that reads MASK (sent back as a client was shown it)
+    replaced by the part at the same place in `saved`, so the mask never overwrites a kept
+    secret; and the places of the masks `saved` has no value for."""
+    unmatched: list[ValuePath] = []
+
+    def keep(part: Any, path: ValuePath) -> Any:
+        if part != MASK:
+            return part
+        kept = _part(saved, path)
+        if kept is None:
+            unmatched.append(path)
+            return part
+        return kept
+
+    return _walk(value, schema, schema.get("$defs", {}) if defs is None else defs, keep), unmatched
 
 
 def secret_at(path: Sequence[str | int], schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> bool:
@@ -92,7 +136,7 @@ def secret_values(value: Any, schema: Mapping[str, Any], defs: Mapping[str, Any]
     """The texts of the secrets in `value`, longest first, to scrub from logs and messages."""
     found: set[str] = set()
 
-    def keep(secret: Any) -> None:
+    def keep(secret: Any, _: ValuePath) -> None:
         text = secret.get_secret_value() if isinstance(secret, SecretStr | SecretBytes) else secret
         if isinstance(text, bytes):
             text = text.decode(errors="replace")

@@ -17,19 +17,21 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aws_croniter import AwsCroniter
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from taskrun import aws, cursors
 from taskrun.access import EVERY_TASK, TaskAccess
 from taskrun.catalog import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import TaskId, WebhookUrl, new_run_id
+from taskrun.masking import MASK
 from taskrun.models import Run, RunStatus, Tags, TriggeredBy, UtcTime, format_time, utcnow
 from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
@@ -59,10 +61,23 @@ class Overlap(StrEnum):
 
 # ---------------------------------------------------------------------------- expressions
 
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
-_RATE = re.compile(r"^rate\(([1-9]\d{0,5}) (minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\(([^()]{1,200})\)$")
+# Each kind's syntax, one pattern for the parser and the API document alike (JSON Schema's
+# regular expressions, Rust's and Python's read them the same: ASCII digits, no lookaround).
+# What a pattern cannot judge is checked apart: a real date, still ahead; a cron's fields
+# as EventBridge Scheduler reads them, firing again.
+_DATE_TIME = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+AT_PATTERN = rf"at\(({_DATE_TIME})\)"
+RATE_PATTERN = r"rate\((1 (?:minute|hour|day)|(?:[2-9]|[1-9][0-9]{1,5}) (?:minutes|hours|days))\)"
+_CRON_FIELD = r"[0-9A-Za-z*?,/#-]+"
+CRON_PATTERN = rf"cron\(({_CRON_FIELD}(?: {_CRON_FIELD}){{5}})\)"
+EXPRESSION_PATTERN = f"^(?:{AT_PATTERN}|{RATE_PATTERN}|{CRON_PATTERN})$"
+_AT, _RATE, _CRON = (re.compile(pattern) for pattern in (AT_PATTERN, RATE_PATTERN, CRON_PATTERN))
 _UNIT = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+_SYNTAX = {
+    "at(": "at(...) takes a date and time: at(yyyy-mm-ddThh:mm:ss)",
+    "rate(": "rate(N unit) takes N from 1 to 999999 and a unit, singular for 1 (1 minute), else plural (5 minutes)",
+    "cron(": "cron(...) takes six fields one space apart: minutes hours day-of-month month day-of-week year",
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,7 @@ def parse_expression(text: str, timezone: str, now: datetime | None = None) -> E
     """Check an expression as EventBridge Scheduler would; InvalidInput names the field."""
     zone = parse_timezone(timezone)
     text = text.strip()
-    if match := _AT.match(text):
+    if match := _AT.fullmatch(text):
         try:
             local = datetime.fromisoformat(match.group(1))
         except ValueError:
@@ -110,12 +125,10 @@ def parse_expression(text: str, timezone: str, now: datetime | None = None) -> E
         if now is not None and moment <= now:
             raise _bad_expression(text, f"at(...) is in the past ({format_time(moment)})")
         return Expression(text, zone, at=moment)
-    if match := _RATE.match(text):
-        value, unit = int(match.group(1)), match.group(2)
-        if (value == 1) != (not unit.endswith("s")):
-            raise _bad_expression(text, "a rate of 1 takes a singular unit (1 minute), any other a plural (5 minutes)")
-        return Expression(text, zone, period=value * _UNIT[unit.rstrip("s")])
-    if match := _CRON.match(text):
+    if match := _RATE.fullmatch(text):
+        value, unit = match.group(1).split(" ")
+        return Expression(text, zone, period=int(value) * _UNIT[unit.rstrip("s")])
+    if match := _CRON.fullmatch(text):
         try:
             cron = AwsCroniter(match.group(1))
         except Exception as error:  # the library's own errors, and what hostile text provokes
@@ -129,9 +142,30 @@ def parse_expression(text: str, timezone: str, now: datetime | None = None) -> E
         except Exception as error:
             raise _bad_expression(text, f"not a cron expression EventBridge Scheduler takes: {error}") from None
         return expression
-    raise _bad_expression(
-        text, "must be at(yyyy-mm-ddThh:mm:ss), rate(N minutes|hours|days) or cron(min hour dom month dow year)"
-    )
+    raise _bad_expression(text, syntax_problem(text))
+
+
+def syntax_problem(text: str) -> str:
+    """What is wrong with the shape of an expression EXPRESSION_PATTERN refuses."""
+    kind = next((prefix for prefix in _SYNTAX if text.startswith(prefix)), None)
+    if kind is None:
+        return "must be at(yyyy-mm-ddThh:mm:ss), rate(N minutes|hours|days) or cron(min hour dom month dow year)"
+    return _SYNTAX[kind]
+
+
+def _check_syntax(text: str) -> str:
+    """The request models' check of an expression's shape, by the pattern their document gives."""
+    if not re.fullmatch(EXPRESSION_PATTERN, text):
+        raise PydanticCustomError("expression_syntax", syntax_problem(text))
+    return text
+
+
+ExpressionText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    AfterValidator(_check_syntax),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 256, "pattern": EXPRESSION_PATTERN}),
+]
 
 
 def parse_timezone(name: str) -> ZoneInfo:
@@ -151,8 +185,6 @@ def _bad_expression(text: str, message: str) -> InvalidInput:
 # ---------------------------------------------------------------------------- models
 
 
-# The shape of EventBridge Scheduler's three kinds; what is inside the brackets is checked apart
-EXPRESSION_PATTERN = r"^(at|rate|cron)\(.+\)$"
 # The shape of an IANA zone name (Europe/Paris, UTC, Etc/GMT+5); whether it is one is checked apart
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 
@@ -164,10 +196,7 @@ class ScheduleFields(BaseModel):
 
     task_id: TaskId
     arguments: dict[str, Any] = Field(default_factory=dict)
-    expression: str = Field(
-        min_length=1,
-        max_length=256,
-        pattern=EXPRESSION_PATTERN,
+    expression: ExpressionText = Field(
         description="EventBridge Scheduler's syntax: at(...), rate(...) or cron(...)",
         examples=["cron(0 9 ? * MON-FRI *)", "rate(5 minutes)", "at(2026-12-01T10:00:00)"],
     )
@@ -212,9 +241,7 @@ class SchedulePatch(BaseModel):
     # Left out, a field keeps its value; these cannot be null (the others: null clears them).
     task_id: TaskId | None = Field(default=None, json_schema_extra=_not_null)
     arguments: dict[str, Any] | None = Field(default=None, json_schema_extra=_not_null)
-    expression: str | None = Field(
-        default=None, min_length=1, max_length=256, pattern=EXPRESSION_PATTERN, json_schema_extra=_not_null
-    )
+    expression: ExpressionText | None = Field(default=None, json_schema_extra=_not_null)
     timezone: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=TIMEZONE_PATTERN, json_schema_extra=_not_null
     )
@@ -248,6 +275,8 @@ class Schedule(ScheduleFields):
     last_run_id: str | None = None
     last_error: str | None = Field(default=None, description="Why the last firing started no run.")
     firing_run_id: str | None = Field(default=None, description="The run the last firing makes (once).")
+    # whether the task's parameters call some of the arguments secret (None: saved before it was noted)
+    secret_arguments: bool | None = None
 
 
 class LastRun(BaseModel):
@@ -568,6 +597,10 @@ class Schedules:
         for name in ("task_id", "expression", "timezone", "enabled", "arguments", "overlap"):
             if name in changes and changes[name] is None:
                 raise InvalidInput("the field cannot be null", [FieldError(f"body.{name}", "must not be null", None)])
+        if changes.get("arguments"):
+            task_id = changes.get("task_id") or current.task_id
+            saved = current.arguments if task_id == current.task_id else {}  # another task's secrets stay its own
+            changes["arguments"] = self._unmasked(task_id, changes["arguments"], saved, access)
         now = utcnow()
         schedule = current.model_copy(update={**changes, "updated_at": now})
         schedule, expression = self._checked(schedule, now, changed=set(changes), access=access)
@@ -584,7 +617,10 @@ class Schedules:
         """Run the schedule's task now, bypassing the schedule; a one-off run now does not
         fire again at its time."""
         schedule = self._visible(schedule_id, access)
-        run = self.runs.start(_run_request(schedule, {**schedule.arguments, **(request.arguments or {})}))
+        arguments = {**schedule.arguments, **(request.arguments or {})}
+        if request.arguments:
+            arguments = self._unmasked(schedule.task_id, arguments, schedule.arguments, access)
+        run = self.runs.start(_run_request(schedule, arguments))
         self.store.record_outcome(schedule_id, run.run_id, None)
         expression = parse_expression(schedule.expression, schedule.timezone)
         if expression.one_off and self.store.claim_firing(schedule_id, utcnow(), run.run_id):
@@ -657,6 +693,7 @@ class Schedules:
         if schedule.enabled and not spent:
             next_run_at = expression.next_after(now, rate_anchor(schedule, expression))
         fields = schedule.model_dump(include=set(ScheduleFields.model_fields))
+        fields["arguments"] = self._shown_arguments(schedule)
         return ScheduleView(
             **fields,
             schedule_id=schedule.schedule_id,
@@ -667,6 +704,29 @@ class Schedules:
             created_at=schedule.created_at,
             updated_at=schedule.updated_at,
         )
+
+    def _shown_arguments(self, schedule: Schedule) -> dict[str, Any]:
+        """The arguments as taskrun shows them: each secret masked by the task's parameters.
+        Arguments that hold no secret are shown without the tasks' code; those of a task no
+        longer in the catalog that held one (or may have) are all masked."""
+        if not schedule.arguments or schedule.secret_arguments is False:
+            return schedule.arguments
+        try:
+            definition = self.catalog.get(schedule.task_id)
+        except TaskNotFound:
+            return dict.fromkeys(schedule.arguments, MASK)
+        return definition.masked(schedule.arguments)
+
+    def _unmasked(
+        self, task_id: str, arguments: dict[str, Any], saved: dict[str, Any], access: TaskAccess
+    ) -> dict[str, Any]:
+        """Arguments for a task with each secret a client sent back masked (as it read them)
+        given its saved value, as a re-run keeps its first run's; a mask with none is 422."""
+        try:
+            definition = self.catalog.visible(task_id, access)
+        except TaskNotFound:
+            return arguments  # the check of the task refuses it, saying no more of it
+        return definition.unmasked(arguments, saved)
 
     def _last_run(self, schedule: Schedule) -> LastRun | None:
         if schedule.last_run_id is None:
@@ -711,7 +771,8 @@ class Schedules:
             check_target(schedule.webhook_url, self.runs.settings.webhook_allow_private)
         if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
             schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
-        return schedule.model_copy(update={"arguments": arguments}), expression
+        secret = definition.masked(arguments) != arguments
+        return schedule.model_copy(update={"arguments": arguments, "secret_arguments": secret}), expression
 
 
 def _run_request(schedule: Schedule, arguments: dict[str, Any], run_id: str | None = None) -> RunRequest:
