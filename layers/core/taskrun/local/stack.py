@@ -20,10 +20,12 @@ from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
 from taskrun.local.lambdas import DEFAULT_IDLE_SECONDS
 from taskrun.local.reload import Watcher, describe_task_code
+from taskrun.local.state import Narrowed, narrow_to_owner
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
+from taskrun.private import private_folder, write_private
 from taskrun.runtime import usage_plan
 from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
@@ -139,6 +141,11 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self._scratch: Path | None = None
+        self.narrowed = Narrowed()
+        if self.data_dir is not None:  # before anything is written there
+            self.narrowed = narrow_to_owner(self.data_dir)
+            if self.narrowed:
+                print(f"taskrun local: {self.narrowed.describe(self.data_dir)}", file=sys.stderr, flush=True)
         self.stack = Stack(self.root / "template.yaml", self.region)
         for setting, parameter in PARAMETER_SETTINGS.items():
             if os.environ.get(setting) and parameter in self.stack.parameters:
@@ -220,13 +227,11 @@ class LocalStack:
         only) and used again at the next start."""
         if self.data_dir is None:
             return make()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / name
+        path = private_folder(self.data_dir) / name
         if path.exists() and path.read_text().strip():
             return path.read_text().strip()
         value = make()
-        path.touch(mode=0o600)
-        path.write_text(value + "\n")
+        write_private(path, value + "\n")
         return value
 
     def _reload(self) -> None:
