@@ -1,4 +1,5 @@
-"""The local stack's state folder across stops: what it keeps is for its owner's eyes only.
+"""The local stack's state folder across stops: what it keeps is for its owner's eyes only, and
+a run cut off by a kill is neither lost nor run twice.
 
 Each story starts `taskrun local` in a process of its own on a folder of its own (as
 tests/test_cli.py does), kills or stops it, and starts it again on the same folder.
@@ -6,10 +7,13 @@ tests/test_cli.py does), kills or stops it, and starts it again on the same fold
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from tests.test_cli import TASKRUN, started
 
 HEADERS = {"X-API-KEY": "cli-key"}
 http = httpx.Client(timeout=30, headers=HEADERS)
+CUT_OFF_RUNNING = "the local stack stopped while the run was running; it was not resumed"
 
 
 @pytest.fixture
@@ -40,6 +45,15 @@ def open_to_others(folder: Path) -> list[str]:
         if not path.is_symlink() and mode & 0o077:
             found.append(f"{path.relative_to(folder.parent)} {mode:04o}")
     return found
+
+
+def wait_until_ended(url: str, run_id: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while not (run := http.get(f"{url}/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 5}).json())[
+        "is_done"
+    ]:
+        assert time.monotonic() < deadline, run
+    return run
 
 
 def test_everything_the_state_folder_holds_is_for_its_owner_only(tmp_path: Path, usual_umask: None) -> None:
@@ -101,3 +115,67 @@ def test_a_state_folder_open_to_others_is_narrowed_at_the_start_saying_so(tmp_pa
         f"taskrun local: the state folder {data} was open to others: "
         "narrowed to owner only 2 folders (0700) and 3 files (0600)"
     ], output
+
+
+def kept_statuses(journal: Path, run_ids: set[str]) -> dict[str, str]:
+    """Each run's status as the tables' journal last kept it."""
+    statuses = {}
+    for line in journal.read_text().splitlines():
+        entry = json.loads(line)
+        item = entry["item"] or {}
+        if item.get("run_id", {}).get("S") in run_ids:
+            statuses[item["run_id"]["S"]] = item["status"]["S"]
+    return statuses
+
+
+def test_runs_a_kill_cut_off_are_never_lost_and_never_run_twice(tmp_path: Path) -> None:
+    data, marks, gate = tmp_path / "state", tmp_path / "marks", tmp_path / "gate"
+    # Given 50 runs started without waiting, each noting its execution, then held at a gate
+    # (the worker's sandboxes all busy, the rest pending in the stack's queue)
+    with started("--data", str(data)) as (url, process):
+        run_ids = []
+        start = {"task_id": "control/tally", "arguments": {"marks": str(marks), "gate": str(gate)}}
+        for _ in range(50):
+            answer = http.post(f"{url}/v1/runs", json=start)
+            assert answer.status_code == 201, answer.text
+            run_ids.append(answer.json()["run_id"])
+        deadline = time.monotonic() + 60
+        while not (marks.exists() and marks.read_text()):  # a run's code has started
+            assert time.monotonic() < deadline, "no run started within 60 s"
+            time.sleep(0.05)
+        # When the stack is killed without warning
+        process.kill()
+        process.communicate()
+    at_kill = kept_statuses(data / "tables.jsonl", set(run_ids))
+    pending = {run_id for run_id, status in at_kill.items() if status == "pending"}
+    running = {run_id for run_id, status in at_kill.items() if status == "running"}
+    assert pending | running == set(run_ids), collections.Counter(at_kill.values())
+    assert len(running) >= 1 and len(pending) >= 10
+    gate.touch()
+
+    # Then at the next start on the same folder every run ends
+    with started("--data", str(data)) as (url, process):
+        ended = {run_id: wait_until_ended(url, run_id) for run_id in run_ids}
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    executions = collections.Counter(marks.read_text().split())
+    by_status = collections.Counter(run["status"] for run in ended.values())
+    succeeded = {run_id for run_id, run in ended.items() if run["status"] == "succeeded"}
+    failed = {run_id for run_id, run in ended.items() if run["status"] == "failed"}
+    twice = [run_id for run_id, times in executions.items() if times > 1]
+    print(
+        f"at the kill: {len(pending)} pending, {len(running)} running; after the restart: "
+        f"{len(succeeded)} succeeded, {len(failed)} failed, {len(twice)} run twice, "
+        f"{len(run_ids) - sum(by_status.values())} lost ({dict(by_status)})"
+    )
+    # each run's code ran at most once
+    assert twice == []
+    # every run pending at the kill was dispatched again, ran once and succeeded
+    assert succeeded == pending
+    assert all(executions[run_id] == 1 and ended[run_id]["result"] == run_id for run_id in pending)
+    # every run running at the kill ended failed, saying why
+    assert failed == running
+    assert all(ended[run_id]["error"]["message"] == CUT_OFF_RUNNING for run_id in running)
+    # and the start said what it did
+    assert f"{len(pending)} runs pending at the last stop (never started) were dispatched again" in output
+    assert f"{len(running)} runs cut off by the last stop were ended failed" in output
