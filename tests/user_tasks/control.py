@@ -161,3 +161,14 @@ def charge(amount: int, context: RunContext, leak: bool = False) -> dict[str, in
 def nosy(marks: str) -> None:
     """Declares a secret that is never set: it must never start."""
     _attempt_number(marks)
+
+
+@task("control/tally", timeout=60)
+def tally(marks: str, gate: str, context: RunContext) -> str:
+    """Note this run's id in `marks` (a line each time its code starts), then wait for the
+    file `gate` to exist."""
+    with Path(marks).open("a") as out:
+        out.write(context.run_id + "\n")
+    while not Path(gate).exists():
+        time.sleep(0.05)
+    return context.run_id

@@ -813,6 +813,10 @@ def _serve_locally(
         say(f"state: {data_dir} ({stack.emulator.restored_items} items kept; delete the folder to start afresh)")
     if stack.interrupted_runs:
         say(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed")
+    if stack.dispatched_again:
+        say(f"{stack.dispatched_again} runs pending at the last stop (never started) were dispatched again")
+    if stack.expired_runs:
+        say(f"{stack.expired_runs} runs pending at the last stop ended expired (their ttl passed meanwhile)")
     if stack.resumed_deliveries:
         say(f"{stack.resumed_deliveries} webhook deliveries pending from before the stop go on")
     say(f"tasks: {names}")

@@ -253,23 +253,42 @@ class RunService:
             return self._put_off(run, wait_timeout)
         began = time.monotonic()
         ran = self._run_now(run) if wait_timeout is not None and self._runs_within(run, wait_timeout) else None
-        execution_arn = None
         if ran is None:
             try:
-                execution_arn = self.dispatcher.dispatch(run)
+                run = self._hand_over(run)
             except DispatchFailed as error:
-                logger.exception("dispatch failed")
-                count("DispatchFailures")
-                return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
+                return self._dispatch_failed(run, error)
         logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
         count("RunsStarted")
         if ran is not None and wait_timeout is not None:  # run while this request waited: the rest of the wait
             run, wait_timeout = ran, max(0.0, wait_timeout - (time.monotonic() - began))
-        elif execution_arn is not None:
-            run = self._mark_flow_running(run, execution_arn)
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
+
+    def dispatch_again(self, run: Run) -> Run:
+        """Hand over again a pending run whose dispatch was lost (the local stack killed before
+        its worker took it), as a new run is handed over. A repeat is harmless: the worker
+        takes a run only from pending, and a flow's execution is named after its run."""
+        logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        try:
+            run = self._hand_over(run)
+        except DispatchFailed as error:
+            return self._dispatch_failed(run, error)
+        logger.info("run dispatched again")
+        return run
+
+    def _hand_over(self, run: Run) -> Run:
+        """A script to the worker, a flow's execution started (the run then running);
+        DispatchFailed if it could not be handed over."""
+        execution_arn = self.dispatcher.dispatch(run)
+        return run if execution_arn is None else self._mark_flow_running(run, execution_arn)
+
+    def _dispatch_failed(self, run: Run, error: DispatchFailed) -> Run:
+        """A run that could not be handed over never starts: it ends dispatch_error."""
+        logger.exception("dispatch failed")
+        count("DispatchFailures")
+        return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
 
     def _queue(self, run: Run, wait_timeout: float | None) -> Run:
         """A run of a limited task waits for room (queued) and starts when its turn comes,

@@ -11,7 +11,6 @@ sandbox and kept for SECRET_CACHE_SECONDS. Locally they are the files of a direc
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +18,7 @@ from typing import Protocol
 from botocore.exceptions import ClientError
 
 from taskrun import aws
+from taskrun.private import private_folder, write_private
 
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 SECRET_CACHE_SECONDS = 300
@@ -65,11 +65,7 @@ class DirectorySecrets:
     def put(self, name: str, value: str) -> None:
         check_secret_name(name)
         _check_value(value)
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        file = self.path / name
-        file.touch(mode=0o600)
-        os.chmod(file, 0o600)
-        file.write_text(value)
+        write_private(private_folder(self.path) / name, value)
 
     def names(self) -> list[str]:
         if self.path.is_file():

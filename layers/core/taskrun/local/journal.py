@@ -4,7 +4,8 @@ the write answers, and the journal is replayed into the emulator's tables at sta
 A line holds one item as it stands after a write (DynamoDB's JSON form), or its key with
 no item after a delete. Appends go straight to the operating system, so a write that was
 answered survives the stack being killed; at start the journal is folded into one line
-per item (written aside, then renamed over), so it grows only with the items kept.
+per item (written aside, then renamed over), so it grows only with the items kept. The
+journal holds every run's arguments and results: it and its folder are owner only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from taskrun.local.template import ACCOUNT_ID
+from taskrun.private import open_private, private_folder
 
 JOURNAL_NAME = "tables.jsonl"
 
@@ -57,16 +59,16 @@ class Journal:
 
     def open(self, items: dict[str, dict[str, Any]]) -> None:
         """Rewrite the journal as one line per item, then take appends."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_folder(self.directory)
         aside = self.path.with_suffix(".compacting")
-        with aside.open("wb") as stream:
+        with open_private(aside) as stream:
             for table, by_key in items.items():
                 for key, item in by_key.items():
                     stream.write(_line(table, key, item))
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(aside, self.path)
-        self._file = self.path.open("ab", buffering=0)
+        self._file = open_private(self.path, append=True, buffering=0)
 
     def written(self, table: str, item: Any) -> None:
         """Record an item as it now stands (moto's Item)."""

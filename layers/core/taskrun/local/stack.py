@@ -20,10 +20,12 @@ from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
 from taskrun.local.lambdas import DEFAULT_IDLE_SECONDS
 from taskrun.local.reload import Watcher, describe_task_code
+from taskrun.local.state import Narrowed, narrow_to_owner
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
+from taskrun.private import private_folder, write_private
 from taskrun.runtime import usage_plan
 from taskrun.schedules import ScheduleStore
 from taskrun.settings import get_settings
@@ -37,22 +39,60 @@ SECRETS_DIR = "secrets"  # the tasks' secrets, a file each, under the data direc
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
-def end_interrupted_runs(runs_table: str) -> int:
-    """Runs kept from before a restart that were pending or running cannot go on (their
-    sandboxes and executions are gone): end each failed, saying why. Return how many."""
-    store = DynamoRunStore(runs_table)
-    ended = 0
-    for status in (RunStatus.PENDING, RunStatus.RUNNING):
-        cursor: str | None = None
-        while True:
-            runs, cursor = store.list(RunFilter(status=status), 100, cursor)
-            for run in runs:
-                error = RunError(type=ErrorType.EXECUTION_ERROR, message=INTERRUPTED.format(status=status))
-                ending = Ending(RunStatus.FAILED, utcnow(), error=error, started_at=run.started_at)
-                ended += end_once(store, run.run_id, ending)[1]
-            if cursor is None:
-                break
-    return ended
+@dataclass
+class CutOffRuns:
+    """Runs a stop of the stack cut off, as its next start finds them (before anything there
+    starts a run). A pending run was answered to its client but never taken by a worker: its
+    asynchronous invoke was queued in the stack's process, and went with it. A running run's
+    sandbox or execution went with it too."""
+
+    pending: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+
+    @classmethod
+    def find(cls, runs_table: str) -> CutOffRuns:
+        store = DynamoRunStore(runs_table)
+        found = cls()
+        for status, run_ids in ((RunStatus.PENDING, found.pending), (RunStatus.RUNNING, found.running)):
+            cursor: str | None = None
+            while True:
+                runs, cursor = store.list(RunFilter(status=status), 100, cursor)
+                run_ids += [run.run_id for run in runs]
+                if cursor is None:
+                    break
+        return found
+
+    def end_running(self, runs_table: str) -> int:
+        """A running run cannot go on (its code may have done part of its work): each ends
+        failed, saying why. Return how many."""
+        store = DynamoRunStore(runs_table)
+        ended = 0
+        for run_id in self.running:
+            error = RunError(type=ErrorType.EXECUTION_ERROR, message=INTERRUPTED.format(status=RunStatus.RUNNING))
+            ending = Ending(RunStatus.FAILED, utcnow(), error=error, started_at=store.get(run_id).started_at)
+            ended += end_once(store, run_id, ending)[1]
+        return ended
+
+    def dispatch_pending(self, runs_table: str) -> tuple[int, int]:
+        """A pending run's code never started: each is handed over again as a new run is,
+        and runs once (the worker takes a run only from pending). One whose ttl passed while
+        the stack was stopped ends expired instead. Return how many of each."""
+        from taskrun.runtime import run_service  # made once the emulator's settings are in place
+        from taskrun.sweeper import expiry
+
+        store = DynamoRunStore(runs_table)
+        dispatched = expired = 0
+        for run_id in self.pending:
+            run = store.get(run_id)
+            now = utcnow()
+            if run.status is not RunStatus.PENDING:
+                continue  # taken or ended since (a cancel)
+            if run.started_at is None and run.expires_at is not None and run.expires_at <= now:
+                expired += end_once(store, run_id, expiry(run, now))[1]
+            else:
+                handed = run_service().dispatch_again(run)
+                dispatched += handed.error is None or handed.error.type is not ErrorType.DISPATCH_ERROR
+        return dispatched, expired
 
 
 def wake_queued_runs(runs_table: str) -> int:
@@ -139,6 +179,11 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self._scratch: Path | None = None
+        self.narrowed = Narrowed()
+        if self.data_dir is not None:  # before anything is written there
+            self.narrowed = narrow_to_owner(self.data_dir)
+            if self.narrowed:
+                print(f"taskrun local: {self.narrowed.describe(self.data_dir)}", file=sys.stderr, flush=True)
         self.stack = Stack(self.root / "template.yaml", self.region)
         for setting, parameter in PARAMETER_SETTINGS.items():
             if os.environ.get(setting) and parameter in self.stack.parameters:
@@ -165,6 +210,8 @@ class LocalStack:
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
         self.interrupted_runs = 0
+        self.dispatched_again = 0
+        self.expired_runs = 0
         self.woken_runs = 0
         self.resumed_deliveries = 0
         self.restored_usage_keys = 0
@@ -174,10 +221,13 @@ class LocalStack:
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
-        self.interrupted_runs = end_interrupted_runs(get_settings().runs_table)
-        self.woken_runs = wake_queued_runs(get_settings().runs_table)
+        runs_table = get_settings().runs_table
+        cut_off = CutOffRuns.find(runs_table)
+        self.interrupted_runs = cut_off.end_running(runs_table)
+        self.woken_runs = wake_queued_runs(runs_table)
         self.resumed_deliveries = resume_deliveries()
         self._create_flows_from_task_dirs()
+        self.dispatched_again, self.expired_runs = cut_off.dispatch_pending(runs_table)  # flows' machines exist now
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
         settings = get_settings()
@@ -220,13 +270,11 @@ class LocalStack:
         only) and used again at the next start."""
         if self.data_dir is None:
             return make()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / name
+        path = private_folder(self.data_dir) / name
         if path.exists() and path.read_text().strip():
             return path.read_text().strip()
         value = make()
-        path.touch(mode=0o600)
-        path.write_text(value + "\n")
+        write_private(path, value + "\n")
         return value
 
     def _reload(self) -> None:
