@@ -251,6 +251,49 @@ def test_at_delivery_a_host_is_resolved_and_checked_again(receiver: Receiver) ->
     assert allowed.status_code == 204
 
 
+# Addresses that are neither this machine's nor a private network's, which the setting
+# once let through (Python counts them private) and must not.
+STILL_REFUSED = [
+    "http://192.0.2.10/hook",  # documentation
+    "http://[2001:db8::1]/hook",
+    "http://198.18.0.1/hook",  # benchmarking
+    "http://255.255.255.255/hook",  # broadcast
+    "http://240.0.0.1/hook",  # reserved
+    "http://[fd00:ec2::254]/latest/meta-data/",  # the metadata service over IPv6, inside fc00::/7
+    "http://2852039166/latest/meta-data/",  # 169.254.169.254 as one number
+    "http://[::ffff:169.254.169.254]/latest/meta-data/",
+]
+
+
+@pytest.mark.parametrize("url", STILL_REFUSED)
+def test_with_private_webhooks_allowed_what_is_not_private_is_still_refused(
+    api: httpx.Client, private_webhooks: None, url: str
+) -> None:
+    # Given a stack that lets webhooks reach this machine and private networks
+    mine = {
+        "task_id": "team/add",
+        "arguments": {"a": 1},
+        "expression": "rate(1 day)",
+        "webhook_url": "http://127.0.0.1:9/hook",
+    }
+    allowed = api.post("/v1/schedules", json=mine)
+    assert allowed.status_code == 201, allowed.text
+    api.delete(f"/v1/schedules/{allowed.json()['schedule_id']}")
+    body = {"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": url}
+    # When a run or a schedule names a webhook elsewhere that is not public
+    run = api.post("/v1/runs", json=body)
+    schedule = api.post("/v1/schedules", json={**body, "expression": "rate(1 day)"})
+    # Then each is refused at its webhook_url, with no hint that the setting would help
+    for refused in (run, schedule):
+        assert refused.status_code == 422, refused.text
+        (error,) = refused.json()["errors"]
+        assert error["location"] == "body.webhook_url"
+        assert "TASKRUN_WEBHOOK_ALLOW_PRIVATE" not in error["message"]
+    # and a delivery there would be refused too, before any connection
+    answer = webhooks.post(url, b"{}", {}, timeout=2, allow_private=True)
+    assert answer.status_code is None and answer.error is not None and answer.error.startswith("refused: ")
+
+
 def test_the_default_schedule_spans_minutes_to_about_a_day() -> None:
     schedule = RetrySchedule()
     nominal = sum(schedule.delays)

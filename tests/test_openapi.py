@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -88,6 +91,22 @@ def test_swagger_ui_is_a_page_without_a_key(anonymous: httpx.Client) -> None:
     page = anonymous.get("/v1/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<title>taskrun API</title>" in page.text and "SwaggerUIBundle" in page.text
+
+
+def test_swagger_ui_comes_with_a_content_policy_that_runs_only_its_own_scripts(anonymous: httpx.Client) -> None:
+    # When the Swagger UI page is fetched
+    page = anonymous.get("/v1/docs")
+    # Then no other site may frame it
+    assert page.headers["X-Frame-Options"] == "DENY"
+    policy = dict(directive.partition(" ")[::2] for directive in page.headers["Content-Security-Policy"].split("; "))
+    assert policy["frame-ancestors"] == "'none'" and policy["default-src"] == "'none'"
+    assert policy["base-uri"] == "'none'" and policy["form-action"] == "'none'"
+    # and the scripts that run are the page's own inline ones, each named by its digest, and no others
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    digests = {"'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'" for s in inline}
+    assert len(inline) == 2 and set(policy["script-src"].split()) == digests
+    # and it calls only the API it came from
+    assert policy["connect-src"] == "'self'"
 
 
 @needs_chromium

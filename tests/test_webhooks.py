@@ -1,10 +1,17 @@
 """Webhook targets: a run or schedule whose webhook_url points where taskrun must not send
-is refused when it is made (422 at body.webhook_url)."""
+is refused when it is made (422 at body.webhook_url); with TASKRUN_WEBHOOK_ALLOW_PRIVATE=1
+only loopback and the private ranges are let through besides public addresses."""
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import httpx
 import pytest
+
+from taskrun.errors import InvalidInput
+from taskrun.webhooks import check_target
 
 REFUSED = [
     "ftp://hooks.example.org/x",
@@ -75,3 +82,133 @@ def test_a_schedule_with_a_webhook_inside_is_refused_when_made_and_when_changed(
     message = changed.json()["errors"][0]["message"]
     assert "a loopback address" in message and "TASKRUN_WEBHOOK_ALLOW_PRIVATE=1" in message
     api.delete(f"/v1/schedules/{made['schedule_id']}")
+
+
+# What the checker says of each host, without the setting and with it (None: let through).
+# Never let through, whatever the setting: every address that is neither public nor this
+# machine's nor a private network's, the metadata service's in every form first of all.
+NEVER = {
+    # the cloud metadata service, and the forms that reach it
+    "169.254.169.254": "link-local",
+    "169.254.170.2": "link-local",  # ECS's task metadata and credentials
+    "169.254.0.1": "link-local",
+    "[fe80::1]": "link-local",
+    "[fd00:ec2::254]": "fd00:ec2::/32",  # AWS's metadata service over IPv6, inside fc00::/7
+    "[fd00:ec2::23]": "fd00:ec2::/32",  # EKS Pod Identity's agent
+    "[::ffff:169.254.169.254]": "link-local",  # IPv4-mapped
+    "[::169.254.169.254]": "link-local",  # IPv4-compatible
+    "[::ffff:0:a9fe:a9fe]": "link-local",  # SIIT
+    "[64:ff9b::a9fe:a9fe]": "link-local",  # NAT64
+    "[64:ff9b:1::a9fe:a9fe]": "local NAT64",
+    "[2002:a9fe:a9fe::]": "link-local",  # 6to4
+    "[2001:0:4136:e378:8000:63bf:5601:5601]": "link-local",  # Teredo
+    "[fd00::5efe:a9fe:a9fe]": "link-local",  # ISATAP under a private prefix
+    "2852039166": "link-local",  # 169.254.169.254 as one decimal number
+    "0xa9fea9fe": "link-local",  # as one hex number
+    "0251.0376.0251.0376": "link-local",  # in octal parts
+    "0xa9.0xfe.0xa9.0xfe": "link-local",
+    "169.254.43518": "link-local",  # the last part filling two bytes
+    "169.254.169.254.": "link-local",  # a trailing dot
+    "metadata.test": "link-local",  # a name that resolves to it (see the resolver below)
+    "imds6.test": "fd00:ec2::/32",
+    # documentation, benchmarking, shared, broadcast, multicast, unspecified, reserved
+    "192.0.2.10": "documentation",
+    "198.51.100.7": "documentation",
+    "203.0.113.1": "documentation",
+    "[2001:db8::1]": "documentation",
+    "198.18.0.1": "benchmarking",
+    "198.19.255.254": "benchmarking",
+    "100.64.0.1": "shared",
+    "100.127.255.254": "shared",
+    "255.255.255.255": "broadcast",
+    "224.0.0.1": "multicast",
+    "239.255.255.250": "multicast",
+    "[ff02::1]": "multicast",
+    "0.0.0.0": "unspecified",
+    "0": "unspecified",
+    "[::]": "unspecified",
+    "240.0.0.1": "reserved",
+    "192.0.0.8": "reserved",
+    "[100::1]": "reserved",
+    "[2001:10::1]": "reserved",
+    "[::ffff:198.18.0.1]": "benchmarking",
+    "[64:ff9b::c000:20a]": "documentation",  # NAT64 of 192.0.2.10
+    "[2002:6440:1::]": "shared",  # 6to4 of 100.64.0.1
+}
+# Let through only with the setting: this machine and the private ranges.
+PRIVATE_ONLY = {
+    "127.0.0.1": "loopback",
+    "127.8.9.10": "loopback",
+    "2130706433": "loopback",  # 127.0.0.1 as one number
+    "0x7f.1": "loopback",
+    "localhost": "loopback",
+    "[::1]": "loopback",
+    "[::ffff:127.0.0.1]": "loopback",
+    "10.0.0.1": "private",
+    "10.255.255.254": "private",
+    "172.16.0.1": "private",
+    "172.31.255.254": "private",
+    "192.168.1.1": "private",
+    "[fc00::1]": "private",
+    "[fd12:3456:789a::1]": "private",
+    "[fd00:ec3::254]": "private",
+    "inside.test": "private",
+}
+# Let through either way: public addresses.
+PUBLIC = ["8.8.8.8", "172.32.0.1", "100.128.0.1", "198.20.0.1", "[2606:4700:4700::1111]", "[64:ff9b::808:808]"]
+NAMES = {
+    "metadata.test": "169.254.169.254",
+    "imds6.test": "fd00:ec2::254",
+    "inside.test": "10.1.2.3",
+}
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names of the table resolve to their address; others as the system resolves them."""
+    system = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in NAMES:
+            address = NAMES[host]
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+        return system(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def refusal(host: str, allow_private: bool) -> str | None:
+    try:
+        check_target(f"http://{host}/hook", allow_private)
+    except InvalidInput as refused:
+        (error,) = refused.errors
+        assert error.location == "body.webhook_url"
+        return error.message
+    return None
+
+
+@pytest.mark.usefixtures("resolver")
+@pytest.mark.parametrize("allow_private", [False, True], ids=["default", "allow-private"])
+@pytest.mark.parametrize(("host", "kind"), NEVER.items())
+def test_an_address_neither_public_nor_private_is_refused_whatever_the_setting(
+    host: str, kind: str, allow_private: bool
+) -> None:
+    # Given a webhook URL to such a host, When it is checked, Then it is refused, and the reason says why
+    message = refusal(host, allow_private)
+    assert message is not None and kind in message, message
+    assert "TASKRUN_WEBHOOK_ALLOW_PRIVATE" not in message  # the setting would not let it through
+
+
+@pytest.mark.usefixtures("resolver")
+@pytest.mark.parametrize(("host", "kind"), PRIVATE_ONLY.items())
+def test_this_machine_and_private_networks_are_let_through_only_with_the_setting(host: str, kind: str) -> None:
+    message = refusal(host, allow_private=False)
+    assert message is not None and f"a {kind} address" in message and "TASKRUN_WEBHOOK_ALLOW_PRIVATE=1" in message
+    assert refusal(host, allow_private=True) is None
+
+
+@pytest.mark.parametrize("allow_private", [False, True], ids=["default", "allow-private"])
+@pytest.mark.parametrize("host", PUBLIC)
+def test_a_public_address_is_let_through_whatever_the_setting(host: str, allow_private: bool) -> None:
+    assert refusal(host, allow_private) is None

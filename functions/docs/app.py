@@ -1,9 +1,15 @@
 """The API document and Swagger UI, open without a key.
 
 The document is the one docs/openapi.json holds (made from every function's routes by
-`taskrun openapi`), served with the address the API is reached at as its server."""
+`taskrun openapi`), served with the address the API is reached at as its server. The page
+comes with a content policy, as the console does: its two inline scripts (Swagger UI, and
+the document with the options) run by their digests, nothing else runs, it calls only the
+API it came from, and no other site may frame it."""
 
+import base64
+import hashlib
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -17,6 +23,13 @@ from taskrun.runtime import api_handler
 app = make_resolver()
 DOCUMENT = Path(__file__).with_name("openapi.json")
 ASSETS = Path(swagger_ui.__file__).parent
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+# Swagger UI's own inline styles and style attributes; its icons as data: images; the tried
+# operations' requests to the API itself
+POLICY = (
+    "default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 @cache
@@ -51,7 +64,19 @@ def swagger() -> Response[str]:
     spec = _served().replace("</", "<\\/")  # the document sits inside a <script>
     page = generate_swagger_html(spec, script, style, swagger_base_url="", oauth2_config=None)
     page = page.replace("<title>Swagger UI</title>", "<title>taskrun API</title>")
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=page,
+        headers={"Content-Security-Policy": _policy(page), "X-Frame-Options": "DENY"},
+    )
+
+
+def _policy(page: str) -> str:
+    """The page's policy, its inline scripts allowed by their SHA-256 digests (the document
+    inside one of them differs with the base path, so the digests are of this page)."""
+    digests = (hashlib.sha256(script.encode()).digest() for script in INLINE_SCRIPT.findall(page))
+    return POLICY.replace("{scripts}", " ".join(f"'sha256-{base64.b64encode(d).decode()}'" for d in digests))
 
 
 lambda_handler = api_handler(app)

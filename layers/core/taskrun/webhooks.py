@@ -6,9 +6,11 @@ A name is resolved and every address it resolves to is checked, so a name pointi
 is refused like the address itself. (Delivery checks again after its own resolution, so a
 name that changes what it points to cannot reach inside either.) A name that does not
 resolve now is let through: it is checked again when there is something to deliver.
-`TASKRUN_WEBHOOK_ALLOW_PRIVATE=1` lets loopback and private addresses through, for a
-receiver on your own machine or network; link-local, multicast and unspecified addresses
-stay refused.
+`TASKRUN_WEBHOOK_ALLOW_PRIVATE=1` lets through loopback (127/8, ::1) and the private ranges
+(10/8, 172.16/12, 192.168/16, fc00::/7), for a receiver on your own machine or network, and
+nothing else that is not public: link-local (the cloud metadata service, 169.254.169.254 and
+fd00:ec2::254, in any form), documentation, benchmarking, shared, broadcast, multicast,
+unspecified and reserved addresses stay refused.
 
 Messages are signed the Standard Webhooks way (https://www.standardwebhooks.com): headers
 `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
@@ -22,6 +24,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -100,11 +103,31 @@ def _addresses(host: str, port: int) -> list[Address]:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
+    numeric = _inet_aton(host)
+    if numeric is not None:
+        return [numeric]
     try:
         found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return []  # does not resolve now: checked again at delivery
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+
+
+# An IPv4 host as the C library reads it: one to four parts, each decimal, octal (0...) or
+# hex (0x...), the last filling the bytes left (2852039166, 0xa9fea9fe, 0251.0376.0251.0376,
+# 169.254.43518), a trailing dot allowed.
+NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?", re.IGNORECASE)
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host written as numbers stands for, the way a resolver or a
+    browser reads it, or None if it is a name."""
+    if NUMERIC_HOST.fullmatch(host) is None:
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.removesuffix(".")))
+    except OSError:
+        return None  # numbers no resolver reads as an address (a part too large): not a name either
 
 
 # IPv6 prefixes whose addresses carry an IPv4 address in their last 32 bits.
@@ -138,6 +161,33 @@ def isatap_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+# What TASKRUN_WEBHOOK_ALLOW_PRIVATE=1 lets through: this machine and the private ranges.
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+PRIVATE = [
+    ipaddress.ip_network("10.0.0.0/8"),
+    ipaddress.ip_network("172.16.0.0/12"),
+    ipaddress.ip_network("192.168.0.0/16"),
+    ipaddress.ip_network("fc00::/7"),
+]
+# Never, whatever the setting: the cloud's own services inside the private ranges (AWS's
+# fd00:ec2::/32 holds the instance metadata service's IPv6 address, fd00:ec2::254, and
+# its DNS, time and EKS Pod Identity endpoints), and ranges `ipaddress` counts as private
+# (or, before Python 3.13, global) that are not anyone's network, named to say which one a
+# refusal is.
+CLOUD_SERVICES = ipaddress.ip_network("fd00:ec2::/32")
+SPECIAL: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
+    (ipaddress.ip_network("255.255.255.255/32"), "the broadcast address"),
+    (ipaddress.ip_network("192.0.2.0/24"), "a documentation address"),
+    (ipaddress.ip_network("198.51.100.0/24"), "a documentation address"),
+    (ipaddress.ip_network("203.0.113.0/24"), "a documentation address"),
+    (ipaddress.ip_network("2001:db8::/32"), "a documentation address"),
+    (ipaddress.ip_network("198.18.0.0/15"), "a benchmarking address"),
+    (ipaddress.ip_network("100.64.0.0/10"), "a shared address (carrier-grade NAT)"),
+    # IETF protocol assignments (Python before 3.13 counts most of them global)
+    (ipaddress.ip_network("192.0.0.0/24"), "a reserved address (IETF protocol assignments)"),
+]
+
+
 def _forbidden(address: Address, allow_private: bool) -> str | None:
     if isinstance(address, ipaddress.IPv6Address):
         if address in LOCAL_NAT64:
@@ -149,20 +199,23 @@ def _forbidden(address: Address, allow_private: bool) -> str | None:
         inner = isatap_ipv4(address)
         if inner is not None and (reason := _forbidden(inner, allow_private)):  # the prefix is judged below
             return f"{reason} ({inner}, inside {address})"
+        if address in CLOUD_SERVICES:
+            return "one of the cloud's metadata and service addresses (fd00:ec2::/32)"
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_multicast:
         return "a multicast address"
     if address.is_link_local:
         return "a link-local address (the cloud metadata service lives there)"
+    for network, name in SPECIAL:
+        if address in network:
+            return name
     if address.is_global:
         return None
-    if allow_private and (address.is_loopback or address.is_private):
-        return None
-    if address.is_loopback:
-        return f"a loopback address ({ALLOW_PRIVATE_HINT})"
-    if address.is_private:
-        return f"a private address ({ALLOW_PRIVATE_HINT})"
+    if any(address in network for network in LOOPBACK):
+        return None if allow_private else f"a loopback address ({ALLOW_PRIVATE_HINT})"
+    if any(address in network for network in PRIVATE):
+        return None if allow_private else f"a private address ({ALLOW_PRIVATE_HINT})"
     return "a reserved address"
 
 

@@ -38,6 +38,12 @@ DEFAULT_IDLE_SECONDS = 300.0
 LOG_LINES_KEPT = 5000
 
 
+def sandbox_deadline() -> float:
+    """Until when a synchronous invocation starting now may wait for a sandbox: one deadline
+    for a request, to pass to each invocation it makes."""
+    return time.monotonic() + THROTTLE_WAIT_SECONDS
+
+
 class FunctionPool:
     """The sandboxes of one function."""
 
@@ -53,8 +59,8 @@ class FunctionPool:
         self._changed = threading.Condition()
         self._closed = False
 
-    def invoke(self, event_text: str) -> str:
-        sandbox = self._acquire()
+    def invoke(self, event_text: str, wait_until: float | None = None) -> str:
+        sandbox = self._acquire(wait_until)
         healthy = False
         try:
             if sandbox.init_error is not None:
@@ -67,8 +73,13 @@ class FunctionPool:
         finally:
             self._release(sandbox, healthy)
 
-    def _acquire(self) -> Sandbox:
-        deadline = time.monotonic() + THROTTLE_WAIT_SECONDS
+    def _acquire(self, wait_until: float | None = None) -> Sandbox:
+        """A free sandbox, or a new one while there is room; past the limit, wait for one to
+        be freed until `wait_until` (a `time.monotonic()` time, by default THROTTLE_WAIT_SECONDS
+        from now), then refuse with 429. The deadline is the caller's: a request that invokes
+        several functions one after another (an authorizer, then its integration) gives each
+        the same one, so its waits add up to no more than one."""
+        deadline = wait_until if wait_until is not None else sandbox_deadline()
         with self._changed:
             while True:
                 if self._closed:
@@ -220,16 +231,17 @@ class LambdaRuntime:
         with self._lock:
             return dict(self._pools)
 
-    def invoke_text(self, name_or_arn: str, event_text: str) -> str:
-        """A synchronous invocation with the event as JSON text; the result as JSON text."""
+    def invoke_text(self, name_or_arn: str, event_text: str, wait_until: float | None = None) -> str:
+        """A synchronous invocation with the event as JSON text; the result as JSON text.
+        Past the function's sandboxes it waits for one until `wait_until` (see sandbox_deadline)."""
         name = self.function_name(name_or_arn)
         if self.faults.strikes("throttle", name):
             raise InvokeRefused(error_payload("TooManyRequestsException", "Rate Exceeded (an injected fault)"), 429)
-        return self.pool(name).invoke(event_text)
+        return self.pool(name).invoke(event_text, wait_until)
 
-    def invoke(self, name_or_arn: str, event: Any) -> Any:
+    def invoke(self, name_or_arn: str, event: Any, wait_until: float | None = None) -> Any:
         """Call the function as Lambda would; its failure raises FunctionError."""
-        return json.loads(self.invoke_text(name_or_arn, json.dumps(event)))
+        return json.loads(self.invoke_text(name_or_arn, json.dumps(event), wait_until))
 
     def invoke_async(self, name_or_arn: str, event: Any) -> None:
         """Queue an asynchronous invocation; a failure is retried (the function's
