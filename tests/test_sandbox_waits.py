@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from taskrun.local.gateway import Gateway
 from taskrun.local.lambdas import THROTTLE_WAIT_SECONDS, LambdaRuntime, sandbox_deadline
 from taskrun.local.sandbox import InvokeRefused
+from taskrun.local.stack import LocalStack
 from taskrun.local.template import FunctionSpec
 
 HANDLER = """
@@ -36,9 +38,9 @@ MARGIN_SECONDS = 1.5
 class Held:
     """A runtime whose functions may each have one sandbox, and a way to hold one busy."""
 
-    def __init__(self, directory: Path) -> None:
-        (directory / "app.py").write_text(HANDLER)
-        specs = [FunctionSpec(name, directory, "app.handler", timeout=60) for name in ("Front", "Back")]
+    def __init__(self, directory: Path, names: tuple[str, ...] = ("Front", "Back"), handler: str = HANDLER) -> None:
+        (directory / "app.py").write_text(handler)
+        specs = [FunctionSpec(name, directory, "app.handler", timeout=60) for name in names]
         self.runtime = LambdaRuntime(specs, "us-east-1", concurrency=1)
         self.runtime.echo_logs = False
         self._directory = directory
@@ -58,11 +60,20 @@ class Held:
             assert time.monotonic() < deadline, "the holding invocation never took the sandbox"
             time.sleep(0.01)
 
+    def release_one(self, name: str) -> None:
+        for holder, fifo in list(self._holders):
+            if fifo.name == f"{name}.fifo":
+                with open(fifo, "w") as end:
+                    end.write("go")
+                holder.join(timeout=10)
+                self._holders.remove((holder, fifo))
+
     def release(self) -> None:
         for holder, fifo in self._holders:
             with open(fifo, "w") as end:
                 end.write("go")
             holder.join(timeout=10)
+        self._holders.clear()
 
 
 @pytest.fixture
@@ -114,3 +125,46 @@ def test_two_invocations_of_one_request_share_one_wait(held: Held) -> None:
         took = list(callers.map(lambda _: request(), range(CALLERS)))
     # Then each has its answers within one wait, not one wait per function
     assert max(took) <= THROTTLE_WAIT_SECONDS + MARGIN_SECONDS, max(took)
+
+
+GATEWAY_HANDLER = """
+def handler(event, context):
+    if event.get("hold"):
+        with open(event["hold"]) as fifo:  # until the test writes to it
+            fifo.read()
+        return {}
+    if event.get("type") == "REQUEST":  # the authorizer: every route, the stack's shared usage-plan key
+        statement = {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": ["*"]}
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
+        return {"principalId": "held", "policyDocument": policy, "context": {}, "usageIdentifierKey": USAGE_KEY}
+    return {"statusCode": 200, "body": "{}"}
+"""
+
+
+def test_a_request_past_busy_authorizer_and_integration_sandboxes_is_answered_429_within_one_wait(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given the gateway in front of an authorizer and a function that may each have one
+    # sandbox, both busy
+    usage_key = stack.emulator.runtime.pool("AuthorizerFunction").image.environment["TASKRUN_SHARED_USAGE_KEY"]
+    route = next(route for route in stack.gateway.routes if (route.method, route.path) == ("GET", "/v1/runs"))
+    assert stack.gateway.authorizer is not None
+    held = Held(
+        tmp_path, (stack.gateway.authorizer, route.function), GATEWAY_HANDLER.replace("USAGE_KEY", repr(usage_key))
+    )
+    try:
+        gateway = Gateway(stack.gateway.stack, held.runtime)
+        held.hold(stack.gateway.authorizer)
+        held.hold(route.function)
+        # When a request comes, and the authorizer's sandbox is freed just before its wait ends
+        freed = threading.Timer(THROTTLE_WAIT_SECONDS - 1, held.release_one, args=(stack.gateway.authorizer,))
+        began = time.monotonic()
+        freed.start()
+        answer = gateway.handle("GET", "/v1/runs", {"X-API-KEY": "any"}, b"")
+        took = time.monotonic() - began
+    finally:
+        held.release()
+        held.runtime.stop()
+    # Then it is answered 429 when the request's one wait is over, not a wait per function
+    assert answer.status == 429, answer.body
+    assert took <= THROTTLE_WAIT_SECONDS + MARGIN_SECONDS, took

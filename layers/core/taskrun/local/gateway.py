@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
-from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.lambdas import LambdaRuntime, sandbox_deadline
 from taskrun.local.sandbox import FunctionError, InvokeRefused
 from taskrun.local.template import ACCOUNT_ID, Route, Stack
 from taskrun.local.throttle import Throttle
@@ -123,8 +123,9 @@ class Gateway:
         if self.throttle is not None and (wait := self.throttle.for_stage()):
             return self.throttled(wait)
         event = self._proxy_event(route, method, path, url.query, pairs, body, match.groupdict(), source_ip)
+        wait_until = sandbox_deadline()  # the authorizer's wait for a sandbox and the integration's, in all
         if route.authorized and self.authorizer:
-            refusal = self._authorize(event)
+            refusal = self._authorize(event, wait_until)
             if refusal is not None:
                 return refusal
         if route.api_key_required:
@@ -138,7 +139,7 @@ class Gateway:
         event_text = json.dumps(event)
         if len(event_text) > MAX_EVENT_BYTES:
             return self.gateway_response("REQUEST_TOO_LARGE", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        invocation = self._integrations.submit(self.runtime.invoke_text, route.function, event_text)
+        invocation = self._integrations.submit(self.runtime.invoke_text, route.function, event_text, wait_until)
         try:
             answer = json.loads(invocation.result(timeout=INTEGRATION_TIMEOUT_SECONDS))
         except TimeoutError:
@@ -150,7 +151,7 @@ class Gateway:
             return self.gateway_response("INTEGRATION_FAILURE", HTTPStatus.BAD_GATEWAY)
         return self._from_proxy_result(answer)
 
-    def _authorize(self, event: dict[str, Any]) -> GatewayResponse | None:
+    def _authorize(self, event: dict[str, Any], wait_until: float) -> GatewayResponse | None:
         assert self.authorizer is not None
         request = {
             "type": "REQUEST",
@@ -162,7 +163,7 @@ class Gateway:
             **{key: event[key] for key in ("queryStringParameters", "pathParameters", "requestContext")},
         }
         try:
-            policy = self.runtime.invoke(self.authorizer, request)
+            policy = self.runtime.invoke(self.authorizer, request, wait_until)
         except FunctionError as error:
             if str(error) == "Unauthorized":
                 return self.gateway_response("UNAUTHORIZED", HTTPStatus.UNAUTHORIZED)
