@@ -179,3 +179,27 @@ def test_runs_a_kill_cut_off_are_never_lost_and_never_run_twice(tmp_path: Path) 
     # and the start said what it did
     assert f"{len(pending)} runs pending at the last stop (never started) were dispatched again" in output
     assert f"{len(running)} runs cut off by the last stop were ended failed" in output
+
+
+def test_runs_queued_for_a_slot_at_a_kill_run_after_the_next_start(tmp_path: Path) -> None:
+    data, marks = tmp_path / "state", tmp_path / "marks"
+    # Given a task that runs one at a time: one run holding its slot, two queued for it
+    with started("--data", str(data)) as (url, process):
+        start = {"task_id": "control/single", "arguments": {"marks": str(marks), "nap": 8}}
+        run_ids = [http.post(f"{url}/v1/runs", json=start).json()["run_id"] for _ in range(3)]
+        deadline = time.monotonic() + 60
+        while [http.get(f"{url}/v1/runs/{run_id}").json()["status"] for run_id in run_ids] != [
+            "running",
+            "queued",
+            "queued",
+        ]:
+            assert time.monotonic() < deadline, "the first run did not start while the others waited"
+            time.sleep(0.1)
+        # When the stack is killed without warning
+        process.kill()
+        process.communicate()
+    # Then the next start on the same folder ends the run it cut off, and runs the queued ones
+    with started("--data", str(data)) as (url, process):
+        ended = [wait_until_ended(url, run_id) for run_id in run_ids]
+    assert [run["status"] for run in ended] == ["failed", "succeeded", "succeeded"], ended
+    assert ended[0]["error"]["message"] == CUT_OFF_RUNNING

@@ -97,23 +97,32 @@ class CutOffRuns:
 
 def wake_queued_runs(runs_table: str) -> int:
     """Runs kept queued from before a restart lost their waits (the emulator keeps no
-    executions): each waits again for its start time (or starts at once if it has passed;
-    one past its ttl ends expired when woken). Return how many."""
-    from taskrun.runtime import waker  # made once the emulator's settings are in place
+    executions): each waiting for its start time waits again (or starts at once if it has
+    passed; one past its ttl ends expired when woken), and the limits runs wait for room in
+    admit again, as a release of a slot would. Return how many runs were queued."""
+    from taskrun.runtime import admission, waker  # made once the emulator's settings are in place
 
     wake = waker()
     if wake is None:
         return 0
     store = DynamoRunStore(runs_table)
-    woken = 0
+    queued = 0
+    limits: set[str] = set()
     cursor: str | None = None
     while True:
         runs, cursor = store.list(RunFilter(status=RunStatus.QUEUED), 100, cursor)
         for run in runs:
-            wake.wake_at(run)
-            woken += 1
+            queued += 1
+            if run.next_attempt_at is not None:
+                wake.wake_at(run)
+            elif run.waiting_for is not None:
+                limits.add(run.waiting_for)
         if cursor is None:
-            return woken
+            break
+    if limits and (admit := admission()) is not None:
+        for limit in sorted(limits):
+            admit.admit(limit)
+    return queued
 
 
 def _state_machine_of(task_id: str) -> str:
