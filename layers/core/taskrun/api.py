@@ -85,7 +85,7 @@ class Problem(BaseModel):
 
 # What each problem status means on any route, for the API document.
 WHEN_PROBLEM: dict[int, str] = {
-    400: "The body is not valid JSON or not UTF-8 text",
+    400: "The body is not valid JSON or not UTF-8 text, or the request is ambiguous (two keys, two Content-Types)",
     401: "No API key, or one that is not valid",
     403: "The key lacks the scope the route needs",
     404: "No such resource",
@@ -103,8 +103,8 @@ def answers(
     status: int, model: type[BaseModel] | None, *problems: int, description: str = ""
 ) -> dict[int, OpenAPIResponse]:
     """A route's documented responses: its success (with the model it answers) and the
-    problems it can answer itself. 401, 429 and 500, which any secured route can answer,
-    are added to every route when the API document is made."""
+    problems it can answer itself. 400, 401, 429 and 500, which any secured route can
+    answer, are added to every route when the API document is made."""
     success: OpenAPIResponse = {"description": description or HTTPStatus(status).phrase}
     if model is not None:
         success["content"] = {APPLICATION_JSON: {"model": model}}

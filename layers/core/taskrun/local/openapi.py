@@ -4,7 +4,7 @@ Each function has a resolver of its own (one Lambda per route group); their docu
 merged with Powertools' OpenAPIMerge and then given what only the whole API knows, from
 template.yaml: the routes there are, which of them need a key (the authorizer takes
 `X-API-KEY` or `Authorization: Bearer`), and the problems any secured route can answer
-before or after its function (401, 429, 500). `taskrun openapi` writes docs/openapi.json;
+before or after its function (400, 401, 429, 500). `taskrun openapi` writes docs/openapi.json;
 the docs function serves that file, and a test keeps it equal to what this makes.
 """
 
@@ -60,7 +60,7 @@ SECURITY_SCHEMES: dict[str, APIKey | HTTPBearer] = {
 }
 # Answered for any secured route by the gateway (401 from the authorizer, 429 from the
 # stage's throttling or a busy store) or the function (500).
-SECURED_PROBLEMS = (401, 429, 500)
+SECURED_PROBLEMS = (400, 401, 429, 500)
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
