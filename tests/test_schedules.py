@@ -422,3 +422,19 @@ def test_the_documented_expression_pattern_takes_what_the_api_takes(api: httpx.C
     if posted.status_code == 201:
         api.delete(f"/v1/schedules/{posted.json()['schedule_id']}")
     api.delete(url)
+
+
+def test_a_start_time_in_an_early_year_is_kept_readable_and_one_past_utc_is_refused(api: httpx.Client) -> None:
+    # Given a rate schedule whose first firing is anchored in the year 110
+    body = {"task_id": "examples/greet", "arguments": {"name": "x"}, "expression": "rate(1 day)", "enabled": False}
+    made = api.post("/v1/schedules", json={**body, "start_at": "0110-10-23T12:56:33Z"})
+    assert made.status_code == 201, made.text
+    # Then it reads back as written, four digits of year, and the list still answers
+    assert made.json()["start_at"] == "0110-10-23T12:56:33.000Z"
+    assert api.get(f"/v1/schedules/{made.json()['schedule_id']}").json()["start_at"] == "0110-10-23T12:56:33.000Z"
+    assert api.get("/v1/schedules", params={"limit": 100}).status_code == 200
+    # But a time whose offset takes it before the year 1 in UTC is refused where it stands
+    refused = api.post("/v1/schedules", json={**body, "start_at": "0001-01-01T00:00:00+01:00"})
+    assert refused.status_code == 422, refused.text
+    assert [error["location"] for error in refused.json()["errors"]] == ["body.start_at"]
+    assert api.delete(f"/v1/schedules/{made.json()['schedule_id']}").status_code in (200, 204)

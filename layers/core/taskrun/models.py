@@ -17,11 +17,27 @@ def utcnow() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds and a `Z`, the one time format of the API."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """RFC 3339 in UTC with milliseconds and a `Z`, the one time format of the API (the
+    year always four digits: strftime writes the year 110 as `110`, which no parser reads)."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
-UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
+def _expressible_in_utc(moment: datetime) -> datetime:
+    """A time given with an offset that takes it past the years UTC can write is refused as
+    input (422), rather than failing when it is answered."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time lies outside the years 0001 to 9999 in UTC") from None
+    return moment
+
+
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_expressible_in_utc),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
 
 MAX_WAIT_TIMEOUT = 900
 MAX_RETRIES = 20
