@@ -67,6 +67,7 @@ LONGEST_FIRST = (
     "test_concurrency.py",
     "test_faults.py",
     "test_cli.py",
+    "test_local_state.py",
     "test_load.py",
     "test_packaging.py",
     "test_retry_faults.py",

@@ -185,8 +185,12 @@ def test_runs_queued_for_a_slot_at_a_kill_run_after_the_next_start(tmp_path: Pat
     data, marks = tmp_path / "state", tmp_path / "marks"
     # Given a task that runs one at a time: one run holding its slot, two queued for it
     with started("--data", str(data)) as (url, process):
-        start = {"task_id": "control/single", "arguments": {"marks": str(marks), "nap": 8}}
-        run_ids = [http.post(f"{url}/v1/runs", json=start).json()["run_id"] for _ in range(3)]
+        run_ids = [
+            http.post(
+                f"{url}/v1/runs", json={"task_id": "control/single", "arguments": {"marks": str(marks), "nap": nap}}
+            ).json()["run_id"]
+            for nap in (8, 0.1, 0.1)  # the first holds the slot until the kill
+        ]
         deadline = time.monotonic() + 60
         while [http.get(f"{url}/v1/runs/{run_id}").json()["status"] for run_id in run_ids] != [
             "running",
