@@ -369,10 +369,10 @@ class Bench:
         runtime = self.stack.emulator.runtime
         original = runtime.invoke_text
 
-        def counted(name_or_arn: str, event_text: str) -> str:
+        def counted(name_or_arn: str, event_text: str, wait_until: float | None = None) -> str:
             began = time.perf_counter()
             try:
-                return original(name_or_arn, event_text)
+                return original(name_or_arn, event_text, wait_until)
             finally:
                 self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
 

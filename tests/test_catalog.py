@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
-from taskrun.catalog import Catalog, RunContext, task
+from taskrun.catalog import Catalog, RunContext, ScriptRevision, task
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.ids import new_run_id
 from taskrun.masking import MASK, Secret
@@ -73,9 +73,11 @@ def test_arguments_are_validated_as_their_json_schema_says_no_looser() -> None:
 def test_a_call_returns_json_ready_results_and_collects_usage() -> None:
     registry = make_catalog()
     context = RunContext("run_x", "geo/tokens", "1", deadline=1e12)
-    assert registry.get("geo/tokens").latest.call({"text": "abc"}, context) == 3
+    tokens, move = (registry.get(task_id).latest for task_id in ("geo/tokens", "geo/move"))
+    assert isinstance(tokens, ScriptRevision) and isinstance(move, ScriptRevision)
+    assert tokens.call({"text": "abc"}, context) == 3
     assert context.usage == {"tokens": 3}
-    assert registry.get("geo/move").latest.call({"point": {"x": 1}, "by": 2}, context) == {"x": 3, "y": 0}
+    assert move.call({"point": {"x": 1}, "by": 2}, context) == {"x": 3, "y": 0}
 
 
 def test_revisions_follow_weights_unless_pinned() -> None:

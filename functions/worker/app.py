@@ -8,7 +8,9 @@ from taskrun.models import StepRequest, WorkerEvent
 from taskrun.runtime import callbacks, plain_handler, worker
 
 # The API hands over a run; a flow's Task state asks for a step's result or waits for a callback.
-WorkerRequest = TypeAdapter(WorkerEvent | StepRequest | CallbackRequest)
+WorkerRequest: TypeAdapter[WorkerEvent | StepRequest | CallbackRequest] = TypeAdapter(
+    WorkerEvent | StepRequest | CallbackRequest
+)
 
 
 def execute(event: dict[str, Any], context: LambdaContext) -> Any:

@@ -54,7 +54,7 @@ class ApiKey(BaseModel):
     key_id: str
     key_hash: str
     name: str = ""
-    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    scopes: list[str] = Field(default_factory=lambda: [str(scope) for scope in ALL_SCOPES])
     tasks: list[str] = Field(default_factory=list)
     created_at: UtcTime = Field(default_factory=utcnow)
     revoked: bool = False

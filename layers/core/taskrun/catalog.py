@@ -343,11 +343,11 @@ class Catalog:
         self._tasks: dict[str, TaskDefinition] = {}
         self._broken: dict[str, str] = {}  # task id: the problem of its module, which does not import now
         self._limits: dict[str, int] = {}  # shared limits by name, and their size
-        self._loader: Callable[[], None] | None = None
+        self._loader: Callable[[], object] | None = None
         self._loading = False
         self._load_lock = threading.RLock()
 
-    def load_with(self, loader: Callable[[], None]) -> None:
+    def load_with(self, loader: Callable[[], object]) -> None:
         """Fill the catalog by `loader()` on the first lookup (a loader that raises is tried
         again by the next one)."""
         self._loader = loader

@@ -400,12 +400,12 @@ class Worker:
             invalid = RunError(type=ErrorType.VALIDATION_ERROR, message=str(outcome.error))
             return ending(RunStatus.FAILED, error=invalid), False
         if outcome.error is not None:
-            error = outcome.error
-            logger.info("task raised", extra={"exception_type": type(error).__name__})
+            exception = outcome.error
+            logger.info("task raised", extra={"exception_type": type(exception).__name__})
             raised = RunError(
                 type=ErrorType.EXECUTION_ERROR,
-                message=str(error) or type(error).__name__,
-                exception_type=type(error).__name__,
+                message=str(exception) or type(exception).__name__,
+                exception_type=type(exception).__name__,
                 frames=outcome.frames or None,
             )
             return ending(RunStatus.FAILED, error=raised), not outcome.final
