@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
 from taskrun import __version__
-from taskrun.commands import app
+from taskrun.cli.commands import app
 from taskrun.masking import MASK
 from tests.conftest import API_KEY, KEY_CACHE_SECONDS
 

@@ -195,3 +195,29 @@ def test_the_client_installs_without_the_emulator_and_the_local_extra_brings_it(
     assert {"httpx", "typer", "pydantic", "boto3"} <= client
     assert not client & {"moto", "flask", "werkzeug", "aws-sam-translator", "flask-cors", "pyyaml"}, client
     assert {"moto", "flask", "aws-sam-translator", "pyyaml"} <= brought("taskrun", frozenset({"local"}))
+
+
+# the three products: where each part of the `taskrun` package lives
+PRODUCTS = {"layers/core": "the core (the Lambda layer)", "local": "the local stack", "client": "the client and CLI"}
+ONLY_ON_A_LAPTOP = ("taskrun.local", "taskrun.client", "taskrun.cli")
+
+
+def test_three_products_are_three_folders_and_the_core_needs_neither_other() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    # every package folder of the three products is installed, from where it lives
+    found = {}
+    for root in PRODUCTS:
+        for init in (ROOT / root).rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                package = init.parent.relative_to(ROOT / root)
+                found[".".join(package.parts)] = str(init.parent.relative_to(ROOT))
+    assert found == setuptools["package-dir"], "pyproject's package-dir is not the folders' packages"
+    assert sorted(setuptools["packages"]) == sorted(found)
+    # the core holds none of what only a laptop runs, and imports none of it
+    core = ROOT / "layers/core/taskrun"
+    for module in core.rglob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import) (taskrun\.[\w.]+)", module.read_text(), re.MULTILINE)
+        reaching = [name for name in imports if name.startswith(ONLY_ON_A_LAPTOP)]
+        assert not reaching, f"{module.relative_to(ROOT)} imports {reaching}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from taskrun.commands import app
+from taskrun.cli.commands import app
 from taskrun.local.stack import LocalStack
 from tests.test_run_control import marks_in, started, waited
 

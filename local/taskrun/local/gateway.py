@@ -280,6 +280,7 @@ class GatewayServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG  # a burst of connections waits to be accepted, not reset
+    server_address: tuple[str, int]  # an IPv4 server's (host, port)
 
     def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler], max_per_client: int):
         self.max_per_client = max_per_client

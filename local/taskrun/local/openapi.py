@@ -224,7 +224,7 @@ def _inlined(schema: dict[str, Any], schemas: dict[str, Any], prefix: str) -> di
 
 
 def _problem(status: int) -> dict[str, Any]:
-    answer = copy.deepcopy(dict(problem_answer(status)))
+    answer: dict[str, Any] = copy.deepcopy(dict(problem_answer(status)))
     answer["content"] = {media: {"schema": {"$ref": "#/components/schemas/Problem"}} for media in answer["content"]}
     return answer
 

@@ -136,7 +136,7 @@ def bundle_root() -> Path:
     cwd = Path.cwd()
     if (cwd / "template.yaml").exists():
         return cwd
-    return Path(__file__).resolve().parents[4]
+    return Path(__file__).resolve().parents[3]
 
 
 IDLE_SETTING = "TASKRUN_LOCAL_IDLE_SECONDS"

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -281,7 +281,7 @@ class LambdaRuntime:
         if self.faults.strikes("duplicate", spec.logical_id):
             self._async.submit(run)  # the same event, delivered a second time
 
-    def update_environment(self, functions: list[str], changes: dict[str, str | None]) -> None:
+    def update_environment(self, functions: list[str], changes: Mapping[str, str | None]) -> None:
         """Set (or, with None, remove) variables of some functions, as UpdateFunctionConfiguration
         does on AWS: their next invocations run in new sandboxes; other functions keep theirs."""
 
