@@ -1,0 +1,160 @@
+"""What every command group of the `taskrun` command shares: the Typer apps, the options,
+the configured API client and how answers are printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from pydantic_core import to_jsonable_python
+from rich.console import Console
+from rich.table import Table
+
+from taskrun import __version__
+from taskrun.client import DEFAULT_URL, Client, ProblemError, TaskrunError
+
+HELP = """The `taskrun` command: run tasks and read runs over the API (`taskrun run`, `runs`, `tasks`,
+`schedules`, `keys`), and serve the API on this machine (`taskrun local`).
+
+It talks to TASKRUN_URL with TASKRUN_API_KEY (or --url and --key), by default the local
+stack at http://127.0.0.1:9477.
+"""
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="taskrun",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs_app = typer.Typer(help="Read, wait on and cancel runs.", no_args_is_help=True)
+tasks_app = typer.Typer(help="The catalog of tasks.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Runs on a timetable.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (a key with the admin scope).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(keys_app, name="keys")
+secrets_app = typer.Typer(
+    help="Tasks' secrets: locally in .taskrun/secrets, or with --stack in a stack's SSM parameters.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+StackOption = Annotated[
+    str | None,
+    typer.Option("--stack", help="A deployed stack: its SSM parameters /STACK/secrets/ (your AWS credentials)."),
+]
+SecretsDirOption = Annotated[
+    Path, typer.Option("--dir", metavar="DIR", help="The local stack's secrets (taskrun local --secrets).")
+]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON as it is.")]
+
+
+class Settings:
+    url: str | None = None
+    key: str | None = None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"taskrun: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def api() -> Iterator[Client]:
+    """A client of the configured API; its errors end the command with one line."""
+    try:
+        with Client(Settings.url, Settings.key) as client:
+            yield client
+    except ProblemError as error:
+        fail(str(error))
+    except httpx.ConnectError:
+        url = Settings.url or os.environ.get("TASKRUN_URL") or DEFAULT_URL
+        hint = " (is `taskrun local` running?)" if url.rstrip("/") == DEFAULT_URL else ""
+        fail(f"cannot reach {url}{hint}")
+    except httpx.TimeoutException:
+        fail("the API did not answer in time")
+    except (httpx.HTTPError, TaskrunError) as error:
+        fail(str(error))
+
+
+def table(first: str, *others: str) -> Table:
+    """A plain table whose first column (an id to copy) is never cut."""
+    shown = Table(box=None)
+    shown.add_column(first, no_wrap=True, min_width=30)
+    for name in others:
+        shown.add_column(name)
+    return shown
+
+
+def print_table(shown: Table) -> None:
+    """A table as a person reads it on a terminal; elsewhere (a pipe, a file) as lines of
+    tab-separated cells under a header line, never wrapped, for `cut` and `awk`."""
+    if out.is_terminal:
+        out.print(shown)
+        return
+    columns = shown.columns
+    print("\t".join(str(column.header) for column in columns))
+    for row in zip(*(column.cells for column in columns), strict=True):
+        print("\t".join(str(cell).replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+def print_json(value: Any) -> None:
+    """Any answer as JSON: a model or a list of them as the API sent it."""
+    out.print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False), markup=False)
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        out.print(f"taskrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    url: Annotated[
+        str | None, typer.Option(envvar="TASKRUN_URL", help=f"The API's address (default {DEFAULT_URL}).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(envvar="TASKRUN_API_KEY", help="The API key.", show_default=False)] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    Settings.url, Settings.key = url, key
+
+
+def parse_arguments(pairs: list[str], json_file: str | None) -> dict[str, Any]:
+    """Arguments from a JSON file (or - for stdin) and then `name=value` pairs, a value read as
+    JSON when it is JSON (`count=3`, `tags=["a"]`) and as text otherwise (`name=Ada`)."""
+    arguments: dict[str, Any] = {}
+    if json_file:
+        try:
+            text = sys.stdin.read() if json_file == "-" else Path(json_file).read_text()
+            loaded = json.loads(text)
+        except (OSError, ValueError) as error:
+            fail(f"--json-args {json_file}: {error}", 2)
+        if not isinstance(loaded, dict):
+            fail(f"--json-args {json_file}: the file must hold a JSON object", 2)
+        arguments.update(loaded)
+    for pair in pairs:
+        name, found, text = pair.partition("=")
+        if not found or not name:
+            fail(f"--arg {pair!r}: write it as name=value", 2)
+        try:
+            arguments[name] = json.loads(text)
+        except ValueError:
+            arguments[name] = text
+    return arguments

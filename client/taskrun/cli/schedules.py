@@ -1,0 +1,99 @@
+"""`taskrun schedules`: runs on a timetable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from taskrun.cli.base import (
+    JsonOption,
+    api,
+    err,
+    out,
+    parse_arguments,
+    print_json,
+    print_table,
+    schedules_app,
+    table,
+)
+
+
+@schedules_app.command("list", epilog="Example: taskrun schedules list")
+def schedules_list(as_json: JsonOption = False) -> None:
+    """Every schedule and when it runs next."""
+    with api() as client:
+        found = list(client.schedules())
+    if as_json:
+        print_json(found)
+        return
+    shown = table("schedule", "task", "expression", "state", "next run")
+    for item in found:
+        following = item.next_run_at.strftime("%Y-%m-%d %H:%M:%S") if item.next_run_at else ""
+        shown.add_row(item.schedule_id, item.task_id, item.expression, item.state.value, following)
+    print_table(shown)
+
+
+@schedules_app.command(
+    "create", epilog="Example: taskrun schedules create examples/greet 'cron(0 9 * * ? *)' --arg name=Ada"
+)
+def schedules_create(
+    task_id: str,
+    expression: Annotated[str, typer.Argument(help="cron(...), rate(...) or at(...).")],
+    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
+    json_args: Annotated[str | None, typer.Option("--json-args", help="A JSON file of arguments.")] = None,
+    timezone: Annotated[str, typer.Option(help="The expression's IANA time zone.")] = "UTC",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag each of its runs (repeatable).")] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="allow (the default) or skip: skip a firing while the last run goes on.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the schedule is for.")] = None,
+    webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="Each run's webhook.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Schedule a task."""
+    arguments = parse_arguments(arg or [], json_args)
+    fields = {"tags": tag, "overlap": overlap, "description": description, "webhook_url": webhook_url}
+    with api() as client:
+        made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, **fields)
+    if as_json:
+        print_json(made)
+    else:
+        out.print(made.schedule_id, markup=False)
+        err.print(f"next run: {made.next_run_at}", markup=False)
+
+
+@schedules_app.command("get", epilog="Example: taskrun schedules get sch_01m8496zv092capcb6htkybrew")
+def schedules_get(schedule_id: str) -> None:
+    """One schedule, as JSON."""
+    with api() as client:
+        print_json(client.get_schedule(schedule_id))
+
+
+@schedules_app.command("pause", epilog="Example: taskrun schedules pause sch_01m8496zv092capcb6htkybrew")
+def schedules_pause(schedule_id: str) -> None:
+    """Stop a schedule firing until it is resumed."""
+    with api() as client:
+        out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=False).state.value}")
+
+
+@schedules_app.command("resume", epilog="Example: taskrun schedules resume sch_01m8496zv092capcb6htkybrew")
+def schedules_resume(schedule_id: str) -> None:
+    """Let a paused schedule fire again."""
+    with api() as client:
+        out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=True).state.value}")
+
+
+@schedules_app.command("run", epilog="Example: taskrun schedules run sch_01m8496zv092capcb6htkybrew")
+def schedules_run(schedule_id: str) -> None:
+    """Run a schedule's task now; prints the run's id."""
+    with api() as client:
+        out.print(client.execute_schedule(schedule_id).run_id, markup=False)
+
+
+@schedules_app.command("delete", epilog="Example: taskrun schedules delete sch_01m8496zv092capcb6htkybrew")
+def schedules_delete(schedule_id: str) -> None:
+    """Delete a schedule (its runs are kept)."""
+    with api() as client:
+        client.delete_schedule(schedule_id)
+    out.print(f"{schedule_id} deleted", markup=False)

@@ -1,0 +1,64 @@
+"""`taskrun tasks`: the catalog, with each task's parameters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from taskrun.cli.base import (
+    JsonOption,
+    api,
+    out,
+    print_json,
+    print_table,
+    table,
+    tasks_app,
+)
+
+
+@tasks_app.command("list", epilog="Example: taskrun tasks list")
+def tasks_list(as_json: JsonOption = False) -> None:
+    """Every task, with its type and what it does."""
+    with api() as client:
+        found = client.tasks()
+    if as_json:
+        print_json(found)
+        return
+    shown = table("task", "type", "description")
+    for task in found:
+        shown.add_row(task.task_id, task.task_type.value, task.description.splitlines()[0] if task.description else "")
+    print_table(shown)
+
+
+@tasks_app.command("show", epilog="Example: taskrun tasks show examples/greet")
+def tasks_show(task_id: str, as_json: JsonOption = False) -> None:
+    """One task: its parameters as a table, its output and revisions."""
+    with api() as client:
+        task = client.task(task_id)
+    if as_json:
+        print_json(task)
+        return
+    out.print(f"{task.task_id} ({task.task_type.value})", markup=False)
+    if task.description:
+        out.print(task.description, markup=False)
+    required = set(task.parameters.get("required", []))
+    shown = table("parameter", "type", "required", "default", "description")
+    for name, schema in task.parameters.get("properties", {}).items():
+        default = json.dumps(schema["default"]) if "default" in schema else ""
+        shown.add_row(name, _type_of(schema), "yes" if name in required else "", default, schema.get("description", ""))
+    print_table(shown)
+    out.print(f"output: {_type_of(task.output) or 'any'}", markup=False)
+    revisions = ", ".join(f"{revision.revision} ({revision.weight}%)" for revision in task.revisions)
+    out.print(f"revisions: {revisions}" + (f" · timeout {task.timeout} s" if task.timeout else ""), markup=False)
+
+
+def _type_of(schema: dict[str, Any]) -> str:
+    if "type" in schema:
+        kind = schema["type"]
+        return " | ".join(kind) if isinstance(kind, list) else str(kind)
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return " | ".join(_type_of(option) for option in options)
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    return ""
