@@ -116,7 +116,9 @@ def test_a_limit_shared_by_two_tasks_holds_them_together(api: httpx.Client, tmp_
     ]
     runs = [waited(api, run_id) for run_id in run_ids]
     assert [run["status"] for run in runs] == ["succeeded"] * 8
-    assert peak(counter) == (0, 2)
+    # never more than the shared limit of 2 at once, however fast the machine starts them
+    now, most = peak(counter)
+    assert now == 0 and 1 <= most <= 2, (now, most)
     task = api.get("/v1/tasks/control/quota_a").json()
     assert (task["concurrency"], task["concurrency_limit"]) == (2, "test-quota")
 
