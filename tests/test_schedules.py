@@ -249,7 +249,7 @@ def test_a_firing_whose_first_delivery_died_after_claiming_it_runs_once_on_the_r
     api: httpx.Client, invoke: Invoke
 ) -> None:
     from taskrun.ids import new_run_id
-    from taskrun.schedules import ScheduleStore
+    from taskrun.schedules.store import ScheduleStore
     from taskrun.settings import get_settings
 
     made = create(api, expression="rate(1 day)")
@@ -299,7 +299,7 @@ TOKEN = "tok-4f9a8b7c6d5e"
 
 
 def test_a_schedule_s_secret_arguments_show_masked_and_its_runs_get_them(api: httpx.Client, invoke: Invoke) -> None:
-    from taskrun.schedules import ScheduleStore
+    from taskrun.schedules.store import ScheduleStore
     from taskrun.settings import get_settings
     from taskrun.store import DynamoRunStore
 

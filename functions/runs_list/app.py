@@ -6,7 +6,7 @@ from taskrun.api import answers, caller, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import TAG_PATTERN, RunList, RunStatus, TriggeredBy
 from taskrun.runtime import api_handler, run_service
-from taskrun.schedules import DECLARED_NAME_PATTERN
+from taskrun.schedules.models import DECLARED_NAME_PATTERN
 from taskrun.store import RunFilter
 
 app = make_resolver()

@@ -4,7 +4,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.models import utcnow
 from taskrun.runtime import plain_handler, schedules
-from taskrun.schedules import FireEvent
+from taskrun.schedules.service import FireEvent
 
 
 def on_firing(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

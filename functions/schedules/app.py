@@ -8,7 +8,7 @@ from taskrun.api import answers, caller, json_response, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunView
 from taskrun.runtime import api_handler, schedules, view
-from taskrun.schedules import ExecuteRequest, ScheduleList, SchedulePatch, ScheduleRequest, ScheduleView
+from taskrun.schedules.models import ExecuteRequest, ScheduleList, SchedulePatch, ScheduleRequest, ScheduleView
 
 app = make_resolver()
 

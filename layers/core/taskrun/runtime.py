@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from taskrun.models import Run, RunView
     from taskrun.results import ResultStore
     from taskrun.runlogs import LogStore
-    from taskrun.schedules import Schedules
+    from taskrun.schedules.service import Schedules
     from taskrun.service import RunService
     from taskrun.task_secrets import SecretStore
     from taskrun.usage import UsagePlan
@@ -204,7 +204,9 @@ def view(run: Run) -> RunView:
 
 @lru_cache(maxsize=1)
 def schedules() -> Schedules:
-    from taskrun.schedules import EventBridgeScheduler, Schedules, ScheduleStore
+    from taskrun.schedules.eventbridge import EventBridgeScheduler
+    from taskrun.schedules.service import Schedules
+    from taskrun.schedules.store import ScheduleStore
 
     settings = get_settings()
     scheduler = EventBridgeScheduler(

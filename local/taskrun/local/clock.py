@@ -18,7 +18,10 @@ from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.template import DeclaredSchedule
 from taskrun.local.ticker import Ticker
 from taskrun.models import format_time, utcnow
-from taskrun.schedules import Expression, Schedule, ScheduleStore, parse_expression, rate_anchor
+from taskrun.schedules.expressions import Expression, parse_expression
+from taskrun.schedules.models import Schedule
+from taskrun.schedules.service import rate_anchor
+from taskrun.schedules.store import ScheduleStore
 
 TICK_SECONDS = 0.5
 

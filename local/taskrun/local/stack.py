@@ -27,7 +27,7 @@ from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
 from taskrun.private import private_folder, write_private
 from taskrun.runtime import usage_plan
-from taskrun.schedules import ScheduleStore
+from taskrun.schedules.store import ScheduleStore
 from taskrun.settings import get_settings
 from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
 from taskrun.webhooks import Signer, new_secret
