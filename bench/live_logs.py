@@ -6,7 +6,7 @@ default) and follows it as a client does: its logs read from the last cursor and
 read, each every 0.1 s. For each line and each report it prints the lag from when the task
 made it (the run's start plus one second a line, as the task counts) to when a read first
 showed it: p50 and the slowest. The worker keeps a running call's logs and progress at most
-once a second (taskrun.runlogs), so a lag of about 1 s is the design; 2 s is the target.
+once a second (taskrun.results.runlogs), so a lag of about 1 s is the design; 2 s is the target.
 Figures are for this machine and the local stack, not for AWS.
 """
 

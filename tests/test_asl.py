@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskrun.catalog import FlowRevision, ScriptRevision, state_machine_name
+from taskrun.catalog.definitions import FlowRevision, ScriptRevision, state_machine_name
 from taskrun.local.stack import LocalStack
 from taskrun.local.template import Stack
 from taskrun.runtime import task_catalog

@@ -8,10 +8,10 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
-from taskrun.catalog import Catalog, RunContext, ScriptRevision, task
+from taskrun.catalog.definitions import Catalog, RunContext, ScriptRevision, task
+from taskrun.catalog.masking import MASK, Secret
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.ids import new_run_id
-from taskrun.masking import MASK, Secret
 from taskrun.models import Run, utcnow
 
 

@@ -20,8 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
 from taskrun import __version__
+from taskrun.catalog.masking import MASK
 from taskrun.cli.commands import app
-from taskrun.masking import MASK
 from tests.conftest import API_KEY, KEY_CACHE_SECONDS
 
 TASKRUN = str(Path(sys.executable).parent / "taskrun")

@@ -15,9 +15,9 @@ import boto3
 import httpx
 import pytest
 
-from taskrun import webhooks
-from taskrun.deliveries import RetrySchedule
 from taskrun.local.stack import LocalStack
+from taskrun.webhooks import send as webhooks
+from taskrun.webhooks.deliveries import RetrySchedule
 from tests.conftest import WEBHOOK_RETRY_DELAYS, WEBHOOK_TIMEOUT_SECONDS
 from tests.receiver import Receiver, always, fail_first, hang_first
 

@@ -9,9 +9,9 @@ import boto3
 
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, utcnow
+from taskrun.runs.service import RunRequest, RunService
+from taskrun.runs.store import Ending
 from taskrun.runtime import run_service
-from taskrun.service import RunRequest, RunService
-from taskrun.store import Ending
 from tests.test_lifecycle import HeldDispatcher
 
 

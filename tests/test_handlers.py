@@ -11,8 +11,8 @@ import pytest
 
 from taskrun.local.sandbox import FunctionError
 from taskrun.models import utcnow
+from taskrun.runs.service import RunRequest, RunService
 from taskrun.runtime import run_service
-from taskrun.service import RunRequest, RunService
 from tests.conftest import API_KEY, load_event
 from tests.test_lifecycle import HeldDispatcher
 

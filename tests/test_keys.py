@@ -11,7 +11,7 @@ import httpx
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
-from taskrun.auth import DynamoKeyStore, hash_key, new_key
+from taskrun.access.keys import DynamoKeyStore, hash_key, new_key
 from taskrun.settings import get_settings
 from tests.conftest import KEY_CACHE_SECONDS
 

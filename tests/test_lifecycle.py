@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskrun.dispatch import LambdaDispatcher
 from taskrun.errors import RunConflict
 from taskrun.local.stack import LocalStack
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
+from taskrun.runs.dispatch import LambdaDispatcher
+from taskrun.runs.service import RunRequest, RunService
+from taskrun.runs.store import Ending
+from taskrun.runs.worker import Worker
 from taskrun.runtime import run_service
-from taskrun.service import RunRequest, RunService
-from taskrun.store import Ending
-from taskrun.worker import Worker
 
 
 class HeldDispatcher:

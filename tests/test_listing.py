@@ -11,11 +11,11 @@ import boto3
 import httpx
 import pytest
 
-from taskrun import store as store_module
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, RunSummary, TriggeredBy
+from taskrun.runs import store as store_module
+from taskrun.runs.store import DynamoRunStore, RunFilter
 from taskrun.settings import get_settings
-from taskrun.store import DynamoRunStore, RunFilter
 
 
 def all_pages(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from taskrun.local.stack import LocalStack
-from taskrun.tasklogs import MAX_LOG_BYTES
+from taskrun.results.tasklogs import MAX_LOG_BYTES
 
 
 def run(api: httpx.Client, task_id: str, **arguments: Any) -> dict[str, Any]:

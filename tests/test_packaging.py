@@ -221,3 +221,28 @@ def test_three_products_are_three_folders_and_the_core_needs_neither_other() -> 
         imports = re.findall(r"^\s*(?:from|import) (taskrun\.[\w.]+)", module.read_text(), re.MULTILINE)
         reaching = [name for name in imports if name.startswith(ONLY_ON_A_LAPTOP)]
         assert not reaching, f"{module.relative_to(ROOT)} imports {reaching}"
+
+
+def test_the_module_map_names_every_module_of_the_tree_and_no_other() -> None:
+    """docs/architecture.md's module map, held to the packages that exist: a row a core
+    module, and a row for each of the other products naming each of its modules."""
+    text = (ROOT / "docs/architecture.md").read_text()
+    rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| `taskrun")]
+    mapped = {name for first, _ in rows for name in re.findall(r"`(taskrun[\w.]*)`", first)}
+    core = ROOT / "layers/core/taskrun"
+    modules = {
+        ".".join(("taskrun", *path.relative_to(core).with_suffix("").parts)).removesuffix(".__init__")
+        for path in core.rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    packages = {name for name in modules if core.joinpath(*name.split(".")[1:], "__init__.py").is_file()}
+    assert mapped - {"taskrun.local.*", "taskrun.client.*", "taskrun.cli.*"} == modules - (packages - {"taskrun"})
+    for product, folder in [
+        ("local", "local/taskrun/local"),
+        ("client", "client/taskrun/client"),
+        ("cli", "client/taskrun/cli"),
+    ]:
+        row = next(what for first, what in rows if first == f"| `taskrun.{product}.*`")
+        named = set(re.findall(r"`([a-z_]+)`", row))
+        found = {path.stem for path in (ROOT / folder).glob("*.py")} - {"__init__", "__main__"}
+        assert found == named - {"taskrun"}, (product, found ^ named)  # the cli row names the `taskrun` command

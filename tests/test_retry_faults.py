@@ -21,9 +21,9 @@ import pytest
 
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunAttempt, RunStatus, utcnow
+from taskrun.runs.service import RunRequest, RunService
+from taskrun.runs.sweeper import GRACE_SECONDS
 from taskrun.runtime import run_service
-from taskrun.service import RunRequest, RunService
-from taskrun.sweeper import GRACE_SECONDS
 from tests.conftest import load_event
 from tests.test_lifecycle import HeldDispatcher
 from tests.test_run_control import marks_in, started, until, waited

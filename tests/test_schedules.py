@@ -13,8 +13,8 @@ import boto3
 import httpx
 import pytest
 
+from taskrun.catalog.masking import MASK
 from taskrun.local.stack import LocalStack
-from taskrun.masking import MASK
 from taskrun.models import format_time
 from tests.conftest import load_event
 
@@ -299,9 +299,9 @@ TOKEN = "tok-4f9a8b7c6d5e"
 
 
 def test_a_schedule_s_secret_arguments_show_masked_and_its_runs_get_them(api: httpx.Client, invoke: Invoke) -> None:
+    from taskrun.runs.store import DynamoRunStore
     from taskrun.schedules.store import ScheduleStore
     from taskrun.settings import get_settings
-    from taskrun.store import DynamoRunStore
 
     # Given a schedule of a task that takes a password and a token
     arguments = {"user": "ada", "password": PASSWORD, "token": TOKEN}

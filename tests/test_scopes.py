@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from taskrun.access import ROUTE_SCOPES
-from taskrun.auth import DynamoKeyStore, new_key
+from taskrun.access.keys import DynamoKeyStore, new_key
+from taskrun.access.scopes import ROUTE_SCOPES
 from taskrun.local.stack import LocalStack
 from taskrun.local.template import Stack
 from taskrun.settings import get_settings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from taskrun.catalog.masking import MASK
 from taskrun.local.stack import LocalStack
-from taskrun.masking import MASK
 from tests.conftest import USER_TASKS
 from tests.receiver import Receiver
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from taskrun.local.stack import LocalStack
-from taskrun.sweeper import DISPATCH_MAX_AGE_SECONDS, GRACE_SECONDS
+from taskrun.runs.sweeper import DISPATCH_MAX_AGE_SECONDS, GRACE_SECONDS
 from tests.conftest import load_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -190,11 +190,11 @@ def test_a_waiting_run_whose_admission_was_missed_is_admitted_by_the_sweeper(
 ) -> None:
     # Given a run waiting for room in its limit that no release will admit (as when a release
     # read the waiting index before the run reached it): recorded queued, with room free
-    from taskrun.catalog import catalog
+    from taskrun.catalog.definitions import catalog
     from taskrun.ids import new_run_id
     from taskrun.models import Run, RunStatus, TaskType
+    from taskrun.runs.store import DynamoRunStore
     from taskrun.settings import get_settings
-    from taskrun.store import DynamoRunStore
 
     definition = catalog.get("control/single")
     slots = definition.slots_for(None)

@@ -65,7 +65,7 @@ def test_bad_secret_names_and_values_are_refused(stack: LocalStack) -> None:
 
 def test_the_stack_s_ssm_secrets_are_set_read_listed_and_deleted(stack: LocalStack) -> None:
     """What `taskrun secrets --stack` and a deployed worker use: SecureStrings under the prefix."""
-    from taskrun.task_secrets import ParameterSecrets
+    from taskrun.catalog.secrets import ParameterSecrets
 
     secrets = ParameterSecrets("/taskrun-test/secrets/")
     assert secrets.get("stripe") is None  # not set: None, so the run fails with SecretNotFound

@@ -129,7 +129,7 @@ def test_every_asynchronous_path_ends_somewhere_an_operator_sees() -> None:
 
 
 def test_the_sweeper_knows_how_long_a_worker_invocation_may_wait() -> None:
-    from taskrun.sweeper import DISPATCH_MAX_AGE_SECONDS, LONGEST_SCRIPT_SECONDS
+    from taskrun.runs.sweeper import DISPATCH_MAX_AGE_SECONDS, LONGEST_SCRIPT_SECONDS
 
     stack = Stack(ROOT / "template.yaml", "us-east-1")
     worker = stack.resources["WorkerFunction"]["Properties"]

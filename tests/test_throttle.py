@@ -16,12 +16,12 @@ import httpx
 import pytest
 from botocore.stub import Stubber
 
-from taskrun.auth import DynamoKeyStore, new_key
+from taskrun.access.keys import DynamoKeyStore, new_key
+from taskrun.access.usage import UsagePlan
 from taskrun.errors import Unavailable
 from taskrun.local.stack import LocalStack
 from taskrun.local.throttle import Throttle
 from taskrun.settings import get_settings
-from taskrun.usage import UsagePlan
 from tests.conftest import GENEROUS
 
 UNLIMITED_STAGE = Throttle(stage_rate=10_000, stage_burst=10_000)  # each key at its usage plan's rate

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from taskrun.errors import InvalidInput
-from taskrun.webhooks import check_target
+from taskrun.webhooks.send import check_target
 
 REFUSED = [
     "ftp://hooks.example.org/x",

@@ -1,5 +1,5 @@
 from taskrun.api import answers, caller, make_resolver
-from taskrun.callbacks import Callback, CallbackList, CompleteCallback
+from taskrun.flows.callbacks import Callback, CallbackList, CompleteCallback
 from taskrun.runtime import api_handler, callbacks
 
 app = make_resolver()

@@ -1,8 +1,8 @@
 from http import HTTPStatus
 
 from taskrun.api import answers, caller, make_resolver, once_key, seconds_since_arrival
-from taskrun.compat import run_compat
 from taskrun.models import CompatRunRequest, CompatRunResponse
+from taskrun.runs.compat import run_compat
 from taskrun.runtime import api_handler, idempotency_keys, result_store, run_service
 
 # Its contract: 422 for any body that is not its request's shape; 200 for every outcome of one that is.

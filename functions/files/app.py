@@ -4,8 +4,8 @@ from aws_lambda_powertools.event_handler import Response
 
 from taskrun.api import answers, json_response, make_resolver
 from taskrun.errors import InvalidInput
-from taskrun.files import NewFile, Upload
 from taskrun.models import utcnow
+from taskrun.results.files import NewFile, Upload
 from taskrun.runtime import api_handler, file_store
 
 app = make_resolver()

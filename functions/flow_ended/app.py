@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.flows import ExecutionStatusChange, end_flow_run
+from taskrun.flows.stepfunctions import ExecutionStatusChange, end_flow_run
 from taskrun.runtime import plain_handler, result_store, run_service, step_functions
 
 

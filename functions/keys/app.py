@@ -2,8 +2,7 @@ from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import Response
 
-from taskrun.api import answers, caller, json_response, make_resolver
-from taskrun.auth import (
+from taskrun.access.keys import (
     KeyList,
     KeyView,
     NewKey,
@@ -14,6 +13,7 @@ from taskrun.auth import (
     revoke_within,
     view_of,
 )
+from taskrun.api import answers, caller, json_response, make_resolver
 from taskrun.runtime import api_handler, key_store, logger, usage_plan
 
 app = make_resolver()

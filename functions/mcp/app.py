@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.access import Caller
+from taskrun.access.scopes import Caller
 from taskrun.mcp_tools import TaskTools, answer
 from taskrun.runtime import log_store, plain_handler, run_service, task_catalog, view
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.notify import admit_waiting, ended_runs, release_task_tokens, start_deliveries
+from taskrun.runs.notify import admit_waiting, ended_runs, release_task_tokens, start_deliveries
 from taskrun.runtime import admission, deliveries, plain_handler, step_functions
 
 

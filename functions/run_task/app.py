@@ -3,8 +3,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.models import StartFromStateMachine
+from taskrun.runs.service import run_for_state_machine
 from taskrun.runtime import plain_handler, run_service
-from taskrun.service import run_for_state_machine
 
 
 def run_task(event: dict[str, Any], context: LambdaContext) -> Any:

@@ -1,6 +1,6 @@
 from taskrun.api import answers, caller, make_resolver, once_key
-from taskrun.batch import start_batch
 from taskrun.models import BatchAnswer, BatchRequest
+from taskrun.runs.batch import start_batch
 from taskrun.runtime import api_handler, idempotency_keys, run_service, view
 
 app = make_resolver()

@@ -4,8 +4,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from taskrun.api import answers, caller, make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
+from taskrun.runs.service import wait_seconds
 from taskrun.runtime import api_handler, run_service, view
-from taskrun.service import wait_seconds
 
 app = make_resolver()
 

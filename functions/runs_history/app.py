@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
 from taskrun.api import answers, caller, make_resolver
-from taskrun.flows import FlowStep
+from taskrun.flows.stepfunctions import FlowStep
 from taskrun.runtime import api_handler, run_service
 
 app = make_resolver()

@@ -3,7 +3,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.deliveries import STALE_AFTER
+from taskrun.runs.sweeper import sweep
 from taskrun.runtime import (
     admission,
     deliveries,
@@ -13,7 +13,7 @@ from taskrun.runtime import (
     step_functions,
     worker_dispatcher,
 )
-from taskrun.sweeper import sweep
+from taskrun.webhooks.deliveries import STALE_AFTER
 
 
 def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

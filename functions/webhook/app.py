@@ -2,8 +2,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.deliveries import attempt_batch
 from taskrun.runtime import deliveries, plain_handler
+from taskrun.webhooks.deliveries import attempt_batch
 
 
 def on_messages(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

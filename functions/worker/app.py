@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 
-from taskrun.callbacks import CallbackRequest
+from taskrun.flows.callbacks import CallbackRequest
 from taskrun.models import StepRequest, WorkerEvent
 from taskrun.runtime import callbacks, plain_handler, worker
 

@@ -48,7 +48,7 @@ def keys_create(
     ] = None,
 ) -> None:
     """Make a key; it is printed only now."""
-    from taskrun.access import ALL_SCOPES, DEFAULT_SCOPES
+    from taskrun.access.scopes import ALL_SCOPES, DEFAULT_SCOPES
 
     scopes: list[str] = list(ALL_SCOPES) if admin else list(scope or DEFAULT_SCOPES)
     if unknown := sorted(set(scopes) - set(ALL_SCOPES)):
@@ -68,7 +68,7 @@ def _key_into_table(table: str, name: str, scopes: list[str], tasks: list[str]) 
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
     from pydantic import ValidationError
 
-    from taskrun.auth import DynamoKeyStore, NewKeyRequest, new_key
+    from taskrun.access.keys import DynamoKeyStore, NewKeyRequest, new_key
 
     try:
         NewKeyRequest(name=name, tasks=tasks)  # type: ignore[arg-type]  # validated here: the API is not asked

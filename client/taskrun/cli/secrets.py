@@ -19,7 +19,7 @@ from taskrun.cli.base import (
 
 
 def _secret_store(stack: str | None, directory: Path) -> Any:
-    from taskrun.task_secrets import DirectorySecrets, ParameterSecrets
+    from taskrun.catalog.secrets import DirectorySecrets, ParameterSecrets
 
     if stack is None:
         return DirectorySecrets(directory)

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from taskrun.models import BatchAnswer, BatchItem, RunList, RunSummary, RunView, TaskInfo, TaskList
-from taskrun.tasklogs import RunLogs
+from taskrun.results.tasklogs import RunLogs
 
 if TYPE_CHECKING:
-    from taskrun.deliveries import Delivery
-    from taskrun.files import Upload
-    from taskrun.flows import FlowStep
+    from taskrun.flows.stepfunctions import FlowStep
+    from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
+    from taskrun.webhooks.deliveries import Delivery
 from taskrun.client import calls
 from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
 

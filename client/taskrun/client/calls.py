@@ -22,10 +22,10 @@ from taskrun import __version__
 from taskrun.models import RunView
 
 if TYPE_CHECKING:
-    from taskrun.deliveries import DeliveryList
-    from taskrun.files import Upload
-    from taskrun.flows import FlowStep
+    from taskrun.flows.stepfunctions import FlowStep
+    from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleList, ScheduleView
+    from taskrun.webhooks.deliveries import DeliveryList
 from taskrun.client.errors import TaskrunError, problem_error
 
 DEFAULT_URL = "http://127.0.0.1:9477"
@@ -177,19 +177,19 @@ def schedules(data: Any) -> ScheduleList:
 
 
 def deliveries(data: Any) -> DeliveryList:
-    from taskrun.deliveries import DeliveryList
+    from taskrun.webhooks.deliveries import DeliveryList
 
     return DeliveryList.model_validate(data)
 
 
 def upload(data: Any) -> Upload:
-    from taskrun.files import Upload
+    from taskrun.results.files import Upload
 
     return Upload.model_validate(data)
 
 
 def steps(data: Any) -> list[FlowStep]:
-    from taskrun.flows import FlowStep
+    from taskrun.flows.stepfunctions import FlowStep
 
     return TypeAdapter(list[FlowStep]).validate_python(data)
 

@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.3.0"
 
 if TYPE_CHECKING:
-    from taskrun.catalog import Limit, RunContext, flow, task
-    from taskrun.files import File
-    from taskrun.masking import Secret
+    from taskrun.catalog.definitions import Limit, RunContext, flow, task
+    from taskrun.catalog.masking import Secret
     from taskrun.models import Backoff
+    from taskrun.results.files import File
 
 __all__ = ["Backoff", "File", "Limit", "RunContext", "Secret", "__version__", "flow", "task"]
 
 _WHERE = {
-    "task": "taskrun.catalog",
-    "flow": "taskrun.catalog",
-    "RunContext": "taskrun.catalog",
-    "Limit": "taskrun.catalog",
-    "File": "taskrun.files",
-    "Secret": "taskrun.masking",
+    "task": "taskrun.catalog.definitions",
+    "flow": "taskrun.catalog.definitions",
+    "RunContext": "taskrun.catalog.definitions",
+    "Limit": "taskrun.catalog.definitions",
+    "File": "taskrun.results.files",
+    "Secret": "taskrun.catalog.masking",
     "Backoff": "taskrun.models",
 }
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from taskrun import aws
-from taskrun.access import Caller, Scope, scope_of
+from taskrun.access.scopes import Caller, Scope, scope_of
 from taskrun.errors import (
     CallbackConflict,
     CallbackNotFound,
@@ -43,7 +43,7 @@ from taskrun.errors import (
 )
 
 if TYPE_CHECKING:
-    from taskrun.idempotency import OnceKey
+    from taskrun.runs.idempotency import OnceKey
 
 logger = Logger(child=True)
 
@@ -158,7 +158,7 @@ def proxy_problem(status: HTTPStatus, detail: str, errors: list[FieldError] | No
 
 def refused_request(event: dict[str, Any]) -> dict[str, Any] | None:
     """The 400 answer to a request that is ambiguous, before anything reads it: credentials
-    the authorizer found ambiguous (taskrun.auth), or two Content-Type headers."""
+    the authorizer found ambiguous (taskrun.access.keys), or two Content-Type headers."""
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if authorizer.get("refused"):
         return proxy_problem(HTTPStatus.BAD_REQUEST, str(authorizer["refused"]))
@@ -259,7 +259,7 @@ def parse_json_body(text: str) -> Any:
 
 def once_key(app: APIGatewayRestResolver, body: BaseModel) -> OnceKey | None:
     """The request's Idempotency-Key, scoped to the API key that sent it, with its body."""
-    from taskrun.idempotency import HEADER, OnceKey
+    from taskrun.runs.idempotency import HEADER, OnceKey
 
     event = app.current_event
     key = event.headers.get(HEADER) or next(

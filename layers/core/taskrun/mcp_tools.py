@@ -42,15 +42,15 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from taskrun import __version__
-from taskrun.access import Caller
-from taskrun.catalog import Catalog, TaskDefinition
+from taskrun.access.scopes import Caller
+from taskrun.catalog.definitions import Catalog, TaskDefinition
 from taskrun.errors import InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskNotFound
 from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
-from taskrun.service import RunRequest, RunService, wait_seconds
+from taskrun.runs.service import RunRequest, RunService, wait_seconds
 
 if TYPE_CHECKING:
-    from taskrun.runlogs import LogStore
+    from taskrun.results.runlogs import LogStore
 
 PAGE_SIZE = 100  # tools a tools/list page holds
 RESULT = "result"  # the key a result that is not an object is kept under in structuredContent

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from taskrun.ids import RunId, TaskId, WebhookUrl
-from taskrun.tasklogs import Frame
+from taskrun.results.tasklogs import Frame
 
 
 def utcnow() -> datetime:

@@ -26,25 +26,25 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-    from taskrun.auth import CachedKeys, DynamoKeyStore
-    from taskrun.cache import ResultCache
-    from taskrun.callbacks import Callbacks
-    from taskrun.catalog import Catalog
-    from taskrun.concurrency import Admission
-    from taskrun.deliveries import Deliveries
-    from taskrun.dispatch import LambdaDispatcher, Waker
-    from taskrun.files import FileStore
-    from taskrun.flows import StepFunctions
-    from taskrun.idempotency import IdempotencyStore
+    from taskrun.access.keys import CachedKeys, DynamoKeyStore
+    from taskrun.access.usage import UsagePlan
+    from taskrun.catalog.definitions import Catalog
+    from taskrun.catalog.secrets import SecretStore
+    from taskrun.flows.callbacks import Callbacks
+    from taskrun.flows.stepfunctions import StepFunctions
     from taskrun.models import Run, RunView
-    from taskrun.results import ResultStore
-    from taskrun.runlogs import LogStore
+    from taskrun.results.bucket import ResultStore
+    from taskrun.results.files import FileStore
+    from taskrun.results.runlogs import LogStore
+    from taskrun.runs.cache import ResultCache
+    from taskrun.runs.concurrency import Admission
+    from taskrun.runs.dispatch import LambdaDispatcher, Waker
+    from taskrun.runs.idempotency import IdempotencyStore
+    from taskrun.runs.service import RunService
+    from taskrun.runs.worker import Worker
     from taskrun.schedules.service import Schedules
-    from taskrun.service import RunService
-    from taskrun.task_secrets import SecretStore
-    from taskrun.usage import UsagePlan
-    from taskrun.webhooks import Signer
-    from taskrun.worker import Worker
+    from taskrun.webhooks.deliveries import Deliveries
+    from taskrun.webhooks.send import Signer
 
 logger = Logger()
 
@@ -65,8 +65,8 @@ def _traced(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @lru_cache(maxsize=1)
 def task_catalog() -> Catalog:
-    from taskrun.catalog import catalog
-    from taskrun.loader import load_task_dirs
+    from taskrun.catalog.definitions import catalog
+    from taskrun.catalog.loader import load_task_dirs
 
     task_dirs = get_settings().task_dirs
     catalog.load_with(lambda: load_task_dirs(task_dirs))  # by the first lookup that needs the tasks
@@ -75,23 +75,23 @@ def task_catalog() -> Catalog:
 
 @lru_cache(maxsize=1)
 def step_functions() -> StepFunctions:
-    from taskrun.flows import StepFunctions
+    from taskrun.flows.stepfunctions import StepFunctions
 
     return StepFunctions(get_settings().state_machine_prefix)
 
 
 @lru_cache(maxsize=1)
 def callbacks() -> Callbacks:
-    from taskrun.callbacks import Callbacks, CallbackStore
+    from taskrun.flows.callbacks import Callbacks, CallbackStore
 
     return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions(), run_service().store)
 
 
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
-    from taskrun.dispatch import TaskDispatcher
-    from taskrun.service import RunService
-    from taskrun.store import DynamoRunStore
+    from taskrun.runs.dispatch import TaskDispatcher
+    from taskrun.runs.service import RunService
+    from taskrun.runs.store import DynamoRunStore
 
     settings = get_settings()
     flows = step_functions()
@@ -110,7 +110,7 @@ def run_service() -> RunService:
 
 @lru_cache(maxsize=1)
 def worker() -> Worker:
-    from taskrun.worker import Worker
+    from taskrun.runs.worker import Worker
 
     service = run_service()
     return Worker(
@@ -127,7 +127,7 @@ def worker() -> Worker:
 @lru_cache(maxsize=1)
 def secret_store() -> SecretStore | None:
     """Where tasks' secrets are read: a directory in local mode, else SSM under the stack's prefix."""
-    from taskrun.task_secrets import DirectorySecrets, ParameterSecrets
+    from taskrun.catalog.secrets import DirectorySecrets, ParameterSecrets
 
     settings = get_settings()
     if settings.secrets_dir is not None:
@@ -138,8 +138,8 @@ def secret_store() -> SecretStore | None:
 @lru_cache(maxsize=1)
 def admission() -> Admission | None:
     """Where limited runs take and give back their slots (None where the stack has no limits table)."""
-    from taskrun.concurrency import Admission, LimitStore
-    from taskrun.store import DynamoRunStore
+    from taskrun.runs.concurrency import Admission, LimitStore
+    from taskrun.runs.store import DynamoRunStore
 
     settings = get_settings()
     if not settings.limits_table:
@@ -150,7 +150,7 @@ def admission() -> Admission | None:
 
 @lru_cache(maxsize=1)
 def worker_dispatcher() -> LambdaDispatcher:
-    from taskrun.dispatch import LambdaDispatcher
+    from taskrun.runs.dispatch import LambdaDispatcher
 
     return LambdaDispatcher(get_settings().worker_function)
 
@@ -158,7 +158,7 @@ def worker_dispatcher() -> LambdaDispatcher:
 @lru_cache(maxsize=1)
 def waker() -> Waker | None:
     """Where queued runs wait for their start time (None where the stack has no wake machine)."""
-    from taskrun.dispatch import Waker
+    from taskrun.runs.dispatch import Waker
 
     arn = get_settings().wake_state_machine
     return Waker(arn) if arn else None
@@ -166,7 +166,7 @@ def waker() -> Waker | None:
 
 @lru_cache(maxsize=1)
 def file_store() -> FileStore | None:
-    from taskrun.files import FileStore
+    from taskrun.results.files import FileStore
 
     bucket = get_settings().files_bucket
     return FileStore(bucket) if bucket else None
@@ -174,7 +174,7 @@ def file_store() -> FileStore | None:
 
 @lru_cache(maxsize=1)
 def result_cache() -> ResultCache | None:
-    from taskrun.cache import ResultCache
+    from taskrun.runs.cache import ResultCache
 
     table = get_settings().cache_table
     return ResultCache(table) if table else None
@@ -182,14 +182,14 @@ def result_cache() -> ResultCache | None:
 
 @lru_cache(maxsize=1)
 def result_store() -> ResultStore | None:
-    from taskrun.results import ResultStore
+    from taskrun.results.bucket import ResultStore
 
     bucket = get_settings().results_bucket
     return ResultStore(bucket) if bucket else None
 
 
 def log_store() -> LogStore | None:
-    from taskrun.runlogs import LogStore
+    from taskrun.results.runlogs import LogStore
 
     bucket = get_settings().results_bucket
     return LogStore(bucket) if bucket else None
@@ -197,7 +197,7 @@ def log_store() -> LogStore | None:
 
 def view(run: Run) -> RunView:
     """A run as the API answers it (a result kept in S3 as a fresh link)."""
-    from taskrun.results import presented
+    from taskrun.results.bucket import presented
 
     return presented(task_catalog().shown(run), result_store())
 
@@ -220,15 +220,15 @@ def schedules() -> Schedules:
 
 @lru_cache(maxsize=1)
 def idempotency_keys() -> IdempotencyStore:
-    from taskrun.idempotency import IdempotencyStore
+    from taskrun.runs.idempotency import IdempotencyStore
 
     return IdempotencyStore(get_settings().idempotency_table)
 
 
 @lru_cache(maxsize=1)
 def deliveries() -> Deliveries:
-    from taskrun.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
-    from taskrun.store import DynamoRunStore
+    from taskrun.runs.store import DynamoRunStore
+    from taskrun.webhooks.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
 
     settings = get_settings()
     return Deliveries(
@@ -246,7 +246,7 @@ def deliveries() -> Deliveries:
 
 def _signer() -> Signer | None:
     """The signing secret: given itself (local mode), or read from Secrets Manager."""
-    from taskrun.webhooks import Signer
+    from taskrun.webhooks.send import Signer
 
     settings = get_settings()
     if settings.webhook_secret:
@@ -260,7 +260,7 @@ def _signer() -> Signer | None:
 
 @lru_cache(maxsize=1)
 def key_store() -> DynamoKeyStore:
-    from taskrun.auth import DynamoKeyStore
+    from taskrun.access.keys import DynamoKeyStore
 
     return DynamoKeyStore(get_settings().keys_table)
 
@@ -268,7 +268,7 @@ def key_store() -> DynamoKeyStore:
 @lru_cache(maxsize=1)
 def usage_plan() -> UsagePlan | None:
     """The stack's usage plan of the keys' throttle (None where the stack has none)."""
-    from taskrun.usage import UsagePlan
+    from taskrun.access.usage import UsagePlan
 
     name = get_settings().usage_plan
     return UsagePlan(name) if name else None
@@ -277,7 +277,7 @@ def usage_plan() -> UsagePlan | None:
 @lru_cache(maxsize=1)
 def cached_keys() -> CachedKeys:
     """The authorizer's keys: each valid key read once per `key_cache_seconds`."""
-    from taskrun.auth import CachedKeys
+    from taskrun.access.keys import CachedKeys
 
     return CachedKeys(key_store(), get_settings().key_cache_seconds)
 

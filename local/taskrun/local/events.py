@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from taskrun.flows import ExecutionStatusChange
+from taskrun.flows.stepfunctions import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
 from taskrun.local.sandbox import FunctionError
 from taskrun.local.template import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource

@@ -24,9 +24,9 @@ from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer, Tag
 
 from taskrun import __version__
-from taskrun.access import scope_of
+from taskrun.access.scopes import scope_of
 from taskrun.api import problem_answer
-from taskrun.catalog import FlowRevision, ScriptRevision, TaskDefinition
+from taskrun.catalog.definitions import FlowRevision, ScriptRevision, TaskDefinition
 from taskrun.local.template import Stack
 
 SNAPSHOT = Path("docs") / "openapi.json"
@@ -167,8 +167,8 @@ def _arguments_of_each_task(doc: dict[str, Any], root: Path) -> None:
     """Constrain each request's `arguments` by its `task_id`: one branch a task of the
     bundle (its parameters' schema, its task type, its revisions), and one for any other
     id (which answers 404 or 422 as an unknown task)."""
-    from taskrun.catalog import catalog
-    from taskrun.loader import load_task_dirs
+    from taskrun.catalog.definitions import catalog
+    from taskrun.catalog.loader import load_task_dirs
 
     load_task_dirs([root / "tasks"])
     schemas = doc["components"]["schemas"]

@@ -19,7 +19,7 @@ from unittest import mock
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models.dynamo_type import DynamoType
 
-from taskrun.flows import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
+from taskrun.flows.stepfunctions import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.faults import Faults
 from taskrun.local.iam import AccessDenied, Judge, access_key_of
 from taskrun.local.journal import Journal

@@ -5,7 +5,7 @@ every function's next invocation runs in a new sandbox, which imports the task m
 afresh, and each flow's state machine takes its definition file as it now stands. The
 stack's own process never imports the changed code: the modules are read in a child, each on
 its own, so that one that no longer imports is named (file, line and error) and kept as it
-last imported (taskrun.loader), while the others take effect.
+last imported (taskrun.catalog.loader), while the others take effect.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
     """In a child: import each task module on its own, the kept version of its file in place
     of one that does not import; answer what `TaskCode` holds."""
     try:
-        from taskrun.catalog import FlowRevision, catalog
-        from taskrun.loader import problem_of, run_module, task_modules
+        from taskrun.catalog.definitions import FlowRevision, catalog
+        from taskrun.catalog.loader import problem_of, run_module, task_modules
 
         code = TaskCode()
         for directory in task_dirs:

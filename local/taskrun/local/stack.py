@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskrun.auth import DynamoKeyStore, new_key
-from taskrun.catalog import FlowRevision, catalog, state_machine_name
-from taskrun.loader import KEPT_MODULES, load_task_dirs, task_modules
+from taskrun.access.keys import DynamoKeyStore, new_key
+from taskrun.catalog.definitions import FlowRevision, catalog, state_machine_name
+from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
@@ -26,11 +26,11 @@ from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
 from taskrun.private import private_folder, write_private
+from taskrun.runs.store import DynamoRunStore, Ending, RunFilter, end_once
 from taskrun.runtime import usage_plan
 from taskrun.schedules.store import ScheduleStore
 from taskrun.settings import get_settings
-from taskrun.store import DynamoRunStore, Ending, RunFilter, end_once
-from taskrun.webhooks import Signer, new_secret
+from taskrun.webhooks.send import Signer, new_secret
 
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
@@ -77,8 +77,8 @@ class CutOffRuns:
         """A pending run's code never started: each is handed over again as a new run is,
         and runs once (the worker takes a run only from pending). One whose ttl passed while
         the stack was stopped ends expired instead. Return how many of each."""
+        from taskrun.runs.sweeper import expiry
         from taskrun.runtime import run_service  # made once the emulator's settings are in place
-        from taskrun.sweeper import expiry
 
         store = DynamoRunStore(runs_table)
         dispatched = expired = 0
@@ -289,7 +289,7 @@ class LocalStack:
     def _reload(self) -> None:
         """Task files changed: new sandboxes for every function, state machines from the
         flows' files. A module that no longer imports is kept as it last imported, its tasks
-        refusing runs with its problem (taskrun.loader), and the problem is said here."""
+        refusing runs with its problem (taskrun.catalog.loader), and the problem is said here."""
         self.emulator.runtime.renew()
         try:
             code = describe_task_code(get_settings().task_dirs, self._kept_dir)

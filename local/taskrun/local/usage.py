@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from taskrun.auth import DynamoKeyStore
+from taskrun.access.keys import DynamoKeyStore
+from taskrun.access.usage import UsagePlan, usage_value
 from taskrun.local.template import ACCOUNT_ID
-from taskrun.usage import UsagePlan, usage_value
 
 
 def with_id(identifier: Any, custom_id: str) -> None:

@@ -12,12 +12,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.access import EVERY_TASK, TaskAccess
-from taskrun.catalog import Catalog
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
+from taskrun.catalog.definitions import Catalog
+from taskrun.catalog.masking import MASK
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import new_run_id
-from taskrun.masking import MASK
 from taskrun.models import Run, RunStatus, TriggeredBy, utcnow
+from taskrun.runs.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.schedules.eventbridge import Scheduler
 from taskrun.schedules.expressions import Expression, parse_expression
 from taskrun.schedules.models import (
@@ -36,9 +37,8 @@ from taskrun.schedules.models import (
     is_spent,
 )
 from taskrun.schedules.store import ScheduleStore
-from taskrun.service import MAX_ARGUMENTS_BYTES, RunRequest, RunService
 from taskrun.telemetry import count
-from taskrun.webhooks import check_target
+from taskrun.webhooks.send import check_target
 
 logger = Logger(child=True)
 

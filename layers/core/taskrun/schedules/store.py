@@ -9,10 +9,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from taskrun import aws, cursors
-from taskrun.access import EVERY_TASK, TaskAccess
+from taskrun import aws
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import ScheduleNotFound
 from taskrun.models import format_time
+from taskrun.runs import cursors
 from taskrun.schedules.models import KIND, SCHEDULE_ID, Schedule
 
 logger = Logger(child=True)

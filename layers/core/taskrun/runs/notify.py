@@ -1,7 +1,7 @@
 """What happens when a run ends, read from the runs table's stream: the task token of the
 state machine that started the run is released with the run's outcome, a run with a
-webhook gets its delivery recorded and queued (taskrun.deliveries), and a run of a limited
-task gives its slots back, admitting the runs waiting for them (taskrun.concurrency)."""
+webhook gets its delivery recorded and queued (taskrun.webhooks.deliveries), and a run of a limited
+task gives its slots back, admitting the runs waiting for them (taskrun.runs.concurrency)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer
 
-from taskrun.concurrency import Admission
-from taskrun.deliveries import Deliveries
-from taskrun.flows import StepFunctions
+from taskrun.flows.stepfunctions import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
-from taskrun.service import step_error, stored_result_error
-from taskrun.store import run_from_item
+from taskrun.runs.concurrency import Admission
+from taskrun.runs.service import step_error, stored_result_error
+from taskrun.runs.store import run_from_item
+from taskrun.webhooks.deliveries import Deliveries
 
 logger = Logger(child=True)
 _deserialize = TypeDeserializer().deserialize

@@ -6,7 +6,7 @@ bounded schedule until the receiver answers 2xx.
    stream batch handled twice records one delivery; and it queues a message naming it.
 2. The webhook function takes the message and leases the delivery (a conditional write: two
    copies of one message never send at once, and a copy that is not the delivery's own is
-   dropped), POSTs the run (taskrun.webhooks.post: the host's addresses checked again, no
+   dropped), POSTs the run (taskrun.webhooks.send.post: the host's addresses checked again, no
    redirects, bounded time) and records the attempt: time, status code or error, duration.
 3. A 2xx ends the delivery `succeeded`. Otherwise the next attempt is due after the next
    delay of the schedule, with jitter; the message stays hidden in the queue until then.
@@ -32,12 +32,12 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from taskrun import aws
-from taskrun.access import EVERY_TASK, TaskAccess
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import DeliveryConflict, DeliveryNotFound
 from taskrun.models import Run, UtcTime, format_time, utcnow
-from taskrun.results import ResultStore, presented
-from taskrun.store import RunStore, visible
-from taskrun.webhooks import DEFAULT_DELAYS, Answer, Signer, post
+from taskrun.results.bucket import ResultStore, presented
+from taskrun.runs.store import RunStore, visible
+from taskrun.webhooks.send import DEFAULT_DELAYS, Answer, Signer, post
 
 logger = Logger(child=True)
 

@@ -14,9 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun import aws
-from taskrun.cache import ResultCache
-from taskrun.catalog import DEFAULT_TIMEOUT, Catalog, ScriptRevision
-from taskrun.dispatch import Dispatcher, DispatchFailed, Waker
+from taskrun.catalog.definitions import DEFAULT_TIMEOUT, Catalog, ScriptRevision
+from taskrun.catalog.secrets import SecretStore
 from taskrun.errors import (
     InvalidArguments,
     InvalidInput,
@@ -40,18 +39,19 @@ from taskrun.models import (
     TaskType,
     utcnow,
 )
-from taskrun.results import (
+from taskrun.results.bucket import (
     MAX_STORED_RESULT_BYTES,
     ResultStore,
     check_against,
     reference_to,
     referenced_key,
 )
-from taskrun.runlogs import LiveRun, LogStore, part_name
-from taskrun.scripts import Call, Outcome, ScriptProcess
-from taskrun.store import Ending, RunStore, end_once
-from taskrun.sweeper import expiry
-from taskrun.task_secrets import SecretStore
+from taskrun.results.runlogs import LiveRun, LogStore, part_name
+from taskrun.runs.cache import ResultCache
+from taskrun.runs.dispatch import Dispatcher, DispatchFailed, Waker
+from taskrun.runs.scripts import Call, Outcome, ScriptProcess
+from taskrun.runs.store import Ending, RunStore, end_once
+from taskrun.runs.sweeper import expiry
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -91,7 +91,7 @@ def end_crashed(
         # Either the invocation that died had put the run back for its next attempt but not
         # yet started that attempt's wait, or it was a wake, dead before it took the run.
         # The wait is started (again): one execution per run and attempt, so a wait already
-        # started is not doubled; a wake that died is left to the sweeper (taskrun.sweeper).
+        # started is not doubled; a wake that died is left to the sweeper (taskrun.runs.sweeper).
         logger.warning("an invocation for a queued run failed; its wait is made sure of", extra={"reason": message})
         if waker is not None and run.next_attempt_at is not None:
             try:
@@ -118,7 +118,7 @@ def retry_later(store: RunStore, waker: Waker, run: Run, began: datetime, ending
     """Put a run whose attempt failed back in the queue for its next attempt, after the
     backoff, and start the wait (the wake state machine). None when the run was ended
     meanwhile (a cancel): it stays so. A wait that could not be started leaves the run
-    queued; the sweeper wakes it (taskrun.sweeper)."""
+    queued; the sweeper wakes it (taskrun.runs.sweeper)."""
     assert run.retry is not None
     error = ending.error
     attempts = [
@@ -250,7 +250,7 @@ class Worker:
 
     def _wait_for_room(self, run: Run, attempt: int) -> Run:
         """A queued run of a limited task whose start time came waits for room in its limit;
-        the notifier admits it from the runs table's stream (taskrun.notify)."""
+        the notifier admits it from the runs table's stream (taskrun.runs.notify)."""
         try:
             return self.store.wait_for_room(run.run_id, run.slots[0].name, attempt)
         except RunConflict as conflict:

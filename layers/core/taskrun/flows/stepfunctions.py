@@ -12,12 +12,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
 from taskrun import aws
-from taskrun.catalog import state_machine_name
-from taskrun.dispatch import DispatchFailed
+from taskrun.catalog.definitions import state_machine_name
 from taskrun.errors import InvalidResult, RunNotFound
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
-from taskrun.results import ResultStore, check_against, referenced_key
-from taskrun.store import Ending, RunStore, end_once
+from taskrun.results.bucket import ResultStore, check_against, referenced_key
+from taskrun.runs.dispatch import DispatchFailed
+from taskrun.runs.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)

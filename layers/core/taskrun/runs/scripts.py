@@ -28,12 +28,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.catalog import Catalog, RunContext, ScriptRevision
+from taskrun.catalog.definitions import Catalog, RunContext, ScriptRevision
+from taskrun.catalog.masking import scrub
 from taskrun.errors import InvalidResult, TaskNotFound
-from taskrun.masking import scrub
 from taskrun.models import Progress
+from taskrun.results.tasklogs import Frame, LogTail, captured, format_traceback, read_tail, task_frames
 from taskrun.settings import get_settings
-from taskrun.tasklogs import Frame, LogTail, captured, format_traceback, read_tail, task_frames
 
 logger = Logger(child=True)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 
-from taskrun.access import EVERY_TASK, TaskAccess
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import InvalidInput, TaskNotFound
-from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
-from taskrun.results import ResultStore, check_schema
-from taskrun.service import RunRequest, RunService
+from taskrun.results.bucket import ResultStore, check_schema
+from taskrun.runs.idempotency import IdempotencyStore, OnceKey
+from taskrun.runs.service import RunRequest, RunService
 
 
 def run_compat(

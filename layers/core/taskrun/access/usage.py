@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from taskrun import aws
-from taskrun.auth import ApiKey
+from taskrun.access.keys import ApiKey
 from taskrun.errors import Unavailable
 
 USAGE_PREFIX = "tru_"

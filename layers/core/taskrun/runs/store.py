@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from taskrun import aws, cursors
-from taskrun.access import EVERY_TASK, TaskAccess
+from taskrun import aws
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import (
@@ -42,6 +42,7 @@ from taskrun.models import (
     TriggeredBy,
     format_time,
 )
+from taskrun.runs import cursors
 
 JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry", "slots", "progress")
 RUN_ID = re.compile(RUN_ID_PATTERN)

@@ -26,12 +26,13 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from taskrun import aws, cursors
+from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput
 from taskrun.models import Progress, RunStatus
-from taskrun.scripts import Watch
-from taskrun.store import RunStore
-from taskrun.tasklogs import MAX_LOG_BYTES, LogTail, RunLogs
+from taskrun.results.tasklogs import MAX_LOG_BYTES, LogTail, RunLogs
+from taskrun.runs import cursors
+from taskrun.runs.scripts import Watch
+from taskrun.runs.store import RunStore
 
 logger = Logger(child=True)
 

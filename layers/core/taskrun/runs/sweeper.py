@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from taskrun.concurrency import Admission
-from taskrun.dispatch import DispatchFailed, LambdaDispatcher
-from taskrun.flows import ExecutionStatusChange, StepFunctions, end_flow_run
+from taskrun.flows.stepfunctions import ExecutionStatusChange, StepFunctions, end_flow_run
 from taskrun.models import ACTIVE_STATUSES, ErrorType, Run, RunError, RunStatus, RunSummary, TaskType, format_time
-from taskrun.results import ResultStore
-from taskrun.store import Ending, RunFilter, RunStore, end_once
+from taskrun.results.bucket import ResultStore
+from taskrun.runs.concurrency import Admission
+from taskrun.runs.dispatch import DispatchFailed, LambdaDispatcher
+from taskrun.runs.store import Ending, RunFilter, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)

@@ -20,7 +20,7 @@ from boto3.dynamodb.conditions import Attr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taskrun import aws
-from taskrun.access import (
+from taskrun.access.scopes import (
     ALL_SCOPES,
     DEFAULT_SCOPES,
     LEGACY_SCOPES,
@@ -58,7 +58,9 @@ class ApiKey(BaseModel):
     tasks: list[str] = Field(default_factory=list)
     created_at: UtcTime = Field(default_factory=utcnow)
     revoked: bool = False
-    usage_key_id: str | None = None  # its API Gateway key in the usage plan (taskrun.usage); None: the shared one
+    usage_key_id: str | None = (
+        None  # its API Gateway key in the usage plan (taskrun.access.usage); None: the shared one
+    )
 
     @field_validator("scopes")
     @classmethod
@@ -308,9 +310,9 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_ke
     key may call, so a cached answer serves its next calls to any of them; each route checks
     the scope again, and the key's task patterns, handed over in the context (ids and
     patterns hold no space). The usage identifier names the key's usage-plan key, which
-    API Gateway throttles the request by (taskrun.usage).
+    API Gateway throttles the request by (taskrun.access.usage).
     """
-    from taskrun.usage import usage_identifier
+    from taskrun.access.usage import usage_identifier
 
     stage_arn = "/".join(event["methodArn"].split("/")[:2])
     if ambiguous := ambiguous_credentials(event.get("multiValueHeaders") or {}):
@@ -337,7 +339,7 @@ def _refused_policy(
     refuse with 401/403, so where one of its keys is valid the request goes on with no
     scope and the refusal in its context, and every API function answers it 400 (taskrun.api);
     where none is, it is refused as any request without a valid key."""
-    from taskrun.usage import usage_identifier
+    from taskrun.access.usage import usage_identifier
 
     reason, presented = ambiguous
     for key in presented:

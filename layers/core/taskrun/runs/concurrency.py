@@ -11,7 +11,7 @@ key is full is passed over for younger runs of other keys).
 
 Whatever ends a run (its worker, a cancel, the sweeper, the worker's on-failure destination)
 ends it in the runs table, whose stream tells the notifier, which gives its slots back and
-admits the next runs (taskrun.notify); so does a run put back in the queue for a retry. A
+admits the next runs (taskrun.runs.notify); so does a run put back in the queue for a retry. A
 slot still held past its holder's deadline is given back when its run is found ended (a
 lost release).
 """
@@ -28,11 +28,11 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from taskrun import aws
-from taskrun.catalog import MAX_TIMEOUT
-from taskrun.dispatch import Dispatcher, DispatchFailed
+from taskrun.catalog.definitions import MAX_TIMEOUT
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.models import ErrorType, Run, RunStatus, Slot, utcnow
-from taskrun.store import Ending, RunStore, end_once
+from taskrun.runs.dispatch import Dispatcher, DispatchFailed
+from taskrun.runs.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)

@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskrun.access import TaskAccess
+from taskrun.access.scopes import TaskAccess
 from taskrun.api import Problem, make_problem, problem_of
 from taskrun.errors import FieldError, IdempotencyConflict, InvalidInput, TaskrunError
-from taskrun.idempotency import IdempotencyStore, OnceKey
 from taskrun.models import BatchItem, Run, StartRunRequest
-from taskrun.service import RunRequest, RunService
+from taskrun.runs.idempotency import IdempotencyStore, OnceKey
+from taskrun.runs.service import RunRequest, RunService
 
 
 def start_batch(

@@ -21,11 +21,11 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskrun import aws
-from taskrun.access import EVERY_TASK, TaskAccess
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import CallbackConflict, CallbackNotFound, PayloadTooLarge
-from taskrun.flows import MAX_TASK_OUTPUT, StepFunctions
+from taskrun.flows.stepfunctions import MAX_TASK_OUTPUT, StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
-from taskrun.store import RunStore, visible
+from taskrun.runs.store import RunStore, visible
 
 logger = Logger(child=True)
 CALLBACK_ID = re.compile(r"cb_[0-9a-f]{20}")

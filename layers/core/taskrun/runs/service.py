@@ -11,11 +11,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.access import EVERY_TASK, TaskAccess
-from taskrun.cache import ResultCache, cache_key
-from taskrun.catalog import DEFAULT_TIMEOUT, Catalog
-from taskrun.concurrency import Admission
-from taskrun.dispatch import Dispatcher, DispatchFailed, Waker
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
+from taskrun.catalog.definitions import DEFAULT_TIMEOUT, Catalog
 from taskrun.errors import (
     FieldError,
     InvalidInput,
@@ -26,9 +23,7 @@ from taskrun.errors import (
     TaskNotFound,
     TaskTimedOut,
 )
-from taskrun.files import FileStore, file_parameters
-from taskrun.flows import FlowStep, StepFunctions, steps_of
-from taskrun.idempotency import IdempotencyStore, OnceKey
+from taskrun.flows.stepfunctions import FlowStep, StepFunctions, steps_of
 from taskrun.ids import new_run_id
 from taskrun.models import (
     MAX_DELAY_SECONDS,
@@ -44,11 +39,16 @@ from taskrun.models import (
     format_time,
     utcnow,
 )
-from taskrun.results import check_schema
+from taskrun.results.bucket import check_schema
+from taskrun.results.files import FileStore, file_parameters
+from taskrun.runs.cache import ResultCache, cache_key
+from taskrun.runs.concurrency import Admission
+from taskrun.runs.dispatch import Dispatcher, DispatchFailed, Waker
+from taskrun.runs.idempotency import IdempotencyStore, OnceKey
+from taskrun.runs.store import Ending, RunFilter, RunStore, end_once, visible
 from taskrun.settings import Settings
-from taskrun.store import Ending, RunFilter, RunStore, end_once, visible
 from taskrun.telemetry import count
-from taskrun.webhooks import check_target
+from taskrun.webhooks.send import check_target
 
 logger = Logger(child=True)
 
@@ -341,7 +341,7 @@ class RunService:
             return None
         if isinstance(answer, Run):
             return answer
-        from taskrun.worker import end_crashed
+        from taskrun.runs.worker import end_crashed
 
         return end_crashed(self.store, run.run_id, answer, self.clock(), waker=self.waker)
 
@@ -525,7 +525,7 @@ def run_for_state_machine(service: RunService, request: StartFromStateMachine, s
     """Run a catalog task for another state machine.
 
     With a task token the run starts and the token is released when it ends (see
-    taskrun.notify); the answer is the run's id. Without one, the answer is the script's
+    taskrun.runs.notify); the answer is the run's id. Without one, the answer is the script's
     result, or an error named after the script's exception (Step Functions' error name)."""
     execution_name = (request.execution or "").rpartition(":")[2]
     run = service.start(

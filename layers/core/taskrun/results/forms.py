@@ -2,7 +2,7 @@
 one part per file parameter, named after it, as image-upload endpoints take them.
 
 The form is turned into the JSON request at the edge of the function: each file part is
-kept as an uploaded file (taskrun.files) and the request's arguments name it by
+kept as an uploaded file (taskrun.results.files) and the request's arguments name it by
 `{"file_id": ...}`, so the run is validated and recorded as any other. What is not a
 well-formed form answers a problem here, before the route.
 """
@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 from taskrun.errors import FieldError
-from taskrun.files import FileStore
+from taskrun.results.files import FileStore
 
 MAX_FILE_PARTS = 10
 

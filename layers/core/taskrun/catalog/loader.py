@@ -56,7 +56,7 @@ def load_task_dirs(directories: list[Path]) -> list[str]:
 def _import_or_keep(name: str, directory: Path, kept: Path, directories: list[Path]) -> bool:
     """Import a module; if it does not import, the kept version of its file in its place,
     its tasks marked with the problem. Whether the module is loaded."""
-    from taskrun.catalog import catalog
+    from taskrun.catalog.definitions import catalog
 
     before = catalog.task_ids()
     try:
@@ -91,7 +91,7 @@ def run_module(name: str, file: Path, text: str) -> None:
 
 def problem_of(error: BaseException, file: Path, directories: list[Path]) -> str:
     """What is wrong with a module, and where: `user_tasks/noisy.py line 12: SyntaxError: ...`."""
-    from taskrun.tasklogs import shown_path
+    from taskrun.results.tasklogs import shown_path
 
     line = error.lineno if isinstance(error, SyntaxError) else None
     if line is None:

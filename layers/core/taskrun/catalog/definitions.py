@@ -25,11 +25,11 @@ from typing import Any, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from taskrun.access import EVERY_TASK, TaskAccess
-from taskrun.cache import MAX_CACHE_TTL
+from taskrun.access.scopes import EVERY_TASK, TaskAccess
+from taskrun.catalog.masking import MASK, ValuePath, masked, revealed, secret_at, secret_values, unmasked
+from taskrun.catalog.secrets import check_secret_name
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.masking import MASK, ValuePath, masked, revealed, secret_at, secret_values, unmasked
 from taskrun.models import (
     MAX_RETRIES,
     Backoff,
@@ -42,8 +42,8 @@ from taskrun.models import (
     TaskType,
     utcnow,
 )
-from taskrun.results import as_json
-from taskrun.task_secrets import check_secret_name
+from taskrun.results.bucket import as_json
+from taskrun.runs.cache import MAX_CACHE_TTL
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -5,7 +5,7 @@ The child process that runs a script writes them to a file of the call's own as 
 to the function's structured log with the run's id. The file begins with a header that
 counts the bytes cut from its front, so the worker knows where its tail lies in the whole
 output; the worker keeps the last MAX_LOG_BYTES of it in the results bucket while the call
-runs and as it ends (taskrun.runlogs).
+runs and as it ends (taskrun.results.runlogs).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
-from taskrun.masking import scrub
+from taskrun.catalog.masking import scrub
 
 logger = Logger(child=True)
 
 MAX_LOG_BYTES = 64 * 1024
 MAX_FRAMES = 30
 TRIM_AT = 4 * MAX_LOG_BYTES  # the file is cut back to its tail past this size
-PACKAGE = str(Path(__file__).resolve().parent)
+PACKAGE = str(Path(__file__).resolve().parents[1])  # the taskrun package, whose frames a traceback leaves out
 
 
 MAX_CODE_CHARS = 200  # of a frame's line of source
