@@ -192,11 +192,15 @@ def test_a_key_with_bad_scopes_or_patterns_is_refused(body: dict[str, object], a
 
 
 def test_a_flood_of_wrong_keys_restarts_nothing_and_valid_keys_go_on(
-    stack: LocalStack, api: httpx.Client, anonymous: httpx.Client
+    stack: LocalStack, api: httpx.Client, anonymous: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
-    # Given the authorizer warm
+    # Given the authorizer warm, and none of its sandboxes retired for being idle meanwhile
+    # (the stack stops a sandbox unused for its idle time, which an earlier test's may near)
+    runtime = stack.emulator.runtime
+    kept_idle_seconds, runtime.idle_seconds = runtime.idle_seconds, 3600.0
+    request.addfinalizer(lambda: setattr(runtime, "idle_seconds", kept_idle_seconds))
     assert api.get("/v1/tasks").status_code == 200
-    authorizer = stack.emulator.runtime.pool("AuthorizerFunction")
+    authorizer = runtime.pool("AuthorizerFunction")
     before = set(authorizer.pids())
 
     # When 8 clients send 25 wrong keys each, while a valid key asks too
