@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from taskrun.files import Upload
     from taskrun.flows import FlowStep
     from taskrun.schedules.models import ScheduleView
-from taskrun.client import calls
+import taskrun.client.calls as calls
 from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
 
 
