@@ -93,7 +93,7 @@ def test_the_core_layer_holds_the_pinned_packages_for_the_lambdas_machine(tmp_pa
     core = build("CoreLayer", ROOT / "layers/core/Makefile", tmp_path / "core", LAMBDA_PLATFORM) / "python"
 
     assert installed(core) == core_pins()
-    assert (core / "boto3").is_dir() and (core / "taskrun/service.py").is_file()
+    assert (core / "boto3").is_dir() and (core / "taskrun/runs/service.py").is_file()
     assert not (core / "taskrun/local").exists(), "the emulator is not shipped"
     assert not (core / "taskrun/commands.py").exists() and not (core / "taskrun/client.py").exists()
     binaries = [path.name for path in (core / "pydantic_core").glob("*.so")]

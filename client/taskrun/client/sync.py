@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
     from taskrun.webhooks.deliveries import Delivery
-from taskrun.client import calls
+import taskrun.client.calls as calls
 from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
 
 
