@@ -2,7 +2,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.access.keys import authorizer_policy
+from taskrun.access.authorizer import authorizer_policy
 from taskrun.errors import Unauthorized
 from taskrun.runtime import cached_keys, logger, plain_handler
 from taskrun.settings import get_settings

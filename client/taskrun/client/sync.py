@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+import taskrun.client.calls as calls
+from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
 from taskrun.models import BatchAnswer, BatchItem, RunList, RunSummary, RunView, TaskInfo, TaskList
 from taskrun.results.tasklogs import RunLogs
 
@@ -18,8 +20,6 @@ if TYPE_CHECKING:
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
     from taskrun.webhooks.deliveries import Delivery
-import taskrun.client.calls as calls
-from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
 
 
 class Client:

@@ -29,7 +29,6 @@ from taskrun.access.scopes import (
     Scope,
     TaskAccess,
     TaskPattern,
-    allowed_routes,
 )
 from taskrun.errors import Forbidden, KeyNotFound, Unauthorized
 from taskrun.models import UtcTime, utcnow
@@ -299,63 +298,3 @@ def authenticate(headers: Mapping[str, str], keys: KeyFinder) -> ApiKey:
     if record is None or record.revoked or not hmac.compare_digest(record.key_hash, digest):
         raise Unauthorized("the API key is not valid")
     return record
-
-
-def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_key: str = "") -> dict[str, Any]:
-    """The answer of a REST API request authorizer: allow the routes the key's scopes open.
-
-    A missing or wrong key raises Unauthorized, which the handler turns into API Gateway's
-    "Unauthorized" (401); a route outside the key's scopes is refused by API Gateway itself
-    (403, ACCESS_DENIED) without its function running. The policy names every route the
-    key may call, so a cached answer serves its next calls to any of them; each route checks
-    the scope again, and the key's task patterns, handed over in the context (ids and
-    patterns hold no space). The usage identifier names the key's usage-plan key, which
-    API Gateway throttles the request by (taskrun.access.usage).
-    """
-    from taskrun.access.usage import usage_identifier
-
-    stage_arn = "/".join(event["methodArn"].split("/")[:2])
-    if ambiguous := ambiguous_credentials(event.get("multiValueHeaders") or {}):
-        return _refused_policy(ambiguous, keys, stage_arn, shared_usage_key)
-    record = authenticate(event.get("headers") or {}, keys)
-    routes = allowed_routes(record.scopes)
-    statements = [
-        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/{route}" for route in routes]}
-    ]
-    policy = {
-        "principalId": record.key_id,
-        "policyDocument": {"Version": "2012-10-17", "Statement": statements if routes else []},
-        "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)},
-    }
-    if usage := usage_identifier(record, shared_usage_key):
-        policy["usageIdentifierKey"] = usage
-    return policy
-
-
-def _refused_policy(
-    ambiguous: tuple[str, list[str]], keys: KeyFinder, stage_arn: str, shared_usage_key: str
-) -> dict[str, Any]:
-    """The answer to a request with ambiguous credentials. An authorizer can only allow or
-    refuse with 401/403, so where one of its keys is valid the request goes on with no
-    scope and the refusal in its context, and every API function answers it 400 (taskrun.api);
-    where none is, it is refused as any request without a valid key."""
-    from taskrun.access.usage import usage_identifier
-
-    reason, presented = ambiguous
-    for key in presented:
-        try:
-            record = authenticate({"X-API-KEY": key}, keys)
-        except Unauthorized:
-            continue
-        policy: dict[str, Any] = {
-            "principalId": record.key_id,
-            "policyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/*"]}],
-            },
-            "context": {"refused": reason},
-        }
-        if usage := usage_identifier(record, shared_usage_key):
-            policy["usageIdentifierKey"] = usage
-        return policy
-    raise Unauthorized(reason)
