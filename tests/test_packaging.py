@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from taskrun.local.template import FunctionSpec, Stack, load_template
-from tests.conftest import ROOT
+from tests.conftest import API_KEY, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 GLOBALS = TEMPLATE["Globals"]["Function"]
@@ -200,6 +200,32 @@ def test_the_client_installs_without_the_emulator_and_the_local_extra_brings_it(
 # the three products: where each part of the `taskrun` package lives
 PRODUCTS = {"layers/core": "the core (the Lambda layer)", "local": "the local stack", "client": "the client and CLI"}
 ONLY_ON_A_LAPTOP = ("taskrun.local", "taskrun.client", "taskrun.cli")
+
+
+def test_the_client_alone_in_a_fresh_venv_lists_runs_of_a_local_stack(base_url: str, tmp_path: Path) -> None:
+    """What a client installs, and nothing else: `pip install .` (no extra) into a new venv,
+    whose `taskrun runs list` reads the runs of a running local stack without the emulator."""
+    venv = tmp_path / "client"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run(
+        [str(venv / "bin/pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    listed = subprocess.run(
+        [str(venv / "bin/taskrun"), "runs", "list", "--limit", "1", "--json"],
+        env={**os.environ, "TASKRUN_URL": base_url, "TASKRUN_API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert isinstance(json.loads(listed.stdout), list)
+    # and nothing of the local stack came with it
+    freeze = subprocess.run([str(venv / "bin/pip"), "freeze"], capture_output=True, text=True, timeout=120).stdout
+    assert not {_normal(line.split("==")[0]) for line in freeze.splitlines()} & {"moto", "flask", "aws-sam-translator"}
 
 
 def test_three_products_are_three_folders_and_the_core_needs_neither_other() -> None:
