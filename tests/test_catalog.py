@@ -8,8 +8,10 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field
 
-from taskrun.catalog.definitions import Catalog, RunContext, ScriptRevision, task
+from taskrun.catalog.context import RunContext
+from taskrun.catalog.definitions import ScriptRevision
 from taskrun.catalog.masking import MASK, Secret
+from taskrun.catalog.registry import Catalog, task
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.ids import new_run_id
 from taskrun.models import Run, utcnow

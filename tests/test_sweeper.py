@@ -190,7 +190,7 @@ def test_a_waiting_run_whose_admission_was_missed_is_admitted_by_the_sweeper(
 ) -> None:
     # Given a run waiting for room in its limit that no release will admit (as when a release
     # read the waiting index before the run reached it): recorded queued, with room free
-    from taskrun.catalog.definitions import catalog
+    from taskrun.catalog.registry import catalog
     from taskrun.ids import new_run_id
     from taskrun.models import Run, RunStatus, TaskType
     from taskrun.runs.store import DynamoRunStore

@@ -11,18 +11,19 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.3.0"
 
 if TYPE_CHECKING:
-    from taskrun.catalog.definitions import Limit, RunContext, flow, task
+    from taskrun.catalog.context import Limit, RunContext
     from taskrun.catalog.masking import Secret
+    from taskrun.catalog.registry import flow, task
     from taskrun.models import Backoff
     from taskrun.results.files import File
 
 __all__ = ["Backoff", "File", "Limit", "RunContext", "Secret", "__version__", "flow", "task"]
 
 _WHERE = {
-    "task": "taskrun.catalog.definitions",
-    "flow": "taskrun.catalog.definitions",
-    "RunContext": "taskrun.catalog.definitions",
-    "Limit": "taskrun.catalog.definitions",
+    "task": "taskrun.catalog.registry",
+    "flow": "taskrun.catalog.registry",
+    "RunContext": "taskrun.catalog.context",
+    "Limit": "taskrun.catalog.context",
     "File": "taskrun.results.files",
     "Secret": "taskrun.catalog.masking",
     "Backoff": "taskrun.models",

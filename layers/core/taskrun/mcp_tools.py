@@ -43,7 +43,8 @@ from pydantic import Field
 
 from taskrun import __version__
 from taskrun.access.scopes import Caller
-from taskrun.catalog.definitions import Catalog, TaskDefinition
+from taskrun.catalog.definitions import TaskDefinition
+from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskNotFound
 from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy

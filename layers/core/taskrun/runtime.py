@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from taskrun.access.keys import CachedKeys, DynamoKeyStore
     from taskrun.access.usage import UsagePlan
-    from taskrun.catalog.definitions import Catalog
+    from taskrun.catalog.registry import Catalog
     from taskrun.catalog.secrets import SecretStore
     from taskrun.flows.callbacks import Callbacks
     from taskrun.flows.stepfunctions import StepFunctions
@@ -65,8 +65,8 @@ def _traced(function: Callable[..., Any]) -> Callable[..., Any]:
 
 @lru_cache(maxsize=1)
 def task_catalog() -> Catalog:
-    from taskrun.catalog.definitions import catalog
     from taskrun.catalog.loader import load_task_dirs
+    from taskrun.catalog.registry import catalog
 
     task_dirs = get_settings().task_dirs
     catalog.load_with(lambda: load_task_dirs(task_dirs))  # by the first lookup that needs the tasks

@@ -167,8 +167,8 @@ def _arguments_of_each_task(doc: dict[str, Any], root: Path) -> None:
     """Constrain each request's `arguments` by its `task_id`: one branch a task of the
     bundle (its parameters' schema, its task type, its revisions), and one for any other
     id (which answers 404 or 422 as an unknown task)."""
-    from taskrun.catalog.definitions import catalog
     from taskrun.catalog.loader import load_task_dirs
+    from taskrun.catalog.registry import catalog
 
     load_task_dirs([root / "tasks"])
     schemas = doc["components"]["schemas"]

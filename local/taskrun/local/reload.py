@@ -54,8 +54,9 @@ def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
     """In a child: import each task module on its own, the kept version of its file in place
     of one that does not import; answer what `TaskCode` holds."""
     try:
-        from taskrun.catalog.definitions import FlowRevision, catalog
+        from taskrun.catalog.definitions import FlowRevision
         from taskrun.catalog.loader import problem_of, run_module, task_modules
+        from taskrun.catalog.registry import catalog
 
         code = TaskCode()
         for directory in task_dirs:

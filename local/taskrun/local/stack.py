@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskrun.access.keys import DynamoKeyStore, new_key
-from taskrun.catalog.definitions import FlowRevision, catalog, state_machine_name
+from taskrun.catalog.definitions import FlowRevision, state_machine_name
 from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
+from taskrun.catalog.registry import catalog
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server

@@ -56,7 +56,7 @@ def load_task_dirs(directories: list[Path]) -> list[str]:
 def _import_or_keep(name: str, directory: Path, kept: Path, directories: list[Path]) -> bool:
     """Import a module; if it does not import, the kept version of its file in its place,
     its tasks marked with the problem. Whether the module is loaded."""
-    from taskrun.catalog.definitions import catalog
+    from taskrun.catalog.registry import catalog
 
     before = catalog.task_ids()
     try:

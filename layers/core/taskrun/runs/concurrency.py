@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from taskrun import aws
-from taskrun.catalog.definitions import MAX_TIMEOUT
+from taskrun.catalog.context import MAX_TIMEOUT
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.models import ErrorType, Run, RunStatus, Slot, utcnow
 from taskrun.runs.dispatch import Dispatcher, DispatchFailed

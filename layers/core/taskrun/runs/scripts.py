@@ -28,8 +28,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from taskrun.catalog.definitions import Catalog, RunContext, ScriptRevision
+from taskrun.catalog.context import RunContext
+from taskrun.catalog.definitions import ScriptRevision
 from taskrun.catalog.masking import scrub
+from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidResult, TaskNotFound
 from taskrun.models import Progress
 from taskrun.results.tasklogs import Frame, LogTail, captured, format_traceback, read_tail, task_frames

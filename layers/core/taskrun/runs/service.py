@@ -12,7 +12,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
-from taskrun.catalog.definitions import DEFAULT_TIMEOUT, Catalog
+from taskrun.catalog.context import DEFAULT_TIMEOUT
+from taskrun.catalog.registry import Catalog
 from taskrun.errors import (
     FieldError,
     InvalidInput,

@@ -14,7 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun import aws
-from taskrun.catalog.definitions import DEFAULT_TIMEOUT, Catalog, ScriptRevision
+from taskrun.catalog.context import DEFAULT_TIMEOUT
+from taskrun.catalog.definitions import ScriptRevision
+from taskrun.catalog.registry import Catalog
 from taskrun.catalog.secrets import SecretStore
 from taskrun.errors import (
     InvalidArguments,

@@ -13,8 +13,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
-from taskrun.catalog.definitions import Catalog
 from taskrun.catalog.masking import MASK
+from taskrun.catalog.registry import Catalog
 from taskrun.errors import FieldError, InvalidInput, RunConflict, RunNotFound, ScheduleNotFound, TaskNotFound
 from taskrun.ids import new_run_id
 from taskrun.models import Run, RunStatus, TriggeredBy, utcnow
