@@ -149,7 +149,7 @@ def test_no_two_models_of_the_api_share_a_name() -> None:
 
     modules = [
         "models",
-        "webhooks.deliveries",
+        "webhooks.records",
         "schedules.models",
         "flows.stepfunctions",
         "flows.callbacks",

@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from taskrun.api import answers, caller, json_response, make_resolver
 from taskrun.runtime import api_handler, deliveries
-from taskrun.webhooks.deliveries import Delivery, DeliveryList
+from taskrun.webhooks.records import Delivery, DeliveryList
 
 app = make_resolver()
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from taskrun.flows.stepfunctions import FlowStep
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
-    from taskrun.webhooks.deliveries import Delivery
+    from taskrun.webhooks.records import Delivery
 
 
 class AsyncClient:

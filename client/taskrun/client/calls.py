@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from taskrun.flows.stepfunctions import FlowStep
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleList, ScheduleView
-    from taskrun.webhooks.deliveries import DeliveryList
+    from taskrun.webhooks.records import DeliveryList
 from taskrun.client.errors import TaskrunError, problem_error
 
 DEFAULT_URL = "http://127.0.0.1:9477"
@@ -177,7 +177,7 @@ def schedules(data: Any) -> ScheduleList:
 
 
 def deliveries(data: Any) -> DeliveryList:
-    from taskrun.webhooks.deliveries import DeliveryList
+    from taskrun.webhooks.records import DeliveryList
 
     return DeliveryList.model_validate(data)
 

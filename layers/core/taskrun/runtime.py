@@ -228,7 +228,8 @@ def idempotency_keys() -> IdempotencyStore:
 @lru_cache(maxsize=1)
 def deliveries() -> Deliveries:
     from taskrun.runs.store import DynamoRunStore
-    from taskrun.webhooks.deliveries import Deliveries, DeliveryQueue, DeliveryStore, RetrySchedule
+    from taskrun.webhooks.deliveries import Deliveries, DeliveryQueue, RetrySchedule
+    from taskrun.webhooks.store import DeliveryStore
 
     settings = get_settings()
     return Deliveries(

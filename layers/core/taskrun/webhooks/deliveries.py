@@ -19,95 +19,30 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
 
 from taskrun import aws
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import DeliveryConflict, DeliveryNotFound
-from taskrun.models import Run, UtcTime, format_time, utcnow
+from taskrun.models import Run, format_time, utcnow
 from taskrun.results.bucket import ResultStore, presented
 from taskrun.runs.store import RunStore, visible
+from taskrun.webhooks.records import DELIVERY_ID, Attempt, Delivery, DeliveryRef, DeliveryStatus, delivery_id_of
 from taskrun.webhooks.send import DEFAULT_DELAYS, Answer, Signer, post
+from taskrun.webhooks.store import DeliveryStore
 
 logger = Logger(child=True)
 
 JITTER = 0.2  # each delay is drawn from ±20% of its nominal value
 MAX_ATTEMPTS_KEPT = 100  # the newest; a delivery retried by hand again and again keeps a bounded record
-MAX_REQUEUED = 1_000  # per sweep; the next sweep goes on
 STALE_AFTER = timedelta(minutes=15)  # past its time, a pending delivery's message is taken as lost
 LEASE_MARGIN_SECONDS = 60.0  # past the attempt's timeout, before another copy may take over
 MAX_HIDDEN_SECONDS = 43_200  # SQS: the longest a received message can be hidden
-DELIVERY_ID = re.compile(r"^msg_[0-9a-z]{26}$")
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class Attempt(BaseModel):
-    number: int = Field(description="1 for the first attempt, counting every attempt of the delivery.")
-    at: UtcTime = Field(description="When the request was sent.")
-    trigger: Literal["automatic", "manual"] = "automatic"
-    status_code: int | None = Field(default=None, description="The receiver's HTTP status, if it answered.")
-    error: str | None = Field(
-        default=None, description="Why there was no answer: a refusal, a timeout, a failed connection."
-    )
-    duration_ms: int
-
-
-class Delivery(BaseModel):
-    """A run's webhook message, and every attempt to deliver it."""
-
-    delivery_id: str = Field(description="The message's `webhook-id`, the same on every attempt.")
-    run_id: str
-    url: str
-    event_type: str = Field(description="`run.<status>`, the `type` of the message.")
-    status: DeliveryStatus = DeliveryStatus.PENDING
-    attempts: list[Attempt] = Field(default_factory=list)
-    created_at: UtcTime
-    next_attempt_at: UtcTime | None = Field(default=None, description="When a pending delivery is tried next.")
-    delivered_at: UtcTime | None = None
-    automatic_attempts: int = Field(default=0, exclude=True)
-    manual: bool = Field(default=False, exclude=True)  # the next attempt was asked for by hand
-    owner: str | None = Field(default=None, exclude=True)  # the queue message that carries it
-    lease_until: datetime | None = Field(default=None, exclude=True)  # an attempt is under way until then
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[Delivery]
-
-
-@dataclass(frozen=True)
-class DeliveryRef:
-    """What a queue message names."""
-
-    run_id: str
-    delivery_id: str
-
-    def to_json(self) -> str:
-        return json.dumps({"run_id": self.run_id, "delivery_id": self.delivery_id})
-
-    @classmethod
-    def from_json(cls, text: str) -> DeliveryRef:
-        data = json.loads(text)
-        return cls(run_id=str(data["run_id"]), delivery_id=str(data["delivery_id"]))
-
-
-def delivery_id_of(run_id: str) -> str:
-    """A run's one delivery: its id follows from the run's (`run_x` → `msg_x`)."""
-    return "msg_" + run_id.removeprefix("run_")
 
 
 @dataclass(frozen=True)
@@ -129,151 +64,6 @@ class RetrySchedule:
         nominal = self.delays[attempts - 1]
         spread = nominal * self.jitter
         return max(0.0, nominal + (rng or random).uniform(-spread, spread))
-
-
-class DeliveryStore(aws.TableAdapter):
-    """DeliveriesTable: key (`run_id`, `delivery_id`)."""
-
-    def create(self, delivery: Delivery) -> bool:
-        """Record a new delivery; False if it was recorded before (the stream sent it again)."""
-        try:
-            self.table.put_item(Item=_to_item(delivery), ConditionExpression="attribute_not_exists(delivery_id)")
-        except ClientError as error:
-            if aws.is_condition_failure(error):
-                return False
-            raise
-        return True
-
-    def find(self, ref: DeliveryRef) -> Delivery | None:
-        item = self.table.get_item(Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id}, ConsistentRead=True).get(
-            "Item"
-        )
-        return _from_item(item) if item else None
-
-    def of_run(self, run_id: str) -> list[Delivery]:
-        query: dict[str, Any] = {"KeyConditionExpression": Key("run_id").eq(run_id), "ConsistentRead": True}
-        found: list[Delivery] = []
-        while True:
-            page = self.table.query(**query)
-            found.extend(_from_item(item) for item in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def lease(self, ref: DeliveryRef, owner: str, now: datetime, until: datetime) -> Delivery | None:
-        """Take the delivery for one attempt: it is pending, due, not under way, and this
-        message's (or no message's yet). None if not."""
-        return self._update_if(
-            ref,
-            UpdateExpression="SET #owner = :me, lease_until = :until",
-            ConditionExpression=(
-                "#status = :pending AND (attribute_not_exists(#owner) OR #owner = :me)"
-                " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
-                " AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={
-                ":me": owner,
-                ":until": format_time(until),
-                ":now": format_time(now),
-                ":pending": DeliveryStatus.PENDING.value,
-            },
-        )
-
-    def record(self, delivery: Delivery, owner: str) -> bool:
-        """Write the outcome of the attempt this owner made under its lease; False if the
-        delivery was taken from it meanwhile (the attempt is then not kept)."""
-        item = _to_item(delivery)
-        names = {"#status": "status", "#owner": "owner"}
-        sets = ["attempts = :attempts", "#status = :status", "automatic_attempts = :automatic", "manual = :no"]
-        values: dict[str, Any] = {
-            ":attempts": item["attempts"],
-            ":status": item["status"],
-            ":automatic": item["automatic_attempts"],
-            ":no": False,
-            ":me": owner,
-        }
-        removes = ["lease_until"]
-        for name in ("next_attempt_at", "delivered_at"):
-            if name in item:
-                sets.append(f"{name} = :{name}")
-                values[f":{name}"] = item[name]
-            else:
-                removes.append(name)
-        return self.update_if(
-            Key={"run_id": delivery.run_id, "delivery_id": delivery.delivery_id},
-            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
-            ConditionExpression="#owner = :me",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
-    def reopen(self, ref: DeliveryRef, now: datetime) -> Delivery | None:
-        """Make a delivery due now for one attempt asked for by hand, for the next message to
-        carry; None if an attempt is under way."""
-        return self._update_if(
-            ref,
-            UpdateExpression="SET #status = :pending, next_attempt_at = :now, manual = :yes REMOVE #owner",
-            ConditionExpression=(
-                "attribute_exists(delivery_id) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-            ExpressionAttributeValues={
-                ":pending": DeliveryStatus.PENDING.value,
-                ":now": format_time(now),
-                ":yes": True,
-            },
-        )
-
-    def _update_if(self, ref: DeliveryRef, **update: Any) -> Delivery | None:
-        """A conditional update: the delivery as it now stands, or None if the condition was false."""
-        try:
-            answer = self.table.update_item(
-                Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id}, ReturnValues="ALL_NEW", **update
-            )
-        except ClientError as error:
-            if aws.is_condition_failure(error):
-                return None
-            raise
-        return _from_item(answer["Attributes"])
-
-    def pending(self, due_before: datetime | None = None) -> list[DeliveryRef]:
-        """Pending deliveries (index `by_due`: status, next_attempt_at), those due before a
-        time if one is given, oldest first."""
-        condition = Key("status").eq(DeliveryStatus.PENDING.value)
-        if due_before is not None:
-            condition = condition & Key("next_attempt_at").lt(format_time(due_before))
-        query: dict[str, Any] = {"IndexName": "by_due", "KeyConditionExpression": condition}
-        found: list[DeliveryRef] = []
-        while True:
-            page = self.table.query(**query)
-            found += [DeliveryRef(item["run_id"], item["delivery_id"]) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page or len(found) >= MAX_REQUEUED:
-                return found[:MAX_REQUEUED]
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def release(self, ref: DeliveryRef) -> None:
-        """Let the next message take a pending delivery (its own message was lost)."""
-        self.table.update_item(
-            Key={"run_id": ref.run_id, "delivery_id": ref.delivery_id},
-            UpdateExpression="REMOVE #owner, lease_until",
-            ExpressionAttributeNames={"#owner": "owner"},
-        )
-
-
-def _to_item(delivery: Delivery) -> dict[str, Any]:
-    item = delivery.model_dump(mode="json", exclude_none=True)
-    item["automatic_attempts"] = delivery.automatic_attempts
-    item["manual"] = delivery.manual
-    if delivery.owner is not None:
-        item["owner"] = delivery.owner
-    if delivery.lease_until is not None:
-        item["lease_until"] = format_time(delivery.lease_until)
-    return item
-
-
-def _from_item(item: dict[str, Any]) -> Delivery:
-    return Delivery.model_validate(item)
 
 
 class DeliveryQueue:
