@@ -149,6 +149,9 @@ def test_no_two_models_of_the_api_share_a_name() -> None:
 
     modules = [
         "models",
+        "requests",
+        "events",
+        "catalog.info",
         "webhooks.records",
         "schedules.models",
         "flows.stepfunctions",

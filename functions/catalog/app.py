@@ -1,5 +1,5 @@
 from taskrun.api import answers, caller, make_resolver
-from taskrun.models import TaskInfo, TaskList
+from taskrun.catalog.info import TaskInfo, TaskList
 from taskrun.runtime import api_handler, task_catalog
 
 app = make_resolver()

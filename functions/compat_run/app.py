@@ -1,7 +1,7 @@
 from http import HTTPStatus
 
 from taskrun.api import answers, caller, make_resolver, once_key, seconds_since_arrival
-from taskrun.models import CompatRunRequest, CompatRunResponse
+from taskrun.requests import CompatRunRequest, CompatRunResponse
 from taskrun.runs.compat import run_compat
 from taskrun.runtime import api_handler, idempotency_keys, result_store, run_service
 

@@ -1,5 +1,5 @@
 from taskrun.api import answers, make_resolver
-from taskrun.models import Health
+from taskrun.requests import Health
 from taskrun.runtime import api_handler
 
 app = make_resolver()

@@ -2,7 +2,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.models import StartFromStateMachine
+from taskrun.events import StartFromStateMachine
 from taskrun.runs.service import run_for_state_machine
 from taskrun.runtime import plain_handler, run_service
 

@@ -1,5 +1,5 @@
 from taskrun.api import answers, caller, make_resolver, once_key
-from taskrun.models import BatchAnswer, BatchRequest
+from taskrun.requests import BatchAnswer, BatchRequest
 from taskrun.runs.batch import start_batch
 from taskrun.runtime import api_handler, idempotency_keys, run_service, view
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.api import answers, caller, json_response, make_resolver, once_key, seconds_since_arrival
-from taskrun.models import MAX_WAIT_TIMEOUT, RunView, StartRunRequest, utcnow
+from taskrun.models import MAX_WAIT_TIMEOUT, RunView, utcnow
+from taskrun.requests import StartRunRequest
 from taskrun.results.forms import FormError, form_as_json, is_form, problem_event
 from taskrun.runs.service import RunRequest, wait_seconds
 from taskrun.runtime import api_handler, file_store, idempotency_keys, run_service, view

@@ -3,8 +3,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter
 
+from taskrun.events import StepRequest, WorkerEvent
 from taskrun.flows.callbacks import CallbackRequest
-from taskrun.models import StepRequest, WorkerEvent
 from taskrun.runtime import callbacks, plain_handler, worker
 
 # The API hands over a run; a flow's Task state asks for a step's result or waits for a callback.

@@ -2,7 +2,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from taskrun.models import FailedInvocation
+from taskrun.events import FailedInvocation
 from taskrun.runtime import plain_handler, worker
 
 

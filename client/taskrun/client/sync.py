@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 import taskrun.client.calls as calls
+from taskrun.catalog.info import TaskInfo, TaskList
 from taskrun.client.calls import FOLLOW_SECONDS, Call, Exchange, T
-from taskrun.models import BatchAnswer, BatchItem, RunList, RunSummary, RunView, TaskInfo, TaskList
+from taskrun.models import RunList, RunSummary, RunView
+from taskrun.requests import BatchAnswer, BatchItem
 from taskrun.results.tasklogs import RunLogs
 
 if TYPE_CHECKING:

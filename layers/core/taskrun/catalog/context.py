@@ -12,10 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from taskrun.models import (
-    Progress,
-    utcnow,
-)
+from taskrun.models import Progress, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,15 +22,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from taskrun.catalog.context import RunContext
+from taskrun.catalog.info import RevisionInfo, TaskInfo
 from taskrun.catalog.masking import MASK, ValuePath, masked, revealed, secret_at, secret_values, unmasked
 from taskrun.errors import FieldError, InvalidInput
-from taskrun.models import (
-    RetryPolicy,
-    RevisionInfo,
-    Slot,
-    TaskInfo,
-    TaskType,
-)
+from taskrun.models import RetryPolicy, Slot, TaskType
 from taskrun.results.bucket import as_json
 
 

@@ -20,14 +20,7 @@ from taskrun.catalog.definitions import FlowRevision, Revision, ScriptRevision, 
 from taskrun.catalog.secrets import check_secret_name
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
-from taskrun.models import (
-    MAX_RETRIES,
-    Backoff,
-    RetryPolicy,
-    Run,
-    Slot,
-    TaskType,
-)
+from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, Run, Slot, TaskType
 from taskrun.runs.cache import MAX_CACHE_TTL
 
 

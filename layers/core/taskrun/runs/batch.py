@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from taskrun.access.scopes import TaskAccess
 from taskrun.api import Problem, make_problem, problem_of
 from taskrun.errors import FieldError, IdempotencyConflict, InvalidInput, TaskrunError
-from taskrun.models import BatchItem, Run, StartRunRequest
+from taskrun.models import Run
+from taskrun.requests import BatchItem, StartRunRequest
 from taskrun.runs.idempotency import IdempotencyStore, OnceKey
 from taskrun.runs.service import RunRequest, RunService
 

@@ -12,7 +12,8 @@ import json
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import InvalidInput, TaskNotFound
-from taskrun.models import CompatRunRequest, CompatRunResponse, ErrorType, RunStatus
+from taskrun.models import ErrorType, RunStatus
+from taskrun.requests import CompatRunRequest, CompatRunResponse
 from taskrun.results.bucket import ResultStore, check_schema
 from taskrun.runs.idempotency import IdempotencyStore, OnceKey
 from taskrun.runs.service import RunRequest, RunService

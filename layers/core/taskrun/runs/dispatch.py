@@ -10,7 +10,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from taskrun import aws
-from taskrun.models import FailedInvocation, Run, TaskType, WorkerEvent
+from taskrun.events import FailedInvocation, WorkerEvent
+from taskrun.models import Run, TaskType
 
 
 class DispatchFailed(Exception):

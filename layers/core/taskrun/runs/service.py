@@ -24,6 +24,7 @@ from taskrun.errors import (
     TaskNotFound,
     TaskTimedOut,
 )
+from taskrun.events import StartFromStateMachine
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions, steps_of
 from taskrun.ids import new_run_id
 from taskrun.models import (
@@ -33,13 +34,12 @@ from taskrun.models import (
     RunError,
     RunStatus,
     RunSummary,
-    StartFromStateMachine,
-    StartRunRequest,
     TaskType,
     TriggeredBy,
     format_time,
     utcnow,
 )
+from taskrun.requests import StartRunRequest
 from taskrun.results.bucket import check_schema
 from taskrun.results.files import FileStore, file_parameters
 from taskrun.runs.cache import ResultCache, cache_key

@@ -29,18 +29,8 @@ from taskrun.errors import (
     TaskNotFound,
     TaskTimedOut,
 )
-from taskrun.models import (
-    ErrorType,
-    FailedInvocation,
-    Run,
-    RunAttempt,
-    RunAttemptError,
-    RunError,
-    RunStatus,
-    StepRequest,
-    TaskType,
-    utcnow,
-)
+from taskrun.events import FailedInvocation, StepRequest
+from taskrun.models import ErrorType, Run, RunAttempt, RunAttemptError, RunError, RunStatus, TaskType, utcnow
 from taskrun.results.bucket import (
     MAX_STORED_RESULT_BYTES,
     ResultStore,

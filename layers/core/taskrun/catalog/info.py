@@ -1,0 +1,35 @@
+"""A task as the catalog shows it: its parameters and output as JSON Schemas, its revisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from taskrun.ids import TaskId
+from taskrun.models import RetryPolicy, TaskType
+
+
+class RevisionInfo(BaseModel):
+    revision: str
+    weight: int
+
+
+class TaskInfo(BaseModel):
+    task_id: TaskId
+    task_type: TaskType
+    description: str
+    parameters: dict[str, Any]
+    output: dict[str, Any]
+    timeout: int | None
+    cache_ttl: int | None = Field(default=None, description="Seconds a result answers identical runs, if cached.")
+    retry: RetryPolicy | None = Field(default=None, description="How a failed run is tried again, if it is.")
+    concurrency: int | None = Field(default=None, description="At most this many runs execute at once.")
+    concurrency_limit: str | None = Field(default=None, description="The named limit it shares, if any.")
+    per_key: int | None = Field(default=None, description="At most this many runs of one concurrency_key at once.")
+    revisions: list[RevisionInfo]
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+    next_cursor: str | None = None
