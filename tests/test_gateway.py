@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from taskrun.local.gateway import make_server
+from taskrun.local.server import make_server
 from taskrun.local.stack import LocalStack
 from tests.conftest import API_KEY, READ_TIMEOUT_SECONDS
 

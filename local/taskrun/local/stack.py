@@ -18,9 +18,10 @@ from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.catalog.registry import catalog
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
-from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway, GatewayServer, make_server
+from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway
 from taskrun.local.lambdas import DEFAULT_IDLE_SECONDS
 from taskrun.local.reload import Watcher, describe_task_code
+from taskrun.local.server import GatewayServer, make_server
 from taskrun.local.state import Narrowed, narrow_to_owner
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
