@@ -342,7 +342,7 @@ class RunService:
             return None
         if isinstance(answer, Run):
             return answer
-        from taskrun.runs.worker import end_crashed
+        from taskrun.runs.endings import end_crashed
 
         return end_crashed(self.store, run.run_id, answer, self.clock(), waker=self.waker)
 
