@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from taskrun.local.template import FunctionSpec, Stack, load_template
+from taskrun.local.resources import FunctionSpec
+from taskrun.local.template import Stack, load_template
 from tests.conftest import API_KEY, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")

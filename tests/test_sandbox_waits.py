@@ -19,9 +19,9 @@ import pytest
 
 from taskrun.local.gateway import Gateway
 from taskrun.local.lambdas import THROTTLE_WAIT_SECONDS, LambdaRuntime, sandbox_deadline
+from taskrun.local.resources import FunctionSpec
 from taskrun.local.sandbox import InvokeRefused
 from taskrun.local.stack import LocalStack
-from taskrun.local.template import FunctionSpec
 
 HANDLER = """
 def handler(event, context):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.template import DeclaredSchedule
+from taskrun.local.resources import DeclaredSchedule
 from taskrun.local.ticker import Ticker
 from taskrun.models import format_time, utcnow
 from taskrun.schedules.expressions import Expression, parse_expression

@@ -36,8 +36,9 @@ from taskrun.local.patches import (
     usage_plan_keys_as_api_gateway,
     waits_until_their_timestamp,
 )
+from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import sandbox_context
-from taskrun.local.template import ACCOUNT_ID, Stack
+from taskrun.local.template import Stack
 
 if TYPE_CHECKING:
     from moto.core.config import DefaultConfig

@@ -20,8 +20,8 @@ from botocore.config import Config
 
 from taskrun.flows.stepfunctions import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
+from taskrun.local.resources import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource
 from taskrun.local.sandbox import FunctionError
-from taskrun.local.template import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource
 from taskrun.local.ticker import Ticker
 
 STREAM_POLL_SECONDS = 0.1  # at most ten reads a second of a shard, as Lambda's poller

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taskrun.local.lambdas import LambdaRuntime, sandbox_deadline
+from taskrun.local.resources import ACCOUNT_ID, Route
 from taskrun.local.sandbox import FunctionError, InvokeRefused
-from taskrun.local.template import ACCOUNT_ID, Route, Stack
+from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import limits_of
 

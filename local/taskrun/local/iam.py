@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from taskrun.local.template import ACCOUNT_ID, Stack
+from taskrun.local.resources import ACCOUNT_ID
+from taskrun.local.template import Stack
 
 ACCESS_KEY_PREFIX = "LOCAL"
 

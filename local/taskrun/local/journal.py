@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from taskrun.local.template import ACCOUNT_ID
+from taskrun.local.resources import ACCOUNT_ID
 from taskrun.private import open_private, private_folder
 
 JOURNAL_NAME = "tables.jsonl"

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskrun.local.faults import Faults
+from taskrun.local.resources import ACCOUNT_ID, FunctionSpec
 from taskrun.local.sandbox import FunctionError, FunctionImage, InvokeRefused, Sandbox, error_payload
-from taskrun.local.template import ACCOUNT_ID, FunctionSpec
 
 DEFAULT_CONCURRENCY = 16
 # How long an invocation waits for a sandbox of a function whose sandboxes are all busy

@@ -24,8 +24,8 @@ from taskrun.local.faults import Faults
 from taskrun.local.iam import AccessDenied, Judge, access_key_of
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
+from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import FunctionError, InvokeRefused
-from taskrun.local.template import ACCOUNT_ID
 
 
 def _patch(target: Any, **attributes: Any) -> Callable[[], None]:

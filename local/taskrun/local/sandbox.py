@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from taskrun.local.template import ACCOUNT_ID
+from taskrun.local.resources import ACCOUNT_ID
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit; past it, init goes on within the first invocation

@@ -14,7 +14,7 @@ from typing import Any
 
 from taskrun.access.keys import DynamoKeyStore
 from taskrun.access.usage import UsagePlan, usage_value
-from taskrun.local.template import ACCOUNT_ID
+from taskrun.local.resources import ACCOUNT_ID
 
 
 def with_id(identifier: Any, custom_id: str) -> None:
