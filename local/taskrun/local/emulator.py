@@ -27,17 +27,20 @@ from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
     batch_without_its_models,
     enforce_iam,
-    lambda_steps_take_an_invocation_type,
     make_item_access_atomic,
     route_lambda_to,
     serve_moto_faster,
     signal_stream_records,
-    task_tokens_as_step_functions,
     usage_plan_keys_as_api_gateway,
-    waits_until_their_timestamp,
 )
 from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import sandbox_context
+from taskrun.local.stepfunctions import (
+    lambda_steps_take_an_invocation_type,
+    states_call_as_their_role,
+    task_tokens_as_step_functions,
+    waits_until_their_timestamp,
+)
 from taskrun.local.template import Stack
 
 if TYPE_CHECKING:
@@ -91,6 +94,7 @@ class Emulator:
             lambda_steps_take_an_invocation_type(),
         ]
         self._undo.append(enforce_iam(self.iam))
+        self._undo.append(states_call_as_their_role(self.iam))
         self._create_tables()
         if self.journal is not None:
             self.restored_items = restore_tables(self.journal, self.stack.region)

@@ -10,25 +10,22 @@ import importlib.util
 import json
 import sys
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models.dynamo_type import DynamoType
 
-from taskrun.flows.stepfunctions import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.faults import Faults
-from taskrun.local.iam import AccessDenied, Judge, access_key_of
+from taskrun.local.iam import AccessDenied, Judge
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import FunctionError, InvokeRefused
 
 
-def _patch(target: Any, **attributes: Any) -> Callable[[], None]:
+def mend(target: Any, **attributes: Any) -> Callable[[], None]:
     """Set attributes of a moto class for as long as the stack runs; return the undo."""
     patcher = mock.patch.multiple(target, **attributes)
     patcher.start()
@@ -92,7 +89,7 @@ def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(error.payload).encode()
 
-    return _patch(LambdaSimpleBackend, invoke=invoke)
+    return mend(LambdaSimpleBackend, invoke=invoke)
 
 
 def make_item_access_atomic(journal: Journal | None, faults: Faults | None = None) -> Callable[[], None]:
@@ -125,7 +122,7 @@ def make_item_access_atomic(journal: Journal | None, faults: Faults | None = Non
 
         return operation
 
-    return _patch(DynamoDBBackend, **{name: serialised(name, original) for name, original in originals.items()})
+    return mend(DynamoDBBackend, **{name: serialised(name, original) for name, original in originals.items()})
 
 
 def _record(journal: Journal, backend: Any, operation: str, answer: Any, args: Any, kwargs: Any) -> None:
@@ -240,77 +237,7 @@ def signal_stream_records(signals: dict[str, list[threading.Event]]) -> Callable
         for signal in signals.get(self.table.name, []):
             signal.set()
 
-    return _patch(StreamShard, add=add)
-
-
-def task_tokens_as_step_functions() -> Callable[[], None]:
-    """SendTaskSuccess and SendTaskFailure as Step Functions answers them: over its length
-    limits (output 262,144, cause 32,768, error 256) a call is refused; moto takes any
-    size. moto also drops `cause` on SendTaskFailure; Step Functions keeps it. Return the undo."""
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.stepfunctions.exceptions import ValidationException
-    from moto.stepfunctions.responses import StepFunctionResponse
-
-    original_success = StepFunctionResponse.send_task_success
-
-    def check(name: str, value: str | None, limit: int) -> None:
-        if value is not None and len(value) > limit:
-            raise ValidationException(
-                f"1 validation error detected: Value at '{name}' failed to satisfy constraint: "
-                f"Member must have length less than or equal to {limit}"
-            )
-
-    def send_task_success(self: StepFunctionResponse) -> ActionResult:
-        check("output", self._get_param("output"), MAX_TASK_OUTPUT)
-        return original_success(self)
-
-    def send_task_failure(self: StepFunctionResponse) -> ActionResult:
-        check("error", self._get_param("error"), MAX_TASK_ERROR)
-        check("cause", self._get_param("cause"), MAX_TASK_CAUSE)
-        self.stepfunction_backend.send_task_failure(  # the executing backend takes a cause
-            self._get_param("taskToken"),
-            error=self._get_param("error"),
-            cause=self._get_param("cause"),  # type: ignore[call-arg]
-        )
-        return EmptyResult()
-
-    return _patch(StepFunctionResponse, send_task_success=send_task_success, send_task_failure=send_task_failure)
-
-
-def waits_until_their_timestamp() -> Callable[[], None]:
-    """A Wait state's Timestamp as Step Functions keeps it: left at that moment. moto drops the
-    fraction of a second, waits whole seconds and compares with the machine's local time, so a
-    wait could end up to a second early (or hours off outside UTC). Return the undo."""
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
-
-    def _get_wait_seconds(self: Timestamp, env: Any) -> float:
-        self.string.eval(env=env)
-        text: str = env.stack.pop()
-        if self._from_timestamp_string(timestamp=text) is None:
-            raise FailureEventException(self._create_failure_event(env, text))
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-    def _wait_interval(self: Timestamp, env: Any, wait_seconds: float) -> None:
-        deadline = time.monotonic() + wait_seconds
-        # woken early by a stop (the execution is no longer running) or by nothing: wait on
-        while env.is_running() and (left := deadline - time.monotonic()) > 0:
-            env.program_state_event.wait(left)
-
-    return _patch(Timestamp, _get_wait_seconds=_get_wait_seconds, _wait_interval=_wait_interval)
-
-
-def lambda_steps_take_an_invocation_type() -> Callable[[], None]:
-    """A lambda:invoke Task state may name its InvocationType (`Event`: hand the payload over
-    and go on), as Step Functions documents; moto's interpreter drops the parameter, so every
-    step would wait for the function. Return the undo."""
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_lambda
-
-    bindings = state_task_service_lambda._SUPPORTED_API_PARAM_BINDINGS
-    patcher = mock.patch.dict(bindings, {"invoke": {*bindings["invoke"], "InvocationType"}})
-    patcher.start()
-    return patcher.stop
+    return mend(StreamShard, add=add)
 
 
 def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
@@ -331,12 +258,13 @@ def usage_plan_keys_as_api_gateway() -> Callable[[], None]:
         for plan_keys in self.usage_plan_keys.values():
             plan_keys.pop(api_key_id, None)
 
-    return _patch(APIGatewayBackend, delete_usage_plan_key=delete_usage_plan_key, delete_api_key=delete_api_key)
+    return mend(APIGatewayBackend, delete_usage_plan_key=delete_usage_plan_key, delete_api_key=delete_api_key)
 
 
 def enforce_iam(judge: Judge) -> Callable[[], None]:
     """Judge every request moto serves by the IAM policies of the function that signed it
-    (taskrun.local.iam); a refusal answers AWS's AccessDenied in the service's own shape."""
+    (taskrun.local.iam); a refusal answers AWS's AccessDenied in the service's own shape. (A
+    state machine's own calls are judged as its role: taskrun.local.stepfunctions.)"""
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.s3.exceptions import S3AccessDeniedError
     from moto.s3.models import s3_backends
@@ -363,78 +291,4 @@ def enforce_iam(judge: Judge) -> Callable[[], None]:
             code = "AccessDenied" if denied.call.action.startswith("sqs:") else "AccessDeniedException"
             raise JsonRESTError(code, str(denied)) from denied
 
-    undo_authorize = _patch(ActionAuthenticatorMixin, _authenticate_and_authorize_action=authorize)
-    undo_states = states_call_as_their_role(judge)
-
-    def undo() -> None:
-        undo_authorize()
-        undo_states()
-
-    return undo
-
-
-def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
-    """moto's ASL interpreter makes a Task state's AWS calls with credentials of no one;
-    here they carry the execution's role (as Step Functions assumes it), so that a role of
-    the template is judged as the stack's functions are. (The client is made as moto's own
-    `boto_client_for` makes it, with the role's access key.)"""
-    import importlib
-    import pkgutil
-
-    import boto3
-    from botocore.config import Config
-    from moto.core.models import botocore_stubber
-    from moto.settings import moto_server_port
-    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
-    from moto.stepfunctions.parser.asl.component.state import exec as state_exec
-    from moto.stepfunctions.parser.asl.utils import boto_client
-
-    original = boto_client.boto_client_for
-    made: dict[tuple[str, str, str, bool, str], Any] = {}
-    making = threading.Lock()
-
-    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        # One client per region, service and role, kept: moto makes a new one for every Task
-        # state (4-6 ms of CPU each, the largest part of a Lambda step here); a client is safe
-        # to share between threads, and each holds its own connection pool.
-        role = str(getattr(state_credentials, "role_arn", "") or "").rpartition("/")[2]
-        key = (region, service, role, botocore_stubber.enabled, moto_server_port())
-        with making:
-            if key not in made:
-                made[key] = (
-                    _make(region, service, role)
-                    if role in judge.roles
-                    else original(region, service, state_credentials)
-                )
-            return made[key]
-
-    def _make(region: str, service: str, role: str) -> Any:
-        endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
-        return boto3.client(
-            service_name=service,
-            region_name=region,
-            aws_access_key_id=access_key_of(role),
-            aws_secret_access_key="local",
-            config=Config(
-                parameter_validation=False,
-                retries={"max_attempts": 0, "total_max_attempts": 1},
-                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                max_pool_connections=64,  # shared by every execution's steps at once
-            ),
-            **endpoint,
-        )
-
-    users = [boto_client]
-    for found in pkgutil.walk_packages(state_exec.__path__, state_exec.__name__ + "."):
-        module = importlib.import_module(found.name)
-        if getattr(module, "boto_client_for", None) is original:
-            users.append(module)
-    for module in users:
-        module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
-
-    def undo() -> None:
-        for module in users:
-            module.boto_client_for = original  # type: ignore[attr-defined]
-
-    return undo
+    return mend(ActionAuthenticatorMixin, _authenticate_and_authorize_action=authorize)
