@@ -62,12 +62,10 @@ class GatewayServer(socketserver.ThreadingTCPServer):
             return
         detail = f"this address has {self.max_per_client} connections open, the most one client may; reuse them"
         response = problem(HTTPStatus.TOO_MANY_REQUESTS, detail)
-        head = [f"HTTP/1.1 429 {HTTPStatus.TOO_MANY_REQUESTS.phrase}", "Retry-After: 1", "Connection: close"]
-        head += [f"{name}: {value}" for name, value in response.headers.items()]
-        head.append(f"Content-Length: {len(response.body)}")
+        response.headers["Retry-After"] = "1"
         try:
             request.setblocking(False)  # never wait on a client that does not read
-            request.send(("\r\n".join(head) + "\r\n\r\n").encode() + response.body)
+            request.send(closing_answer(response))
         except OSError:
             pass
         self.shutdown_request(request)
@@ -275,16 +273,21 @@ def make_server(
                         h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
                     )
                     self.request.sendall(head + response.body)
-                else:  # h11 will not frame it: write it by hand
-                    lines = [
-                        f"HTTP/1.1 {response.status} {_reason(response).decode()}",
-                        *(f"{k}: {v}" for k, v in headers),
-                    ]
-                    self.request.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + response.body)
+                else:  # h11 will not frame it
+                    self.request.sendall(closing_answer(response))
             except (OSError, h11.LocalProtocolError):
                 pass
 
     return GatewayServer((host, port), Handler, max_per_client)
+
+
+def closing_answer(response: GatewayResponse) -> bytes:
+    """A response framed by hand, its length given and the connection closed after it: for
+    an answer h11 cannot frame (a connection refused before it has a request, or one whose
+    request h11 gave up on)."""
+    headers = [*response.headers.items(), ("Content-Length", str(len(response.body))), ("Connection", "close")]
+    lines = [f"HTTP/1.1 {response.status} {_reason(response).decode()}", *(f"{k}: {v}" for k, v in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + response.body
 
 
 def _reason(response: GatewayResponse) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from taskrun.access.keys import KeyFinder, ambiguous_credentials, authenticate
+from taskrun.access.keys import ApiKey, KeyFinder, ambiguous_credentials, authenticate
 from taskrun.access.scopes import allowed_routes
 from taskrun.access.usage import usage_identifier
 from taskrun.errors import Unauthorized
@@ -28,14 +28,19 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_ke
     if ambiguous := ambiguous_credentials(event.get("multiValueHeaders") or {}):
         return _refused_policy(ambiguous, keys, stage_arn, shared_usage_key)
     record = authenticate(event.get("headers") or {}, keys)
-    routes = allowed_routes(record.scopes)
-    statements = [
-        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/{route}" for route in routes]}
-    ]
-    policy = {
+    resources = [f"{stage_arn}/{route}" for route in allowed_routes(record.scopes)]
+    context = {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)}
+    return _allowing(record, resources, context, shared_usage_key)
+
+
+def _allowing(record: ApiKey, resources: list[str], context: dict[str, str], shared_usage_key: str) -> dict[str, Any]:
+    """A key's policy: Allow on these resources (none, where it opens no route), the context
+    the functions read, and the usage-plan key API Gateway throttles it by."""
+    statements = [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resources}] if resources else []
+    policy: dict[str, Any] = {
         "principalId": record.key_id,
-        "policyDocument": {"Version": "2012-10-17", "Statement": statements if routes else []},
-        "context": {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)},
+        "policyDocument": {"Version": "2012-10-17", "Statement": statements},
+        "context": context,
     }
     if usage := usage_identifier(record, shared_usage_key):
         policy["usageIdentifierKey"] = usage
@@ -55,15 +60,5 @@ def _refused_policy(
             record = authenticate({"X-API-KEY": key}, keys)
         except Unauthorized:
             continue
-        policy: dict[str, Any] = {
-            "principalId": record.key_id,
-            "policyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [f"{stage_arn}/*"]}],
-            },
-            "context": {"refused": reason},
-        }
-        if usage := usage_identifier(record, shared_usage_key):
-            policy["usageIdentifierKey"] = usage
-        return policy
+        return _allowing(record, [f"{stage_arn}/*"], {"refused": reason}, shared_usage_key)
     raise Unauthorized(reason)
