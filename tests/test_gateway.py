@@ -17,6 +17,7 @@ import pytest
 from taskrun.local.server import make_server
 from taskrun.local.stack import LocalStack
 from tests.conftest import API_KEY, READ_TIMEOUT_SECONDS
+from tests.waiting import until
 
 
 def exchange(base_url: str, raw: bytes, wait: float = 10) -> tuple[int, dict[str, str], bytes]:
@@ -307,10 +308,7 @@ def test_one_client_address_holds_at_most_its_connections_and_others_are_served(
         held = [socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.3", 0)) for _ in range(8)]
         for connection in held:
             connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: local\r\n")  # a head still coming
-        deadline = time.monotonic() + 5
-        while server.open_connections("127.0.0.3") < 8:
-            assert time.monotonic() < deadline, "the 8 connections were not taken"
-            time.sleep(0.01)
+        until(lambda: server.open_connections("127.0.0.3") >= 8, 5, "the 8 connections were not taken", every=0.01)
         # When it opens a ninth, it is answered 429 at once and closed
         with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.3", 0)) as ninth:
             received = b""

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.test_cli import TASKRUN, started
+from tests.waiting import until
 
 HEADERS = {"X-API-KEY": "cli-key"}
 http = httpx.Client(timeout=30, headers=HEADERS)
@@ -139,10 +140,7 @@ def test_runs_a_kill_cut_off_are_never_lost_and_never_run_twice(tmp_path: Path) 
             answer = http.post(f"{url}/v1/runs", json=start)
             assert answer.status_code == 201, answer.text
             run_ids.append(answer.json()["run_id"])
-        deadline = time.monotonic() + 60
-        while not (marks.exists() and marks.read_text()):  # a run's code has started
-            assert time.monotonic() < deadline, "no run started within 60 s"
-            time.sleep(0.05)
+        until(lambda: marks.exists() and marks.read_text(), 60, "no run started within 60 s")  # a run's code began
         # When the stack is killed without warning
         process.kill()
         process.communicate()
@@ -191,14 +189,12 @@ def test_runs_queued_for_a_slot_at_a_kill_run_after_the_next_start(tmp_path: Pat
             ).json()["run_id"]
             for nap in (8, 0.1, 0.1)  # the first holds the slot until the kill
         ]
-        deadline = time.monotonic() + 60
-        while [http.get(f"{url}/v1/runs/{run_id}").json()["status"] for run_id in run_ids] != [
-            "running",
-            "queued",
-            "queued",
-        ]:
-            assert time.monotonic() < deadline, "the first run did not start while the others waited"
-            time.sleep(0.1)
+        expected = ["running", "queued", "queued"]
+        until(
+            lambda: [http.get(f"{url}/v1/runs/{run_id}").json()["status"] for run_id in run_ids] == expected,
+            60,
+            "the first run did not start while the others waited",
+        )
         # When the stack is killed without warning
         process.kill()
         process.communicate()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import LIVE_TASK
+from tests.waiting import until
 
 FLOW = {
     "StartAt": "Say",
@@ -28,13 +28,6 @@ flow("live/say", definition="say.asl.json", parameters=SayArgs)
 """
 
 
-def eventually(check: object, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "the change did not take effect in time"
-        time.sleep(0.2)
-
-
 def run(api: httpx.Client, task_id: str, arguments: dict | None = None) -> dict:
     return api.post("/v1/runs", json={"task_id": task_id, "arguments": arguments or {}, "wait": True}).json()
 
@@ -48,12 +41,12 @@ def test_an_edited_task_module_takes_effect_on_the_next_run(api: httpx.Client, l
         (live_tasks / "live.py").write_text(edited.replace('return "one"', 'return "two" + suffix'))
 
         # Then the catalog shows the change, and the next run runs the new code
-        eventually(lambda: "suffix" in api.get("/v1/tasks/live/version").json()["parameters"]["properties"])
+        until(lambda: "suffix" in api.get("/v1/tasks/live/version").json()["parameters"]["properties"])
         answer = run(api, "live/version", {"suffix": "?"})
         assert answer.get("result") == "two?", answer
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
-    eventually(lambda: run(api, "live/version").get("result") == "one")
+    until(lambda: run(api, "live/version").get("result") == "one")
 
 
 def test_a_new_flow_and_an_edited_flow_file_take_effect(api: httpx.Client, live_tasks: Path) -> None:
@@ -61,12 +54,12 @@ def test_a_new_flow_and_an_edited_flow_file_take_effect(api: httpx.Client, live_
     (live_tasks / "say.asl.json").write_text(json.dumps(FLOW).replace("WORD", "hello"))
     (live_tasks / "say.py").write_text(FLOW_MODULE)
     try:
-        eventually(lambda: api.get("/v1/tasks/live/say").status_code == 200)
-        eventually(lambda: run(api, "live/say").get("result") == {"said": "hello"})
+        until(lambda: api.get("/v1/tasks/live/say").status_code == 200)
+        until(lambda: run(api, "live/say").get("result") == {"said": "hello"})
 
         # When its ASL file is edited, then the next run follows the new definition
         (live_tasks / "say.asl.json").write_text(json.dumps(FLOW).replace("WORD", "goodbye"))
-        eventually(lambda: run(api, "live/say").get("result") == {"said": "goodbye"})
+        until(lambda: run(api, "live/say").get("result") == {"said": "goodbye"})
     finally:
         (live_tasks / "say.py").unlink()
         (live_tasks / "say.asl.json").unlink()
@@ -88,7 +81,7 @@ def test_a_module_edited_into_a_syntax_error_keeps_its_last_version_and_refuses_
         def refused() -> bool:
             return api.post("/v1/runs", json={"task_id": "live/version", "arguments": {}}).status_code == 422
 
-        eventually(refused)
+        until(refused)
         problem = api.post("/v1/runs", json={"task_id": "live/version", "arguments": {}}).json()
         assert f"live.py line {broken_at}: SyntaxError" in problem["detail"]
         assert problem["errors"][0]["location"] == "body.task_id"
@@ -99,17 +92,17 @@ def test_a_module_edited_into_a_syntax_error_keeps_its_last_version_and_refuses_
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
     # And once the file imports again, its runs start again
-    eventually(lambda: run(api, "live/version").get("result") == "one")
+    until(lambda: run(api, "live/version").get("result") == "one")
 
 
 def test_a_module_that_raises_as_it_imports_is_named_with_its_line(api: httpx.Client, live_tasks: Path) -> None:
     (live_tasks / "live.py").write_text(LIVE_TASK + "\nraise RuntimeError('no config here')\n")
     try:
-        eventually(lambda: api.post("/v1/runs", json={"task_id": "live/version"}).status_code == 422)
+        until(lambda: api.post("/v1/runs", json={"task_id": "live/version"}).status_code == 422)
         detail = api.post("/v1/runs", json={"task_id": "live/version"}).json()["detail"]
         line = len(LIVE_TASK.splitlines()) + 2
         assert f"live.py line {line}: RuntimeError: no config here" in detail
         assert run(api, "team/add", {"a": 2, "b": 2})["result"] == 4
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
-    eventually(lambda: run(api, "live/version").get("result") == "one")
+    until(lambda: run(api, "live/version").get("result") == "one")

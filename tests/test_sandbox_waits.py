@@ -22,6 +22,7 @@ from taskrun.local.lambdas import THROTTLE_WAIT_SECONDS, LambdaRuntime, sandbox_
 from taskrun.local.resources import FunctionSpec
 from taskrun.local.sandbox import InvokeRefused
 from taskrun.local.stack import LocalStack
+from tests.waiting import until
 
 HANDLER = """
 def handler(event, context):
@@ -55,10 +56,7 @@ class Held:
         holder = threading.Thread(target=self.runtime.invoke, args=(name, {"hold": str(fifo)}), daemon=True)
         holder.start()
         self._holders.append((holder, fifo))
-        deadline = time.monotonic() + 10
-        while pool._idle:  # until the holding invocation has the sandbox
-            assert time.monotonic() < deadline, "the holding invocation never took the sandbox"
-            time.sleep(0.01)
+        until(lambda: not pool._idle, 10, "the holding invocation never took the sandbox", every=0.01)
 
     def release_one(self, name: str) -> None:
         for holder, fifo in list(self._holders):

@@ -17,6 +17,7 @@ from taskrun.catalog.masking import MASK
 from taskrun.local.stack import LocalStack
 from taskrun.models import format_time
 from tests.conftest import load_event
+from tests.waiting import until
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
@@ -36,14 +37,6 @@ def create(api: httpx.Client, **fields: Any) -> dict[str, Any]:
 def runs_of(api: httpx.Client, schedule_id: str) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = api.get("/v1/runs", params={"schedule_id": schedule_id, "limit": 100}).json()["runs"]
     return runs
-
-
-def until(check: Callable[[], Any], seconds: float = 15) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.1)
-    return found
 
 
 def scheduler() -> Any:
