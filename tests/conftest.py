@@ -188,3 +188,18 @@ def load_event(name: str) -> dict[str, Any]:
 def invoke(stack: LocalStack) -> Callable[[str, dict[str, Any]], Any]:
     """Call a function's handler directly with an event, as Lambda would."""
     return stack.emulator.runtime.invoke
+
+
+@pytest.fixture
+def own_sweeps(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's own sweep (every five minutes, on the shared stack) held off, so that
+    what a test's sweep reports is what that sweep did."""
+    runtime = stack.emulator.runtime
+    original = runtime.invoke_async
+
+    def invoke_async(name_or_arn: str, event: Any) -> None:
+        scheduled = isinstance(event, dict) and event.get("detail-type") == "Scheduled Event"
+        if not (scheduled and runtime.function_name(name_or_arn) == "SweeperFunction"):
+            original(name_or_arn, event)
+
+    monkeypatch.setattr(runtime, "invoke_async", invoke_async)

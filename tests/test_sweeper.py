@@ -21,6 +21,8 @@ from tests.conftest import load_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
+pytestmark = pytest.mark.usefixtures("own_sweeps")  # each test counts what its own sweep did
+
 
 @pytest.fixture
 def lost(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
