@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, USER_TASKS
+from tests.waiting import until
 
 # The installed `taskrun` command, as the README runs it.
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
@@ -60,7 +61,41 @@ def started(*options: str, **settings: str) -> Iterator[tuple[str, subprocess.Po
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+            process.communicate(timeout=30)
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes `pid` started, and theirs, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            child, parent = int(entry.name), int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(child)
+    found, queue = set(), [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.add(child)
+            queue.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill(process: subprocess.Popen[str]) -> str:
+    """Kill `taskrun local` without warning, as a power cut would, and see every process it
+    started go with it (its sandboxes, and their tasks' children), as a Lambda sandbox's do;
+    what it printed."""
+    started = descendants(process.pid)
+    process.kill()
+    process.wait(30)
+    until(lambda: not [pid for pid in started if alive(pid)], 20, "processes of a killed stack lived on")
+    output, _ = process.communicate(timeout=30)
+    return output
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +204,7 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         # and a key made over the API (its usage-plan key lives in the emulator, which keeps none)
         other = http.post(f"{url}/v1/keys", headers=headers, json={"name": "kept"}).json()
         # When it is killed without warning
-        process.kill()
-        process.communicate()
+        kill(process)
     # (and its journal is as a version before the `active` index kept it)
     journal = data / "tables.jsonl"
     lines = [json.loads(line) for line in journal.read_text().splitlines()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 import time
 from datetime import timedelta
@@ -14,6 +16,7 @@ from taskrun.errors import RunConflict
 from taskrun.local.stack import LocalStack
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
 from taskrun.runs.dispatch import LambdaDispatcher
+from taskrun.runs.scripts import die_with_parent
 from taskrun.runs.service import RunRequest, RunService
 from taskrun.runs.store import Ending
 from taskrun.runs.worker import Worker
@@ -129,6 +132,23 @@ def test_a_task_that_kills_its_sandbox_fails_its_run_and_the_stack_goes_on(api: 
     # And the rest of the stack goes on: the next run gets a new sandbox
     again = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1, "b": 2}, "wait": True}).json()
     assert again["status"] == "succeeded" and again["result"] == 3
+
+
+def test_a_task_process_whose_sandbox_went_before_it_began_ends_at_once() -> None:
+    # A task's process is forked by its sandbox; the kernel kills it when the sandbox goes,
+    # but not if the sandbox went between the fork and the child's asking for that
+    fork = multiprocessing.get_context("fork")
+    # Given a task process whose parent is still the sandbox that started it: it goes on
+    kept = fork.Process(target=die_with_parent, args=(os.getpid(),))
+    kept.start()
+    kept.join(10)
+    assert kept.exitcode == 0
+    # When its parent is no longer that sandbox (it went, and the process was handed on)
+    orphan = fork.Process(target=die_with_parent, args=(-1,))
+    orphan.start()
+    orphan.join(10)
+    # Then it ends at once rather than run on
+    assert orphan.exitcode == 1
 
 
 def test_no_code_of_a_timed_out_script_runs_on(api: httpx.Client, tmp_path: Path) -> None:

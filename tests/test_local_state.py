@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_cli import TASKRUN, started
+from tests.test_cli import TASKRUN, kill, started
 from tests.waiting import until
 
 HEADERS = {"X-API-KEY": "cli-key"}
@@ -142,8 +142,7 @@ def test_runs_a_kill_cut_off_are_never_lost_and_never_run_twice(tmp_path: Path) 
             run_ids.append(answer.json()["run_id"])
         until(lambda: marks.exists() and marks.read_text(), 60, "no run started within 60 s")  # a run's code began
         # When the stack is killed without warning
-        process.kill()
-        process.communicate()
+        kill(process)
     at_kill = kept_statuses(data / "tables.jsonl", set(run_ids))
     pending = {run_id for run_id, status in at_kill.items() if status == "pending"}
     running = {run_id for run_id, status in at_kill.items() if status == "running"}
@@ -196,8 +195,7 @@ def test_runs_queued_for_a_slot_at_a_kill_run_after_the_next_start(tmp_path: Pat
             "the first run did not start while the others waited",
         )
         # When the stack is killed without warning
-        process.kill()
-        process.communicate()
+        kill(process)
     # Then the next start on the same folder ends the run it cut off, and runs the queued ones
     with started("--data", str(data)) as (url, process):
         ended = [wait_until_ended(url, run_id) for run_id in run_ids]

@@ -165,7 +165,7 @@ class ScriptProcess:
         self.stop()
         context = multiprocessing.get_context("fork")
         parent_end, child_end = context.Pipe()
-        process = context.Process(target=_serve, args=(child_end, self.catalog), name="task", daemon=True)
+        process = context.Process(target=_serve, args=(child_end, self.catalog, os.getpid()), name="task", daemon=True)
         process.start()
         child_end.close()
         self._process, self._conn = process, parent_end
@@ -182,9 +182,9 @@ def _quietly(what: str, action: Callable[..., Any], *arguments: Any) -> Any:
         return None
 
 
-def _serve(conn: Connection, catalog: Catalog) -> None:
+def _serve(conn: Connection, catalog: Catalog, parent: int) -> None:
     """The child: run each call it is handed and answer how it went, until the pipe closes."""
-    _die_with_parent()
+    die_with_parent(parent)
     while True:
         try:
             call: Call = conn.recv()
@@ -253,7 +253,11 @@ def _named_error(name: str, message: str) -> Exception:
     return kind(message) if message else kind()
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGKILL when the sandbox process goes, whatever it is doing."""
+def die_with_parent(parent: int) -> None:
+    """Linux: the child gets SIGKILL when the sandbox process (pid `parent`) goes, whatever it
+    is doing; and one whose sandbox went between the fork and this call, which no signal
+    would tell, ends at once rather than live on as an orphan."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
