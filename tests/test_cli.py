@@ -252,6 +252,20 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         assert http.get(f"{url}/v1/runs/{done['run_id']}", headers=headers).status_code == 404
 
 
+def test_the_stages_throttle_is_set_from_the_environment_as_the_templates_parameters_set_it() -> None:
+    headers = {"X-API-KEY": "cli-key"}
+    # Given a stack whose stage takes one request a second, in bursts of two
+    with started("--ephemeral", TASKRUN_STAGE_RATE_LIMIT="1", TASKRUN_STAGE_BURST_LIMIT="2") as (url, _):
+        # When a client sends six at once
+        answers = [http.get(f"{url}/v1/tasks", headers=headers) for _ in range(6)]
+    # Then what is past the burst is refused with 429 and when to come back, whatever the key
+    codes = [answer.status_code for answer in answers]
+    assert codes[0] == 200 and 429 in codes, codes
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.headers["content-type"] == "application/problem+json"
+
+
 def test_allowing_private_webhooks_lets_a_receiver_on_this_machine_through_but_never_the_metadata_address() -> None:
     headers = {"X-API-KEY": "cli-key"}
     body = {"task_id": "team/add", "arguments": {"a": 1}}

@@ -164,6 +164,8 @@ def resume_deliveries() -> int:
 
 # the environment's settings that stand for the template's parameters in local mode
 PARAMETER_SETTINGS = {
+    "TASKRUN_STAGE_RATE_LIMIT": "ThrottlingRateLimit",
+    "TASKRUN_STAGE_BURST_LIMIT": "ThrottlingBurstLimit",
     "TASKRUN_KEY_RATE_LIMIT": "KeyThrottlingRateLimit",
     "TASKRUN_KEY_BURST_LIMIT": "KeyThrottlingBurstLimit",
 }
