@@ -729,7 +729,7 @@ def scale(bench: Bench) -> dict[str, Any]:
     count = runs_table.item_count if hasattr(runs_table, "item_count") else 0
     from taskrun.ids import new_run_id
     from taskrun.models import Run, RunStatus, utcnow
-    from taskrun.runs.store import _to_item
+    from taskrun.runs.items import to_item
 
     now = utcnow()
     with runs_table.batch_writer() as batch:
@@ -745,7 +745,7 @@ def scale(bench: Bench) -> dict[str, Any]:
                 started_at=now,
                 ended_at=now,
             )
-            batch.put_item(Item=_to_item(seeded))
+            batch.put_item(Item=to_item(seeded))
     after = timed_lists()
     rows = [
         [

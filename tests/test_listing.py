@@ -13,8 +13,9 @@ import pytest
 
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, RunSummary, TriggeredBy
-from taskrun.runs import store as store_module
-from taskrun.runs.store import DynamoRunStore, RunFilter
+from taskrun.runs import listing
+from taskrun.runs.listing import RunFilter
+from taskrun.runs.store import DynamoRunStore
 from taskrun.settings import get_settings
 
 
@@ -99,7 +100,7 @@ def test_a_filter_that_matches_little_answers_after_a_few_reads_and_its_cursor_r
     assert len(expected) >= 20
 
     # With a small read size, each request stops after its reads, even with nothing found
-    monkeypatch.setattr(store_module, "FILTERED_READ_SIZE", 3)
+    monkeypatch.setattr(listing, "FILTERED_READ_SIZE", 3)
     calls = batches = 0
     original = store.table.query
     original_batch = store.table.meta.client.batch_get_item
@@ -119,7 +120,7 @@ def test_a_filter_that_matches_little_answers_after_a_few_reads_and_its_cursor_r
     few, cursor = store.list(rare, 20, None)
     assert cursor is not None and len(few) < 20
     assert all(_matches(run, rare) for run in few)
-    assert calls <= store_module.MAX_READS_PER_LIST and batches <= 2 * store_module.MAX_READS_PER_LIST
+    assert calls <= listing.MAX_READS_PER_LIST and batches <= 2 * listing.MAX_READS_PER_LIST
 
     # and following the cursors gives every match once, newest first
     found: list[str] = []
@@ -128,7 +129,7 @@ def test_a_filter_that_matches_little_answers_after_a_few_reads_and_its_cursor_r
     while True:
         calls = batches = 0
         runs, cursor = store.list(common, 5, cursor)
-        assert calls <= store_module.MAX_READS_PER_LIST and batches <= 2 * store_module.MAX_READS_PER_LIST
+        assert calls <= listing.MAX_READS_PER_LIST and batches <= 2 * listing.MAX_READS_PER_LIST
         assert len(runs) <= 5 and all(_matches(run, common) for run in runs)
         found += [run.run_id for run in runs]
         pages += 1

@@ -3,7 +3,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.events import StartFromStateMachine
-from taskrun.runs.service import run_for_state_machine
+from taskrun.runs.waiting import run_for_state_machine
 from taskrun.runtime import plain_handler, run_service
 
 

@@ -9,7 +9,8 @@ from taskrun.api import answers, caller, json_response, make_resolver, once_key,
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView, utcnow
 from taskrun.requests import StartRunRequest
 from taskrun.results.forms import FormError, form_as_json, is_form, problem_event
-from taskrun.runs.service import RunRequest, wait_seconds
+from taskrun.runs.service import RunRequest
+from taskrun.runs.waiting import wait_seconds
 from taskrun.runtime import api_handler, file_store, idempotency_keys, run_service, view
 
 app = make_resolver()

@@ -5,7 +5,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from taskrun.api import answers, caller, make_resolver
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import TAG_PATTERN, RunList, RunStatus, TriggeredBy
-from taskrun.runs.store import RunFilter
+from taskrun.runs.listing import RunFilter
 from taskrun.runtime import api_handler, run_service
 from taskrun.schedules.models import DECLARED_NAME_PATTERN
 

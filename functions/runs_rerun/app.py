@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from taskrun.api import answers, caller, json_response, make_resolver, seconds_since_arrival
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.requests import RerunRequest
-from taskrun.runs.service import wait_seconds
+from taskrun.runs.waiting import wait_seconds
 from taskrun.runtime import api_handler, run_service, view
 
 app = make_resolver()

@@ -48,7 +48,8 @@ from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskNotFound
 from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
-from taskrun.runs.service import RunRequest, RunService, wait_seconds
+from taskrun.runs.service import RunRequest, RunService
+from taskrun.runs.waiting import wait_seconds
 
 if TYPE_CHECKING:
     from taskrun.results.runlogs import LogStore

@@ -95,7 +95,7 @@ def restore_tables(journal: Journal, region: str) -> int:
     from moto.dynamodb.models import dynamodb_backends
 
     from taskrun.models import ACTIVE_STATUSES
-    from taskrun.runs.store import time_shard
+    from taskrun.runs.items import time_shard
 
     backend = dynamodb_backends[ACCOUNT_ID][region]
     items = journal.load()

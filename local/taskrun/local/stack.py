@@ -28,7 +28,8 @@ from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
 from taskrun.models import ErrorType, RunError, RunStatus, utcnow
 from taskrun.private import private_folder, write_private
-from taskrun.runs.store import DynamoRunStore, Ending, RunFilter, end_once
+from taskrun.runs.listing import RunFilter
+from taskrun.runs.store import DynamoRunStore, Ending, end_once
 from taskrun.runtime import usage_plan
 from taskrun.schedules.store import ScheduleStore
 from taskrun.settings import get_settings

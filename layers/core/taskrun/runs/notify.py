@@ -14,8 +14,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from taskrun.flows.stepfunctions import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
 from taskrun.runs.concurrency import Admission
-from taskrun.runs.service import step_error, stored_result_error
-from taskrun.runs.store import run_from_item
+from taskrun.runs.items import run_from_item
+from taskrun.runs.waiting import step_error, stored_result_error
 from taskrun.webhooks.deliveries import Deliveries
 
 logger = Logger(child=True)

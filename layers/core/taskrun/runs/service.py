@@ -12,19 +12,15 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
-from taskrun.catalog.context import DEFAULT_TIMEOUT
 from taskrun.catalog.registry import Catalog
 from taskrun.errors import (
     FieldError,
     InvalidInput,
     PayloadTooLarge,
-    ResultTooLarge,
     RunConflict,
     RunNotFound,
     TaskNotFound,
-    TaskTimedOut,
 )
-from taskrun.events import StartFromStateMachine
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions, steps_of
 from taskrun.ids import new_run_id
 from taskrun.models import (
@@ -44,18 +40,17 @@ from taskrun.results.bucket import check_schema
 from taskrun.results.files import FileStore, file_parameters
 from taskrun.runs.cache import ResultCache, cache_key
 from taskrun.runs.concurrency import Admission
-from taskrun.runs.dispatch import Dispatcher, DispatchFailed, Waker
+from taskrun.runs.dispatch import Dispatcher, Waker
 from taskrun.runs.idempotency import IdempotencyStore, OnceKey
-from taskrun.runs.store import Ending, RunFilter, RunStore, end_once, visible
+from taskrun.runs.launch import Launcher
+from taskrun.runs.listing import RunFilter
+from taskrun.runs.store import Ending, RunStore, end_once, visible
 from taskrun.settings import Settings
 from taskrun.telemetry import count
 from taskrun.webhooks.send import check_target
 
 logger = Logger(child=True)
 
-# A waited script run whose timeout fits the wait with this much to spare is run by a
-# synchronous invoke of the worker: its end is known the moment it comes, without polling.
-SYNC_MARGIN_SECONDS = 3.0
 # A run is one DynamoDB item (400 KB at most): arguments and result share it.
 MAX_ARGUMENTS_BYTES = 100_000
 # A page of history stops short of this much JSON (Lambda answers API Gateway with at most 6 MB)
@@ -63,9 +58,6 @@ MAX_PAGE_BYTES = 4_000_000
 FIRST_POLL_SECONDS = 0.02
 POLL_GROWTH = 1.5
 LONGEST_POLL_SECONDS = 1.0
-# Step Functions error names of runs that ended without an exception of their own
-ERROR_NAMES = {RunStatus.TIMED_OUT: "TaskTimedOut", RunStatus.CANCELLED: "TaskCancelled"}
-RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
 REPLAY_GRACE_SECONDS = 5.0  # how long a repeated request waits for the first one's run to be recorded
 CURRENT_REVISION = "current"  # a re-run's revision chosen by the traffic weights
 RUN_AT_SLACK_SECONDS = 60  # a run_at this far past starts now (clocks differ); further is refused
@@ -239,150 +231,27 @@ class RunService:
         return run
 
     def _launch(self, run: Run, wait_timeout: float | None, from_cache: bool = True) -> Run:
-        """Record the run, dispatch it; with a wait timeout, wait for it to end. A run the
-        task's cache answers (unless the request opted out, or the run is queued) is recorded
-        ended, with the earlier run's result; a run that does run refreshes the cache when it
-        succeeds."""
-        cached = self._from_cache(run) if from_cache and run.status is not RunStatus.QUEUED else None
-        if cached is not None:
-            return cached
-        self.store.create(run)
-        logger.append_keys(run_id=run.run_id, task_id=run.task_id)
-        if run.status is RunStatus.QUEUED and run.waiting_for is not None:
-            return self._queue(run, wait_timeout)
-        if run.status is RunStatus.QUEUED:
-            return self._put_off(run, wait_timeout)
-        began = time.monotonic()
-        ran = self._run_now(run) if wait_timeout is not None and self._runs_within(run, wait_timeout) else None
-        if ran is None:
-            try:
-                run = self._hand_over(run)
-            except DispatchFailed as error:
-                return self._dispatch_failed(run, error)
-        logger.info("run started", extra={"revision": run.revision, "triggered_by": run.triggered_by})
-        count("RunsStarted")
-        if ran is not None and wait_timeout is not None:  # run while this request waited: the rest of the wait
-            run, wait_timeout = ran, max(0.0, wait_timeout - (time.monotonic() - began))
+        """Record the run, dispatch it (taskrun.runs.launch); with a wait timeout, wait for it to end."""
+        run, wait_timeout = self._launcher().launch(run, wait_timeout, from_cache)
         if wait_timeout is not None:
             return self.wait(run.run_id, wait_timeout, current=run)
         return run
+
+    def _launcher(self) -> Launcher:
+        """How this service launches a run: with its store, dispatcher, waker, limits and cache."""
+        return Launcher(
+            store=self.store,
+            dispatcher=self.dispatcher,
+            settings=self.settings,
+            waker=self.waker,
+            admission=self.admission,
+            cache=self.cache,
+            clock=self.clock,
+        )
 
     def dispatch_again(self, run: Run) -> Run:
-        """Hand over again a pending run whose dispatch was lost (the local stack killed before
-        its worker took it), as a new run is handed over. A repeat is harmless: the worker
-        takes a run only from pending, and a flow's execution is named after its run."""
-        logger.append_keys(run_id=run.run_id, task_id=run.task_id)
-        try:
-            run = self._hand_over(run)
-        except DispatchFailed as error:
-            return self._dispatch_failed(run, error)
-        logger.info("run dispatched again")
-        return run
-
-    def _hand_over(self, run: Run) -> Run:
-        """A script to the worker, a flow's execution started (the run then running);
-        DispatchFailed if it could not be handed over."""
-        execution_arn = self.dispatcher.dispatch(run)
-        return run if execution_arn is None else self._mark_flow_running(run, execution_arn)
-
-    def _dispatch_failed(self, run: Run, error: DispatchFailed) -> Run:
-        """A run that could not be handed over never starts: it ends dispatch_error."""
-        logger.exception("dispatch failed")
-        count("DispatchFailures")
-        return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
-
-    def _queue(self, run: Run, wait_timeout: float | None) -> Run:
-        """A run of a limited task waits for room (queued) and starts when its turn comes,
-        which may be now."""
-        assert self.admission is not None and run.waiting_for is not None
-        self.admission.admit(run.waiting_for)
-        logger.info("run queued for its limit", extra={"limit": run.waiting_for})
-        count("RunsStarted")
-        run = self.store.get(run.run_id)
-        if wait_timeout is not None:
-            return self.wait(run.run_id, wait_timeout, current=run)
-        return run
-
-    def _put_off(self, run: Run, wait_timeout: float | None) -> Run:
-        """A run that starts later waits, queued, in the wake state machine."""
-        assert self.waker is not None
-        try:
-            self.waker.wake_at(run)
-        except DispatchFailed as error:
-            logger.exception("the run's start could not be put off")
-            count("DispatchFailures")
-            return self.store.finish(run.run_id, Ending.failed(self.clock(), ErrorType.DISPATCH_ERROR, str(error)))
-        logger.info("run queued", extra={"start_at": run.next_attempt_at, "triggered_by": run.triggered_by})
-        count("RunsStarted")
-        if wait_timeout is not None:
-            return self.wait(run.run_id, wait_timeout, current=run)
-        return run
-
-    def _runs_within(self, run: Run, wait_timeout: float) -> bool:
-        """A script whose timeout fits the wait (with a margin for the worker's start)."""
-        budget = min(wait_timeout, self.settings.max_wait_seconds)
-        timeout = run.timeout or DEFAULT_TIMEOUT
-        return run.task_type is TaskType.SCRIPT and timeout + SYNC_MARGIN_SECONDS <= budget
-
-    def _run_now(self, run: Run) -> Run | None:
-        """Run a script in the worker while this request waits for it (a synchronous invoke),
-        and answer it as it then stands: ended, unless another invocation had taken it. None
-        when the worker could not be invoked so (throttled, say): the run is then handed over
-        asynchronously, as any other. A failed invocation ends the run as the worker's
-        on-failure destination would have."""
-        run_now = getattr(self.dispatcher, "run_now", None)
-        if run_now is None:
-            return None
-        try:
-            answer = run_now(run)
-        except DispatchFailed as error:
-            logger.info(
-                "the worker was not invoked synchronously; the run is handed over", extra={"reason": str(error)}
-            )
-            return None
-        if isinstance(answer, Run):
-            return answer
-        from taskrun.runs.endings import end_crashed
-
-        return end_crashed(self.store, run.run_id, answer, self.clock(), waker=self.waker)
-
-    def _from_cache(self, run: Run) -> Run | None:
-        if run.cache_key is None or self.cache is None:
-            return None
-        source_id = self.cache.find(run.cache_key, self.clock())
-        if source_id is None:
-            return None
-        try:
-            source = self.store.get(source_id)
-        except RunNotFound:
-            return None
-        if source.status is not RunStatus.SUCCEEDED:
-            return None
-        now = self.clock()
-        answer = run.model_copy(
-            update={
-                "status": RunStatus.SUCCEEDED,
-                "result": source.result,
-                "result_key": source.result_key,
-                "cached": True,
-                "cached_from": source.run_id,
-                "cache_key": None,  # an answer from the cache does not become a cache entry itself
-                "started_at": now,
-                "ended_at": now,
-                "duration_ms": 0,
-            }
-        )
-        self.store.create(answer)
-        logger.info("run answered from the cache", extra={"run_id": answer.run_id, "cached_from": source.run_id})
-        count("RunsCached")
-        return answer
-
-    def _mark_flow_running(self, run: Run, execution_arn: str) -> Run:
-        """A flow is running once its execution started (unless it has already ended)."""
-        try:
-            return self.store.mark_running(run.run_id, self.clock(), execution_arn=execution_arn)
-        except RunConflict:
-            return self.store.get(run.run_id)
+        """Hand over again a pending run whose dispatch was lost (Launcher.dispatch_again)."""
+        return self._launcher().dispatch_again(run)
 
     def get(self, run_id: str, wait_timeout: float | None = None, access: TaskAccess = EVERY_TASK) -> Run:
         run = visible(self.store, run_id, access)
@@ -507,62 +376,3 @@ def _offset(cursor: str | None) -> int:
     if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 6):
         raise InvalidInput("the cursor is not one this API gave out", [FieldError("query.cursor", "invalid", cursor)])
     return int(cursor)
-
-
-def wait_seconds(
-    wait: bool | None, wait_timeout: float | None, longest: float, since_arrival: float = 0.0
-) -> float | None:
-    """How long a request waits: `wait=true` alone waits the longest allowed; a `wait_timeout`
-    alone implies waiting; `wait=false` never waits. The longest is counted from the request's
-    arrival at the gateway (`since_arrival` ago), so a cold start and the run's own writes
-    cannot carry the answer past the gateway's timeout."""
-    if wait is False or (wait is None and wait_timeout is None):
-        return None
-    left = max(0.0, longest - since_arrival)
-    return left if wait_timeout is None else min(wait_timeout, left)
-
-
-def run_for_state_machine(service: RunService, request: StartFromStateMachine, seconds_left: float) -> Any:
-    """Run a catalog task for another state machine.
-
-    With a task token the run starts and the token is released when it ends (see
-    taskrun.runs.notify); the answer is the run's id. Without one, the answer is the script's
-    result, or an error named after the script's exception (Step Functions' error name)."""
-    execution_name = (request.execution or "").rpartition(":")[2]
-    run = service.start(
-        RunRequest(
-            task_id=request.task_id,
-            arguments=request.arguments,
-            task_type=request.task_type,
-            revision=request.revision,
-            triggered_by=TriggeredBy.STEP_FUNCTIONS,
-            parent_execution=request.execution,
-            parent_run_id=execution_name if execution_name.startswith("run_") else None,
-            task_token=request.task_token,
-        )
-    )
-    if request.task_token is not None:
-        return {"run_id": run.run_id, "status": run.status.value}
-    run = service.wait(run.run_id, max(0.0, seconds_left - RESULT_MARGIN_SECONDS), current=run, capped=False)
-    if run.status is RunStatus.SUCCEEDED and run.result_key is not None:
-        raise stored_result_error(run)
-    if run.status is RunStatus.SUCCEEDED:
-        return run.result
-    if not run.status.is_done:
-        raise TaskTimedOut(f"run {run.run_id} did not end in time; it goes on (use .waitForTaskToken for long tasks)")
-    raise step_error(run)
-
-
-def stored_result_error(run: Run) -> ResultTooLarge:
-    """What a state machine waiting on a run gets when its result is kept in the bucket."""
-    return ResultTooLarge(
-        f"run {run.run_id} succeeded with a result larger than Step Functions passes between states; "
-        f"it is kept with the run (GET /v1/runs/{run.run_id} gives its result_url)"
-    )
-
-
-def step_error(run: Run) -> Exception:
-    """The exception whose type name Step Functions reports as the error of a failed run."""
-    name = (run.error.exception_type if run.error else None) or ERROR_NAMES.get(run.status, "TaskFailed")
-    message = run.error.message if run.error else f"run {run.run_id} ended {run.status}"
-    return type(name, (Exception,), {})(message)

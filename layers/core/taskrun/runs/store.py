@@ -6,17 +6,15 @@ a few shards, so that no single index partition takes every write), `by_task` (t
 `by_schedule` (the runs a schedule started; sparse) and `active` (the pending and running
 runs, sharded as `by_time`; a run leaves it when it ends). The indexes hold keys and the
 fields a run never changes (task, trigger), so a status move writes the table alone and
-not three copies; a list reads its page's runs from the table by key. Arbitrary JSON
-(arguments, result, error, usage) is kept as JSON text, so numbers keep their exact form
-and no Decimal leaks out.
+not three copies; a list reads its page's runs from the table by key (taskrun.runs.listing).
+A run is one item (taskrun.runs.items): arbitrary JSON (arguments, result, error, usage) is
+kept as JSON text, so numbers keep their exact form and no Decimal leaks out.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from taskrun import aws
-from taskrun.access.scopes import EVERY_TASK, TaskAccess
+from taskrun.access.scopes import TaskAccess
 from taskrun.errors import RunConflict, RunNotFound
 from taskrun.ids import RUN_ID_PATTERN
 from taskrun.models import (
@@ -39,67 +37,15 @@ from taskrun.models import (
     RunStatus,
     RunSummary,
     Slot,
-    TriggeredBy,
     format_time,
 )
-from taskrun.runs import cursors
+from taskrun.runs.items import run_from_item, to_item
+from taskrun.runs.listing import RunFilter, list_runs
 
-JSON_FIELDS = ("arguments", "result", "error", "usage", "json_schema", "tags", "attempts", "retry", "slots", "progress")
 RUN_ID = re.compile(RUN_ID_PATTERN)
-KIND = "run"
-ACTIVE = "active"  # the cursor's name for the `active` index's shards
-INDEX_KEYS = ("kind", "active")  # attributes only the indexes read
-TIME_SHARDS = 4  # `by_time` partitions: each takes a quarter of the writes
-SHARD_KEYS = [f"{KIND}#{shard}" for shard in range(TIME_SHARDS)]
-MAX_READS_PER_LIST = 8  # queries one list request may make; past them it answers with what it has and a cursor
-FILTERED_READ_SIZE = 100  # items a filtered query evaluates at a time
-BATCH_READ_SIZE = 100  # DynamoDB's most keys a BatchGetItem
-BATCH_READ_ATTEMPTS = 6
-SHARDED = ("by_time", "active")  # indexes whose partition key is one of the shards
-# What a list shows of a run (RunSummary) and what the store needs to make one
-SUMMARY_FIELDS = (
-    "run_id",
-    "task_id",
-    "task_type",
-    "revision",
-    "status",
-    "error",
-    "triggered_by",
-    "schedule_id",
-    "parent_run_id",
-    "webhook_url",
-    "timeout",
-    "execution_arn",
-    "parent_execution",
-    "created_at",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "usage",
-    "result_key",
-    "cached",
-    "cached_from",
-    "tags",
-    "rerun_of",
-    "attempt",
-    "next_attempt_at",
-    "expires_at",
-    "progress",
-    "waiting_for",
-)
 # a write that starts a run holds only while the run has started before, has no ttl, or is within it
 WITHIN_TTL = "(attribute_exists(started_at) OR attribute_not_exists(expires_at) OR expires_at > :now)"
 MAX_RERUN_LINKS = 100  # re-runs a run lists (each re-run names its first run whatever their number)
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    schedule_id: str | None = None
-    task_id: str | None = None
-    status: RunStatus | None = None
-    triggered_by: TriggeredBy | None = None
-    tag: str | None = None
-    tasks: TaskAccess = EVERY_TASK  # the caller's: runs of other tasks are left out
 
 
 @dataclass(frozen=True)
@@ -169,7 +115,7 @@ class RunStore(Protocol):
 class DynamoRunStore(aws.TableAdapter):
     def create(self, run: Run) -> None:
         try:
-            self.table.put_item(Item=_to_item(run), ConditionExpression="attribute_not_exists(run_id)")
+            self.table.put_item(Item=to_item(run), ConditionExpression="attribute_not_exists(run_id)")
         except ClientError as error:
             if aws.is_condition_failure(error):
                 raise RunConflict(run.run_id, run.status, f"run {run.run_id} exists already") from error
@@ -213,121 +159,8 @@ class DynamoRunStore(aws.TableAdapter):
         )
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
-        """Runs matching the filters, newest first, from the most selective index.
-
-        The index's partitions (one, or the shards) are read side by side and merged by run
-        id; the runs themselves are then read from the table, a batch at a time, as far as
-        the page needs (the indexes hold keys and a run's fixed fields, never its status).
-        A request makes at most MAX_READS_PER_LIST queries: a filter that matches little
-        answers a short (even empty) page with a cursor rather than reading on."""
-        if filters.task_id is not None and not filters.tasks.allows(filters.task_id):
-            return [], None
-        index, key_name, key_value = _index_for(filters)
-        partitions = SHARD_KEYS if index in SHARDED else [key_value]
-        others = cursors.filter_digest(
-            filters.schedule_id,
-            filters.task_id,
-            filters.status,
-            filters.triggered_by,
-            filters.tasks.patterns,
-            *([filters.tag] if filters.tag is not None else []),
-        )
-        before = cursors.decode(cursor, key_name, key_value, RUN_ID, others) if cursor else None
-        filter_names: dict[str, str] = {}
-        filter_values: dict[str, str] = {}
-        conditions = []
-        for name, value in (("task_id", filters.task_id), ("triggered_by", filters.triggered_by)):
-            if value is not None and name != key_name:
-                filter_names[f"#{name}"] = name
-                filter_values[f":{name}"] = str(value)
-                conditions.append(f"#{name} = :{name}")
-        wanted = filters.status
-        # a key's task patterns are judged on the runs read (the time index holds no task id)
-        shown = filters.tasks if filters.task_id is None else EVERY_TASK
-        filtered = bool(conditions) or wanted is not None or not shown.everything or filters.tag is not None
-        page_size = FILTERED_READ_SIZE if filtered else limit
-
-        def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
-            request: dict[str, Any] = {
-                "IndexName": index,
-                "KeyConditionExpression": "#k = :k" + (" AND #run_id < :before" if before else ""),
-                "ExpressionAttributeNames": {"#k": key_name, **filter_names},
-                "ExpressionAttributeValues": {":k": partition, **filter_values},
-                "ScanIndexForward": False,
-                "Limit": page_size,
-            }
-            if before:
-                request["ExpressionAttributeNames"]["#run_id"] = "run_id"
-                request["ExpressionAttributeValues"][":before"] = before
-            if conditions:
-                request["FilterExpression"] = " AND ".join(conditions)
-            if start is not None:
-                request["ExclusiveStartKey"] = start
-            return dict(self.table.query(**request))
-
-        found: list[str] = []
-        resume: dict[str, dict[str, Any] | None] = dict.fromkeys(partitions)  # absent: read to its end
-        runs: dict[str, Run | None] = {}  # read from the table so far (None: gone)
-        reads = 0
-        while True:
-            for partition in list(resume):
-                page = query(partition, resume[partition])
-                reads += 1
-                found += [item["run_id"] for item in page.get("Items", [])]
-                if "LastEvaluatedKey" in page:
-                    resume[partition] = page["LastEvaluatedKey"]
-                else:
-                    del resume[partition]
-            # every partition still being read has been read down to its resume key: what is
-            # newer than the highest of those is complete and in order
-            bound = max((key["run_id"] for key in resume.values() if key), default="")
-            ready = sorted((run_id for run_id in found if run_id >= bound), reverse=True)
-            chosen: list[Run] = []
-            for at in range(0, len(ready), page_size):
-                batch = ready[at : at + page_size]
-                runs.update(self._read_many([run_id for run_id in batch if run_id not in runs]))
-                chosen += [
-                    run
-                    for run_id in batch
-                    if (run := runs[run_id])
-                    and wanted in (None, run.status)
-                    and shown.allows(run.task_id)
-                    and (filters.tag is None or filters.tag in run.tags)
-                ]
-                if len(chosen) >= limit:
-                    chosen = chosen[:limit]
-                    return [run.to_summary() for run in chosen], cursors.encode(
-                        chosen[-1].run_id, key_name, key_value, others
-                    )
-            if not resume:
-                return [run.to_summary() for run in chosen], None
-            if reads + len(resume) > MAX_READS_PER_LIST:
-                # answer what is complete; the next request goes on below the bound
-                return [run.to_summary() for run in chosen], cursors.encode(bound, key_name, key_value, others)
-
-    def _read_many(self, run_ids: Sequence[str]) -> dict[str, Run | None]:
-        """Runs by id, as lists show them (no arguments or result read), a batch at a time."""
-        read: dict[str, Run | None] = dict.fromkeys(run_ids)
-        names = {f"#{name}": name for name in SUMMARY_FIELDS}
-        for at in range(0, len(run_ids), BATCH_READ_SIZE):
-            wanted: dict[str, Any] = {
-                self.table.name: {
-                    "Keys": [{"run_id": run_id} for run_id in run_ids[at : at + BATCH_READ_SIZE]],
-                    "ProjectionExpression": ", ".join(names),
-                    "ExpressionAttributeNames": names,
-                }
-            }
-            for attempt in range(BATCH_READ_ATTEMPTS):
-                answer = self.table.meta.client.batch_get_item(RequestItems=wanted)
-                for item in answer.get("Responses", {}).get(self.table.name, []):
-                    read[item["run_id"]] = run_from_item(item)
-                wanted = answer.get("UnprocessedKeys") or {}
-                if not wanted:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # DynamoDB's advice for unprocessed keys
-            else:
-                raise RuntimeError("DynamoDB left keys unread after retrying: the table is throttled")
-        return read
+        """Runs matching the filters, newest first (taskrun.runs.listing)."""
+        return list_runs(self.table, filters, limit, cursor)
 
     def mark_running(
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
@@ -527,42 +360,3 @@ def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:
         return store.finish(run_id, ending), True
     except RunConflict:
         return store.get(run_id), False
-
-
-def _index_for(filters: RunFilter) -> tuple[str, str, str]:
-    if filters.schedule_id is not None:
-        return "by_schedule", "schedule_id", filters.schedule_id
-    if filters.task_id is not None:
-        return "by_task", "task_id", filters.task_id
-    if filters.status in ACTIVE_STATUSES:
-        return "active", "active", ACTIVE
-    return "by_time", "kind", KIND
-
-
-def time_shard(run_id: str) -> str:
-    """The `by_time` partition of a run: spread evenly, fixed for the run's life."""
-    return SHARD_KEYS[zlib.crc32(run_id.encode()) % TIME_SHARDS]
-
-
-def _to_item(run: Run) -> dict[str, Any]:
-    data = run.model_dump(mode="json", exclude_none=True)
-    if not data.get("slots"):
-        data.pop("slots", None)  # so that the stream's filter tells limited runs by it
-    for name in JSON_FIELDS:
-        if name in data:
-            data[name] = json.dumps(data[name])
-    data["kind"] = time_shard(run.run_id)
-    if not run.status.is_done:
-        data["active"] = data["kind"]
-    return data
-
-
-def run_from_item(item: dict[str, Any]) -> Run:
-    data = {key: value for key, value in item.items() if key not in INDEX_KEYS}
-    for name in JSON_FIELDS:
-        if name in data:
-            data[name] = json.loads(data[name])
-    for name in ("timeout", "duration_ms", "attempt"):
-        if name in data:
-            data[name] = int(data[name])
-    return Run.model_validate(data)

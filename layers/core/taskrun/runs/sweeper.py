@@ -19,7 +19,8 @@ from taskrun.models import ACTIVE_STATUSES, ErrorType, Run, RunError, RunStatus,
 from taskrun.results.bucket import ResultStore
 from taskrun.runs.concurrency import Admission
 from taskrun.runs.dispatch import DispatchFailed, LambdaDispatcher
-from taskrun.runs.store import Ending, RunFilter, RunStore, end_once
+from taskrun.runs.listing import RunFilter
+from taskrun.runs.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
