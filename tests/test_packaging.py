@@ -21,7 +21,7 @@ from tests.conftest import API_KEY, ROOT
 
 TEMPLATE = load_template(ROOT / "template.yaml")
 GLOBALS = TEMPLATE["Globals"]["Function"]
-RUNTIME = GLOBALS["Runtime"]  # python3.12
+RUNTIME = GLOBALS["Runtime"]  # python3.13
 PYTHON_VERSION = RUNTIME.removeprefix("python")
 PLATFORM_OF = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 LAMBDA_PLATFORM = PLATFORM_OF[GLOBALS["Architectures"][0]]

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from taskrun.catalog.registry import Catalog
     from taskrun.catalog.secrets import SecretStore
     from taskrun.flows.callbacks import Callbacks
+    from taskrun.flows.durable import DurableFlows
+    from taskrun.flows.host import FlowHost
     from taskrun.flows.stepfunctions import StepFunctions
     from taskrun.models import Run, RunView
     from taskrun.results.bucket import ResultStore
@@ -81,6 +83,21 @@ def step_functions() -> StepFunctions:
 
 
 @lru_cache(maxsize=1)
+def durable_flows() -> DurableFlows:
+    from taskrun.flows.durable import DurableFlows
+
+    return DurableFlows(get_settings().flow_function)
+
+
+@lru_cache(maxsize=1)
+def flow_host() -> FlowHost:
+    from taskrun.flows.host import FlowHost
+    from taskrun.runs.store import DynamoRunStore
+
+    return FlowHost(task_catalog(), DynamoRunStore(get_settings().runs_table), durable_flows())
+
+
+@lru_cache(maxsize=1)
 def callbacks() -> Callbacks:
     from taskrun.flows.callbacks import Callbacks, CallbackStore
 
@@ -89,6 +106,7 @@ def callbacks() -> Callbacks:
 
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
+    from taskrun.flows.durable import FlowDispatcher
     from taskrun.runs.dispatch import TaskDispatcher
     from taskrun.runs.service import RunService
     from taskrun.runs.store import DynamoRunStore
@@ -97,7 +115,9 @@ def run_service() -> RunService:
     flows = step_functions()
     return RunService(
         store=DynamoRunStore(settings.runs_table),
-        dispatcher=TaskDispatcher(scripts=worker_dispatcher(), flows=flows),
+        dispatcher=TaskDispatcher(
+            scripts=worker_dispatcher(), flows=FlowDispatcher(task_catalog(), flows, durable_flows())
+        ),
         catalog=task_catalog(),
         settings=settings,
         flows=flows,

@@ -27,6 +27,9 @@ class Settings(BaseModel):
         default="",
         description="ARN prefix of the flows' state machines; a flow's is the prefix + its id with / as -.",
     )
+    flow_function: str = Field(
+        default="", description="The code-first flows' function, its alias's ARN (TASKRUN_FLOW_FUNCTION)."
+    )
     wake_state_machine: str = Field(
         default="", description="ARN of the state machine queued runs wait in (TASKRUN_WAKE_STATE_MACHINE)."
     )
@@ -103,6 +106,7 @@ class Settings(BaseModel):
             "dead_letter_arn": env.get("TASKRUN_DEAD_LETTER_ARN", ""),
             "state_machine_prefix": env.get("TASKRUN_STATE_MACHINE_PREFIX", ""),
             "wake_state_machine": env.get("TASKRUN_WAKE_STATE_MACHINE", ""),
+            "flow_function": env.get("TASKRUN_FLOW_FUNCTION", ""),
             "secrets_dir": Path(env["TASKRUN_SECRETS_DIR"]) if env.get("TASKRUN_SECRETS_DIR") else None,
             "secrets_prefix": env.get("TASKRUN_SECRETS_PREFIX", ""),
             "task_dirs": [Path(p) for p in env.get("TASKRUN_TASK_DIRS", "").split(os.pathsep) if p],

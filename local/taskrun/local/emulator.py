@@ -21,7 +21,8 @@ from unittest import mock
 
 import boto3
 
-from taskrun.local.iam import Judge, role_policies
+from taskrun.local.durable import AccessDeniedException, DurableEngine, durable_api
+from taskrun.local.iam import AccessDenied, Judge, role_policies
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
@@ -61,6 +62,7 @@ class Emulator:
         self.restored_items = 0
         self.functions = stack.functions()
         self.runtime = LambdaRuntime(self.functions, stack.region)
+        self.durable = DurableEngine(self.runtime, stack.region, data_dir)
         self._overrides = environment_overrides or {}
         self._server: Any = None
         self._undo: list[Callable[[], None]] = []
@@ -82,18 +84,21 @@ class Emulator:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        wsgi = self._server._server
+        wsgi.app = durable_api(wsgi.app, self.durable)  # Lambda's durable execution API, beside moto
         self._set_environment(port)
         boundaries: dict[str, list[dict[str, Any]]] = {}
         self.iam = Judge(role_policies(self.stack, boundaries), boundaries)
         self.runtime.credentials = {spec.logical_id: self.iam.credentials(spec.logical_id) for spec in self.functions}
         self._undo += [
-            route_lambda_to(self.runtime),
+            route_lambda_to(self.runtime, self.durable),
             task_tokens_as_step_functions(),
             usage_plan_keys_as_api_gateway(),
             waits_until_their_timestamp(),
             lambda_steps_take_an_invocation_type(),
         ]
         self._undo.append(enforce_iam(self.iam))
+        self.durable.judge = self._judge_durable
         self._undo.append(states_call_as_their_role(self.iam))
         self._create_tables()
         if self.journal is not None:
@@ -122,6 +127,14 @@ class Emulator:
             poller.start()
         self.schedules = Schedules(self.stack.schedules(), self.runtime, self.stack.region)
         self.schedules.start()
+        self.resumed_executions = self.durable.start()
+
+    def _judge_durable(self, caller: Any, action: str, resource: str) -> None:
+        """IAM's judgement of a call to the durable execution API, refused as Lambda refuses."""
+        try:
+            self.iam.judge(caller, action, resource)
+        except AccessDenied as denied:
+            raise AccessDeniedException(str(denied)) from denied
 
     def create_state_machine(
         self, name: str, definition: Path, substitutions: dict[str, str], role: str | None = None
@@ -158,6 +171,8 @@ class Emulator:
             poller.stop()
         if hasattr(self, "schedules"):
             self.schedules.stop()
+        if hasattr(self.durable, "executor"):
+            self.durable.stop()
         self.runtime.stop()
         if self._server is not None:
             self._server.stop()

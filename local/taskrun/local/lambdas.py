@@ -178,6 +178,7 @@ class LambdaRuntime:
         self._reaping = threading.Event()  # set to check at once (a new idle time, the stop)
         self._idle_seconds = idle_seconds
         self._functions = {spec.logical_id: spec for spec in functions}
+        self._named = {spec.name: spec.logical_id for spec in functions if spec.name}  # FunctionName → logical id
         self._region = region
         self._concurrency = concurrency
         self._pools: dict[str, FunctionPool] = {}
@@ -193,9 +194,13 @@ class LambdaRuntime:
     def __contains__(self, name: str) -> bool:
         return self.function_name(name) in self._functions
 
-    @staticmethod
-    def function_name(name_or_arn: str) -> str:
-        return name_or_arn.split(":function:")[-1].split(":")[0]
+    def function_name(self, name_or_arn: str) -> str:
+        """The function's logical id, from its name, its FunctionName or either's ARN."""
+        name = name_or_arn.split(":function:")[-1].split(":")[0]
+        return self._named.get(name, name)
+
+    def spec(self, name_or_arn: str) -> FunctionSpec | None:
+        return self._functions.get(self.function_name(name_or_arn))
 
     def _log(self, function: str, line: str) -> None:
         self.logs.append((function, line))

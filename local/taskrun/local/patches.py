@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 from unittest import mock
@@ -17,12 +19,15 @@ from unittest import mock
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models.dynamo_type import DynamoType
 
+from taskrun.local.durable import AlreadyStarted, DurableEngine
 from taskrun.local.faults import Faults
 from taskrun.local.iam import AccessDenied, Judge
 from taskrun.local.journal import Journal
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.resources import ACCOUNT_ID
+from taskrun.local.resources import ACCOUNT_ID, FunctionSpec
 from taskrun.local.sandbox import FunctionError, InvokeRefused
+
+DURABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def mend(target: Any, **attributes: Any) -> Callable[[], None]:
@@ -58,11 +63,32 @@ def batch_without_its_models() -> None:
     sys.modules["moto.batch"] = package
 
 
-def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
-    """Make moto's simple Lambda backend call real handlers; return the undo."""
+def route_lambda_to(runtime: LambdaRuntime, engine: DurableEngine | None = None) -> Callable[[], None]:
+    """Make moto's simple Lambda backend call real handlers, and start a durable function's
+    execution in the durable engine; return the undo."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     original = LambdaSimpleBackend.invoke
+
+    def start_execution(spec: FunctionSpec, qualifier: str | None, body: Any, headers: Any) -> str:
+        """A durable function's invocation starts (or finds) its named execution: its ARN."""
+        if engine is None or spec.durable_timeout is None:
+            raise JsonRESTError("ServiceException", "no durable execution engine")
+        if headers.get("X-Amz-Invocation-Type") != "Event":
+            raise JsonRESTError(
+                "InvalidParameterValueException",
+                "locally, a durable function is invoked asynchronously (InvocationType Event)",
+            )
+        name = headers.get("X-Amz-Durable-Execution-Name") or uuid.uuid4().hex
+        if not DURABLE_NAME.fullmatch(name):
+            raise JsonRESTError("InvalidParameterValueException", "a durable execution's name is 1-64 [A-Za-z0-9-_]")
+        text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        try:
+            return engine.start_execution(spec.logical_id, qualifier or "$LATEST", name, text, spec.durable_timeout)
+        except AlreadyStarted as error:
+            refused = JsonRESTError("DurableExecutionAlreadyStartedException", str(error))
+            refused.code = 409
+            raise refused from None
 
     def invoke(
         self: LambdaSimpleBackend,
@@ -75,6 +101,10 @@ def route_lambda_to(runtime: LambdaRuntime) -> Callable[[], None]:
         if function_name not in runtime:
             self.get_function(function_name, qualifier)  # an unknown function is refused, as Lambda does
             return original(self, function_name, qualifier, body, headers, response_headers)
+        spec = runtime.spec(function_name)
+        if spec is not None and spec.durable_timeout is not None:
+            response_headers["X-Amz-Durable-Execution-Arn"] = start_execution(spec, qualifier, body, headers)
+            return b""
         event = json.loads(body) if body else {}
         try:
             if headers.get("X-Amz-Invocation-Type") == "Event":

@@ -40,6 +40,8 @@ class FunctionSpec:
     async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (Lambda's default is 2)
     max_event_age: float = 21600  # EventInvokeConfig.MaximumEventAgeInSeconds (Lambda's default is 6 h)
     layers: tuple[str, ...] = ()  # the layers it adds to the Globals' (their logical ids)
+    name: str | None = None  # its FunctionName, if the template sets one (locally it answers to both)
+    durable_timeout: int | None = None  # DurableConfig's ExecutionTimeout: a durable function's
 
 
 @dataclass

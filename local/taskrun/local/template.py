@@ -75,7 +75,9 @@ class Stack:
     def arn(self, logical_id: str) -> str:
         resource_type = self.resources.get(logical_id, {}).get("Type")  # SAM makes some (event rules)
         if resource_type == "AWS::Serverless::Function":
-            return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{logical_id}"
+            named = self.resources[logical_id]["Properties"].get("FunctionName")
+            name = str(self.resolve(named)) if named else logical_id
+            return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
         if resource_type == "AWS::DynamoDB::Table":
             return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{logical_id}"
         if resource_type == "AWS::Serverless::StateMachine":
@@ -219,6 +221,12 @@ class Stack:
                     async_retries=int(invoke_config.get("MaximumRetryAttempts", 2)),
                     max_event_age=float(invoke_config.get("MaximumEventAgeInSeconds", 21600)),
                     layers=tuple(layer["Ref"] for layer in properties.get("Layers", []) if "Ref" in layer),
+                    name=str(self.resolve(properties["FunctionName"])) if "FunctionName" in properties else None,
+                    durable_timeout=(
+                        int(self.resolve(properties["DurableConfig"]["ExecutionTimeout"]))
+                        if "DurableConfig" in properties
+                        else None
+                    ),
                 )
             )
         return specs

@@ -98,6 +98,21 @@ class FlowRevision(Revision):
     definition: Path  # the ASL file of the flow's state machine
 
 
+@dataclass(frozen=True)
+class CodeFlowRevision(Revision):
+    """A code-first flow: a function the flow function runs under the durable execution SDK,
+    its first parameter the execution's DurableContext."""
+
+    function: Callable[..., Any]
+    output_declared: bool = True
+
+    def call(self, arguments: Mapping[str, Any], context: Any) -> Any:
+        """Run the flow's function on validated arguments; its return value as JSON."""
+        parsed = self.arguments_model.model_validate(dict(arguments))
+        kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        return as_json(self.function(context, **kwargs), self.output_adapter, self.output_declared)
+
+
 def state_machine_name(task_id: str) -> str:
     """The flow's state machine is named `<stack>_<task id with / as ->` (template.yaml does the same)."""
     return task_id.replace("/", "-")

@@ -16,12 +16,15 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.catalog.context import DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_TIMEOUT, F, Limit, RunContext
-from taskrun.catalog.definitions import FlowRevision, Revision, ScriptRevision, TaskDefinition
+from taskrun.catalog.definitions import CodeFlowRevision, FlowRevision, Revision, ScriptRevision, TaskDefinition
 from taskrun.catalog.secrets import check_secret_name
 from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, Run, Slot, TaskType
 from taskrun.runs.cache import MAX_CACHE_TTL
+
+DEFAULT_FLOW_TIMEOUT = 86_400  # a code-first flow's run: a day, unless it says otherwise
+MAX_FLOW_TIMEOUT = 366 * 86_400  # a durable execution lasts at most a year
 
 
 class Catalog:
@@ -194,6 +197,24 @@ class Catalog:
         )
         self._add(task_id, TaskType.FLOW, revision, timeout, description or inspect.getdoc(parameters) or "")
 
+    def add_code_flow(
+        self, task_id: str, function: Callable[..., Any], *, timeout: int, description: str | None
+    ) -> None:
+        _check_task_id(task_id)
+        if not 1 <= timeout <= MAX_FLOW_TIMEOUT:
+            raise ValueError(f"flow {task_id!r}: timeout must be 1..{MAX_FLOW_TIMEOUT} seconds (a year)")
+        known = self._tasks.get(task_id)
+        if known is not None:
+            same = [
+                revision
+                for revision in known.revisions.values()
+                if isinstance(revision, CodeFlowRevision) and _same_function(revision.function, function)
+            ]
+            if not same:
+                raise ValueError(f"task {task_id!r} is registered already, by another {known.task_type}")
+        revision = _code_flow_revision(function)
+        self._add(task_id, TaskType.FLOW, revision, timeout, description or inspect.getdoc(function) or "")
+
     def _add(
         self, task_id: str, task_type: TaskType, revision: Revision, timeout: int | None, description: str
     ) -> None:
@@ -214,21 +235,27 @@ def _check_task_id(task_id: str) -> None:
         raise ValueError(f"task id {task_id!r} must be path segments of letters, digits, '_', '.', '-'")
 
 
-def _script_revision(function: Callable[..., Any], revision: str, weight: int) -> ScriptRevision:
-    hints = get_type_hints(function, include_extras=True)
+def _parameters(
+    function: Callable[..., Any], hints: dict[str, Any], skip: Callable[[str, Any], bool]
+) -> type[BaseModel]:
+    """The function's parameters, but those `skip` names (a context), as a strict model."""
     fields: dict[str, Any] = {}
-    context_parameter = None
     for name, parameter in inspect.signature(function).parameters.items():
         annotation = hints.get(name, Any)
-        if annotation is RunContext:
-            context_parameter = name
+        if skip(name, annotation):
             continue
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise TypeError(f"{function.__qualname__}: *args and **kwargs cannot be task parameters")
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[name] = (annotation, default)
     model_name = "".join(part.title() for part in function.__name__.split("_")) + "Arguments"
-    arguments_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _script_revision(function: Callable[..., Any], revision: str, weight: int) -> ScriptRevision:
+    hints = get_type_hints(function, include_extras=True)
+    context_parameter = next((name for name, kind in hints.items() if kind is RunContext), None)
+    arguments_model = _parameters(function, hints, lambda name, annotation: annotation is RunContext)
     return ScriptRevision(
         revision=revision,
         weight=weight,
@@ -238,6 +265,35 @@ def _script_revision(function: Callable[..., Any], revision: str, weight: int) -
         context_parameter=context_parameter,
         output_declared="return" in hints,
     )
+
+
+def _code_flow_revision(function: Callable[..., Any]) -> CodeFlowRevision:
+    """A code-first flow's function: its first parameter a DurableContext, the others the
+    flow's parameters, its return type the output's."""
+    from aws_durable_execution_sdk_python import DurableContext
+
+    if not callable(function) or inspect.iscoroutinefunction(function):
+        raise TypeError(f"a code-first flow is a plain function, not {function!r}")
+    parameters = list(inspect.signature(function).parameters)
+    hints = get_type_hints(function, include_extras=True)
+    if not parameters or hints.get(parameters[0]) is not DurableContext:
+        raise TypeError(
+            f"{function.__qualname__}: a code-first flow's first parameter is the DurableContext "
+            f"(def {function.__name__}(context: DurableContext, ...)); for a script, use @task"
+        )
+    return CodeFlowRevision(
+        revision="1",
+        weight=100,
+        arguments_model=_parameters(function, hints, lambda name, annotation: name == parameters[0]),
+        output_adapter=TypeAdapter(hints.get("return", Any)),
+        function=function,
+        output_declared="return" in hints,
+    )
+
+
+def _same_function(one: Callable[..., Any], other: Callable[..., Any]) -> bool:
+    """The same function, or its new version after its module was loaded again."""
+    return (one.__module__, one.__qualname__) == (other.__module__, other.__qualname__)
 
 
 catalog = Catalog()
@@ -293,15 +349,31 @@ def task(
 def flow(
     task_id: str,
     *,
-    definition: str | Path,
-    parameters: type[BaseModel],
+    definition: str | Path | None = None,
+    parameters: type[BaseModel] | None = None,
     output: Any = Any,
     timeout: int | None = None,
     description: str | None = None,
     registry: Catalog | None = None,
-) -> None:
-    """Register a flow: a Step Functions state machine whose ASL file is `definition`
-    (relative to the calling module) and whose input is `parameters`, validated first."""
+) -> Any:
+    """Register a flow. Above a function (`@flow("id", timeout=...)`), a code-first flow on
+    Lambda durable functions: the function's first parameter is the DurableContext, its
+    others the flow's parameters, its return type the output's. With `definition`, a Step
+    Functions state machine whose ASL file is `definition` (relative to the calling module)
+    and whose input is `parameters`, validated first."""
+    if definition is None:
+        if parameters is not None:
+            raise TypeError(f"flow {task_id!r}: parameters go with a definition; a code-first flow's are its own")
+
+        def register(function: F) -> F:
+            (registry or catalog).add_code_flow(
+                task_id, function, timeout=timeout or DEFAULT_FLOW_TIMEOUT, description=description
+            )
+            return function
+
+        return register
+    if parameters is None:
+        raise TypeError(f"flow {task_id!r}: a flow with a definition needs its parameters")
     caller = sys._getframe(1).f_globals.get("__file__")
     base = Path(caller).parent if caller else Path.cwd()
     (registry or catalog).add_flow(

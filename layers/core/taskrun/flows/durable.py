@@ -1,0 +1,244 @@
+"""Code-first flows on Lambda durable functions: a run's execution started on the flow
+function (named after the run, so a repeated start is the same execution), stopped, and
+read back as the run's history steps and waiting callbacks; a callback completed.
+
+A code-first flow is a Python function the flow function runs under the durable execution
+SDK (taskrun.flows.host). Its execution's operations (steps, waits, callbacks, child
+contexts of a map or a parallel) are the run's steps, folded from the execution's history
+events as Step Functions' states are folded from theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from taskrun import aws
+from taskrun.catalog.definitions import CodeFlowRevision
+from taskrun.catalog.registry import Catalog
+from taskrun.flows.stepfunctions import FlowStep, StepFunctions
+from taskrun.models import Run
+from taskrun.runs.dispatch import DispatchFailed
+
+logger = Logger(child=True)
+
+MAX_HISTORY_PAGES = 50  # of 1,000 events: a run's history past them is shown cut
+# what a history event's kind says of the operation (the part after Started/Succeeded/...)
+STEP_TYPES = {
+    "Step": "step",
+    "Wait": "wait",
+    "Callback": "callback",
+    "ChainedInvoke": "invoke",
+}
+CONTEXT_TYPES = {
+    "Map": "map",
+    "MapIteration": "map_iteration",
+    "Parallel": "parallel",
+    "ParallelBranch": "parallel_branch",
+    "WaitForCallback": "wait_for_callback",
+    "RunInChildContext": "child",
+}
+ENDINGS = {"Succeeded": "succeeded", "Failed": "failed", "TimedOut": "timed_out", "Cancelled": "cancelled"}
+ENDINGS["Stopped"] = "cancelled"
+
+
+def is_durable(execution_arn: str | None) -> bool:
+    """An execution of the flow function, rather than of a Step Functions state machine."""
+    return bool(execution_arn) and ":states:" not in str(execution_arn)
+
+
+def flow_input(run: Run) -> dict[str, Any]:
+    """What the flow function's execution of a run is started with."""
+    return {"run_id": run.run_id, "task_id": run.task_id, "revision": run.revision, "arguments": run.arguments}
+
+
+class DurableFlows:
+    """The Lambda calls taskrun makes for code-first flows, over one lazily made client."""
+
+    def __init__(self, function_name: str, client: Any = None) -> None:
+        self.function_name = function_name  # the flow function's alias: each execution keeps its version
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("lambda")
+
+    def dispatch(self, run: Run) -> str:
+        """Start the run's execution, asynchronously; its ARN."""
+        try:
+            answer = self.client.invoke(
+                FunctionName=self.function_name,
+                InvocationType="Event",
+                DurableExecutionName=run.run_id,
+                Payload=json.dumps(flow_input(run)).encode(),
+            )
+        except ClientError as error:
+            if aws.error_code(error) == "DurableExecutionAlreadyStartedException":
+                raise DispatchFailed(
+                    f"an execution named {run.run_id} runs already with other arguments: {error}"
+                ) from error
+            raise DispatchFailed(f"the flow's execution could not be started: {error}") from error
+        except BotoCoreError as error:
+            raise DispatchFailed(f"the flow's execution could not be started: {error}") from error
+        arn = answer.get("DurableExecutionArn")
+        if not arn:
+            raise DispatchFailed("the flow function started no durable execution (is DurableConfig set?)")
+        return str(arn)
+
+    def describe(self, execution_arn: str) -> dict[str, Any]:
+        """GetDurableExecution: its Status, Result or Error, and times."""
+        return dict(self.client.get_durable_execution(DurableExecutionArn=execution_arn))
+
+    def stop(self, execution_arn: str, cause: str) -> None:
+        """Stop the execution; one that has ended already is left as it is."""
+        try:
+            self.client.stop_durable_execution(
+                DurableExecutionArn=execution_arn,
+                Error={"ErrorType": "Cancelled", "ErrorMessage": cause[:1000]},
+            )
+        except ClientError as error:
+            if aws.error_code(error) not in ("ResourceNotFoundException", "InvalidParameterValueException", "404"):
+                raise
+
+    def events(self, execution_arn: str) -> list[dict[str, Any]]:
+        """The execution's history events, oldest first, with their data."""
+        events: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"DurableExecutionArn": execution_arn, "IncludeExecutionData": True}
+        for _ in range(MAX_HISTORY_PAGES):
+            page = self.client.get_durable_execution_history(**request)
+            events += page.get("Events", [])
+            if not page.get("NextMarker"):
+                break
+            request["Marker"] = page["NextMarker"]
+        return events
+
+    def succeed_callback(self, callback_id: str, output: Any) -> bool:
+        """Complete a waiting callback with an output; False if it waits no more."""
+        return self._settle(
+            "send_durable_execution_callback_success", CallbackId=callback_id, Result=json.dumps(output).encode()
+        )
+
+    def fail_callback(self, callback_id: str, error: str, cause: str) -> bool:
+        """Fail a waiting callback; False if it waits no more."""
+        return self._settle(
+            "send_durable_execution_callback_failure",
+            CallbackId=callback_id,
+            Error={"ErrorType": error, "ErrorMessage": cause},
+        )
+
+    def _settle(self, call: str, **request: Any) -> bool:
+        try:
+            getattr(self.client, call)(**request)
+        except ClientError as error:
+            if aws.error_code(error) in ("ResourceNotFoundException", "InvalidParameterValueException", "404", "409"):
+                return False
+            raise
+        return True
+
+
+class FlowDispatcher:
+    """A flow's run to its engine: a code-first flow's to a durable execution, an ASL flow's
+    to a Step Functions execution."""
+
+    def __init__(self, catalog: Catalog, sfn: StepFunctions, durable: DurableFlows) -> None:
+        self.catalog = catalog
+        self.sfn = sfn
+        self.durable = durable
+
+    def dispatch(self, run: Run) -> str:
+        revision = self.catalog.get(run.task_id).revisions.get(run.revision)
+        if isinstance(revision, CodeFlowRevision):
+            return self.durable.dispatch(run)
+        return self.sfn.dispatch(run)
+
+
+def _payload(details: dict[str, Any], field: str) -> Any:
+    """A history event's result (JSON text, as the SDK keeps it) or error, unwrapped."""
+    wrapped = details.get(field)
+    if not isinstance(wrapped, dict):
+        return None
+    value = wrapped.get("Payload")
+    if field == "Result" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _kind(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(the operation's kind, the event's moment: Started, Succeeded, ...), or None for the
+    execution's own events and the invocations'."""
+    event_type = str(event.get("EventType", ""))
+    for moment in ("Started", *ENDINGS):
+        if event_type.endswith(moment):
+            kind = event_type.removesuffix(moment)
+            if kind in ("Execution", "Invocation"):
+                return None
+            return kind, moment
+    return None
+
+
+def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
+    """Fold an execution's history into its operations, in the order they started."""
+    steps: dict[str, FlowStep] = {}
+    for event in events:
+        found = _kind(event)
+        if found is None or "Id" not in event:
+            continue
+        kind, moment = found
+        details: dict[str, Any] = next(
+            (value for key, value in event.items() if key.endswith("Details") and isinstance(value, dict)), {}
+        )
+        moment_at: datetime = event["EventTimestamp"]
+        step = steps.get(event["Id"])
+        if moment == "Started":
+            if step is None:
+                sub_type = str(event.get("SubType") or "")
+                step = FlowStep(
+                    name=str(event.get("Name") or sub_type or kind),
+                    type=CONTEXT_TYPES.get(sub_type, "context") if kind == "Context" else STEP_TYPES.get(kind, kind),
+                    status="running",
+                    started_at=moment_at,
+                )
+                if sub_type == "WaitForCondition":
+                    step.type = "wait_for_condition"
+                steps[event["Id"]] = step
+            if kind == "Step":
+                step.attempts += 1
+            continue
+        if step is None:
+            continue
+        retry = details.get("RetryDetails") or {}
+        error = _payload(details, "Error") or {}
+        if moment == "Failed" and retry.get("NextAttemptDelaySeconds"):
+            step.error, step.cause = error.get("ErrorType"), error.get("ErrorMessage")  # it is tried again
+            continue
+        step.status, step.ended_at = ENDINGS[moment], moment_at
+        if moment == "Succeeded":
+            step.output, step.error, step.cause = _payload(details, "Result"), None, None
+        elif error:
+            step.error, step.cause = error.get("ErrorType"), error.get("ErrorMessage")
+    return list(steps.values())
+
+
+def waiting_callbacks(events: list[dict[str, Any]]) -> list[tuple[str, str, datetime]]:
+    """The callbacks the execution waits for: (callback id, the operation's name, since)."""
+    started: dict[str, tuple[str, str, datetime]] = {}
+    waits: dict[str, str] = {}  # wait_for_callback's contexts: their callback bears their name
+    for event in events:
+        event_type = event.get("EventType")
+        if event_type == "ContextStarted" and event.get("SubType") == "WaitForCallback":
+            waits[event["Id"]] = str(event.get("Name") or "")
+        elif event_type == "CallbackStarted":
+            callback_id = (event.get("CallbackStartedDetails") or {}).get("CallbackId")
+            name = waits.get(str(event.get("ParentId"))) or str(event.get("Name") or "")
+            if callback_id:
+                started[event["Id"]] = (str(callback_id), name, event["EventTimestamp"])
+        elif isinstance(event_type, str) and event_type.startswith("Callback") and event_type != "CallbackStarted":
+            started.pop(event.get("Id", ""), None)
+    return list(started.values())

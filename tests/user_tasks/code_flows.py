@@ -1,0 +1,50 @@
+"""Code-first flows for the tests: plain Python on Lambda durable functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_durable_execution_sdk_python import DurableContext, StepContext, durable_step
+from aws_durable_execution_sdk_python.config import Duration, StepConfig
+from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
+
+from taskrun import flow
+
+ONCE = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(max_attempts=1)))
+
+
+@durable_step
+def mark(step: StepContext, marks: str, name: str) -> str:
+    """Note in `marks` that the step `name` ran (a step that ran twice is seen twice)."""
+    with Path(marks).open("a") as out:
+        out.write(name + "\n")
+    return name
+
+
+@durable_step
+def refuse(step: StepContext, why: str) -> None:
+    raise ValueError(why)
+
+
+@flow("durable/greet", timeout=120)
+def greet(context: DurableContext, name: str, marks: str, pause: int = 0) -> dict[str, str]:
+    """Greets in two steps, with a wait between them if asked."""
+    first = context.step(mark(marks, "hello"), name="hello")
+    if pause:
+        context.wait(Duration.from_seconds(pause), name="pause")
+    second = context.step(mark(marks, "goodbye"), name="goodbye")
+    return {"greeting": f"{first} {name}, {second}"}
+
+
+@flow("durable/refuse", timeout=120)
+def refusing(context: DurableContext, why: str) -> None:
+    """A step that raises, not tried again: the run fails naming it."""
+    context.step(refuse(why), name="check", config=ONCE)
+
+
+@flow("durable/approve", timeout=300)
+def approve(context: DurableContext, marks: str) -> dict[str, object]:
+    """Waits for a person's answer to a callback."""
+    context.step(mark(marks, "asked"), name="ask")
+    answer = context.wait_for_callback(lambda callback_id, ctx: None, name="approval")
+    return {"answer": answer}
