@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from tests.waiting import until
+
 
 def ran(api: httpx.Client, body: dict[str, Any], seconds: int = 25) -> dict[str, Any]:
     answer = api.post("/v1/runs", params={"wait": "true", "wait_timeout": seconds}, json=body)
@@ -29,3 +31,65 @@ def test_a_code_first_flow_runs_its_steps_and_ends_with_its_return_value(api: ht
     assert run["task_type"] == "flow"
     assert run["result"] == {"greeting": "hello Ada, goodbye"}
     assert marks.read_text().split() == ["hello", "goodbye"]
+
+
+def test_its_operations_are_the_runs_history_steps(api: httpx.Client, tmp_path: Path) -> None:
+    arguments = {"name": "Bo", "marks": str(tmp_path / "marks"), "pause": 1}
+    run = ran(api, {"task_id": "durable/greet", "arguments": arguments})
+    assert run["status"] == "succeeded", run
+    history = api.get(f"/v1/runs/{run['run_id']}/history")
+    assert history.status_code == 200, history.text
+    steps = {step["name"]: step for step in history.json()["steps"]}
+    assert [step["name"] for step in history.json()["steps"]] == ["hello", "pause", "goodbye"]
+    assert steps["hello"]["type"] == "step" and steps["hello"]["status"] == "succeeded"
+    assert steps["hello"]["output"] == "hello" and steps["hello"]["attempts"] == 1
+    assert steps["pause"]["type"] == "wait" and steps["pause"]["status"] == "succeeded"
+    assert steps["goodbye"]["started_at"] >= steps["pause"]["ended_at"]
+
+
+def test_a_step_that_raises_fails_the_run_naming_the_step(api: httpx.Client) -> None:
+    run = ran(api, {"task_id": "durable/refuse", "arguments": {"why": "out of stock"}})
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "execution_error"
+    assert run["error"]["exception_type"] == "ValueError"
+    assert run["error"]["message"] == "step 'check' failed: ValueError: out of stock"
+
+
+def test_arguments_are_checked_against_the_functions_parameters(api: httpx.Client) -> None:
+    answer = api.post("/v1/runs", json={"task_id": "durable/greet", "arguments": {"name": 7, "extra": 1}})
+    assert answer.status_code == 422, answer.text
+    locations = {error["location"] for error in answer.json()["errors"]}
+    assert {"body.arguments.name", "body.arguments.marks", "body.arguments.extra"} <= locations
+
+
+def test_a_callback_waits_for_its_answer_once(api: httpx.Client, tmp_path: Path) -> None:
+    # Given a flow waiting for a person's answer
+    run = api.post("/v1/runs", json={"task_id": "durable/approve", "arguments": {"marks": str(tmp_path / "m")}}).json()
+    callbacks = until(lambda: api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"], 20)
+    (callback,) = callbacks
+    assert callback["step"] == "approval" and callback["status"] == "waiting"
+    # When the answer comes
+    url = f"/v1/runs/{run['run_id']}/callbacks/{callback['callback_id']}"
+    answered = api.post(url, json={"output": {"approved": True}})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["status"] == "succeeded"
+    # Then the flow goes on with it, and the callback cannot be answered again
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded", ended
+    assert ended["result"] == {"answer": '{"approved": true}'}
+    again = api.post(url, json={"output": {"approved": False}})
+    assert again.status_code == 409, again.text
+    unknown = api.post(f"/v1/runs/{run['run_id']}/callbacks/cb_00000000000000000000", json={"output": 1})
+    assert unknown.status_code == 404, unknown.text
+
+
+def test_a_cancel_stops_the_execution_and_the_run_ends_cancelled(api: httpx.Client, tmp_path: Path) -> None:
+    run = api.post("/v1/runs", json={"task_id": "durable/approve", "arguments": {"marks": str(tmp_path / "m")}}).json()
+    (callback,) = until(lambda: api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"], 20)
+    cancelled = api.post(f"/v1/runs/{run['run_id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    (expired,) = api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"]
+    assert expired["status"] == "expired"
+    late = api.post(f"/v1/runs/{run['run_id']}/callbacks/{callback['callback_id']}", json={"output": 1})
+    assert late.status_code == 409, late.text

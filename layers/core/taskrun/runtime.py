@@ -101,23 +101,23 @@ def flow_host() -> FlowHost:
 def callbacks() -> Callbacks:
     from taskrun.flows.callbacks import Callbacks, CallbackStore
 
-    return Callbacks(CallbackStore(get_settings().callbacks_table), step_functions(), run_service().store)
+    return Callbacks(
+        CallbackStore(get_settings().callbacks_table), step_functions(), run_service().store, durable_flows()
+    )
 
 
 @lru_cache(maxsize=1)
 def run_service() -> RunService:
-    from taskrun.flows.durable import FlowDispatcher
+    from taskrun.flows.durable import FlowEngines
     from taskrun.runs.dispatch import TaskDispatcher
     from taskrun.runs.service import RunService
     from taskrun.runs.store import DynamoRunStore
 
     settings = get_settings()
-    flows = step_functions()
+    flows = FlowEngines(task_catalog(), step_functions(), durable_flows())
     return RunService(
         store=DynamoRunStore(settings.runs_table),
-        dispatcher=TaskDispatcher(
-            scripts=worker_dispatcher(), flows=FlowDispatcher(task_catalog(), flows, durable_flows())
-        ),
+        dispatcher=TaskDispatcher(scripts=worker_dispatcher(), flows=flows),
         catalog=task_catalog(),
         settings=settings,
         flows=flows,

@@ -9,6 +9,7 @@ callback is completed once: it is claimed by a conditional write before the toke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taskrun import aws
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import CallbackConflict, CallbackNotFound, PayloadTooLarge
+from taskrun.flows.durable import DurableCallback, DurableFlows, callbacks_of, is_durable
 from taskrun.flows.stepfunctions import MAX_TASK_OUTPUT, StepFunctions
 from taskrun.models import UtcTime, format_time, utcnow
 from taskrun.runs.store import RunStore, visible
@@ -141,11 +143,67 @@ def _callback(item: dict[str, Any]) -> Callback:
     return Callback.model_validate(data)
 
 
+def shown_id(durable: DurableCallback) -> str:
+    """The id the API gives a code-first flow's callback (the SDK's is a long token)."""
+    return "cb_" + hashlib.sha256(durable.callback_id.encode()).hexdigest()[:20]
+
+
 class Callbacks:
-    def __init__(self, store: CallbackStore, sfn: StepFunctions, runs: RunStore) -> None:
+    """A run's callbacks: an ASL flow's recorded by the worker in the callbacks table, a
+    code-first flow's read from its durable execution's history."""
+
+    def __init__(
+        self, store: CallbackStore, sfn: StepFunctions, runs: RunStore, durable: DurableFlows | None = None
+    ) -> None:
         self.store = store
         self.sfn = sfn
         self.runs = runs
+        self.durable = durable
+
+    def _durable_callbacks(self, run_id: str, execution_arn: str, ended: bool) -> list[tuple[Callback, str]]:
+        """A code-first flow's callbacks, each with the SDK's id; those still waiting when
+        the run ended are expired."""
+        assert self.durable is not None
+        found = []
+        for durable in callbacks_of(self.durable.events(execution_arn)):
+            status = CallbackStatus(durable.status)
+            if ended and status is CallbackStatus.WAITING:
+                status = CallbackStatus.EXPIRED
+            callback = Callback(
+                callback_id=shown_id(durable),
+                run_id=run_id,
+                step=durable.name,
+                status=status,
+                created_at=durable.created_at,
+                completed_at=durable.completed_at,
+            )
+            found.append((callback, durable.callback_id))
+        return found
+
+    def _complete_durable(
+        self, run_id: str, callback_id: str, answer: CompleteCallback, execution_arn: str
+    ) -> Callback:
+        run = self.runs.get(run_id)
+        known = {
+            callback.callback_id: (callback, token)
+            for callback, token in self._durable_callbacks(run_id, execution_arn, False)
+        }
+        if callback_id not in known:
+            raise CallbackNotFound(f"run {run_id} has no callback {callback_id[:100]!r}")
+        callback, token = known[callback_id]
+        if callback.status is not CallbackStatus.WAITING:
+            raise CallbackConflict(f"callback {callback_id} is {callback.status} already; a callback is completed once")
+        if run.status.is_done:
+            raise CallbackConflict(f"run {run_id} is {run.status}: its callbacks can no longer be completed")
+        assert self.durable is not None
+        if answer.error is not None:
+            delivered = self.durable.fail_callback(token, answer.error, answer.cause or "")
+        else:
+            delivered = self.durable.succeed_callback(token, answer.output)
+        if not delivered:
+            raise CallbackConflict(f"callback {callback_id} is completed already; a callback is completed once")
+        status = CallbackStatus.FAILED if answer.error is not None else CallbackStatus.SUCCEEDED
+        return callback.model_copy(update={"status": status, "completed_at": utcnow()})
 
     def register(self, request: CallbackRequest) -> Callback:
         step = request.callback
@@ -161,13 +219,22 @@ class Callbacks:
         return callback
 
     def of_run(self, run_id: str, access: TaskAccess = EVERY_TASK) -> list[Callback]:
-        visible(self.runs, run_id, access)  # an unknown run is not found, rather than an empty list
+        run = visible(self.runs, run_id, access)  # an unknown run is not found, rather than an empty list
+        if self.durable is not None and run.execution_arn and is_durable(run.execution_arn):
+            return [callback for callback, _ in self._durable_callbacks(run_id, run.execution_arn, run.status.is_done)]
         return sorted(self.store.of_run(run_id), key=lambda callback: callback.created_at)
 
     def complete(
         self, run_id: str, callback_id: str, answer: CompleteCallback, access: TaskAccess = EVERY_TASK
     ) -> Callback:
-        visible(self.runs, run_id, access)
+        run = visible(self.runs, run_id, access)
+        size = len(json.dumps(answer.output))
+        if size > MAX_TASK_OUTPUT:
+            raise PayloadTooLarge(
+                f"the output is {size} characters of JSON; a flow's step takes at most {MAX_TASK_OUTPUT}"
+            )
+        if self.durable is not None and run.execution_arn and is_durable(run.execution_arn):
+            return self._complete_durable(run_id, callback_id, answer, run.execution_arn)
         callback = self.store.get(callback_id)
         if callback.run_id != run_id:
             raise CallbackNotFound(f"run {run_id} has no callback {callback_id!r}")
@@ -177,11 +244,6 @@ class Callbacks:
         if run.status.is_done:
             self.store.settle(callback_id, CallbackStatus.EXPIRED, from_status=CallbackStatus.WAITING)
             raise CallbackConflict(f"run {run_id} is {run.status}: its callbacks can no longer be completed")
-        size = len(json.dumps(answer.output))
-        if size > MAX_TASK_OUTPUT:
-            raise PayloadTooLarge(
-                f"the output is {size} characters of JSON; a flow's step takes at most {MAX_TASK_OUTPUT}"
-            )
         status = CallbackStatus.FAILED if answer.error is not None else CallbackStatus.SUCCEEDED
         if not self.store.settle(callback_id, status, from_status=CallbackStatus.WAITING):
             used = self.store.get(callback_id)

@@ -11,6 +11,7 @@ events as Step Functions' states are folded from theirs.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from taskrun import aws
 from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions
+from taskrun.flows.stepfunctions import steps_of as sfn_steps_of
 from taskrun.models import Run
 from taskrun.runs.dispatch import DispatchFailed
 
@@ -140,9 +142,9 @@ class DurableFlows:
         return True
 
 
-class FlowDispatcher:
-    """A flow's run to its engine: a code-first flow's to a durable execution, an ASL flow's
-    to a Step Functions execution."""
+class FlowEngines:
+    """A flow run's engine: a code-first flow's durable execution, an ASL flow's Step
+    Functions execution; started, stopped and read alike."""
 
     def __init__(self, catalog: Catalog, sfn: StepFunctions, durable: DurableFlows) -> None:
         self.catalog = catalog
@@ -154,6 +156,18 @@ class FlowDispatcher:
         if isinstance(revision, CodeFlowRevision):
             return self.durable.dispatch(run)
         return self.sfn.dispatch(run)
+
+    def steps(self, execution_arn: str) -> list[FlowStep]:
+        """The execution's steps, in the order they started."""
+        if is_durable(execution_arn):
+            return steps_of(self.durable.events(execution_arn))
+        return sfn_steps_of(self.sfn.events(execution_arn))
+
+    def stop(self, execution_arn: str, cause: str) -> None:
+        if is_durable(execution_arn):
+            self.durable.stop(execution_arn, cause)
+        else:
+            self.sfn.stop(execution_arn, cause)
 
 
 def _payload(details: dict[str, Any], field: str) -> Any:
@@ -226,10 +240,25 @@ def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
     return list(steps.values())
 
 
-def waiting_callbacks(events: list[dict[str, Any]]) -> list[tuple[str, str, datetime]]:
-    """The callbacks the execution waits for: (callback id, the operation's name, since)."""
-    started: dict[str, tuple[str, str, datetime]] = {}
-    waits: dict[str, str] = {}  # wait_for_callback's contexts: their callback bears their name
+@dataclass
+class DurableCallback:
+    """A callback an execution created: its id, the operation's name, how it stands."""
+
+    callback_id: str
+    name: str
+    status: str  # waiting, succeeded, failed or expired
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
+CALLBACK_ENDINGS = {"CallbackSucceeded": "succeeded", "CallbackFailed": "failed", "CallbackTimedOut": "expired"}
+
+
+def callbacks_of(events: list[dict[str, Any]]) -> list[DurableCallback]:
+    """The callbacks of an execution, in the order they were created. A wait_for_callback's
+    callback bears the wait's name."""
+    found: dict[str, DurableCallback] = {}
+    waits: dict[str, str] = {}  # wait_for_callback's contexts
     for event in events:
         event_type = event.get("EventType")
         if event_type == "ContextStarted" and event.get("SubType") == "WaitForCallback":
@@ -238,7 +267,8 @@ def waiting_callbacks(events: list[dict[str, Any]]) -> list[tuple[str, str, date
             callback_id = (event.get("CallbackStartedDetails") or {}).get("CallbackId")
             name = waits.get(str(event.get("ParentId"))) or str(event.get("Name") or "")
             if callback_id:
-                started[event["Id"]] = (str(callback_id), name, event["EventTimestamp"])
-        elif isinstance(event_type, str) and event_type.startswith("Callback") and event_type != "CallbackStarted":
-            started.pop(event.get("Id", ""), None)
-    return list(started.values())
+                found[event["Id"]] = DurableCallback(str(callback_id), name, "waiting", event["EventTimestamp"])
+        elif event_type in CALLBACK_ENDINGS and event.get("Id") in found:
+            callback = found[event["Id"]]
+            callback.status, callback.completed_at = CALLBACK_ENDINGS[event_type], event["EventTimestamp"]
+    return list(found.values())

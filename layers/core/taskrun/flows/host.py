@@ -23,7 +23,7 @@ from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidResult, RunNotFound
 from taskrun.flows.durable import DurableFlows, steps_of
-from taskrun.flows.stepfunctions import failed_step
+from taskrun.flows.stepfunctions import FlowStep, failed_step
 from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
 from taskrun.results.bucket import check_against
 from taskrun.runs.store import Ending, RunStore, end_once
@@ -98,23 +98,25 @@ class FlowHost:
             return Ending(RunStatus.SUCCEEDED, now, result, None, started_at=started_at)
         failure = output.get("Error") or {}
         kind = str(failure.get("ErrorType") or "Error").rsplit(".", 1)[-1]
-        message = f"{kind}: {failure.get('ErrorMessage') or ''}".rstrip(": ")
+        text = str(failure.get("ErrorMessage") or "")
         step = self._failed_step(execution_arn)
+        if step is not None and step.error:  # the step's own exception, which the SDK wrapped
+            kind, text = step.error.rsplit(".", 1)[-1], step.cause or text
+        message = f"{kind}: {text}".rstrip(": ")
         if step is not None:
-            message = f"step {step!r} failed: {message}"
+            message = f"step {step.name!r} failed: {message}"
         error = RunError(type=ErrorType.EXECUTION_ERROR, message=message, exception_type=kind)
         return Ending(RunStatus.FAILED, now, None, error, started_at=started_at)
 
-    def _failed_step(self, execution_arn: str) -> str | None:
-        """The name of the step the execution failed in, from its history (best effort)."""
+    def _failed_step(self, execution_arn: str) -> FlowStep | None:
+        """The step the execution failed in, from its history (best effort)."""
         if self.durable is None or not execution_arn:
             return None
         try:
-            step = failed_step([step for step in steps_of(self.durable.events(execution_arn)) if step.type == "step"])
+            return failed_step([step for step in steps_of(self.durable.events(execution_arn)) if step.type == "step"])
         except Exception:
             logger.exception("could not read the execution's history")
             return None
-        return step.name if step is not None else None
 
 
 def _run_id_of(event: dict[str, Any]) -> str | None:

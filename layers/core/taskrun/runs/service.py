@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -21,7 +21,7 @@ from taskrun.errors import (
     RunNotFound,
     TaskNotFound,
 )
-from taskrun.flows.stepfunctions import FlowStep, StepFunctions, steps_of
+from taskrun.flows.stepfunctions import FlowStep
 from taskrun.ids import new_run_id
 from taskrun.models import (
     MAX_DELAY_SECONDS,
@@ -48,6 +48,9 @@ from taskrun.runs.store import Ending, RunStore, end_once, visible
 from taskrun.settings import Settings
 from taskrun.telemetry import count
 from taskrun.webhooks.send import check_target
+
+if TYPE_CHECKING:
+    from taskrun.flows.durable import FlowEngines
 
 logger = Logger(child=True)
 
@@ -114,7 +117,7 @@ class RunService:
     dispatcher: Dispatcher
     catalog: Catalog
     settings: Settings
-    flows: StepFunctions | None = None
+    flows: FlowEngines | None = None
     waker: Waker | None = None  # where queued runs wait for their start time
     admission: Admission | None = None  # admits runs of limited tasks to their limits
     cache: ResultCache | None = None
@@ -287,7 +290,7 @@ class RunService:
         start = _offset(cursor)  # a cursor this API did not give is refused, a script run's too
         if run.execution_arn is None or self.flows is None:
             return [], None
-        steps = steps_of(self.flows.events(run.execution_arn))
+        steps = self.flows.steps(run.execution_arn)
         page: list[FlowStep] = []
         size = 0
         for step in steps[start : start + limit]:
