@@ -3,11 +3,13 @@ local stack's durable execution engine (the official one for local runs)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.test_cli import kill, started
 from tests.waiting import until
 
 
@@ -93,3 +95,29 @@ def test_a_cancel_stops_the_execution_and_the_run_ends_cancelled(api: httpx.Clie
     assert expired["status"] == "expired"
     late = api.post(f"/v1/runs/{run['run_id']}/callbacks/{callback['callback_id']}", json={"output": 1})
     assert late.status_code == 409, late.text
+
+
+def test_a_flow_waiting_at_a_kill_resumes_at_the_next_start_and_runs_no_step_twice(tmp_path: Path) -> None:
+    data, marks = tmp_path / "state", tmp_path / "marks"
+    headers = {"X-API-KEY": "cli-key"}
+    body = {"task_id": "durable/greet", "arguments": {"name": "Cy", "marks": str(marks), "pause": 4}}
+    # Given a flow run whose first step ran and which waits, when the stack is killed
+    with started("--data", str(data)) as (url, process):
+        run = httpx.post(f"{url}/v1/runs", headers=headers, json=body, timeout=30).json()
+        until(lambda: marks.exists() and marks.read_text().split() == ["hello"], 30, "the first step did not run")
+        kill(process)
+    # Then at the next start on the same folder it goes on from its wait, and ends
+    with started("--data", str(data)) as (url, process):
+
+        def ended_run() -> dict[str, Any] | None:
+            shown: dict[str, Any] = httpx.get(f"{url}/v1/runs/{run['run_id']}", headers=headers, timeout=30).json()
+            return shown if shown["status"] in ("succeeded", "failed", "timed_out") else None
+
+        ended = until(ended_run, 60, "the flow did not end after the restart")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert "1 code-first flow runs go on from where the last stop left them" in output
+    assert ended is not None and ended["status"] == "succeeded", ended
+    assert ended["result"] == {"greeting": "hello Cy, goodbye"}
+    # each step ran once: the one done before the kill was answered from its checkpoint
+    assert marks.read_text().split() == ["hello", "goodbye"]

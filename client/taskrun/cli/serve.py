@@ -95,6 +95,8 @@ def _serve_locally(
         say(f"state: {data_dir} ({stack.emulator.restored_items} items kept; delete the folder to start afresh)")
     if stack.interrupted_runs:
         say(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed")
+    if stack.resumed_flows:
+        say(f"{stack.resumed_flows} code-first flow runs go on from where the last stop left them")
     if stack.dispatched_again:
         say(f"{stack.dispatched_again} runs pending at the last stop (never started) were dispatched again")
     if stack.expired_runs:

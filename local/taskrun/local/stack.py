@@ -16,6 +16,7 @@ from taskrun.access.keys import DynamoKeyStore, new_key
 from taskrun.catalog.definitions import FlowRevision, state_machine_name
 from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.catalog.registry import catalog
+from taskrun.flows.durable import is_durable
 from taskrun.local.clock import ScheduleClock
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway
@@ -51,6 +52,7 @@ class CutOffRuns:
 
     pending: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # code-first flows': their executions go on
 
     @classmethod
     def find(cls, runs_table: str) -> CutOffRuns:
@@ -60,7 +62,11 @@ class CutOffRuns:
             cursor: str | None = None
             while True:
                 runs, cursor = store.list(RunFilter(status=status), 100, cursor)
-                run_ids += [run.run_id for run in runs]
+                for run in runs:
+                    if status is RunStatus.RUNNING and is_durable(store.get(run.run_id).execution_arn):
+                        found.resumed.append(run.run_id)  # the durable engine keeps its execution
+                    else:
+                        run_ids.append(run.run_id)
                 if cursor is None:
                     break
         return found
@@ -224,6 +230,7 @@ class LocalStack:
         self.gateway = Gateway(self.stack, self.emulator.runtime, self.throttle or default_throttle(self.stack))
         self._server: GatewayServer | None = None
         self.interrupted_runs = 0
+        self.resumed_flows = 0
         self.dispatched_again = 0
         self.expired_runs = 0
         self.woken_runs = 0
@@ -238,6 +245,7 @@ class LocalStack:
         runs_table = get_settings().runs_table
         cut_off = CutOffRuns.find(runs_table)
         self.interrupted_runs = cut_off.end_running(runs_table)
+        self.resumed_flows = len(cut_off.resumed)
         self.woken_runs = wake_queued_runs(runs_table)
         self.resumed_deliveries = resume_deliveries()
         self._create_flows_from_task_dirs()
