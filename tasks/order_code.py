@@ -11,8 +11,8 @@ from aws_durable_execution_sdk_python import DurableContext, StepContext, durabl
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.exceptions import CallbackError, StepError
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
-
 from flows import STOCK, OutOfStock, StockBusy
+
 from taskrun import flow
 
 # StockBusy is tried again (twice, a second apart); anything else, OutOfStock included, is not
@@ -69,7 +69,7 @@ def order(
     try:
         context.step(reserve(order_id, quantity), name="reserve", config=BUSY_RETRIED)
     except StepError as failed:
-        if failed.error_type != OutOfStock.__name__:
+        if failed.error_type.rsplit(".", 1)[-1] != OutOfStock.__name__:  # the exception's (qualified) name
             raise
         return {"order_id": order_id, "status": "rejected", "reason": failed.message}
     total = context.step(price(quantity, express), name="price")

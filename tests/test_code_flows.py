@@ -121,3 +121,52 @@ def test_a_flow_waiting_at_a_kill_resumes_at_the_next_start_and_runs_no_step_twi
     assert ended["result"] == {"greeting": "hello Cy, goodbye"}
     # each step ran once: the one done before the kill was answered from its checkpoint
     assert marks.read_text().split() == ["hello", "goodbye"]
+
+
+def test_the_code_first_order_example_does_what_the_asl_one_does(api: httpx.Client) -> None:
+    # a reservation retried while the stock service is busy, then priced and shipped
+    standard = ran(api, {"task_id": "examples/order_code", "arguments": {"order_id": "o-1", "quantity": 2}})
+    assert standard["status"] == "succeeded", standard
+    assert standard["result"] == {
+        "order_id": "o-1",
+        "status": "shipped",
+        "total": 5.0,
+        "method": "standard",
+        "tracking": "STA-o-1",
+    }
+    steps = api.get(f"/v1/runs/{standard['run_id']}/history").json()["steps"]
+    assert [step["name"] for step in steps] == ["reserve", "price", "ship-standard"]
+    assert steps[0]["attempts"] == 2  # the first attempt found the stock service busy
+    # the same for the ASL flow, which shows its steps as states
+    asl = ran(api, {"task_id": "examples/order", "arguments": {"order_id": "o-1", "quantity": 2}})
+    assert {key: asl["result"][key] for key in standard["result"]} == standard["result"]
+    # express, after a cool-down wait
+    express = ran(
+        api,
+        {
+            "task_id": "examples/order_code",
+            "arguments": {"order_id": "o-2", "quantity": 1, "express": True, "cool_down": 1},
+        },
+    )
+    assert express["result"]["method"] == "express" and express["result"]["total"] == 12.5
+    # out of stock: caught, the order rejected
+    rejected = ran(api, {"task_id": "examples/order_code", "arguments": {"order_id": "o-3", "quantity": 1000}})
+    assert rejected["status"] == "succeeded", rejected
+    assert rejected["result"] == {
+        "order_id": "o-3",
+        "status": "rejected",
+        "reason": "only 100 in stock, 1000 asked for",
+    }
+
+
+def test_the_order_example_waits_for_an_approval_and_a_refusal_rejects_it(api: httpx.Client) -> None:
+    arguments = {"order_id": "o-4", "quantity": 1, "approval": True}
+    run = api.post("/v1/runs", json={"task_id": "examples/order_code", "arguments": arguments}).json()
+    (callback,) = until(lambda: api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"], 20)
+    refused = api.post(
+        f"/v1/runs/{run['run_id']}/callbacks/{callback['callback_id']}", json={"error": "Refused", "cause": "too dear"}
+    )
+    assert refused.status_code == 200, refused.text
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded", ended
+    assert ended["result"]["status"] == "rejected" and "too dear" in ended["result"]["reason"]
