@@ -3,12 +3,20 @@ local stack's durable execution engine (the official one for local runs)."""
 
 from __future__ import annotations
 
+import copy
+import json
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
+import pytest
+from botocore.exceptions import ClientError
 
+from taskrun.local.stack import LocalStack
+from taskrun.runs.sweeper import GRACE_SECONDS
 from tests.test_cli import kill, started
 from tests.waiting import until
 
@@ -170,3 +178,80 @@ def test_the_order_example_waits_for_an_approval_and_a_refusal_rejects_it(api: h
     ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
     assert ended["status"] == "succeeded", ended
     assert ended["result"]["status"] == "rejected" and "too dear" in ended["result"]["reason"]
+
+
+@pytest.mark.usefixtures("own_sweeps")
+def test_the_sweeper_ends_a_flow_whose_ending_was_lost_and_one_past_its_timeout(
+    api: httpx.Client, invoke: Any, tmp_path: Path
+) -> None:
+    lam = boto3.client("lambda", region_name="us-east-1")
+    body = {"task_id": "durable/approve", "arguments": {"marks": str(tmp_path / "m")}}
+    # Given a flow whose execution was stopped behind taskrun's back (no ending reaches the run)
+    lost = api.post("/v1/runs", json=body).json()
+    until(lambda: api.get(f"/v1/runs/{lost['run_id']}/callbacks").json()["callbacks"], 20)
+    lam.stop_durable_execution(DurableExecutionArn=lost["execution_arn"])
+    assert api.get(f"/v1/runs/{lost['run_id']}").json()["status"] == "running"
+    # and one waiting for an answer that never comes
+    waiting = api.post("/v1/runs", json=body).json()
+    until(lambda: api.get(f"/v1/runs/{waiting['run_id']}/callbacks").json()["callbacks"], 20)
+
+    # When the sweeper runs now, the stopped one ends as its execution did
+    swept = invoke("SweeperFunction", {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert lost["run_id"] in swept["ended"] and waiting["run_id"] not in swept["ended"]
+    assert api.get(f"/v1/runs/{lost['run_id']}").json()["status"] == "cancelled"
+    # and once the waiting one's timeout has passed, it is stopped and ends timed_out
+    later = datetime.now(UTC) + timedelta(seconds=waiting["timeout"] + GRACE_SECONDS + 1)
+    swept = invoke("SweeperFunction", {"time": later.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert waiting["run_id"] in swept["ended"]
+    ended = api.get(f"/v1/runs/{waiting['run_id']}").json()
+    assert ended["status"] == "timed_out" and "timeout" in ended["error"]["message"]
+    assert lam.get_durable_execution(DurableExecutionArn=waiting["execution_arn"])["Status"] == "STOPPED"
+
+
+def test_a_flow_function_without_its_checkpoint_permission_is_refused_by_iam(
+    api: httpx.Client, stack: LocalStack, tmp_path: Path
+) -> None:
+    judge = stack.emulator.iam
+    roles = judge.roles["FlowFunction"]
+    kept = copy.deepcopy(roles)
+    for policy in roles:
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            statement["Action"] = [action for action in actions if action != "lambda:CheckpointDurableExecution"]
+    try:
+        refused_before = len(judge.refused)
+        body = {"task_id": "durable/greet", "arguments": {"name": "Di", "marks": str(tmp_path / "m")}}
+        run = api.post("/v1/runs", json=body).json()
+        until(
+            lambda: any(call.action == "lambda:CheckpointDurableExecution" for call in judge.refused[refused_before:]),
+            20,
+            "no checkpoint was refused",
+        )
+        refused = next(
+            call for call in judge.refused[refused_before:] if call.action.endswith("CheckpointDurableExecution")
+        )
+        assert refused.function == "FlowFunction"
+        assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running"  # nothing checkpointed, nothing ended
+    finally:
+        roles[:] = kept
+
+
+def test_an_execution_name_is_one_execution_and_refused_with_other_input(api: httpx.Client, tmp_path: Path) -> None:
+    lam = boto3.client("lambda", region_name="us-east-1")
+    function = "arn:aws:lambda:us-east-1:123456789012:function:taskrun-local-flows:live"
+    payload = {"run_id": "run_0", "task_id": "durable/approve", "revision": "1", "arguments": {"marks": str(tmp_path)}}
+    name = f"by-hand-{tmp_path.name}"[:64].replace(".", "-")
+
+    def start(arguments: dict[str, Any]) -> Any:
+        body = json.dumps({**payload, "arguments": arguments}).encode()
+        return lam.invoke(FunctionName=function, InvocationType="Event", DurableExecutionName=name, Payload=body)
+
+    first = start({"marks": str(tmp_path)})
+    # a second start of the same name and input is the same execution
+    assert start({"marks": str(tmp_path)})["DurableExecutionArn"] == first["DurableExecutionArn"]
+    # with other input it is refused, as Lambda refuses it
+    with pytest.raises(ClientError) as refused:
+        start({"marks": str(tmp_path / "other")})
+    assert refused.value.response["Error"]["Code"] == "DurableExecutionAlreadyStartedException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    lam.stop_durable_execution(DurableExecutionArn=first["DurableExecutionArn"])

@@ -7,6 +7,7 @@ from taskrun.runs.sweeper import sweep
 from taskrun.runtime import (
     admission,
     deliveries,
+    durable_flows,
     plain_handler,
     result_store,
     run_service,
@@ -22,7 +23,9 @@ def on_schedule(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     now = datetime.now(UTC)
     if isinstance(event.get("time"), str):
         now = max(now, datetime.fromisoformat(event["time"].replace("Z", "+00:00")))
-    done = sweep(run_service().store, step_functions(), now, result_store(), worker_dispatcher(), admission())
+    done = sweep(
+        run_service().store, step_functions(), now, result_store(), worker_dispatcher(), admission(), durable_flows()
+    )
     requeued = deliveries().requeue(due_before=now - STALE_AFTER)
     return {
         "checked": done.checked,

@@ -23,8 +23,9 @@ from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions
 from taskrun.flows.stepfunctions import steps_of as sfn_steps_of
-from taskrun.models import Run
+from taskrun.models import ErrorType, Run, RunError, RunStatus
 from taskrun.runs.dispatch import DispatchFailed
+from taskrun.runs.store import Ending
 
 logger = Logger(child=True)
 
@@ -46,6 +47,35 @@ CONTEXT_TYPES = {
 }
 ENDINGS = {"Succeeded": "succeeded", "Failed": "failed", "TimedOut": "timed_out", "Cancelled": "cancelled"}
 ENDINGS["Stopped"] = "cancelled"
+
+
+def durable_ending(described: dict[str, Any], now: datetime) -> Ending | None:
+    """How a run ends whose execution ended as GetDurableExecution describes it (None while
+    it runs): the ending the flow function would have written, when that was lost."""
+    status = described.get("Status")
+    ended_at = described.get("EndTimestamp") or now
+    error = described.get("Error") or {}
+    if status == "SUCCEEDED":
+        try:
+            result = json.loads(described.get("Result") or "null")
+        except ValueError:
+            result = described.get("Result")
+        return Ending(RunStatus.SUCCEEDED, ended_at, result)
+    if status == "FAILED":
+        kind = str(error.get("ErrorType") or "Error").rsplit(".", 1)[-1]
+        message = f"{kind}: {error.get('ErrorMessage') or ''}".rstrip(": ")
+        return Ending(
+            RunStatus.FAILED,
+            ended_at,
+            error=RunError(type=ErrorType.EXECUTION_ERROR, message=message, exception_type=kind),
+        )
+    if status == "TIMED_OUT":
+        message = "the flow's execution timed out (its function's DurableConfig ExecutionTimeout)"
+        return Ending(RunStatus.TIMED_OUT, ended_at, error=RunError(type=ErrorType.TIMEOUT, message=message))
+    if status == "STOPPED":
+        message = str(error.get("ErrorMessage") or "the execution was stopped")
+        return Ending(RunStatus.CANCELLED, ended_at, error=RunError(type=ErrorType.CANCELLED, message=message))
+    return None
 
 
 def is_durable(execution_arn: str | None) -> bool:

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from taskrun import aws
+from taskrun.flows.durable import DurableFlows, durable_ending, is_durable
 from taskrun.flows.stepfunctions import ExecutionStatusChange, StepFunctions, end_flow_run
 from taskrun.models import ACTIVE_STATUSES, ErrorType, Run, RunError, RunStatus, RunSummary, TaskType, format_time
 from taskrun.results.bucket import ResultStore
@@ -49,6 +51,7 @@ def sweep(
     results: ResultStore | None = None,
     worker: LambdaDispatcher | None = None,
     admission: Admission | None = None,
+    durable: DurableFlows | None = None,
 ) -> Sweep:
     """End every active run past its deadline, oldest first, and every run never started past
     its ttl; wake again (through `worker`) each queued run whose wake is overdue, and admit
@@ -61,7 +64,7 @@ def sweep(
             runs, cursor = store.list(RunFilter(status=status), PAGE_SIZE, cursor)
             for run in runs:
                 done.checked += 1
-                ended = _end_if_overdue(store, flows, run, now, results)
+                ended = _end_if_overdue(store, flows, run, now, results, durable)
                 if ended is not None:
                     done.ended.append(ended.run_id)
                 elif _wake_overdue(run, now, worker):
@@ -101,12 +104,19 @@ def _wake_overdue(run: RunSummary, now: datetime, worker: LambdaDispatcher | Non
 
 
 def _end_if_overdue(
-    store: RunStore, flows: StepFunctions, run: RunSummary, now: datetime, results: ResultStore | None
+    store: RunStore,
+    flows: StepFunctions,
+    run: RunSummary,
+    now: datetime,
+    results: ResultStore | None,
+    durable: DurableFlows | None = None,
 ) -> Run | None:
     if run.started_at is None and run.expires_at is not None and run.expires_at <= now:
         return _end(store, run, expiry(run, now))
     if run.status is RunStatus.QUEUED:
         return None  # its wake starts it, or the sweep wakes it (_wake_overdue)
+    if run.task_type is TaskType.FLOW and durable is not None and is_durable(run.execution_arn):
+        return _end_durable_if_over(store, durable, run, now)
     if run.task_type is TaskType.FLOW:
         return _end_flow_if_over(store, flows, run, now, results)
     ending = _script_ending(run, now)
@@ -166,3 +176,30 @@ def _end_flow_if_over(
     change = ExecutionStatusChange.of_execution(described)
     ended = end_flow_run(change, store, flows, results)
     return ended if ended is not None and ended.status.is_done else None
+
+
+def _end_durable_if_over(store: RunStore, durable: DurableFlows, run: RunSummary, now: datetime) -> Run | None:
+    """A code-first flow's run ends with its execution: one that ended with its ending lost
+    (an execution timed out or stopped never reaches the flow function) ends the run as it
+    ended; one still running past the run's timeout is stopped, and the run ends timed_out."""
+    assert run.execution_arn is not None
+    try:
+        described = durable.describe(run.execution_arn)
+    except ClientError as error:
+        if aws.error_code(error) not in ("ResourceNotFoundException", "404"):
+            raise
+        if now < run.created_at + timedelta(seconds=GRACE_SECONDS):
+            return None
+        return _end(store, run, Ending.failed(now, ErrorType.DISPATCH_ERROR, "the flow's execution is gone"))
+    status = described.get("Status")
+    if status == "RUNNING":
+        started = run.started_at or run.created_at
+        if run.timeout is None or now < started + timedelta(seconds=run.timeout + GRACE_SECONDS):
+            return None
+        durable.stop(run.execution_arn, f"the run's {run.timeout} s timeout passed")
+        message = f"the flow ran past its {run.timeout} s timeout: its execution was stopped (by the deadline sweeper)"
+        return _end(
+            store, run, Ending(RunStatus.TIMED_OUT, now, error=RunError(type=ErrorType.TIMEOUT, message=message))
+        )
+    ending = durable_ending(described, now)
+    return _end(store, run, ending) if ending is not None else None
