@@ -12,7 +12,8 @@ Prints, as tables, and saves as JSON (bench/results.json by default):
    takes in the stack's process and in the sandboxes), and the idle stack's CPU;
 5. list latency and queries with 10 and with 10,000 runs in the table;
 6. a 40-step sequential flow: milliseconds a step, end to end and taken apart (in the
-   worker's invocation, around it within the step, between steps, the flow's start and end);
+   worker's invocation, around it within the step, between steps, the flow's start and end),
+   as ASL and as a code-first flow, with what a million runs of each cost at list prices;
 7. the stack's memory (RSS and PSS of all its processes) at rest, after the throughput
    burst, and once idle sandboxes have been retired (`--keep-idle`: as if they never were).
 Every figure comes from runs whose outcome is checked: each scenario's runs are counted by
@@ -67,6 +68,7 @@ PRICE = {
     "dynamodb_write_unit": 0.625e-6,
     "dynamodb_read_unit": 0.125e-6,
     "sfn_transition": 25e-6,
+    "durable_operation": 8e-6,  # Lambda durable functions
     "s3_put": 5e-6,
     "s3_get": 0.4e-6,
     "sqs_request": 0.40e-6,
@@ -105,6 +107,7 @@ CHAIN_STEPS = 40
 CHAIN_MODULE = """
 import time
 
+from aws_durable_execution_sdk_python import DurableContext
 from pydantic import BaseModel
 
 from taskrun import flow, task
@@ -126,6 +129,14 @@ class ChainArgs(BaseModel):
 
 
 flow("bench/chain", definition="chain.asl.json", parameters=ChainArgs)
+
+
+@flow("bench/chain_code", timeout=600)
+def chain_code(context: DurableContext, n: int = 0, steps: int = 40) -> dict:
+    \"\"\"The same chain as a code-first flow: each step adds one, checkpointed.\"\"\"
+    for index in range(steps):
+        n = context.step(lambda step, value=n: value + 1, name=f"step{index}")
+    return {"n": n}
 """
 
 
@@ -811,6 +822,59 @@ def chain(bench: Bench, repeats: int) -> dict[str, Any]:
     return {"ms_per_step": figures.get("end to end, a step"), "parts_ms": figures}
 
 
+def chain_code(bench: Bench, repeats: int, asl: dict[str, Any]) -> dict[str, Any]:
+    """The same 40 steps as a code-first flow (Lambda durable functions): ms a step end to
+    end and as its history times them, the flow function's invocations, and what a
+    million runs cost on AWS's list prices beside the ASL chain (state transitions and the
+    worker's invocations there; durable operations and the flow function's invocations
+    here; DynamoDB and API Gateway, the same for both, left out)."""
+    label = f"flow bench/chain_code ({CHAIN_STEPS} steps, code-first)"
+    parts: dict[str, list[float]] = collections.defaultdict(list)
+    invocations: list[int] = []
+    operations: list[int] = []
+    for _ in range(repeats):
+        bench.quiet()
+        bench.invocations.clear()
+        body = {"task_id": "bench/chain_code", "arguments": {"steps": CHAIN_STEPS}, "wait": True, "wait_timeout": 120}
+        run = bench.request("POST", "/v1/runs", json=body)
+
+        def counted(run: dict[str, Any]) -> str | None:
+            return None if run["result"] == {"n": CHAIN_STEPS} else f"answered {run['result']}"
+
+        OUTCOMES.add(label, run, counted)
+        if run["status"] != "succeeded":
+            continue
+        steps = bench.request("GET", f"/v1/runs/{run['run_id']}/history", params={"limit": 500})["steps"]
+        between = [_ms(earlier["ended_at"], later["started_at"]) for earlier, later in itertools.pairwise(steps)]
+        parts["end to end, a step"].append(run["duration_ms"] / CHAIN_STEPS)
+        parts["a step, as its history times it"].append(
+            statistics.mean(_ms(step["started_at"], step["ended_at"]) for step in steps)
+        )
+        parts["between steps"].append(statistics.mean(between))
+        invocations.append(sum(1 for name, _ in bench.invocations if name == "FlowFunction"))
+        operations.append(len(steps) + 1)  # its steps and the execution's own start
+    figures = {name: statistics.median(values) for name, values in parts.items()}
+    flow_invocations = statistics.median(invocations) if invocations else 0
+    durable_ops = statistics.median(operations) if operations else 0
+    code_cost = durable_ops * PRICE["durable_operation"] + flow_invocations * PRICE["lambda_request"]
+    asl_cost = (CHAIN_STEPS + 2) * PRICE["sfn_transition"] + CHAIN_STEPS * PRICE["lambda_request"]
+    rows = [[name, f"{ms:.1f}", f"{asl['parts_ms'].get(name, float('nan')):.1f}"] for name, ms in figures.items()]
+    rows.append(["flow function invocations", f"{flow_invocations:g}", f"{CHAIN_STEPS} (the worker's)"])
+    rows.append(["$ a million runs (engine + invocations)", f"{code_cost * 1e6:,.0f}", f"{asl_cost * 1e6:,.0f}"])
+    table(
+        f"A {CHAIN_STEPS}-step flow written as code (median of {repeats} runs: {OUTCOMES.of(label)}), beside ASL",
+        ["part", "code-first", "ASL"],
+        rows,
+    )
+    return {
+        "ms_per_step": figures.get("end to end, a step"),
+        "parts_ms": figures,
+        "flow_function_invocations": flow_invocations,
+        "durable_operations": durable_ops,
+        "dollars_per_million_runs": {"code_first": code_cost * 1e6, "asl": asl_cost * 1e6},
+    }
+
+
 # ------------------------------------------------------------------------------ 7. memory
 
 
@@ -901,6 +965,7 @@ def main() -> None:
             bench.quiet()
             memory["after the throughput burst"] = footprint()
             results["flow_40_steps"] = chain(bench, 1 if quick else 3)
+            results["code_flow_40_steps"] = chain_code(bench, 1 if quick else 3, results["flow_40_steps"])
             results["scale"] = scale(bench)
             memory[f"{args.idle_seconds:g} s idle after"] = after_idle(bench, args.keep_idle, args.idle_seconds)
             memory_table(memory, args.keep_idle)

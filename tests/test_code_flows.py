@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from taskrun.local.stack import LocalStack
 from taskrun.runs.sweeper import GRACE_SECONDS
+from tests.receiver import Receiver
 from tests.test_cli import kill, started
 from tests.waiting import until
 
@@ -255,3 +256,40 @@ def test_an_execution_name_is_one_execution_and_refused_with_other_input(api: ht
     assert refused.value.response["Error"]["Code"] == "DurableExecutionAlreadyStartedException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
     lam.stop_durable_execution(DurableExecutionArn=first["DurableExecutionArn"])
+
+
+def test_a_code_first_flow_is_a_run_like_any_other(api: httpx.Client, receiver: Receiver, tmp_path: Path) -> None:
+    arguments = {"name": "Ed", "marks": str(tmp_path / "marks")}
+    body = {"task_id": "durable/greet", "arguments": arguments}
+    # tags, a json_schema its result is held to, a webhook, an idempotency key
+    schema = {"type": "object", "required": ["greeting"]}
+    extra = {"tags": ["ops"], "json_schema": schema, "webhook_url": receiver.url}
+    key = {"Idempotency-Key": f"code-flow-{tmp_path.name}"}
+    first = api.post("/v1/runs", json={**body, **extra, "wait": True}, headers=key).json()
+    again = api.post("/v1/runs", json={**body, **extra, "wait": True}, headers=key).json()
+    assert first["status"] == "succeeded" and again["run_id"] == first["run_id"]
+    assert first["tags"] == ["ops"]
+    receiver.wait_for(lambda: bool(receiver.of_run(first["run_id"])), timeout=20)
+    (delivered,) = receiver.of_run(first["run_id"])
+    assert receiver.verify(delivered)["data"]["result"] == {"greeting": "hello Ed, goodbye"}
+    # a result against the run's json_schema fails it
+    strict = {"type": "object", "required": ["farewell"]}
+    broken = ran(api, {**body, "json_schema": strict})
+    assert broken["status"] == "failed" and broken["error"]["type"] == "validation_error"
+    # a re-run, a batch, a delayed start
+    plain = ran(api, body)
+    rerun = api.post(f"/v1/runs/{plain['run_id']}/rerun", params={"wait": "true"}).json()
+    assert rerun["status"] == "succeeded" and rerun["rerun_of"] == plain["run_id"]
+    assert rerun["result"] == plain["result"] == {"greeting": "hello Ed, goodbye"}
+    batch = api.post("/v1/runs/batch", json={"runs": [body, body]}).json()["runs"]
+    assert len(batch) == 2 and all(item["run"]["task_type"] == "flow" for item in batch)
+    delayed = api.post("/v1/runs", json={**body, "delay": 2}).json()
+    assert delayed["status"] == "queued"
+    ended = api.get(f"/v1/runs/{delayed['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded", ended
+    for item in batch:
+        done = api.get(f"/v1/runs/{item['run']['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+        assert done["status"] == "succeeded", done
+    # and the compatible endpoint runs it as a flow
+    compat = api.post("/api/v0/tools/tasks/run", json={**body, "task_type": "flow"}).json()
+    assert compat["success"] is True and compat["result"] == {"greeting": "hello Ed, goodbye"}

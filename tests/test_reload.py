@@ -106,3 +106,47 @@ def test_a_module_that_raises_as_it_imports_is_named_with_its_line(api: httpx.Cl
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
     until(lambda: run(api, "live/version").get("result") == "one")
+
+
+CODE_FLOW_MODULE = """
+from aws_durable_execution_sdk_python import DurableContext
+from taskrun import flow
+
+
+@flow("live/edited", timeout=120, description="VERSION")
+def edited(context: DurableContext) -> dict:
+    before = context.step(lambda step: "VERSION", name="before")
+    answer = context.wait_for_callback(lambda callback_id, ctx: None, name="go")
+    after = context.step(lambda step: "VERSION", name="after")
+    return {"before": before, "after": after, "answer": answer}
+"""
+
+
+def test_a_code_first_flow_waiting_when_its_module_is_edited_finishes_on_the_code_it_started_with(
+    api: httpx.Client, live_tasks: Path
+) -> None:
+    module = live_tasks / "edited_flow.py"
+    module.write_text(CODE_FLOW_MODULE.replace("VERSION", "one"))
+    try:
+        until(lambda: api.get("/v1/tasks/live/edited").json().get("description") == "one")
+        # Given a run of the flow waiting for its callback
+        waiting = api.post("/v1/runs", json={"task_id": "live/edited", "arguments": {}}).json()
+        (callback,) = until(lambda: api.get(f"/v1/runs/{waiting['run_id']}/callbacks").json()["callbacks"], 20)
+        # When the flow's module is edited (the catalog shows the new version)
+        module.write_text(CODE_FLOW_MODULE.replace("VERSION", "two"))
+        until(lambda: api.get("/v1/tasks/live/edited").json().get("description") == "two")
+        # and the waiting run goes on
+        url = f"/v1/runs/{waiting['run_id']}/callbacks/{callback['callback_id']}"
+        assert api.post(url, json={"output": "go"}).status_code == 200
+        ended = api.get(f"/v1/runs/{waiting['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+        # Then it finished on the code it started with
+        assert ended["status"] == "succeeded", ended
+        assert ended["result"] == {"before": "one", "after": "one", "answer": '"go"'}
+        # and a run started now runs the new code
+        fresh = api.post("/v1/runs", json={"task_id": "live/edited", "arguments": {}}).json()
+        (callback,) = until(lambda: api.get(f"/v1/runs/{fresh['run_id']}/callbacks").json()["callbacks"], 20)
+        api.post(f"/v1/runs/{fresh['run_id']}/callbacks/{callback['callback_id']}", json={"output": "go"})
+        done = api.get(f"/v1/runs/{fresh['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+        assert done["result"] == {"before": "two", "after": "two", "answer": '"go"'}, done
+    finally:
+        module.unlink()

@@ -108,9 +108,9 @@ class SandboxInvoker(LambdaInvoker):
         account_id: str | None = None,
         region_name: str | None = None,
     ) -> InvokeResponse:
-        name = function_name.split(":", 1)[0]
+        name, _, version = function_name.partition(":")
         try:
-            text = self._runtime.invoke_text(name, json.dumps(input.to_json_dict()))
+            text = self._runtime.invoke_version_text(name, version, json.dumps(input.to_json_dict()))
         except FunctionError as error:  # the engine counts it a failed attempt and tries again
             raise DurableFunctionsTestError(f"{name} failed: {error}") from error
         return InvokeResponse.from_payload(text.encode(), f"local-{uuid.uuid4()}")
@@ -133,7 +133,7 @@ class DurableEngine:
         self.judge: Callable[[Any, str, str], None] | None = None  # IAM's, once the emulator has one
 
     def start(self) -> int:
-        """Open the executions' store and take up the executions a stop left running; how many."""
+        """Open the executions' store; how many executions a stop left running."""
         if self.folder is None:
             self.store: Any = InMemoryExecutionStore()
         else:
@@ -158,6 +158,11 @@ class DurableEngine:
         self.scheduler.start()
         self._handlers = {route: handler(self.executor) for route, (_, handler) in ACTIONS.items()}
         self._router = routes.Router()
+        return len(self.running())
+
+    def resume(self) -> int:
+        """Take up the executions a stop left running (once the versions they run on are
+        published again); how many."""
         return self._resume(self.running())
 
     def stop(self) -> None:

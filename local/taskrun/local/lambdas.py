@@ -182,6 +182,7 @@ class LambdaRuntime:
         self._region = region
         self._concurrency = concurrency
         self._pools: dict[str, FunctionPool] = {}
+        self._versions: dict[str, list[dict[str, str]]] = {}  # a function's published versions' variables
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(max_workers=concurrency * 4, thread_name_prefix="lambda-async")
         self.environment: dict[str, str] = {}  # for every sandbox: the emulator's endpoint, credentials, overrides
@@ -207,11 +208,14 @@ class LambdaRuntime:
         if self.echo_logs:
             print(f"[{function}] {line}", file=sys.stderr, flush=True)
 
-    def pool(self, name: str) -> FunctionPool:
+    def pool(self, name: str, version: str | None = None) -> FunctionPool:
+        """The sandboxes of a function, or of one of its published versions."""
         with self._lock:
-            pool = self._pools.get(name)
+            key = name if version is None else f"{name}:{version}"
+            pool = self._pools.get(key)
             if pool is None:
                 spec = self._functions[name]
+                published = self._versions[name][int(version) - 1] if version is not None else {}
                 image = FunctionImage(
                     name=name,
                     code_uri=str(spec.code_uri),
@@ -222,14 +226,37 @@ class LambdaRuntime:
                     environment={
                         **spec.environment,
                         **self.environment,
+                        **published,
                         **self.credentials.get(name, {}),
                         "AWS_LAMBDA_FUNCTION_NAME": name,
                         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
-                        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                        "AWS_LAMBDA_FUNCTION_VERSION": version or "$LATEST",
                     },
                 )
-                pool = self._pools[name] = FunctionPool(image, self._concurrency, self._log)
+                pool = self._pools[key] = FunctionPool(image, self._concurrency, self._log)
             return pool
+
+    def publish_version(self, name_or_arn: str, variables: Mapping[str, str]) -> str:
+        """Publish a version of a function whose sandboxes get these variables over its own
+        (its code, locally: the task modules as they were); the version's number."""
+        name = self.function_name(name_or_arn)
+        with self._lock:
+            versions = self._versions.setdefault(name, [])
+            versions.append(dict(variables))
+            return str(len(versions))
+
+    def latest_version(self, name_or_arn: str) -> str | None:
+        with self._lock:
+            versions = self._versions.get(self.function_name(name_or_arn))
+            return str(len(versions)) if versions else None
+
+    def invoke_version_text(self, name_or_arn: str, version: str, event_text: str) -> str:
+        """A synchronous invocation of a published version (a number); of $LATEST otherwise."""
+        name = self.function_name(name_or_arn)
+        known = self._versions.get(name, [])
+        if not (version.isdigit() and 1 <= int(version) <= len(known)):
+            return self.invoke_text(name, event_text)
+        return self.pool(name, version).invoke(event_text, None)
 
     def pools(self) -> dict[str, FunctionPool]:
         """The functions invoked so far, each with its sandboxes."""

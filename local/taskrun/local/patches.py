@@ -83,8 +83,11 @@ def route_lambda_to(runtime: LambdaRuntime, engine: DurableEngine | None = None)
         if not DURABLE_NAME.fullmatch(name):
             raise JsonRESTError("InvalidParameterValueException", "a durable execution's name is 1-64 [A-Za-z0-9-_]")
         text = body.decode() if isinstance(body, bytes) else str(body or "{}")
+        version = qualifier or "$LATEST"
+        if not version.isdigit() and version != "$LATEST":  # an alias: the version it points at now
+            version = runtime.latest_version(spec.logical_id) or "$LATEST"
         try:
-            return engine.start_execution(spec.logical_id, qualifier or "$LATEST", name, text, spec.durable_timeout)
+            return engine.start_execution(spec.logical_id, version, name, text, spec.durable_timeout)
         except AlreadyStarted as error:
             refused = JsonRESTError("DurableExecutionAlreadyStartedException", str(error))
             refused.code = 409
@@ -103,6 +106,8 @@ def route_lambda_to(runtime: LambdaRuntime, engine: DurableEngine | None = None)
             return original(self, function_name, qualifier, body, headers, response_headers)
         spec = runtime.spec(function_name)
         if spec is not None and spec.durable_timeout is not None:
+            named = function_name.split(":function:")[-1].split(":")  # name[:qualifier], or an ARN's
+            qualifier = qualifier or (named[1] if len(named) > 1 else None)
             response_headers["X-Amz-Durable-Execution-Arn"] = start_execution(spec, qualifier, body, headers)
             return b""
         event = json.loads(body) if body else {}

@@ -224,6 +224,10 @@ class LocalStack:
         overrides["TASKRUN_WEBHOOK_SECRET"] = self.webhook_secret
         overrides["TASKRUN_SECRETS_DIR"] = str(self.secrets_path())
         self._kept_dir = Path(tempfile.mkdtemp(prefix="taskrun-kept-"))  # the task modules' last good sources
+        # the durable functions' versions: kept with the state, so a waiting flow resumes on its own
+        self._versions_dir = private_folder(
+            self.data_dir / "flow-versions" if self.data_dir is not None else Path(tempfile.mkdtemp(prefix="taskrun-"))
+        )
         overrides[KEPT_MODULES] = str(self._kept_dir)
         self.emulator = Emulator(self.stack, {**overrides, **self.settings_overrides}, self.data_dir)
         self.emulator.runtime.idle_seconds = self.idle_seconds or idle_seconds_setting()
@@ -249,6 +253,8 @@ class LocalStack:
         self.woken_runs = wake_queued_runs(runs_table)
         self.resumed_deliveries = resume_deliveries()
         self._create_flows_from_task_dirs()
+        self._publish_flow_versions(kept=True)
+        self.emulator.durable.resume()  # on the versions they started on
         self.dispatched_again, self.expired_runs = cut_off.dispatch_pending(runs_table)  # flows' machines exist now
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
@@ -319,7 +325,30 @@ class LocalStack:
                 file=sys.stderr,
                 flush=True,
             )
+        self._publish_flow_versions()
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
+
+    def _publish_flow_versions(self, kept: bool = False) -> None:
+        """A durable function's execution keeps the version it started on, as on AWS, where
+        each deploy publishes one: locally a version is the task modules as they are now
+        (the last source of each that imported), kept in the state folder. With `kept`, the
+        versions kept from before are published again first, in their order."""
+        runtime = self.emulator.runtime
+        folder = self._versions_dir
+        numbers = sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit()) if kept else []
+        sources = {path.name: path.read_text() for path in sorted(self._kept_dir.glob("*.py"))}
+        for spec in self.emulator.functions:
+            if spec.durable_timeout is None:
+                continue
+            for number in numbers:
+                runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(folder / str(number))})
+            latest = runtime.latest_version(spec.logical_id)
+            if latest is not None and _sources_in(folder / latest) == sources:
+                continue  # the code is as the last version has it
+            version = private_folder(folder / str(int(latest or 0) + 1))
+            for name, text in sources.items():
+                write_private(version / name, text)
+            runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(version)})
 
     def _create_flows_from_task_dirs(self) -> None:
         """The template's state machines exist; a flow registered in a tasks directory gets
@@ -375,3 +404,7 @@ def idle_seconds_setting() -> float:
     if not 0 < seconds < 86_400:
         raise ValueError(f"{IDLE_SETTING} is a number of seconds above 0 and below 86400, not {text!r}")
     return seconds
+
+
+def _sources_in(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.glob("*.py"))} if folder.is_dir() else {}
