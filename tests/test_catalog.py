@@ -6,12 +6,13 @@ import random
 from typing import Annotated
 
 import pytest
+from aws_durable_execution_sdk_python import DurableContext
 from pydantic import BaseModel, Field
 
 from taskrun.catalog.context import RunContext
 from taskrun.catalog.definitions import ScriptRevision
 from taskrun.catalog.masking import MASK, Secret
-from taskrun.catalog.registry import Catalog, task
+from taskrun.catalog.registry import Catalog, flow, task
 from taskrun.errors import InvalidInput, TaskNotFound
 from taskrun.ids import new_run_id
 from taskrun.models import Run, utcnow
@@ -133,3 +134,40 @@ def test_a_catalog_s_loader_runs_at_the_first_lookup_that_needs_the_tasks_and_ag
     # a run recorded before the flag was kept (None) is masked by its task's parameters
     assert registry.shown(recorded).arguments == {"password": MASK}
     assert calls == [0, 1]
+
+
+def test_a_code_first_flow_is_registered_from_its_signature() -> None:
+    registry = Catalog()
+
+    @flow("orders/fulfil", timeout=3600, registry=registry)
+    def fulfil(context: DurableContext, order_id: str, quantity: int = 1) -> dict[str, str]:
+        """Fulfil an order."""
+        return {}
+
+    definition = registry.get("orders/fulfil")
+    assert definition.task_type == "flow" and definition.timeout == 3600
+    assert definition.description == "Fulfil an order."
+    schema = definition.latest.parameters_schema
+    assert set(schema["properties"]) == {"order_id", "quantity"} and schema["required"] == ["order_id"]
+    assert definition.latest.output_adapter.json_schema()["type"] == "object"
+    # its first parameter must be the DurableContext: a script is a @task
+    with pytest.raises(TypeError, match="first parameter is the DurableContext"):
+
+        @flow("orders/bad", registry=registry)
+        def bad(order_id: str) -> None: ...
+
+    # a second flow or task under the same id is refused, the same function loaded again is not
+    with pytest.raises(ValueError, match="registered already"):
+
+        @flow("orders/fulfil", registry=registry)
+        def other(context: DurableContext) -> None: ...
+
+    with pytest.raises(ValueError, match="already registered as a flow"):
+        task("orders/fulfil", registry=registry)(lambda: None)
+    flow("orders/fulfil", timeout=60, registry=registry)(fulfil)
+    assert registry.get("orders/fulfil").timeout == 60
+    # a year at most, and parameters belong to an ASL flow only
+    with pytest.raises(ValueError, match="a year"):
+        flow("orders/long", timeout=400 * 86_400, registry=registry)(fulfil)
+    with pytest.raises(TypeError, match="parameters go with a definition"):
+        flow("orders/odd", parameters=BaseModel, registry=registry)

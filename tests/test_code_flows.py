@@ -293,3 +293,29 @@ def test_a_code_first_flow_is_a_run_like_any_other(api: httpx.Client, receiver: 
     # and the compatible endpoint runs it as a flow
     compat = api.post("/api/v0/tools/tasks/run", json={**body, "task_type": "flow"}).json()
     assert compat["success"] is True and compat["result"] == {"greeting": "hello Ed, goodbye"}
+
+
+def test_a_step_whose_result_is_not_json_fails_the_run_saying_so(api: httpx.Client) -> None:
+    run = ran(api, {"task_id": "durable/unjson", "arguments": {}})
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "execution_error"
+    assert run["error"]["message"].startswith("step 'odd' returned a result JSON cannot hold")
+
+
+def test_a_schedule_starts_a_code_first_flow(api: httpx.Client, tmp_path: Path) -> None:
+    body = {
+        "task_id": "durable/greet",
+        "arguments": {"name": "Sy", "marks": str(tmp_path / "marks")},
+        "expression": "rate(1 day)",
+    }
+    schedule = api.post("/v1/schedules", json=body)
+    assert schedule.status_code == 201, schedule.text
+    try:
+        started = api.post(f"/v1/schedules/{schedule.json()['schedule_id']}/execute")
+        assert started.status_code in (200, 201, 202), started.text
+        run_id = started.json()["run_id"]
+        ended = api.get(f"/v1/runs/{run_id}", params={"wait": "true", "wait_timeout": 20}).json()
+        assert ended["status"] == "succeeded" and ended["task_type"] == "flow", ended
+        assert ended["result"] == {"greeting": "hello Sy, goodbye"}
+    finally:
+        api.delete(f"/v1/schedules/{schedule.json()['schedule_id']}")

@@ -581,3 +581,15 @@ def test_resources_outside_a_key_s_tasks_or_unknown_are_not_found(api: httpx.Cli
         "taskrun://tasks/examples/math/square",
         "taskrun://tasks/examples/math/sum",
     ]
+
+
+def test_a_code_first_flow_is_a_tool_too(api: httpx.Client, base_url: str, tmp_path: Any) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        return await client.call_tool("examples__order_code", {"order_id": "m-1", "quantity": 3})
+
+    result = with_client(base_url, {"X-API-KEY": API_KEY}, "auto", call)
+    assert result.is_error is False, result
+    assert result.structured_content is not None and result.structured_content["status"] == "shipped"
+    run_id = result.meta["taskrun/run_id"] if result.meta else None
+    run = api.get(f"/v1/runs/{run_id}").json()
+    assert (run["task_type"], run["triggered_by"], run["status"]) == ("flow", "mcp", "succeeded")

@@ -48,3 +48,9 @@ def approve(context: DurableContext, marks: str) -> dict[str, object]:
     context.step(mark(marks, "asked"), name="ask")
     answer = context.wait_for_callback(lambda callback_id, ctx: None, name="approval")
     return {"answer": answer}
+
+
+@flow("durable/unjson", timeout=60)
+def unjson(context: DurableContext) -> None:
+    """A step whose result JSON cannot hold."""
+    context.step(lambda step: {1, 2}, name="odd")

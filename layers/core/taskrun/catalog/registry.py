@@ -275,7 +275,10 @@ def _code_flow_revision(function: Callable[..., Any]) -> CodeFlowRevision:
     if not callable(function) or inspect.iscoroutinefunction(function):
         raise TypeError(f"a code-first flow is a plain function, not {function!r}")
     parameters = list(inspect.signature(function).parameters)
-    hints = get_type_hints(function, include_extras=True)
+    try:
+        hints = get_type_hints(function, include_extras=True)
+    except NameError as error:  # an annotation naming what the module does not import
+        raise TypeError(f"{function.__qualname__}: its annotations do not resolve: {error}") from None
     if not parameters or hints.get(parameters[0]) is not DurableContext:
         raise TypeError(
             f"{function.__qualname__}: a code-first flow's first parameter is the DurableContext "

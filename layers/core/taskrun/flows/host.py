@@ -32,6 +32,7 @@ from taskrun.telemetry import count
 logger = Logger(child=True)
 
 MAX_RESULT_BYTES = 256 * 1024  # a durable execution's result
+SERDES_ERRORS = ("SerDesError", "RetryableSerDesError")  # the SDK could not keep a step's result
 
 
 class FlowInput(BaseModel):
@@ -103,7 +104,9 @@ class FlowHost:
         if step is not None and step.error:  # the step's own exception, which the SDK wrapped
             kind, text = step.error.rsplit(".", 1)[-1], step.cause or text
         message = f"{kind}: {text}".rstrip(": ")
-        if step is not None:
+        if step is not None and kind in SERDES_ERRORS:
+            message = f"step {step.name!r} returned a result JSON cannot hold ({text})"
+        elif step is not None:
             message = f"step {step.name!r} failed: {message}"
         error = RunError(type=ErrorType.EXECUTION_ERROR, message=message, exception_type=kind)
         return Ending(RunStatus.FAILED, now, None, error, started_at=started_at)
