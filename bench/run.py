@@ -388,6 +388,16 @@ class Bench:
                 self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
 
         runtime.invoke_text = counted  # type: ignore[method-assign]
+        versioned = runtime.invoke_version_text
+
+        def counted_version(name_or_arn: str, version: str, event_text: str) -> str:
+            began = time.perf_counter()
+            try:
+                return versioned(name_or_arn, version, event_text)
+            finally:
+                self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
+
+        runtime.invoke_version_text = counted_version  # type: ignore[method-assign]
         template = Stack(ROOT / "template.yaml", "us-east-1")
         self.memory = {spec.logical_id: spec.memory for spec in template.functions()}
         self.http = httpx.Client(base_url=self.url, headers={"X-API-KEY": KEY}, timeout=120)
@@ -851,6 +861,8 @@ def chain_code(bench: Bench, repeats: int, asl: dict[str, Any]) -> dict[str, Any
             statistics.mean(_ms(step["started_at"], step["ended_at"]) for step in steps)
         )
         parts["between steps"].append(statistics.mean(between))
+        parts["flow start (once)"].append(_ms(run["started_at"] or run["created_at"], steps[0]["started_at"]))
+        parts["flow end (once)"].append(_ms(steps[-1]["ended_at"], run["ended_at"]))
         invocations.append(sum(1 for name, _ in bench.invocations if name == "FlowFunction"))
         operations.append(len(steps) + 1)  # its steps and the execution's own start
     figures = {name: statistics.median(values) for name, values in parts.items()}
@@ -858,7 +870,10 @@ def chain_code(bench: Bench, repeats: int, asl: dict[str, Any]) -> dict[str, Any
     durable_ops = statistics.median(operations) if operations else 0
     code_cost = durable_ops * PRICE["durable_operation"] + flow_invocations * PRICE["lambda_request"]
     asl_cost = (CHAIN_STEPS + 2) * PRICE["sfn_transition"] + CHAIN_STEPS * PRICE["lambda_request"]
-    rows = [[name, f"{ms:.1f}", f"{asl['parts_ms'].get(name, float('nan')):.1f}"] for name, ms in figures.items()]
+    rows = [
+        [name, f"{ms:.1f}", f"{asl['parts_ms'][name]:.1f}" if name in asl["parts_ms"] else "-"]
+        for name, ms in figures.items()
+    ]
     rows.append(["flow function invocations", f"{flow_invocations:g}", f"{CHAIN_STEPS} (the worker's)"])
     rows.append(["$ a million runs (engine + invocations)", f"{code_cost * 1e6:,.0f}", f"{asl_cost * 1e6:,.0f}"])
     table(
