@@ -42,8 +42,9 @@ from aws_durable_execution_sdk_python_testing.web import handlers, routes
 from aws_durable_execution_sdk_python_testing.web.models import HTTPRequest, HTTPResponse
 
 from taskrun.local.lambdas import LambdaRuntime
-from taskrun.local.resources import ACCOUNT_ID
+from taskrun.local.resources import ACCOUNT_ID, FunctionSpec
 from taskrun.local.sandbox import FunctionError
+from taskrun.private import private_folder, write_private
 
 MAX_PAGE_BYTES = 6 * 1024 * 1024  # an invocation's input, as Lambda's
 INVOCATION_TIMEOUT_SECONDS = 900
@@ -278,3 +279,30 @@ def durable_api(app: Callable[..., Any], engine: DurableEngine) -> Callable[...,
         return [body]
 
     return serve
+
+
+def publish_versions(
+    runtime: LambdaRuntime, functions: list[FunctionSpec], folder: Path, kept_dir: Path, kept: bool = False
+) -> None:
+    """A durable function's execution keeps the version it started on, as on AWS, where each
+    deploy publishes one: locally a version is the task modules as they are now (the last
+    source of each that imported, in `kept_dir`), kept in the state folder (`folder`). With
+    `kept`, the versions kept from before are published again first, in their order."""
+    numbers = sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit()) if kept else []
+    sources = _sources_in(kept_dir)
+    for spec in functions:
+        if spec.durable_timeout is None:
+            continue
+        for number in numbers:
+            runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(folder / str(number))})
+        latest = runtime.latest_version(spec.logical_id)
+        if latest is not None and _sources_in(folder / latest) == sources:
+            continue  # the code is as the last version has it
+        version = private_folder(folder / str(int(latest or 0) + 1))
+        for name, text in sources.items():
+            write_private(version / name, text)
+        runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(version)})
+
+
+def _sources_in(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.glob("*.py"))} if folder.is_dir() else {}

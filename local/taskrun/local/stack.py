@@ -18,6 +18,7 @@ from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
 from taskrun.catalog.registry import catalog
 from taskrun.flows.durable import is_durable
 from taskrun.local.clock import ScheduleClock
+from taskrun.local.durable import publish_versions
 from taskrun.local.emulator import Emulator
 from taskrun.local.gateway import READ_TIMEOUT_SECONDS, Gateway
 from taskrun.local.lambdas import DEFAULT_IDLE_SECONDS
@@ -329,26 +330,7 @@ class LocalStack:
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
     def _publish_flow_versions(self, kept: bool = False) -> None:
-        """A durable function's execution keeps the version it started on, as on AWS, where
-        each deploy publishes one: locally a version is the task modules as they are now
-        (the last source of each that imported), kept in the state folder. With `kept`, the
-        versions kept from before are published again first, in their order."""
-        runtime = self.emulator.runtime
-        folder = self._versions_dir
-        numbers = sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit()) if kept else []
-        sources = {path.name: path.read_text() for path in sorted(self._kept_dir.glob("*.py"))}
-        for spec in self.emulator.functions:
-            if spec.durable_timeout is None:
-                continue
-            for number in numbers:
-                runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(folder / str(number))})
-            latest = runtime.latest_version(spec.logical_id)
-            if latest is not None and _sources_in(folder / latest) == sources:
-                continue  # the code is as the last version has it
-            version = private_folder(folder / str(int(latest or 0) + 1))
-            for name, text in sources.items():
-                write_private(version / name, text)
-            runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(version)})
+        publish_versions(self.emulator.runtime, self.emulator.functions, self._versions_dir, self._kept_dir, kept)
 
     def _create_flows_from_task_dirs(self) -> None:
         """The template's state machines exist; a flow registered in a tasks directory gets
@@ -404,7 +386,3 @@ def idle_seconds_setting() -> float:
     if not 0 < seconds < 86_400:
         raise ValueError(f"{IDLE_SETTING} is a number of seconds above 0 and below 86400, not {text!r}")
     return seconds
-
-
-def _sources_in(folder: Path) -> dict[str, str]:
-    return {path.name: path.read_text() for path in sorted(folder.glob("*.py"))} if folder.is_dir() else {}
