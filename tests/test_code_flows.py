@@ -232,7 +232,10 @@ def test_a_flow_function_without_its_checkpoint_permission_is_refused_by_iam(
             call for call in judge.refused[refused_before:] if call.action.endswith("CheckpointDurableExecution")
         )
         assert refused.function == "FlowFunction"
-        assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running"  # nothing checkpointed, nothing ended
+        # and the run ends failed, saying so, rather than wait for ever
+        ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+        assert ended["status"] == "failed", ended
+        assert "AccessDenied" in ended["error"]["message"], ended["error"]
     finally:
         roles[:] = kept
 

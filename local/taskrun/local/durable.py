@@ -175,12 +175,16 @@ class DurableEngine:
 
     def _resume(self, executions: Iterable[Any]) -> int:
         """Arm again what was armed in the engine's memory when it stopped: each running
-        execution's next wait or retry (fired at once if overdue), and its end's event."""
+        execution's next wait or retry (fired at once if overdue), and its end's event; and
+        invoke it again, as Lambda does an invocation that was lost (a stop may have cut one
+        off before it checkpointed its wait: it replays, its done steps answered from their
+        checkpoints; one that only waits answers PENDING again)."""
         count = 0
         for execution in executions:
             arn = execution.durable_execution_arn
             self.executor._completion_events.setdefault(arn, self.scheduler.create_event())
             self.executor._schedule_earliest_pending(arn)
+            self.executor._invoke_execution(arn)
             count += 1
         return count
 
