@@ -322,3 +322,19 @@ def test_a_schedule_starts_a_code_first_flow(api: httpx.Client, tmp_path: Path) 
         assert ended["result"] == {"greeting": "hello Sy, goodbye"}
     finally:
         api.delete(f"/v1/schedules/{schedule.json()['schedule_id']}")
+
+
+def test_a_catalog_script_runs_as_a_step_and_its_progress_is_the_runs(api: httpx.Client) -> None:
+    run = ran(api, {"task_id": "durable/scripted", "arguments": {"n": 5}})
+    assert run["status"] == "succeeded", run
+    assert run["result"] == {"n": 7}
+    assert run["progress"]["message"] == "counted past 6"
+    steps = api.get(f"/v1/runs/{run['run_id']}/history").json()["steps"]
+    assert [(step["name"], step["output"]) for step in steps] == [("count", 6), ("again", 7)]
+    # a step's arguments are the script's to judge: a bad one fails the step, saying so
+    refused = ran(api, {"task_id": "durable/misscripted", "arguments": {}})
+    assert refused["status"] == "failed", refused
+    assert refused["error"]["exception_type"] == "InvalidInput"
+    assert refused["error"]["message"].startswith(
+        "step 'count' failed: InvalidInput: the arguments of durable/count do not match its parameters: arguments.n: "
+    )

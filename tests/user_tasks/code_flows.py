@@ -8,7 +8,7 @@ from aws_durable_execution_sdk_python import DurableContext, StepContext, durabl
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
-from taskrun import flow
+from taskrun import RunContext, flow, script_step, task
 
 ONCE = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(max_attempts=1)))
 
@@ -54,3 +54,24 @@ def approve(context: DurableContext, marks: str) -> dict[str, object]:
 def unjson(context: DurableContext) -> None:
     """A step whose result JSON cannot hold."""
     context.step(lambda step: {1, 2}, name="odd")
+
+
+@task("durable/count", timeout=10)
+def count(n: int, context: RunContext) -> int:
+    """Counts one on, saying so."""
+    context.progress(1, 1, f"counted past {n}")
+    return n + 1
+
+
+@flow("durable/scripted", timeout=60)
+def scripted(context: DurableContext, n: int) -> dict[str, int]:
+    """Catalog scripts as steps."""
+    once = context.step(script_step("durable/count", n=n), name="count")
+    twice = context.step(script_step("durable/count", n=once), name="again", config=ONCE)
+    return {"n": twice}
+
+
+@flow("durable/misscripted", timeout=60)
+def misscripted(context: DurableContext) -> int:
+    """A script step given an argument of the wrong type."""
+    return int(context.step(script_step("durable/count", n="five"), name="count", config=ONCE))

@@ -24,7 +24,8 @@ from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidResult, RunNotFound
 from taskrun.flows.durable import DurableFlows, steps_of
 from taskrun.flows.stepfunctions import FlowStep, failed_step
-from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
+from taskrun.flows.steps import FlowRun, serving
+from taskrun.models import ErrorType, Progress, Run, RunError, RunStatus, utcnow
 from taskrun.results.bucket import check_against
 from taskrun.runs.store import Ending, RunStore, end_once
 from taskrun.telemetry import count
@@ -57,7 +58,15 @@ class FlowHost:
         revision = self.catalog.get(started.task_id).revisions.get(started.revision)
         if not isinstance(revision, CodeFlowRevision):
             raise LookupError(f"no code-first flow {started.task_id!r} revision {started.revision!r} here")
-        return revision.call(started.arguments, context)
+
+        def report(progress: Progress) -> None:  # a script step's progress is the run's
+            self.store.set_progress(started.run_id, progress)
+
+        serving(FlowRun(started.run_id, self.catalog, report))
+        try:
+            return revision.call(started.arguments, context)
+        finally:
+            serving(None)
 
     def handle(self, event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
         """One invocation of the execution; the run ends with the invocation that ends it."""
