@@ -5,13 +5,14 @@ person's approval first."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_durable_execution_sdk_python import DurableContext, StepContext, durable_step
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.exceptions import CallbackError, StepError
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 from flows import STOCK, OutOfStock, StockBusy
+from pydantic import Field
 
 from taskrun import flow
 
@@ -52,10 +53,10 @@ def ship(step: StepContext, order_id: str, method: str) -> str:
 @flow("examples/order_code", timeout=86_400)
 def order(
     context: DurableContext,
-    order_id: str,
-    quantity: int,
+    order_id: Annotated[str, Field(min_length=1, max_length=64)],
+    quantity: Annotated[int, Field(ge=1)],
     express: bool = False,
-    cool_down: int = 0,
+    cool_down: Annotated[int, Field(ge=0, le=3600)] = 0,
     approval: bool = False,
 ) -> dict[str, Any]:
     """Reserve, price and ship an order, as examples/order does, written as Python:

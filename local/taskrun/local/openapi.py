@@ -26,7 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn,
 from taskrun import __version__
 from taskrun.access.scopes import scope_of
 from taskrun.api import problem_answer
-from taskrun.catalog.definitions import FlowRevision, ScriptRevision, TaskDefinition
+from taskrun.catalog.definitions import CodeFlowRevision, FlowRevision, ScriptRevision, TaskDefinition
 from taskrun.local.template import Stack
 
 SNAPSHOT = Path("docs") / "openapi.json"
@@ -203,7 +203,7 @@ def _in_bundle(definition: TaskDefinition, root: Path) -> bool:
     revision = definition.latest
     if isinstance(revision, FlowRevision):
         source = revision.definition
-    elif isinstance(revision, ScriptRevision):
+    elif isinstance(revision, ScriptRevision | CodeFlowRevision):
         source = Path(inspect.getsourcefile(revision.function) or "")
     else:
         return False
