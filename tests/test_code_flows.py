@@ -110,10 +110,16 @@ def test_a_flow_waiting_at_a_kill_resumes_at_the_next_start_and_runs_no_step_twi
     data, marks = tmp_path / "state", tmp_path / "marks"
     headers = {"X-API-KEY": "cli-key"}
     body = {"task_id": "durable/greet", "arguments": {"name": "Cy", "marks": str(marks), "pause": 4}}
-    # Given a flow run whose first step ran and which waits, when the stack is killed
+    # Given a flow run whose first step succeeded and which waits, when the stack is killed
     with started("--data", str(data)) as (url, process):
         run = httpx.post(f"{url}/v1/runs", headers=headers, json=body, timeout=30).json()
-        until(lambda: marks.exists() and marks.read_text().split() == ["hello"], 30, "the first step did not run")
+
+        def waiting() -> bool:  # its first step's success checkpointed, its wait begun
+            history = httpx.get(f"{url}/v1/runs/{run['run_id']}/history", headers=headers, timeout=30).json()
+            states = {step["name"]: step["status"] for step in history.get("steps", [])}
+            return states.get("hello") == "succeeded" and states.get("pause") == "running"
+
+        until(waiting, 30, "the flow did not come to its wait")
         kill(process)
     # Then at the next start on the same folder it goes on from its wait, and ends
     with started("--data", str(data)) as (url, process):
