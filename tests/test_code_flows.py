@@ -344,3 +344,19 @@ def test_a_catalog_script_runs_as_a_step_and_its_progress_is_the_runs(api: httpx
     assert refused["error"]["message"].startswith(
         "step 'count' failed: InvalidInput: the arguments of durable/count do not match its parameters: arguments.n: "
     )
+
+
+def test_a_flow_whose_execution_cannot_be_started_ends_dispatch_error_at_once(
+    api: httpx.Client, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a durable execution service that fails every start (unreachable, or down)
+    def down(*args: Any, **kwargs: Any) -> str:
+        raise ConnectionError("the durable execution service is down")
+
+    monkeypatch.setattr(stack.emulator.durable, "start_execution", down)
+    # When a code-first flow is run, the answer is the run ended, saying why, never a 5xx
+    answer = api.post("/v1/runs", json={"task_id": "durable/refuse", "arguments": {"why": "x"}, "wait": True})
+    assert answer.status_code == 201, answer.text
+    run = answer.json()
+    assert run["status"] == "failed" and run["error"]["type"] == "dispatch_error", run
+    assert "the flow's execution could not be started" in run["error"]["message"]

@@ -92,6 +92,10 @@ def route_lambda_to(runtime: LambdaRuntime, engine: DurableEngine | None = None)
             refused = JsonRESTError("DurableExecutionAlreadyStartedException", str(error))
             refused.code = 409
             raise refused from None
+        except Exception as error:  # the service failing answers at once, as Lambda's 500 does
+            failed = JsonRESTError("ServiceException", f"the durable execution service failed: {error}")
+            failed.code = 500
+            raise failed from None
 
     def invoke(
         self: LambdaSimpleBackend,
