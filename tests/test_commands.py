@@ -358,3 +358,16 @@ def test_keys_create_by_a_limited_admin_key_is_refused_beyond_its_own(taskrun: T
     assert "billing/*" in wider.stderr
     within = taskrun("keys", "create", "--scope", "runs:read", "--task", "team/add", TASKRUN_API_KEY=manager)
     assert within.returncode == 0, within.stderr
+
+
+def test_a_code_first_flow_from_the_command_line(taskrun: Taskrun) -> None:
+    shown = taskrun("tasks", "show", "examples/order_code")
+    assert shown.stdout.splitlines()[0] == "examples/order_code (flow)"
+    ran = taskrun("run", "examples/order_code", "-a", "order_id=c-1", "-a", "quantity=2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    run = json.loads(ran.stdout)
+    assert run["status"] == "succeeded" and run["result"]["tracking"] == "STA-c-1"
+    history = taskrun("runs", "history", run["run_id"])
+    assert history.returncode == 0
+    for step in ("reserve", "price", "ship-standard"):
+        assert step in history.stdout
