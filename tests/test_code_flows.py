@@ -360,3 +360,24 @@ def test_a_flow_whose_execution_cannot_be_started_ends_dispatch_error_at_once(
     run = answer.json()
     assert run["status"] == "failed" and run["error"]["type"] == "dispatch_error", run
     assert "the flow's execution could not be started" in run["error"]["message"]
+
+
+def test_a_flow_removed_from_the_catalog_is_a_dispatch_failure_not_a_crash() -> None:
+    from taskrun.catalog.registry import Catalog
+    from taskrun.flows.durable import DurableFlows, FlowEngines
+    from taskrun.flows.stepfunctions import StepFunctions
+    from taskrun.models import Run, RunStatus, TaskType
+    from taskrun.runs.dispatch import DispatchFailed
+
+    engines = FlowEngines(Catalog(), StepFunctions("arn:aws:states:us-east-1:1:stateMachine:x_"), DurableFlows("f"))
+    run = Run(
+        run_id="run_" + "0" * 26,
+        task_id="gone/flow",
+        task_type=TaskType.FLOW,
+        revision="1",
+        arguments={},
+        status=RunStatus.PENDING,
+        created_at=datetime.now(UTC),
+    )
+    with pytest.raises(DispatchFailed, match="no longer in the catalog"):
+        engines.dispatch(run)

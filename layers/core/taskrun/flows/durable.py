@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from taskrun import aws
 from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
+from taskrun.errors import TaskNotFound
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions
 from taskrun.flows.stepfunctions import steps_of as sfn_steps_of
 from taskrun.models import ErrorType, Run, RunError, RunStatus
@@ -182,7 +183,10 @@ class FlowEngines:
         self.durable = durable
 
     def dispatch(self, run: Run) -> str:
-        revision = self.catalog.get(run.task_id).revisions.get(run.revision)
+        try:
+            revision = self.catalog.get(run.task_id).revisions.get(run.revision)
+        except TaskNotFound as missing:  # removed since the run was made (a restart's dispatch)
+            raise DispatchFailed(f"the flow is no longer in the catalog: {missing}") from missing
         if isinstance(revision, CodeFlowRevision):
             return self.durable.dispatch(run)
         return self.sfn.dispatch(run)
