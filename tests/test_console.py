@@ -212,6 +212,20 @@ def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:
     person.shot("flow-ended")
 
 
+def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page, api: httpx.Client) -> None:
+    arguments = {"order_id": "web-1", "quantity": 1, "approval": True}
+    run = started(api, {"task_id": "examples/order_code", "arguments": arguments})
+    person.open(f"#/runs/{run['run_id']}")
+    person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
+    person.click("#callbacks button:not(.secondary)")
+    person.find("#decided")
+    ended = waited(api, run["run_id"])
+    assert ended["status"] == "succeeded" and ended["result"]["status"] == "shipped", ended
+    person.until(lambda: "succeeded" in person.text("#run-head"))
+    person.until(lambda: "ship-standard" in person.text(".timeline"))
+    person.shot("code-flow-ended")
+
+
 def test_a_webhook_delivery_is_retried(person: Page, api: httpx.Client, receiver: Receiver) -> None:
     run = api.post(
         "/v1/runs?wait=true", json={"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": receiver.url}
