@@ -413,8 +413,12 @@ def test_a_failing_run_s_task_completes_with_a_tool_error(base_url: str) -> None
 
 @pytest.mark.parametrize(
     ("name", "arguments"),
-    [("examples__countdown", {"seconds": 60}), ("noisy__paced", {"lines": 60})],
-    ids=["script", "flow"],
+    [
+        ("examples__countdown", {"seconds": 60}),
+        ("noisy__paced", {"lines": 60}),
+        ("examples__order_code", {"order_id": "t-1", "quantity": 1, "approval": True}),
+    ],
+    ids=["script", "flow", "code-first flow"],
 )
 def test_a_cancelled_task_stops_its_run(api: httpx.Client, base_url: str, name: str, arguments: dict[str, Any]) -> None:
     # Given a task of a run a minute long (a script's, or a flow's execution)
@@ -593,3 +597,13 @@ def test_a_code_first_flow_is_a_tool_too(api: httpx.Client, base_url: str, tmp_p
     run_id = result.meta["taskrun/run_id"] if result.meta else None
     run = api.get(f"/v1/runs/{run_id}").json()
     assert (run["task_type"], run["triggered_by"], run["status"]) == ("flow", "mcp", "succeeded")
+
+
+def test_a_code_first_flow_s_long_call_is_a_task_followed_to_its_result(base_url: str) -> None:
+    async def call(client: Client) -> types.CallToolResult:
+        arguments = {"order_id": "t-2", "quantity": 1, "cool_down": 2}
+        return await client.call_tool("examples__order_code", arguments, meta=AT_ONCE)
+
+    result = with_tasks(base_url, call)
+    assert result.is_error is False, result
+    assert result.structured_content is not None and result.structured_content["status"] == "shipped"
