@@ -380,24 +380,16 @@ class Bench:
         runtime = self.stack.emulator.runtime
         original = runtime.invoke_text
 
-        def counted(name_or_arn: str, event_text: str, wait_until: float | None = None) -> str:
+        def counted(
+            name_or_arn: str, event_text: str, wait_until: float | None = None, version: str | None = None
+        ) -> str:
             began = time.perf_counter()
             try:
-                return original(name_or_arn, event_text, wait_until)
+                return original(name_or_arn, event_text, wait_until, version)
             finally:
                 self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
 
         runtime.invoke_text = counted  # type: ignore[method-assign]
-        versioned = runtime.invoke_version_text
-
-        def counted_version(name_or_arn: str, version: str, event_text: str) -> str:
-            began = time.perf_counter()
-            try:
-                return versioned(name_or_arn, version, event_text)
-            finally:
-                self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
-
-        runtime.invoke_version_text = counted_version  # type: ignore[method-assign]
         template = Stack(ROOT / "template.yaml", "us-east-1")
         self.memory = {spec.logical_id: spec.memory for spec in template.functions()}
         self.http = httpx.Client(base_url=self.url, headers={"X-API-KEY": KEY}, timeout=120)

@@ -111,7 +111,7 @@ class SandboxInvoker(LambdaInvoker):
     ) -> InvokeResponse:
         name, _, version = function_name.partition(":")
         try:
-            text = self._runtime.invoke_version_text(name, version, json.dumps(input.to_json_dict()))
+            text = self._runtime.invoke_text(name, json.dumps(input.to_json_dict()), version=version)
         except FunctionError as error:  # the engine counts it a failed attempt and tries again
             raise DurableFunctionsTestError(f"{name} failed: {error}") from error
         return InvokeResponse.from_payload(text.encode(), f"local-{uuid.uuid4()}")

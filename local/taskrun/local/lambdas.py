@@ -250,26 +250,25 @@ class LambdaRuntime:
             versions = self._versions.get(self.function_name(name_or_arn))
             return str(len(versions)) if versions else None
 
-    def invoke_version_text(self, name_or_arn: str, version: str, event_text: str) -> str:
-        """A synchronous invocation of a published version (a number); of $LATEST otherwise."""
-        name = self.function_name(name_or_arn)
-        known = self._versions.get(name, [])
-        if not (version.isdigit() and 1 <= int(version) <= len(known)):
-            return self.invoke_text(name, event_text)
-        return self.pool(name, version).invoke(event_text, None)
-
     def pools(self) -> dict[str, FunctionPool]:
         """The functions invoked so far, each with its sandboxes."""
         with self._lock:
             return dict(self._pools)
 
-    def invoke_text(self, name_or_arn: str, event_text: str, wait_until: float | None = None) -> str:
+    def invoke_text(
+        self, name_or_arn: str, event_text: str, wait_until: float | None = None, version: str | None = None
+    ) -> str:
         """A synchronous invocation with the event as JSON text; the result as JSON text.
-        Past the function's sandboxes it waits for one until `wait_until` (see sandbox_deadline)."""
+        Past the function's sandboxes it waits for one until `wait_until` (see sandbox_deadline).
+        With `version`, a published version's (a number; any other runs $LATEST)."""
         name = self.function_name(name_or_arn)
         if self.faults.strikes("throttle", name):
             raise InvokeRefused(error_payload("TooManyRequestsException", "Rate Exceeded (an injected fault)"), 429)
-        return self.pool(name).invoke(event_text, wait_until)
+        with self._lock:
+            published = len(self._versions.get(name, []))
+        if version is not None and not (version.isdigit() and 1 <= int(version) <= published):
+            version = None
+        return self.pool(name, version).invoke(event_text, wait_until)
 
     def invoke(self, name_or_arn: str, event: Any, wait_until: float | None = None) -> Any:
         """Call the function as Lambda would; its failure raises FunctionError."""

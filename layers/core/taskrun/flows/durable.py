@@ -50,6 +50,13 @@ ENDINGS = {"Succeeded": "succeeded", "Failed": "failed", "TimedOut": "timed_out"
 ENDINGS["Stopped"] = "cancelled"
 
 
+def failure_of(error: dict[str, Any] | None) -> tuple[str, str]:
+    """An execution's or invocation's error (ErrorType, ErrorMessage): the exception's type,
+    unqualified, and its message."""
+    error = error or {}
+    return str(error.get("ErrorType") or "Error").rsplit(".", 1)[-1], str(error.get("ErrorMessage") or "")
+
+
 def durable_ending(described: dict[str, Any], now: datetime) -> Ending | None:
     """How a run ends whose execution ended as GetDurableExecution describes it (None while
     it runs): the ending the flow function would have written, when that was lost."""
@@ -63,8 +70,8 @@ def durable_ending(described: dict[str, Any], now: datetime) -> Ending | None:
             result = described.get("Result")
         return Ending(RunStatus.SUCCEEDED, ended_at, result)
     if status == "FAILED":
-        kind = str(error.get("ErrorType") or "Error").rsplit(".", 1)[-1]
-        message = f"{kind}: {error.get('ErrorMessage') or ''}".rstrip(": ")
+        kind, text = failure_of(error)
+        message = f"{kind}: {text}".rstrip(": ")
         return Ending(
             RunStatus.FAILED,
             ended_at,

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
 from taskrun.errors import InvalidResult, RunNotFound
-from taskrun.flows.durable import DurableFlows, steps_of
+from taskrun.flows.durable import DurableFlows, failure_of, steps_of
 from taskrun.flows.stepfunctions import FlowStep, failed_step
 from taskrun.flows.steps import FlowRun, serving
 from taskrun.models import ErrorType, Progress, Run, RunError, RunStatus, utcnow
@@ -106,12 +106,10 @@ class FlowHost:
                     error = RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid))
                     return Ending(RunStatus.FAILED, now, None, error, started_at=started_at)
             return Ending(RunStatus.SUCCEEDED, now, result, None, started_at=started_at)
-        failure = output.get("Error") or {}
-        kind = str(failure.get("ErrorType") or "Error").rsplit(".", 1)[-1]
-        text = str(failure.get("ErrorMessage") or "")
+        kind, text = failure_of(output.get("Error"))
         step = self._failed_step(execution_arn)
         if step is not None and step.error:  # the step's own exception, which the SDK wrapped
-            kind, text = step.error.rsplit(".", 1)[-1], step.cause or text
+            kind, text = failure_of({"ErrorType": step.error, "ErrorMessage": step.cause or text})
         message = f"{kind}: {text}".rstrip(": ")
         if step is not None and kind in SERDES_ERRORS:
             message = f"step {step.name!r} returned a result JSON cannot hold ({text})"
