@@ -381,3 +381,99 @@ def test_a_flow_removed_from_the_catalog_is_a_dispatch_failure_not_a_crash() -> 
     )
     with pytest.raises(DispatchFailed, match="no longer in the catalog"):
         engines.dispatch(run)
+
+
+FLOW_KEY, STEP_KEY = "fk_live_9Qx2WmZr7TtYv1BnHs4d", "sk_step_L0pQ8cVe3NaKu6Rj"
+
+
+def test_a_flow_and_its_script_steps_read_their_secrets_report_usage_and_keep_logs(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    folder = stack.secrets_path()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (folder / "test-flow-key").write_text(FLOW_KEY)
+    (folder / "test-step-key").write_text(STEP_KEY)
+    try:
+        # When a flow that reads a secret, reports usage, logs and waits runs a script step of its own
+        body = {"task_id": "durable/metered", "arguments": {"amount": 3, "words": "one two three four"}}
+        run = ran(api, body)
+        # Then each read its secret, and the run's usage is both invocations' together
+        assert run["status"] == "succeeded", run
+        assert run["result"] == {"key_length": len(FLOW_KEY), "tokens": 4}
+        assert run["usage"] == {"calls": 1, "tokens": 4}
+        # And the run's logs hold what each invocation printed or logged, once, secrets masked
+        logs = api.get(f"/v1/runs/{run['run_id']}/logs").json()["text"]
+        assert logs.count("charging 3 with ********") == 1, logs
+        assert logs.count("charged, now waiting") == 1, logs  # context.logger is quiet on replay
+        assert "counting with ********" in logs
+        assert logs.index("--- flow started ---") < logs.index("charging") < logs.index("--- flow resumed ---")
+        assert logs.index("--- flow resumed ---") < logs.index("counting with")
+        shown = api.get(f"/v1/runs/{run['run_id']}").text + logs + api.get("/v1/runs?task_id=durable/metered").text
+        assert FLOW_KEY not in shown and STEP_KEY not in shown
+        # And once the flow's secret is gone, its runs fail before a step runs, saying which
+        (folder / "test-flow-key").unlink()
+        missing = ran(api, body)
+        assert missing["status"] == "failed", missing
+        assert missing["error"]["exception_type"] == "SecretNotFound"
+        assert (
+            "the flow's secret 'test-flow-key' is not set (taskrun secrets set test-flow-key)"
+            in (missing["error"]["message"])
+        )
+        assert api.get(f"/v1/runs/{missing['run_id']}/history").json()["steps"] == []
+        # And a script step whose own secret is gone fails that step, naming it
+        (folder / "test-flow-key").write_text(FLOW_KEY)
+        (folder / "test-step-key").unlink()
+        step_missing = ran(api, body)
+        assert step_missing["status"] == "failed", step_missing
+        assert step_missing["error"]["exception_type"] == "SecretNotFound"
+        assert step_missing["error"]["message"].startswith("step 'tokens' failed: SecretNotFound: the task's secret")
+    finally:
+        for name in ("test-flow-key", "test-step-key"):
+            (folder / name).unlink(missing_ok=True)
+
+
+def test_a_code_first_flow_takes_a_ttl_and_refuses_a_concurrency_key_as_any_flow(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    body = {"task_id": "durable/greet", "arguments": {"name": "Ty", "marks": str(tmp_path / "marks")}}
+    # a ttl that reaches past its delay: started in time, it runs to its end
+    run = api.post("/v1/runs", json={**body, "delay": 1, "ttl": 30}).json()
+    assert run["status"] == "queued" and run["expires_at"], run
+    ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+    assert ended["status"] == "succeeded", ended
+    # a ttl within its delay is refused where it is
+    short = api.post("/v1/runs", json={**body, "delay": 5, "ttl": 2})
+    assert short.status_code == 422 and short.json()["errors"][0]["location"] == "body.ttl", short.text
+    # a flow counts no runs per concurrency key: a key is refused, as for an ASL flow
+    order = {"order_id": "o-1", "quantity": 1}
+    for task_id, arguments in (("durable/greet", body["arguments"]), ("examples/order", order)):
+        answer = api.post("/v1/runs", json={"task_id": task_id, "arguments": arguments, "concurrency_key": "t-1"})
+        assert answer.status_code == 422, answer.text
+        assert [error["location"] for error in answer.json()["errors"]] == ["body.concurrency_key"]
+
+
+def test_the_sweeper_holds_a_lost_ending_s_result_to_the_run_s_json_schema_and_size(
+    api: httpx.Client, invoke: Any, tmp_path: Path
+) -> None:
+    from taskrun.settings import get_settings
+
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().runs_table)
+    body = {"task_id": "durable/greet", "arguments": {"name": "Lu", "marks": str(tmp_path / "m")}}
+    # Given a flow whose result is unlike its json_schema, whose ending was lost
+    run = ran(api, {**body, "json_schema": {"type": "object", "required": ["farewell"]}})
+    assert run["status"] == "failed" and run["error"]["type"] == "validation_error", run
+    item = table.get_item(Key={"run_id": run["run_id"]})["Item"]
+    table.update_item(
+        Key={"run_id": run["run_id"]},
+        UpdateExpression="SET #status = :running, active = :kind REMOVE ended_at, #error, duration_ms",
+        ExpressionAttributeNames={"#status": "status", "#error": "error"},
+        ExpressionAttributeValues={":running": "running", ":kind": item["kind"]},
+    )
+    assert api.get(f"/v1/runs/{run['run_id']}").json()["status"] == "running"
+    # When the sweeper finds its execution ended
+    swept = invoke("SweeperFunction", {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    # Then the run ends as the flow function would have ended it: failed, not succeeded
+    assert run["run_id"] in swept["ended"]
+    ended = api.get(f"/v1/runs/{run['run_id']}").json()
+    assert ended["status"] == "failed" and ended["error"]["type"] == "validation_error", ended
+    assert ended.get("result") is None

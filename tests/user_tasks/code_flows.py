@@ -75,3 +75,28 @@ def scripted(context: DurableContext, n: int) -> dict[str, int]:
 def misscripted(context: DurableContext) -> int:
     """A script step given an argument of the wrong type."""
     return int(context.step(script_step("durable/count", n="five"), name="count", config=ONCE))
+
+
+@task("durable/tokens", timeout=10, secrets=["test-step-key"])
+def tokens(words: str, context: RunContext) -> int:
+    """Counts words as tokens, reporting them as usage, with a key of its own."""
+    print(f"counting with {context.secret('test-step-key')}")
+    context.report_usage(tokens=len(words.split()))
+    return len(words.split())
+
+
+@durable_step
+def charge(step: StepContext, run: RunContext, amount: int) -> int:
+    print(f"charging {amount} with {run.secret('test-flow-key')}")
+    run.report_usage(calls=1)
+    return len(run.secret("test-flow-key"))
+
+
+@flow("durable/metered", timeout=60, secrets=["test-flow-key"])
+def metered(context: DurableContext, run: RunContext, amount: int, words: str) -> dict[str, int]:
+    """A flow with a secret, usage, logs and a wait, and a script step with its own secret."""
+    length = context.step(charge(run, amount), name="charge")
+    context.logger.info("charged, now waiting")
+    context.wait(Duration.from_seconds(1), name="settle")
+    counted = context.step(script_step("durable/tokens", words=words), name="tokens", config=ONCE)
+    return {"key_length": length, "tokens": counted}

@@ -94,7 +94,9 @@ def flow_host() -> FlowHost:
     from taskrun.flows.host import FlowHost
     from taskrun.runs.store import DynamoRunStore
 
-    return FlowHost(task_catalog(), DynamoRunStore(get_settings().runs_table), durable_flows())
+    return FlowHost(
+        task_catalog(), DynamoRunStore(get_settings().runs_table), durable_flows(), secret_store(), log_store()
+    )
 
 
 @lru_cache(maxsize=1)

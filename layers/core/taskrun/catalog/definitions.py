@@ -105,11 +105,15 @@ class CodeFlowRevision(Revision):
 
     function: Callable[..., Any]
     output_declared: bool = True
+    context_parameter: str | None = None  # the parameter typed RunContext, if any
+    secrets: tuple[str, ...] = ()  # the names of the secrets it reads (RunContext.secret)
 
-    def call(self, arguments: Mapping[str, Any], context: Any) -> Any:
+    def call(self, arguments: Mapping[str, Any], context: Any, run: RunContext | None = None) -> Any:
         """Run the flow's function on validated arguments; its return value as JSON."""
         parsed = self.arguments_model.model_validate(dict(arguments))
         kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        if self.context_parameter:
+            kwargs[self.context_parameter] = run
         return as_json(self.function(context, **kwargs), self.output_adapter, self.output_declared)
 
 

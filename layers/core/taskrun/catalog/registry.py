@@ -198,9 +198,17 @@ class Catalog:
         self._add(task_id, TaskType.FLOW, revision, timeout, description or inspect.getdoc(parameters) or "")
 
     def add_code_flow(
-        self, task_id: str, function: Callable[..., Any], *, timeout: int, description: str | None
+        self,
+        task_id: str,
+        function: Callable[..., Any],
+        *,
+        timeout: int,
+        description: str | None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         _check_task_id(task_id)
+        for name in secrets:
+            check_secret_name(name)
         if not 1 <= timeout <= MAX_FLOW_TIMEOUT:
             raise ValueError(f"flow {task_id!r}: timeout must be 1..{MAX_FLOW_TIMEOUT} seconds (a year)")
         known = self._tasks.get(task_id)
@@ -212,7 +220,7 @@ class Catalog:
             ]
             if not same:
                 raise ValueError(f"task {task_id!r} is registered already, by another {known.task_type}")
-        revision = _code_flow_revision(function)
+        revision = dataclasses.replace(_code_flow_revision(function), secrets=tuple(dict.fromkeys(secrets)))
         self._add(task_id, TaskType.FLOW, revision, timeout, description or inspect.getdoc(function) or "")
 
     def _add(
@@ -284,13 +292,16 @@ def _code_flow_revision(function: Callable[..., Any]) -> CodeFlowRevision:
             f"{function.__qualname__}: a code-first flow's first parameter is the DurableContext "
             f"(def {function.__name__}(context: DurableContext, ...)); for a script, use @task"
         )
+    context_parameter = next((name for name, kind in hints.items() if kind is RunContext), None)
+    skipped = (parameters[0], context_parameter)
     return CodeFlowRevision(
         revision="1",
         weight=100,
-        arguments_model=_parameters(function, hints, lambda name, annotation: name == parameters[0]),
+        arguments_model=_parameters(function, hints, lambda name, annotation: name in skipped),
         output_adapter=TypeAdapter(hints.get("return", Any)),
         function=function,
         output_declared="return" in hints,
+        context_parameter=context_parameter,
     )
 
 
@@ -357,24 +368,33 @@ def flow(
     output: Any = Any,
     timeout: int | None = None,
     description: str | None = None,
+    secrets: Sequence[str] = (),
     registry: Catalog | None = None,
 ) -> Any:
     """Register a flow. Above a function (`@flow("id", timeout=...)`), a code-first flow on
     Lambda durable functions: the function's first parameter is the DurableContext, its
-    others the flow's parameters, its return type the output's. With `definition`, a Step
-    Functions state machine whose ASL file is `definition` (relative to the calling module)
-    and whose input is `parameters`, validated first."""
+    others the flow's parameters (but one typed RunContext, which gets the run's context),
+    its return type the output's; `secrets` names the secrets it reads with
+    `RunContext.secret(name)`. With `definition`, a Step Functions state machine whose ASL
+    file is `definition` (relative to the calling module) and whose input is `parameters`,
+    validated first."""
     if definition is None:
         if parameters is not None:
             raise TypeError(f"flow {task_id!r}: parameters go with a definition; a code-first flow's are its own")
 
         def register(function: F) -> F:
             (registry or catalog).add_code_flow(
-                task_id, function, timeout=timeout or DEFAULT_FLOW_TIMEOUT, description=description
+                task_id,
+                function,
+                timeout=timeout or DEFAULT_FLOW_TIMEOUT,
+                description=description,
+                secrets=tuple(secrets),
             )
             return function
 
         return register
+    if secrets:
+        raise TypeError(f"flow {task_id!r}: secrets are for code-first flows; an ASL flow's scripts declare their own")
     if parameters is None:
         raise TypeError(f"flow {task_id!r}: a flow with a definition needs its parameters")
     caller = sys._getframe(1).f_globals.get("__file__")

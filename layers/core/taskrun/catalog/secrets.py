@@ -3,7 +3,7 @@ with `RunContext.secret("stripe")`, never passed as arguments, so never in a run
 list, webhook or error, and masked in its logs.
 
 On AWS they are SSM Parameter Store SecureStrings under the stack's prefix
-(`/<stack>/secrets/<name>`, which the worker's role may read and nothing else), read once per
+(`/<stack>/secrets/<name>`, which only the worker's and the flow function's roles may read), read once per
 sandbox and kept for SECRET_CACHE_SECONDS. Locally they are the files of a directory
 (`.taskrun/secrets/<name>`, or `taskrun local --secrets PATH`: a directory, or a file of
 `NAME=value` lines). `taskrun secrets set|list|delete` manages both.
@@ -12,12 +12,14 @@ sandbox and kept for SECRET_CACHE_SECONDS. Locally they are the files of a direc
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from botocore.exceptions import ClientError
 
 from taskrun import aws
+from taskrun.errors import SecretNotFound
 from taskrun.private import private_folder, write_private
 
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
@@ -39,6 +41,21 @@ class SecretStore(Protocol):
     def names(self) -> list[str]: ...
 
     def delete(self, name: str) -> bool: ...
+
+
+def values_of(store: SecretStore | None, names: Sequence[str], whose: str = "task") -> dict[str, str]:
+    """The values of the secrets a task (or flow) declares; SecretNotFound names one not set."""
+    if not names:
+        return {}
+    if store is None:
+        raise SecretNotFound("this stack keeps no secrets for tasks")
+    values = {}
+    for name in names:
+        value = store.get(name)
+        if value is None:
+            raise SecretNotFound(f"the {whose}'s secret {name!r} is not set (taskrun secrets set {name})")
+        values[name] = value
+    return values
 
 
 class DirectorySecrets:

@@ -10,6 +10,7 @@ events as Step Functions' states are folded from theirs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,16 +22,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from taskrun import aws
 from taskrun.catalog.definitions import CodeFlowRevision
 from taskrun.catalog.registry import Catalog
-from taskrun.errors import TaskNotFound
+from taskrun.errors import InvalidResult, TaskNotFound
 from taskrun.flows.stepfunctions import FlowStep, StepFunctions
 from taskrun.flows.stepfunctions import steps_of as sfn_steps_of
 from taskrun.models import ErrorType, Run, RunError, RunStatus
+from taskrun.results.bucket import check_against
 from taskrun.runs.dispatch import DispatchFailed
 from taskrun.runs.store import Ending
 
 logger = Logger(child=True)
 
 MAX_HISTORY_PAGES = 50  # of 1,000 events: a run's history past them is shown cut
+MAX_RESULT_BYTES = 256 * 1024  # a durable execution's result, and so a code-first flow's
 # what a history event's kind says of the operation (the part after Started/Succeeded/...)
 STEP_TYPES = {
     "Step": "step",
@@ -57,18 +60,41 @@ def failure_of(error: dict[str, Any] | None) -> tuple[str, str]:
     return str(error.get("ErrorType") or "Error").rsplit(".", 1)[-1], str(error.get("ErrorMessage") or "")
 
 
-def durable_ending(described: dict[str, Any], now: datetime) -> Ending | None:
+def result_ending(
+    text: str | None, json_schema: dict[str, Any] | None, ended_at: datetime, started_at: datetime | None = None
+) -> Ending:
+    """How a run ends whose execution returned `text` (its JSON): succeeded with it, or
+    failed when it is over MAX_RESULT_BYTES or unlike the run's json_schema."""
+    text = text or "null"
+    size = len(text.encode())
+    if size > MAX_RESULT_BYTES:
+        message = f"the flow's result is {size:,} bytes of JSON; at most {MAX_RESULT_BYTES:,}"
+        return dataclasses.replace(Ending.failed(ended_at, ErrorType.EXECUTION_ERROR, message), started_at=started_at)
+    try:
+        result = json.loads(text)
+    except ValueError:
+        message = "the flow's result is not JSON"
+        return dataclasses.replace(Ending.failed(ended_at, ErrorType.EXECUTION_ERROR, message), started_at=started_at)
+    if json_schema is not None:
+        try:
+            check_against(result, json_schema)
+        except InvalidResult as invalid:
+            error = RunError(type=ErrorType.VALIDATION_ERROR, message=str(invalid))
+            return Ending(RunStatus.FAILED, ended_at, None, error, started_at=started_at)
+    return Ending(RunStatus.SUCCEEDED, ended_at, result, None, started_at=started_at)
+
+
+def durable_ending(
+    described: dict[str, Any], now: datetime, json_schema: dict[str, Any] | None = None
+) -> Ending | None:
     """How a run ends whose execution ended as GetDurableExecution describes it (None while
-    it runs): the ending the flow function would have written, when that was lost."""
+    it runs): the ending the flow function would have written, when that was lost, its
+    result held to the run's `json_schema` and to MAX_RESULT_BYTES as there."""
     status = described.get("Status")
     ended_at = described.get("EndTimestamp") or now
     error = described.get("Error") or {}
     if status == "SUCCEEDED":
-        try:
-            result = json.loads(described.get("Result") or "null")
-        except ValueError:
-            result = described.get("Result")
-        return Ending(RunStatus.SUCCEEDED, ended_at, result)
+        return result_ending(described.get("Result"), json_schema, ended_at)
     if status == "FAILED":
         kind, text = failure_of(error)
         message = f"{kind}: {text}".rstrip(": ")

@@ -2,21 +2,24 @@
 
 `script_step("examples/order/price", quantity=2)` is a step function for `context.step`: it
 runs the catalog script's function in the flow function (its arguments validated against
-the script's parameters, its result JSON), with a RunContext whose progress reports become
-the flow run's progress. The SDK checkpoints its result and retries it as the step's
-config says, as for any step.
+the script's parameters, its result JSON), with a RunContext of its own: its progress
+reports become the flow run's progress, its usage is added to the run's, it reads the
+secrets the script declares, and what it prints is in the run's logs with its secrets
+masked. The SDK checkpoints its result and retries it as the step's config says, as for any
+step.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskrun.catalog.context import RunContext
 from taskrun.catalog.definitions import ScriptRevision
 from taskrun.catalog.registry import Catalog
+from taskrun.catalog.secrets import SecretStore, values_of
 from taskrun.errors import InvalidInput
 from taskrun.models import Progress
 
@@ -29,7 +32,11 @@ class FlowRun:
 
     run_id: str
     catalog: Catalog
+    context: RunContext  # the flow's: a script step's usage is added to it
+    deadline: float  # time.monotonic() by which this invocation of the flow function ends
     report: Callable[[Progress], None] | None = None
+    secrets: SecretStore | None = None
+    masked: list[str] = field(default_factory=list)  # texts kept out of the run's logs; a step adds its own
 
 
 _serving: FlowRun | None = None
@@ -59,18 +66,22 @@ def script_step(task_id: str, /, **arguments: Any) -> Callable[[Any], Any]:
             raise InvalidInput(
                 f"the arguments of {task_id} do not match its parameters: {where}", invalid.errors
             ) from None
+        secrets = values_of(flow.secrets, revision.secrets)  # a missing one raises SecretNotFound, the step's error
+        flow.masked.extend([*revision.secrets_in(valid), *secrets.values()])
         timeout = min(definition.timeout or LONGEST_STEP_SECONDS, LONGEST_STEP_SECONDS)
         context = RunContext(
             run_id=flow.run_id,
             task_id=task_id,
             revision=revision.revision,
-            deadline=time.monotonic() + timeout,
+            deadline=min(time.monotonic() + timeout, flow.deadline),
+            secrets=secrets,
             report=flow.report,
         )
         try:
             return revision.call(valid, context)
         finally:
             context.close()
+            flow.context.report_usage(**context.usage)
 
     run.__name__ = run.__qualname__ = f"script_step[{task_id}]"
     return run

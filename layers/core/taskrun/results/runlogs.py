@@ -89,10 +89,13 @@ def part_name(started_ns: int, label: str) -> str:
 
 
 def heading(part: str) -> str:
-    """The line before a part: a flow's step (named by its task id), or an attempt of a retried run."""
+    """The line before a part: a flow's step (named by its task id), an attempt of a retried
+    run, or an invocation of a code-first flow's function (`flow-started`, `flow-resumed`)."""
     label = part.split("_", 1)[-1]
     if label.startswith("attempt-"):
         return f"--- attempt {label.removeprefix('attempt-')} ---\n"
+    if label.startswith("flow-"):
+        return f"--- flow {label.removeprefix('flow-')} ---\n"
     return f"--- step {label.replace(STEP_SLASH, '/')} ---\n"
 
 

@@ -175,16 +175,17 @@ class _Stream(io.TextIOBase):
 
 class _Handler(logging.Handler):
     """The task's log records; taskrun's own (its structured log, which propagates to the
-    root logger) are not the task's."""
+    root logger) and the durable execution SDK's (whose tracebacks name files by their place
+    on the machine; a code-first flow's `context.logger` is the root logger's) are not the task's."""
 
     def __init__(self, capture: Capture) -> None:
         super().__init__()
         self._capture = capture
-        self._own = logger.service
+        self._not_the_tasks = (logger.service, "aws_durable_execution_sdk_python")
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == self._own or record.name.startswith(self._own + "."):
+        if any(record.name == name or record.name.startswith(name + ".") for name in self._not_the_tasks):
             return
         try:
             self._capture.write("log", self.format(record) + "\n")

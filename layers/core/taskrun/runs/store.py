@@ -45,6 +45,7 @@ from taskrun.runs.listing import RunFilter, list_runs
 RUN_ID = re.compile(RUN_ID_PATTERN)
 # a write that starts a run holds only while the run has started before, has no ttl, or is within it
 WITHIN_TTL = "(attribute_exists(started_at) OR attribute_not_exists(expires_at) OR expires_at > :now)"
+USAGE_TRIES = 5  # writes of a run's usage tried against others' at once
 MAX_RERUN_LINKS = 100  # re-runs a run lists (each re-run names its first run whatever their number)
 
 
@@ -90,6 +91,8 @@ class RunStore(Protocol):
     def status_of(self, run_id: str) -> RunStatus: ...
 
     def set_progress(self, run_id: str, progress: Progress, attempt: int | None = None) -> bool: ...
+
+    def add_usage(self, run_id: str, usage: dict[str, float]) -> bool: ...
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
@@ -157,6 +160,39 @@ class DynamoRunStore(aws.TableAdapter):
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def add_usage(self, run_id: str, usage: dict[str, float]) -> bool:
+        """Add to a running run's usage counters (a code-first flow's, as each invocation of
+        its function ends); False if the run is no longer running. A write that found the
+        counters changed under it is tried again on what it found."""
+        _known_shape(run_id)
+        names = {"#usage": "usage", "#status": "status"}
+        for _ in range(USAGE_TRIES):
+            item = self.table.get_item(
+                Key={"run_id": run_id},
+                ConsistentRead=True,
+                ProjectionExpression="#usage, #status",
+                ExpressionAttributeNames=names,
+            ).get("Item")
+            if item is None or item.get("status") != RunStatus.RUNNING.value:
+                return False
+            before = item.get("usage")
+            total: dict[str, float] = json.loads(before) if before else {}
+            for name, amount in usage.items():
+                total[name] = total.get(name, 0) + amount
+            values: dict[str, Any] = {":usage": json.dumps(total), ":running": RunStatus.RUNNING.value}
+            unchanged = "attribute_not_exists(#usage)"
+            if before is not None:
+                unchanged, values[":before"] = "#usage = :before", before
+            if self.update_if(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #usage = :usage",
+                ConditionExpression=f"#status = :running AND {unchanged}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            ):
+                return True
+        return False
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         """Runs matching the filters, newest first (taskrun.runs.listing)."""

@@ -201,5 +201,6 @@ def _end_durable_if_over(store: RunStore, durable: DurableFlows, run: RunSummary
         return _end(
             store, run, Ending(RunStatus.TIMED_OUT, now, error=RunError(type=ErrorType.TIMEOUT, message=message))
         )
-    ending = durable_ending(described, now)
+    json_schema = store.get(run.run_id).json_schema if status == "SUCCEEDED" else None  # not in a summary
+    ending = durable_ending(described, now, json_schema)
     return _end(store, run, ending) if ending is not None else None

@@ -16,7 +16,7 @@ from taskrun import aws
 from taskrun.catalog.context import DEFAULT_TIMEOUT
 from taskrun.catalog.definitions import ScriptRevision
 from taskrun.catalog.registry import Catalog
-from taskrun.catalog.secrets import SecretStore
+from taskrun.catalog.secrets import SecretStore, values_of
 from taskrun.errors import (
     InvalidArguments,
     InvalidInput,
@@ -305,17 +305,7 @@ class Worker:
 
     def _secrets_of(self, script: ScriptRevision) -> dict[str, str]:
         """The values of the secrets the script declares; SecretNotFound names one not set."""
-        if not script.secrets:
-            return {}
-        if self.secrets is None:
-            raise SecretNotFound("this stack keeps no secrets for tasks")
-        values = {}
-        for name in script.secrets:
-            value = self.secrets.get(name)
-            if value is None:
-                raise SecretNotFound(f"the task's secret {name!r} is not set (taskrun secrets set {name})")
-            values[name] = value
-        return values
+        return values_of(self.secrets, script.secrets)
 
     def _succeeded(self, run: Run, outcome: Outcome, ending: Callable[..., Ending]) -> Ending:
         """The ending of a script that returned: its result kept (in the record or the
