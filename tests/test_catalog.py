@@ -10,7 +10,7 @@ from aws_durable_execution_sdk_python import DurableContext
 from pydantic import BaseModel, Field
 
 from taskrun.catalog.context import RunContext
-from taskrun.catalog.definitions import ScriptRevision
+from taskrun.catalog.definitions import CodeFlowRevision, ScriptRevision
 from taskrun.catalog.masking import MASK, Secret
 from taskrun.catalog.registry import Catalog, flow, task
 from taskrun.errors import InvalidInput, TaskNotFound
@@ -171,3 +171,20 @@ def test_a_code_first_flow_is_registered_from_its_signature() -> None:
         flow("orders/long", timeout=400 * 86_400, registry=registry)(fulfil)
     with pytest.raises(TypeError, match="parameters go with a definition"):
         flow("orders/odd", parameters=BaseModel, registry=registry)
+
+
+def test_a_code_first_flow_s_run_context_and_secrets_are_not_its_parameters() -> None:
+    registry = Catalog()
+
+    @flow("billing/charge", secrets=["stripe"], registry=registry)
+    def charge(context: DurableContext, run: RunContext, amount: int) -> str:
+        return ""
+
+    revision = registry.get("billing/charge").latest
+    assert set(revision.parameters_schema["properties"]) == {"amount"}
+    assert isinstance(revision, CodeFlowRevision) and revision.secrets == ("stripe",)
+    # a secret's name is checked as a task's is, and an ASL flow's scripts declare their own
+    with pytest.raises(ValueError, match="secret name"):
+        flow("billing/odd", secrets=["../up"], registry=registry)(charge)
+    with pytest.raises(TypeError, match="secrets are for code-first flows"):
+        flow("billing/asl", definition="x.asl.json", parameters=BaseModel, secrets=["stripe"], registry=registry)
