@@ -231,23 +231,26 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 def cold_starts(repeats: int) -> dict[str, Any]:
     env = {**os.environ, "TASKRUN_TASK_DIRS": str(ROOT / "tasks"), "POWERTOOLS_TRACE_DISABLED": "true"}
 
-    def median_ms(*target: str) -> tuple[float, float]:
-        timings = [
-            [
-                float(part)
-                for part in subprocess.run(
-                    [sys.executable, "-c", IMPORT_PROBE, *target], capture_output=True, text=True, check=True, env=env
-                ).stdout.split()
-            ]
-            for _ in range(repeats)
+    def timed(*target: str) -> list[float]:
+        probe = [sys.executable, "-c", IMPORT_PROBE, *target]
+        return [
+            float(part)
+            for part in subprocess.run(probe, capture_output=True, text=True, check=True, env=env).stdout.split()
         ]
-        return statistics.median(t[0] for t in timings), statistics.median(t[-1] for t in timings)
 
-    boto3_ms = median_ms("boto3")[0]
-    handlers = {app.parent.name: median_ms(str(app))[0] for app in sorted(ROOT.glob("functions/*/app.py"))}
+    # interleaved: each round imports boto3 and every handler once, so that a machine busier
+    # in one moment than another weighs on all of them alike
+    apps = {app.parent.name: str(app) for app in sorted(ROOT.glob("functions/*/app.py"))}
+    samples: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(repeats):
+        samples["boto3"].append(timed("boto3")[0])
+        for name, app in apps.items():
+            samples[name].append(timed(app)[0])
+    boto3_ms = statistics.median(samples["boto3"])
+    handlers = {name: statistics.median(samples[name]) for name in apps}
     # The first call after import, for the functions that answer without AWS (with a sample event)
     first_calls = {
-        name: median_ms(str(ROOT / "functions" / name / "app.py"), str(ROOT / "events" / event))[1]
+        name: statistics.median(timed(apps[name], str(ROOT / "events" / event))[-1] for _ in range(repeats))
         for name, event in (("health", "health.json"), ("docs", "docs_openapi.json"))
     }
     table(
@@ -948,6 +951,7 @@ def main() -> None:
         "--keep-idle", action="store_true", help="never retire idle sandboxes (the stack's memory as it was)"
     )
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="the idle time for the memory's last figure")
+    parser.add_argument("--cold-only", action="store_true", help="the handlers' cold imports alone (no stack)")
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {
@@ -955,6 +959,9 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results["cold_start"] = cold_starts(1 if quick else 5)
+    if args.cold_only:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory() as folder:
         extra = Path(folder)
         (extra / "bench_chain.py").write_text(CHAIN_MODULE)
