@@ -264,6 +264,66 @@ def cold_starts(repeats: int) -> dict[str, Any]:
     return {"boto3_ms": boto3_ms, "handlers_ms": handlers, "first_call_ms": first_calls}
 
 
+# ------------------------------------------------------------------------------ start
+
+
+def start_to_first_run(repeats: int) -> dict[str, Any]:
+    """`taskrun local` started as a person starts it (its own process, a fresh state folder),
+    timed from the spawn to its health answering and to its first run answered succeeded."""
+    import socket
+
+    taskrun = str(Path(sys.executable).with_name("taskrun"))
+    health_s, first_run_s = [], []
+    for _ in range(repeats):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        with tempfile.TemporaryDirectory() as data:
+            env = {**os.environ, "TASKRUN_API_KEY": KEY}
+            began = time.perf_counter()
+            process = subprocess.Popen(
+                [taskrun, "local", "--port", str(port), "--data", data],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                healthy = None
+                while time.perf_counter() - began < 60:
+                    try:
+                        if healthy is None and httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                            healthy = time.perf_counter() - began
+                        answer = httpx.post(
+                            f"{url}/v1/runs", json={**NOOP, "wait": True}, headers={"X-API-KEY": KEY}, timeout=30
+                        )
+                        ended = time.perf_counter() - began
+                        run = answer.json() if answer.status_code in (200, 201) else {"status": answer.status_code}
+                        OUTCOMES.add("start", run)
+                        if run.get("status") == "succeeded":
+                            health_s.append(healthy or ended)
+                            first_run_s.append(ended)
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                else:
+                    OUTCOMES.add_status("start", "never answered")
+            finally:
+                process.kill()
+                process.wait(timeout=30)
+    figures = {
+        "health_s": statistics.median(health_s) if health_s else math.nan,
+        "first_run_s": statistics.median(first_run_s) if first_run_s else math.nan,
+    }
+    table(
+        f"Start: `taskrun local` to its first answers, median of {repeats} (a fresh state folder each)",
+        ["to health", "to the first run succeeded", "runs"],
+        [[f"{figures['health_s']:.2f} s", f"{figures['first_run_s']:.2f} s", OUTCOMES.of("start")]],
+    )
+    return figures
+
+
 # ------------------------------------------------------------------------------ write units
 
 
@@ -951,7 +1011,9 @@ def main() -> None:
         "--keep-idle", action="store_true", help="never retire idle sandboxes (the stack's memory as it was)"
     )
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="the idle time for the memory's last figure")
-    parser.add_argument("--cold-only", action="store_true", help="the handlers' cold imports alone (no stack)")
+    parser.add_argument(
+        "--cold-only", action="store_true", help="the handlers' cold imports and the stack's start alone"
+    )
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {
@@ -959,6 +1021,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     results["cold_start"] = cold_starts(1 if quick else 5)
+    results["start"] = start_to_first_run(1 if quick else 3)
     if args.cold_only:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return

@@ -16,7 +16,6 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from boto3.dynamodb.conditions import Attr
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from taskrun import aws
@@ -221,7 +220,7 @@ class DynamoKeyStore(aws.TableAdapter):
         self.table.update_item(
             Key={"key_hash": found.key_hash},
             UpdateExpression="SET revoked = :yes",
-            ConditionExpression=Attr("key_hash").exists(),
+            ConditionExpression="attribute_exists(key_hash)",
             ExpressionAttributeValues={":yes": True},
         )
         return found.model_copy(update={"revoked": True})

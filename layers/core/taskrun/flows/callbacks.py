@@ -17,7 +17,6 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -111,7 +110,11 @@ class CallbackStore(aws.TableAdapter):
         return _callback(item)
 
     def of_run(self, run_id: str) -> list[Callback]:
-        query: dict[str, Any] = {"IndexName": "by_run", "KeyConditionExpression": Key("run_id").eq(run_id)}
+        query: dict[str, Any] = {
+            "IndexName": "by_run",
+            "KeyConditionExpression": "run_id = :run_id",
+            "ExpressionAttributeValues": {":run_id": run_id},
+        }
         callbacks: list[Callback] = []
         while True:
             page = self.table.query(**query)

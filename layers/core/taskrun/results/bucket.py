@@ -8,11 +8,8 @@ import math
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
-from referencing.exceptions import Unresolvable
 
 from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput, InvalidResult
@@ -94,6 +91,9 @@ def check_schema(schema: dict[str, Any], location: str = "body.json_schema") -> 
             "the json_schema is too large",
             [FieldError(location, f"{size:,} characters of JSON; at most {MAX_SCHEMA_CHARS:,}")],
         )
+    from jsonschema import Draft202012Validator  # only a run with a json_schema needs it (35 ms to import)
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as error:
@@ -110,6 +110,10 @@ def check_schema(schema: dict[str, Any], location: str = "body.json_schema") -> 
 
 def check_against(result: Any, schema: dict[str, Any]) -> None:
     """InvalidResult, naming the path, unless the result is valid against the run's schema."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
     try:
         error = best_match(Draft202012Validator(schema).iter_errors(result))
     except (Unresolvable, RecursionError, re.error) as problem:

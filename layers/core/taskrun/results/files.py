@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
-import boto3
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from taskrun import aws
@@ -58,6 +57,8 @@ class File(BaseModel):
                 bucket = os.environ["TASKRUN_FILES_BUCKET"]
                 # a client of its own: the task runs in a process forked from the worker's,
                 # whose pooled connections must not be shared
+                import boto3
+
                 boto3.client("s3").download_file(bucket, _key(self.file_id), str(partial))
                 partial.rename(target)
             self._local = target

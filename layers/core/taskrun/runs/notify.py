@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.types import TypeDeserializer
 
 from taskrun.flows.stepfunctions import StepFunctions
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus
@@ -19,11 +18,13 @@ from taskrun.runs.waiting import step_error, stored_result_error
 from taskrun.webhooks.deliveries import Deliveries
 
 logger = Logger(child=True)
-_deserialize = TypeDeserializer().deserialize
 
 
 def _image(image: dict[str, Any] | None) -> dict[str, Any]:
-    return {name: _deserialize(value) for name, value in (image or {}).items()}
+    from boto3.dynamodb.types import TypeDeserializer  # with boto3, which the first client imports
+
+    deserialize = TypeDeserializer().deserialize
+    return {name: deserialize(value) for name, value in (image or {}).items()}
 
 
 def ended_runs(records: Iterable[dict[str, Any]]) -> list[Run]:

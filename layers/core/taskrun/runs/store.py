@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from taskrun import aws
@@ -370,6 +369,8 @@ class DynamoRunStore(aws.TableAdapter):
             old = error.response.get("Item")
             if not old:
                 raise RunNotFound(run_id) from error
+            from boto3.dynamodb.types import TypeDeserializer  # boto3 itself is imported with the first client
+
             status = TypeDeserializer().deserialize(old["status"])  # this answer comes in the wire format
             raise RunConflict(run_id, status, f"run {run_id} is {status} already") from error
         return run_from_item(response["Attributes"])

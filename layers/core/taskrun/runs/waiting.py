@@ -6,12 +6,14 @@ an error named as Step Functions reports it; the same errors fail a task token
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskrun.errors import ResultTooLarge, TaskTimedOut
-from taskrun.events import StartFromStateMachine
 from taskrun.models import Run, RunStatus, TriggeredBy
-from taskrun.runs.service import RunRequest, RunService
+
+if TYPE_CHECKING:  # a request's wait_seconds needs none of the run service's imports
+    from taskrun.events import StartFromStateMachine
+    from taskrun.runs.service import RunService
 
 RESULT_MARGIN_SECONDS = 2.0  # a state machine's plain invoke answers this long before its Lambda times out
 # Step Functions error names of runs that ended without an exception of their own
@@ -37,6 +39,8 @@ def run_for_state_machine(service: RunService, request: StartFromStateMachine, s
     With a task token the run starts and the token is released when it ends (see
     taskrun.runs.notify); the answer is the run's id. Without one, the answer is the script's
     result, or an error named after the script's exception (Step Functions' error name)."""
+    from taskrun.runs.service import RunRequest
+
     execution_name = (request.execution or "").rpartition(":")[2]
     run = service.start(
         RunRequest(

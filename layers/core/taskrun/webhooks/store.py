@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from taskrun import aws
@@ -36,7 +35,11 @@ class DeliveryStore(aws.TableAdapter):
         return _from_item(item) if item else None
 
     def of_run(self, run_id: str) -> list[Delivery]:
-        query: dict[str, Any] = {"KeyConditionExpression": Key("run_id").eq(run_id), "ConsistentRead": True}
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "run_id = :run_id",
+            "ExpressionAttributeValues": {":run_id": run_id},
+            "ConsistentRead": True,
+        }
         found: list[Delivery] = []
         while True:
             page = self.table.query(**query)
@@ -125,10 +128,15 @@ class DeliveryStore(aws.TableAdapter):
     def pending(self, due_before: datetime | None = None) -> list[DeliveryRef]:
         """Pending deliveries (index `by_due`: status, next_attempt_at), those due before a
         time if one is given, oldest first."""
-        condition = Key("status").eq(DeliveryStatus.PENDING.value)
+        condition, values = "#status = :pending", {":pending": DeliveryStatus.PENDING.value}
         if due_before is not None:
-            condition = condition & Key("next_attempt_at").lt(format_time(due_before))
-        query: dict[str, Any] = {"IndexName": "by_due", "KeyConditionExpression": condition}
+            condition, values[":due"] = condition + " AND next_attempt_at < :due", format_time(due_before)
+        query: dict[str, Any] = {
+            "IndexName": "by_due",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
         found: list[DeliveryRef] = []
         while True:
             page = self.table.query(**query)
