@@ -117,3 +117,40 @@ def test_a_stack_that_ran_a_flow_has_not_loaded_ec2_and_still_answers_batch() ->
     assert seen["loaded"] == []
     # and Batch is still answered as moto answers it (its models load on first use)
     assert seen["queues"] == []
+
+
+WARM_PROBE = """
+import json, time
+import httpx
+from taskrun.local.stack import FIRST_FUNCTIONS, LocalStack
+stack = LocalStack()
+key = stack.start()
+runtime = stack.emulator.runtime
+deadline = time.monotonic() + 60
+def ready():
+    pools = runtime.pools()
+    return all(name in pools and len(pools[name].pids()) == 1 for name in FIRST_FUNCTIONS)
+while not ready() and time.monotonic() < deadline:
+    time.sleep(0.05)
+before = {name: runtime.pools()[name].pids() for name in runtime.pools()}
+host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
+body = {"task_id": "examples/echo", "arguments": {"message": "hi"}, "wait": True}
+run = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
+after = {name: pool.pids() for name, pool in runtime.pools().items()}
+print(json.dumps({"run": run.get("status"), "before": before, "after": after, "first": FIRST_FUNCTIONS}))
+stack.stop()
+"""
+
+
+def test_the_functions_of_a_first_run_have_a_sandbox_ready_at_the_start() -> None:
+    """As Lambda initializes ahead of use: a stack just started has one sandbox, initialized
+    and idle, for each of the authorizer, POST /v1/runs, the worker and GET /v1/runs/{id}, and
+    its first run is served by them rather than by sandboxes it starts."""
+    probe = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert sorted(seen["before"]) == sorted(seen["first"])  # those, and no other function's
+    assert all(len(pids) == 1 for pids in seen["before"].values())
+    assert seen["run"] == "succeeded"
+    for name in ("AuthorizerFunction", "StartRunFunction", "WorkerFunction"):
+        assert seen["after"][name] == seen["before"][name]

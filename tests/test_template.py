@@ -7,6 +7,7 @@ import fnmatch
 import json
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -449,3 +450,24 @@ def test_a_flood_of_wrong_keys_is_counted_by_the_stages_throttle_before_the_auth
         assert api.get("/v1/runs").status_code == 429
     finally:
         stack.gateway.throttle = GENEROUS
+
+
+def test_the_translated_roles_are_kept_owner_only_and_read_back_for_the_same_stack(tmp_path: Path) -> None:
+    stack = Stack(ROOT / "template.yaml", "us-east-1")
+    cache = tmp_path / "cache"
+    computed_boundaries: dict[str, Any] = {}
+    computed = role_policies(stack, computed_boundaries)
+    # the first start keeps what the transform made, owner only
+    boundaries: dict[str, Any] = {}
+    assert role_policies(stack, boundaries, cache) == computed and boundaries == computed_boundaries
+    (kept,) = cache.iterdir()
+    assert kept.stat().st_mode & 0o777 == 0o600 and cache.stat().st_mode & 0o777 == 0o700
+    # the next reads it back (a kept file that said otherwise would be believed: it is the answer)
+    assert role_policies(stack, {}, cache) == computed
+    # another parameter is another stack: translated again, kept beside the first
+    stack.parameters["WorkerReservedConcurrency"] = "7"
+    role_policies(stack, {}, cache)
+    assert len(list(cache.iterdir())) == 2
+    # a damaged file is translated again, not trusted
+    kept.write_text("{not json")
+    assert role_policies(Stack(ROOT / "template.yaml", "us-east-1"), {}, cache) == computed

@@ -22,7 +22,7 @@ from unittest import mock
 import boto3
 
 from taskrun.local.durable import AccessDeniedException, DurableEngine, durable_api
-from taskrun.local.iam import AccessDenied, Judge, role_policies
+from taskrun.local.iam import AccessDenied, Judge, role_cache, role_policies
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.patches import (
@@ -65,8 +65,18 @@ class Emulator:
         self.durable = DurableEngine(self.runtime, stack.region, data_dir)
         self._overrides = environment_overrides or {}
         self._server: Any = None
+        self._clients: dict[str, Any] = {}
+        self._clients_made = threading.Lock()
         self._undo: list[Callable[[], None]] = []
         self.endpoint = ""
+
+    def aws(self, service: str) -> Any:
+        """This process's client of a service of the emulator, made once (a client takes 10-20 ms
+        to make, most of it reading the service's model)."""
+        with self._clients_made:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=self.stack.region)  # type: ignore[call-overload]
+            return self._clients[service]
 
     def start(self) -> None:
         batch_without_its_models()  # before anything imports moto's Step Functions interpreter
@@ -88,7 +98,7 @@ class Emulator:
         wsgi.app = durable_api(wsgi.app, self.durable)  # Lambda's durable execution API, beside moto
         self._set_environment(port)
         boundaries: dict[str, list[dict[str, Any]]] = {}
-        self.iam = Judge(role_policies(self.stack, boundaries), boundaries)
+        self.iam = Judge(role_policies(self.stack, boundaries, role_cache()), boundaries)
         self.runtime.credentials = {spec.logical_id: self.iam.credentials(spec.logical_id) for spec in self.functions}
         self._undo += [
             route_lambda_to(self.runtime, self.durable),
@@ -140,7 +150,7 @@ class Emulator:
         self, name: str, definition: Path, substitutions: dict[str, str], role: str | None = None
     ) -> str:
         """Create a state machine from an ASL file, with `${Name}` substitutions as SAM makes them."""
-        client = boto3.client("stepfunctions", region_name=self.stack.region)
+        client = self.aws("stepfunctions")
         text = self._definition(definition, substitutions)
         role = role or self.stack.flow_role() or self._role  # a flow of a tasks directory: the flows' role
         created = client.create_state_machine(name=name, definition=text, roleArn=role, type="STANDARD")
@@ -155,7 +165,7 @@ class Emulator:
 
     def put_state_machine(self, name: str, definition: Path) -> None:
         """Create a state machine, or give an existing one the definition file as it now stands."""
-        client = boto3.client("stepfunctions", region_name=self.stack.region)
+        client = self.aws("stepfunctions")
         arn = f"arn:aws:states:{self.stack.region}:{ACCOUNT_ID}:stateMachine:{name}"
         try:
             client.describe_state_machine(stateMachineArn=arn)
@@ -199,7 +209,7 @@ class Emulator:
         self.runtime.environment = {**inherited, **shared, **self._overrides}
 
     def _create_tables(self) -> None:
-        dynamodb = boto3.client("dynamodb", region_name=self.stack.region)
+        dynamodb = self.aws("dynamodb")
         for logical_id, resource in self.stack.of_type("AWS::DynamoDB::Table").items():
             properties = self.stack.resolve(resource["Properties"])
             request = {
@@ -216,15 +226,15 @@ class Emulator:
 
     def _create_queues(self) -> None:
         """Queues, buckets and schedule groups."""
-        sqs = boto3.client("sqs", region_name=self.stack.region)
+        sqs = self.aws("sqs")
         for queue in self.stack.queues():
             sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
-        s3 = boto3.client("s3", region_name=self.stack.region)
+        s3 = self.aws("s3")
         for bucket, rules in self.stack.bucket_cors().items():
             s3.create_bucket(Bucket=bucket)
             if rules:
                 s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})
-        scheduler = boto3.client("scheduler", region_name=self.stack.region)
+        scheduler = self.aws("scheduler")
         for group in self.stack.schedule_groups():
             scheduler.create_schedule_group(Name=group)
 
@@ -235,7 +245,7 @@ class Emulator:
 
         from taskrun.local.usage import with_id
 
-        apigateway = boto3.client("apigateway", region_name=self.stack.region)
+        apigateway = self.aws("apigateway")
         for logical_id, resource_type, properties in self.stack.usage_plan_resources():
             if resource_type == "AWS::ApiGateway::UsagePlan":
                 name = properties.get("UsagePlanName", logical_id)
@@ -260,13 +270,13 @@ class Emulator:
                 )
 
     def _create_functions(self) -> None:
-        iam = boto3.client("iam", region_name=self.stack.region)
+        iam = self.aws("iam")
         role = iam.create_role(RoleName="taskrun-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         self._role = role
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as bundle:
             bundle.writestr("app.py", "# local mode runs the handler in functions/ in its own sandboxes\n")
-        lambda_client = boto3.client("lambda", region_name=self.stack.region)
+        lambda_client = self.aws("lambda")
         for spec in self.functions:
             lambda_client.create_function(
                 FunctionName=spec.logical_id,

@@ -21,7 +21,10 @@ import copy
 import dataclasses
 import fnmatch
 import functools
+import hashlib
+import inspect
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +35,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.template import Stack
+from taskrun.private import private_folder, write_private
 
 ACCESS_KEY_PREFIX = "LOCAL"
 
@@ -65,13 +69,67 @@ class AccessDenied(Exception):
 
 
 def role_policies(
-    stack: Stack, boundaries: dict[str, list[dict[str, Any]]] | None = None
+    stack: Stack, boundaries: dict[str, list[dict[str, Any]]] | None = None, cache: Path | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Each function's role's policy documents, from the template translated by the SAM
     transform and resolved for this stack; each role's permissions boundary goes into
     `boundaries` when given. AWS-managed policies (basic execution, X-Ray, the stream and
     queue readers' policies of event sources) grant what local mode never calls with a
-    function's credentials (logs, traces, the pollers' reads) and are left out."""
+    function's credentials (logs, traces, the pollers' reads) and are left out.
+
+    With a `cache` folder, the answer is kept there (owner only) under a digest of all it
+    comes from (the template, its parameters and region, the transform's version and this
+    code), and read back at the next start of the same stack: the transform takes about
+    half a second, most of it importing samtranslator."""
+    if cache is None:
+        return _translated_role_policies(stack, boundaries)
+    kept = cache / f"roles-{_roles_digest(stack)}.json"
+    try:
+        found = json.loads(kept.read_text())
+    except (OSError, ValueError):
+        found = None
+    if isinstance(found, dict) and isinstance(found.get("roles"), dict) and isinstance(found.get("boundaries"), dict):
+        if boundaries is not None:
+            boundaries.update(found["boundaries"])
+        roles: dict[str, list[dict[str, Any]]] = found["roles"]
+        return roles
+    found_boundaries: dict[str, list[dict[str, Any]]] = {}
+    roles = _translated_role_policies(stack, found_boundaries)
+    if boundaries is not None:
+        boundaries.update(found_boundaries)
+    try:
+        private_folder(cache)
+        write_private(kept, json.dumps({"roles": roles, "boundaries": found_boundaries}))
+    except OSError:  # a cache that cannot be written is only slower
+        pass
+    return roles
+
+
+def role_cache() -> Path:
+    """Where the translated roles are kept between starts: $XDG_CACHE_HOME/taskrun (or ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "taskrun"
+
+
+def _roles_digest(stack: Stack) -> str:
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for part in (
+        stack.path.read_bytes(),
+        json.dumps(stack.parameters, sort_keys=True).encode(),
+        stack.region.encode(),
+        version("aws-sam-translator").encode(),
+        Path(__file__).read_bytes(),  # how the roles are read
+        Path(inspect.getfile(type(stack))).read_bytes(),  # how the template is resolved
+    ):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:32]
+
+
+def _translated_role_policies(
+    stack: Stack, boundaries: dict[str, list[dict[str, Any]]] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     import logging
 
     from samtranslator.translator.transform import transform

@@ -110,6 +110,25 @@ class FunctionPool:
             self._all.add(sandbox)
         return sandbox
 
+    def warm(self) -> None:
+        """Start a sandbox before the first invocation needs it (its init phase: the handler
+        imported), as Lambda's proactive initialization does, unless one is idle already."""
+        with self._changed:
+            if self._idle or self._count >= self.limit or self._closed:
+                return
+            self._count += 1
+            generation = self._generation
+        try:
+            sandbox = Sandbox(self.image, self._on_log, generation)
+        except BaseException:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._all.add(sandbox)
+        self._release(sandbox, healthy=sandbox.init_error is None)  # a failed init is the first invocation's to meet
+
     def _release(self, sandbox: Sandbox, healthy: bool) -> None:
         with self._changed:
             fit = healthy and sandbox.alive and not self._closed
@@ -236,6 +255,19 @@ class LambdaRuntime:
                 pool = self._pools[key] = FunctionPool(image, self._concurrency, self._log)
             return pool
 
+    def warm(self, names: list[str]) -> None:
+        """Start a sandbox of each of these functions in the background (init only)."""
+
+        def start(name: str) -> None:
+            try:
+                self.pool(name).warm()
+            except Exception as error:  # the function's first invocation meets it again, and says so
+                self._log(name, f"a sandbox started ahead of use failed: {error}")
+
+        for name in names:
+            if name in self._functions:
+                threading.Thread(target=start, args=(name,), name=f"warm-{name}", daemon=True).start()
+
     def publish_version(self, name_or_arn: str, variables: Mapping[str, str]) -> str:
         """Publish a version of a function whose sandboxes get these variables over its own
         (its code, locally: the task modules as they were); the version's number."""
@@ -251,7 +283,7 @@ class LambdaRuntime:
             return str(len(versions)) if versions else None
 
     def pools(self) -> dict[str, FunctionPool]:
-        """The functions invoked so far, each with its sandboxes."""
+        """The functions invoked (or warmed) so far, each with its sandboxes."""
         with self._lock:
             return dict(self._pools)
 
