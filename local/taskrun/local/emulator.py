@@ -37,6 +37,7 @@ from taskrun.local.patches import (
 from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.stepfunctions import (
+    jsonpaths_parsed_once,
     lambda_steps_take_an_invocation_type,
     states_call_as_their_role,
     task_tokens_as_step_functions,
@@ -106,6 +107,7 @@ class Emulator:
             usage_plan_keys_as_api_gateway(),
             waits_until_their_timestamp(),
             lambda_steps_take_an_invocation_type(),
+            jsonpaths_parsed_once(),
         ]
         self._undo.append(enforce_iam(self.iam))
         self.durable.judge = self._judge_durable

@@ -4,6 +4,7 @@ invocation type, each state calling AWS as the state machine's role). Each mend 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from unittest import mock
 from taskrun.flows.stepfunctions import MAX_TASK_CAUSE, MAX_TASK_ERROR, MAX_TASK_OUTPUT
 from taskrun.local.iam import Judge, access_key_of
 from taskrun.local.patches import mend
+
+PARSED_PATHS_KEPT = 4096  # JSONPath texts, each parsed once
 
 
 def task_tokens_as_step_functions() -> Callable[[], None]:
@@ -84,6 +87,27 @@ def lambda_steps_take_an_invocation_type() -> Callable[[], None]:
     patcher = mock.patch.dict(bindings, {"invoke": {*bindings["invoke"], "InvocationType"}})
     patcher.start()
     return patcher.stop
+
+
+def jsonpaths_parsed_once() -> Callable[[], None]:
+    """moto's ASL interpreter parses a state's JSONPath (`$.order`) each time the state runs,
+    building jsonpath_ng's parser anew (milliseconds of CPU a path); a parsed path is only
+    read after that, so one is kept per path text. Return the undo."""
+    from jsonpath_ng import parse
+    from jsonpath_ng.ext import parse as parse_extended
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    undone = [
+        mend(json_path, parse=functools.lru_cache(maxsize=PARSED_PATHS_KEPT)(parse_extended)),
+        mend(result_path, parse=functools.lru_cache(maxsize=PARSED_PATHS_KEPT)(parse)),
+    ]
+
+    def undo() -> None:
+        for step in reversed(undone):
+            step()
+
+    return undo
 
 
 def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
