@@ -144,8 +144,8 @@ stack.stop()
 
 def test_the_functions_of_a_first_run_have_a_sandbox_ready_at_the_start() -> None:
     """As Lambda initializes ahead of use: a stack just started has one sandbox, initialized
-    and idle, for each of the authorizer, POST /v1/runs, the worker and GET /v1/runs/{id}, and
-    its first run is served by them rather than by sandboxes it starts."""
+    and idle, for each of the authorizer, POST /v1/runs and the worker, and its first run is
+    served by them rather than by sandboxes it starts."""
     probe = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
     seen = json.loads(probe.stdout.strip().splitlines()[-1])

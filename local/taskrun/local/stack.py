@@ -40,8 +40,8 @@ from taskrun.webhooks.send import Signer, new_secret
 DEFAULT_REGION = "us-east-1"
 KEY_FILE = "api-key"
 SECRET_FILE = "webhook-secret"
-# started ahead of use: a run's path (the authorizer, POST /v1/runs, the worker) and GET /v1/runs/{id}
-FIRST_FUNCTIONS = ["AuthorizerFunction", "StartRunFunction", "WorkerFunction", "GetRunFunction"]
+# started ahead of use: a first run's path (the authorizer, POST /v1/runs, the worker)
+FIRST_FUNCTIONS = ["AuthorizerFunction", "StartRunFunction", "WorkerFunction"]
 SECRETS_DIR = "secrets"  # the tasks' secrets, a file each, under the data directory
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
@@ -249,7 +249,7 @@ class LocalStack:
     def start(self) -> str:
         """Stand everything up; return the API key that works with every scope."""
         self.emulator.start()
-        # the functions a first request goes through start their sandboxes while the rest starts
+        # the functions a first run goes through start their sandboxes while the rest starts
         self.emulator.runtime.warm(FIRST_FUNCTIONS)
         runs_table = get_settings().runs_table
         cut_off = CutOffRuns.find(runs_table)
