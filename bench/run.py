@@ -337,6 +337,7 @@ class WriteMeter:
     def __init__(self) -> None:
         self.units: collections.Counter[str] = collections.Counter()  # "<table> table" / "<table> <index>"
         self._lock = threading.Lock()
+        self.on = False  # metering reads each item before and after a write: only while a cost is measured
 
     def install(self) -> Callable[[], None]:
         import inspect
@@ -351,6 +352,8 @@ class WriteMeter:
             signature = inspect.signature(original)
 
             def operation(backend: Any, *args: Any, **kwargs: Any) -> Any:
+                if not meter.on:
+                    return original(backend, *args, **kwargs)
                 bound = signature.bind(backend, *args, **kwargs).arguments
                 table = backend.get_table(bound["table_name"])
                 key = bound.get("key") or bound["item_attrs"]
@@ -484,13 +487,17 @@ class Bench:
         self.calls_path.write_text("")
         self.invocations.clear()
         self.writes.reset()
+        self.writes.on = True
         self.api_requests = 0
         run_ids: list[str] = []
-        for _ in range(runs):
-            for run in scenario():
-                OUTCOMES.add(name, run)
-                run_ids.append(run["run_id"])
-        self.quiet()
+        try:
+            for _ in range(runs):
+                for run in scenario():
+                    OUTCOMES.add(name, run)
+                    run_ids.append(run["run_id"])
+            self.quiet()
+        finally:
+            self.writes.on = False
         calls = collections.Counter(tuple(line.split(" ")[1:]) for line in self.calls_made())
         invocations = list(self.invocations)
         write_units = collections.Counter(self.writes.units)
