@@ -87,7 +87,32 @@ class Page:
         self.browser.refresh()
 
     def shot(self, name: str) -> None:
+        """Save the page as a screenshot, and hold it to showing no stray text: a value the
+        page meant to leave out, written as `null`, `undefined`, `NaN` or `[object Object]`."""
         self.browser.save_screenshot(str(self.shots / f"{name}.png"))
+        stray = self.stray_text()
+        assert stray == [], f"{name}: stray text on the page: {stray}"
+
+    def stray_text(self) -> list[str]:
+        """The page's visible text nodes that are a value written by mistake, each with the
+        element it sits in."""
+        found: list[str] = self.browser.execute_script(STRAY_TEXT)
+        return found
+
+
+STRAY_TEXT = """
+const stray = /^(null|undefined|NaN|\\[object Object\\])$/;
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+const found = [];
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  const text = node.textContent.trim();
+  const parent = node.parentElement;
+  if (stray.test(text) && parent && parent.closest("pre, code, textarea") === null) {
+    found.push(`${parent.tagName.toLowerCase()}#${parent.id}: ${text}`);
+  }
+}
+return found;
+"""
 
 
 @pytest.fixture

@@ -68,9 +68,14 @@ function h(tag, attributes, ...children) {
   return node;
 }
 
+/* Put these children in `node` in place of its own; a missing one (null, undefined, false) is
+   left out, as h() leaves it out (replaceChildren would write it as the text "null"). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}
+
 function show(...nodes) {
-  const main = document.getElementById("main");
-  main.replaceChildren(...nodes);
+  fill(document.getElementById("main"), ...nodes);
 }
 
 function status(value) {
@@ -99,9 +104,9 @@ function button(label, id, action, kind, note) {
       onclick: async () => {
         try {
           await action();
-          note.replaceChildren();
+          fill(note);
         } catch (error) {
-          note.replaceChildren(problemBox(error));
+          fill(note, problemBox(error));
         }
       },
     },
@@ -154,7 +159,7 @@ function keyPage() {
           else route();
         } catch (error) {
           sessionStorage.removeItem(KEY);
-          note.replaceChildren(problemBox(error));
+          fill(note, problemBox(error));
         }
       },
     },
@@ -229,11 +234,11 @@ async function runsPage(params) {
       more.hidden = !cursor;
       const rows = page.runs.map(row);
       if (append) body.append(...rows);
-      else body.replaceChildren(...rows);
-      note.replaceChildren();
+      else fill(body, ...rows);
+      fill(note);
       return page.runs;
     } catch (error) {
-      note.replaceChildren(problemBox(error));
+      fill(note, problemBox(error));
       return [];
     }
   }
@@ -293,7 +298,7 @@ async function runPage(runId) {
   const act = (label, id, action, kind) => button(label, id, action, kind, note);
 
   function drawHead() {
-    head.replaceChildren(
+    fill(head,
       h("h2", {}, run.task_id, " ", status(run.status)),
       h("p", {}, h("code", {}, run.run_id)),
       progressBar(run.progress),
@@ -359,7 +364,7 @@ async function runPage(runId) {
         )
       );
     }
-    details.replaceChildren(...parts);
+    fill(details, ...parts);
   }
 
   function draw() {
@@ -371,7 +376,7 @@ async function runPage(runId) {
     if (run.task_type !== "flow") return;
     try {
       const page = await api("GET", `v1/runs/${run.run_id}/history?limit=500`);
-      steps.replaceChildren(
+      fill(steps,
         h(
           "ol",
           { class: "timeline" },
@@ -390,7 +395,7 @@ async function runPage(runId) {
         )
       );
     } catch (error) {
-      steps.replaceChildren(problemBox(error));
+      fill(steps, problemBox(error));
     }
   }
 
@@ -398,7 +403,7 @@ async function runPage(runId) {
     if (!run.webhook_url) return;
     try {
       const page = await api("GET", `v1/runs/${run.run_id}/deliveries`);
-      deliveries.replaceChildren(
+      fill(deliveries,
         h("h3", {}, "Webhook deliveries"),
         h(
           "table",
@@ -423,7 +428,7 @@ async function runPage(runId) {
         )
       );
     } catch (error) {
-      deliveries.replaceChildren(problemBox(error));
+      fill(deliveries, problemBox(error));
     }
   }
 
@@ -432,7 +437,7 @@ async function runPage(runId) {
     try {
       const page = await api("GET", `v1/runs/${run.run_id}/callbacks`);
       const waiting = page.callbacks.filter((callback) => callback.status === "waiting");
-      callbacks.replaceChildren(
+      fill(callbacks,
         ...waiting.map((callback) =>
           h(
             "article",
@@ -446,21 +451,21 @@ async function runPage(runId) {
                 await api("POST", `v1/runs/${run.run_id}/callbacks/${callback.callback_id}`, {
                   output: { approved: true, by: "console" },
                 });
-                callbacks.replaceChildren(h("p", { id: "decided" }, "Approved."));
+                fill(callbacks, h("p", { id: "decided" }, "Approved."));
               }),
               act("Reject", `reject-${callback.callback_id}`, async () => {
                 await api("POST", `v1/runs/${run.run_id}/callbacks/${callback.callback_id}`, {
                   error: "Rejected",
                   cause: "rejected in the console",
                 });
-                callbacks.replaceChildren(h("p", { id: "decided" }, "Rejected."));
+                fill(callbacks, h("p", { id: "decided" }, "Rejected."));
               }, "secondary")
             )
           )
         )
       );
     } catch (error) {
-      callbacks.replaceChildren(problemBox(error));
+      fill(callbacks, problemBox(error));
     }
   }
 
@@ -479,7 +484,7 @@ async function runPage(runId) {
         if (!logs.textContent) logs.textContent = "(nothing printed)";
       }
     } catch (error) {
-      note.replaceChildren(problemBox(error));
+      fill(note, problemBox(error));
     }
   }
 
@@ -531,8 +536,9 @@ async function tasksPage() {
   }
 }
 
-/* A JSON Schema for JSON Editor: `$ref`s to `$defs` put in place (it reads `definitions`), and
-   each taskrun file parameter turned into a text field for its file id with an upload button. */
+/* A JSON Schema for JSON Editor: `$ref`s to `$defs` put in place (it reads `definitions`),
+   each taskrun file parameter turned into a text field for its file id with an upload button,
+   and an Optional parameter's choice of no value named "none" (its switcher would say "null"). */
 function formSchema(schema) {
   const defs = schema.$defs || {};
   const seen = new Set();
@@ -558,6 +564,7 @@ function formSchema(schema) {
     }
     const out = {};
     for (const [key, value] of Object.entries(node)) if (key !== "$defs") out[key] = resolve(value);
+    if (out.type === "null" && !out.title) out.title = "none"; // the choice of no value (Optional), not "null"
     return out;
   }
   const resolved = resolve(schema);
@@ -627,7 +634,7 @@ async function taskPage(taskId) {
   start.addEventListener("click", async () => {
     const arguments_ = { ...editor.getValue() };
     for (const name of files) if (arguments_[name]) arguments_[name] = { file_id: arguments_[name] };
-    note.replaceChildren();
+    fill(note);
     editor.root.showValidationErrors([]);
     try {
       const run = await api("POST", "v1/runs", { task_id: task.task_id, arguments: arguments_ });
@@ -647,7 +654,7 @@ async function taskPage(taskId) {
         if (field) field.is_dirty = true; // shown even where the person typed nothing
       }
       editor.root.showValidationErrors(beside);
-      note.replaceChildren(problemBox(error, "start-detail"));
+      fill(note, problemBox(error, "start-detail"));
       if (rest.length) note.append(h("ul", {}, rest.map((item) => h("li", {}, `${item.location}: ${item.message}`))));
     }
   });
@@ -661,9 +668,9 @@ async function schedulesPage() {
   async function load() {
     try {
       const page = await api("GET", "v1/schedules?limit=100");
-      body.replaceChildren(...page.schedules.map(row));
+      fill(body, ...page.schedules.map(row));
     } catch (error) {
-      note.replaceChildren(problemBox(error));
+      fill(note, problemBox(error));
     }
   }
   const act = (label, id, action, kind) => button(label, id, action, kind, note);
