@@ -371,3 +371,43 @@ def test_a_code_first_flow_from_the_command_line(taskrun: Taskrun) -> None:
     assert history.returncode == 0
     for step in ("reserve", "price", "ship-standard"):
         assert step in history.stdout
+
+
+def test_the_logs_of_a_run_that_printed_nothing_say_so(taskrun: Taskrun) -> None:
+    ran = taskrun("run", "team/add", "-a", "a=1", "-a", "b=2", "--json")
+    run_id = json.loads(ran.stdout)["run_id"]
+    logs = taskrun("runs", "logs", run_id)
+    assert logs.returncode == 0 and logs.stdout == ""
+    assert logs.stderr.strip() == f"(run {run_id} printed and logged nothing)"
+
+
+def test_every_get_and_list_subcommand_takes_json(taskrun: Taskrun, tmp_path: Path) -> None:
+    """Each subcommand that shows something (a get, a list, show, history, logs) prints the
+    API's JSON with --json."""
+    from taskrun.cli.base import keys_app, runs_app, schedules_app, secrets_app, tasks_app
+
+    showing = {"get", "list", "show", "history", "logs"}
+    groups = {
+        "keys": keys_app,
+        "runs": runs_app,
+        "schedules": schedules_app,
+        "secrets": secrets_app,
+        "tasks": tasks_app,
+    }
+    seen = []
+    for group, commands in groups.items():
+        for command in commands.registered_commands:
+            if command.name in showing:
+                seen.append(f"{group} {command.name}")
+                assert "--json" in taskrun(group, command.name, "--help").stdout, seen[-1]
+    assert len(seen) >= 9
+    # and what they print is JSON
+    made = taskrun("schedules", "create", "examples/greet", "rate(1 day)", "-a", "name=Jo", "--json")
+    schedule_id = json.loads(made.stdout)["schedule_id"]
+    try:
+        assert json.loads(taskrun("schedules", "get", schedule_id, "--json").stdout)["schedule_id"] == schedule_id
+    finally:
+        taskrun("schedules", "delete", schedule_id)
+    folder = tmp_path / "secrets"
+    assert taskrun("secrets", "set", "cli-json", "--dir", str(folder), "--value", "v").returncode == 0
+    assert json.loads(taskrun("secrets", "list", "--dir", str(folder), "--json").stdout) == ["cli-json"]

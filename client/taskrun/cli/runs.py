@@ -294,6 +294,10 @@ def runs_logs(
         return
     if logs.truncated:
         err.print("(earlier output was left out; the last 64 KB follow)")
+    if not logs.text:
+        so_far = "" if logs.ended else " so far (it has not ended: --follow prints lines as they come)"
+        err.print(f"(run {run_id} printed and logged nothing{so_far})", markup=False)
+        return
     sys.stdout.write(logs.text)
     sys.stdout.flush()
 

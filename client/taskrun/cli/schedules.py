@@ -64,8 +64,8 @@ def schedules_create(
 
 
 @schedules_app.command("get", epilog="Example: taskrun schedules get sch_01m8496zv092capcb6htkybrew")
-def schedules_get(schedule_id: str) -> None:
-    """One schedule, as JSON."""
+def schedules_get(schedule_id: str, as_json: JsonOption = False) -> None:
+    """One schedule, as JSON (with or without --json, the flag every get and list takes)."""
     with api() as client:
         print_json(client.get_schedule(schedule_id))
 

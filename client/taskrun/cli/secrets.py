@@ -10,10 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from taskrun.cli.base import (
+    JsonOption,
     SecretsDirOption,
     StackOption,
     fail,
     out,
+    print_json,
     secrets_app,
 )
 
@@ -59,9 +61,15 @@ def secrets_set(
 
 
 @secrets_app.command("list", epilog="Example: taskrun secrets list")
-def secrets_list(stack: StackOption = None, directory: SecretsDirOption = Path(".taskrun/secrets")) -> None:
-    """The secrets' names (never their values)."""
-    for name in _on_secrets(lambda: _secret_store(stack, directory).names()):
+def secrets_list(
+    stack: StackOption = None, directory: SecretsDirOption = Path(".taskrun/secrets"), as_json: JsonOption = False
+) -> None:
+    """The secrets' names (never their values); with --json, a JSON list of them."""
+    names = _on_secrets(lambda: _secret_store(stack, directory).names())
+    if as_json:
+        print_json(names)
+        return
+    for name in names:
         out.print(name, markup=False)
 
 
