@@ -411,3 +411,15 @@ def test_every_get_and_list_subcommand_takes_json(taskrun: Taskrun, tmp_path: Pa
     folder = tmp_path / "secrets"
     assert taskrun("secrets", "set", "cli-json", "--dir", str(folder), "--value", "v").returncode == 0
     assert json.loads(taskrun("secrets", "list", "--dir", str(folder), "--json").stdout) == ["cli-json"]
+
+
+def test_a_refused_key_says_where_a_key_comes_from(taskrun: Taskrun) -> None:
+    wrong = taskrun("runs", "list", TASKRUN_API_KEY="tr_wrong_0000000000000000000000")
+    assert wrong.returncode == 1
+    assert (
+        "401 Unauthorized" in wrong.stderr
+        and "the key given was refused: pass --key, or set TASKRUN_API_KEY" in wrong.stderr
+    )
+    assert ".taskrun/api-key" in wrong.stderr  # where taskrun local keeps its key, from the API's answer
+    missing = taskrun("runs", "list", TASKRUN_API_KEY=None)
+    assert missing.returncode == 1 and "no API key was given: pass --key" in missing.stderr

@@ -58,7 +58,10 @@ def test_every_route_refuses_a_key_without_its_scope(scope: str, api: httpx.Clie
         if needed == scope:
             assert refused.status_code == 403, (method, path, refused.text)
             assert refused.headers["content-type"] == "application/problem+json"
-            assert "scope" in refused.json()["detail"]
+            has = " ".join(other for other in SCOPES if other != scope)
+            assert refused.json()["detail"] == (
+                f"this route ({method} {path}) needs a key with the '{scope}' scope; this key's scopes: {has}"
+            ), refused.text
             assert allowed.status_code not in (401, 403), (method, path, allowed.text)
         else:
             assert allowed.status_code == 403, (method, path, allowed.text)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskrun import __version__
-from taskrun.client import DEFAULT_URL, Client, ProblemError, TaskrunError
+from taskrun.client import DEFAULT_URL, Client, ProblemError, TaskrunError, Unauthorized
 
 HELP = """The `taskrun` command: run tasks and read runs over the API (`taskrun run`, `runs`, `tasks`,
 `schedules`, `keys`), and serve the API on this machine (`taskrun local`).
@@ -79,6 +79,9 @@ def api() -> Iterator[Client]:
     try:
         with Client(Settings.url, Settings.key) as client:
             yield client
+    except Unauthorized as error:
+        given = "the key given was refused" if Settings.key else "no API key was given"
+        fail(f"{error}; {given}: pass --key, or set TASKRUN_API_KEY")
     except ProblemError as error:
         fail(str(error))
     except httpx.ConnectError:

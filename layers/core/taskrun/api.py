@@ -281,7 +281,11 @@ def require_scope(app: APIGatewayRestResolver, scope: Scope) -> str:
     """The calling key's id, if it has `scope`; else Forbidden."""
     calling = caller(app)
     if scope not in calling.scopes:
-        raise Forbidden(f"this route needs a key with the {scope!r} scope")
+        event = app.current_event
+        route = f"{event.http_method} {event.resource}"
+        raise Forbidden(
+            f"this route ({route}) needs a key with the {scope!r} scope; this key's scopes: {' '.join(calling.scopes)}"
+        )
     return calling.key_id
 
 

@@ -32,6 +32,7 @@ READ_TIMEOUT_SECONDS = 30.0
 INTEGRATION_TIMEOUT_SECONDS = 29.0  # API Gateway's default; the function goes on past it
 LISTEN_BACKLOG = 1024
 STAGE = "local"
+CONTEXT_VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+[A-Za-z0-9_])")  # in a gateway response's template
 TEXT_TYPES = ("application/json", "application/problem+json", "text/", "application/xml", "application/javascript")
 
 
@@ -167,7 +168,12 @@ class Gateway:
             print(f"the authorizer failed: {error.payload['errorType']}: {error}", flush=True)
             return self.gateway_response("AUTHORIZER_FAILURE", HTTPStatus.INTERNAL_SERVER_ERROR)
         if not policy_allows(policy.get("policyDocument", {}), request["methodArn"]):
-            return self.gateway_response("ACCESS_DENIED", HTTPStatus.FORBIDDEN)
+            context = {
+                "httpMethod": event["httpMethod"],
+                "resourcePath": event["resource"],
+                **{f"authorizer.{key}": str(value) for key, value in (policy.get("context") or {}).items()},
+            }
+            return self.gateway_response("ACCESS_DENIED", HTTPStatus.FORBIDDEN, context)
         event["requestContext"]["authorizer"] = {
             "principalId": policy.get("principalId"),
             **policy.get("context", {}),
@@ -182,10 +188,15 @@ class Gateway:
         response.headers["Retry-After"] = str(retry_after)
         return response
 
-    def gateway_response(self, kind: str, status: HTTPStatus) -> GatewayResponse:
+    def gateway_response(self, kind: str, status: HTTPStatus, context: dict[str, str] | None = None) -> GatewayResponse:
+        """The template's answer of this kind, its `$context.<name>` variables filled in from
+        `context` as API Gateway fills them (one it does not have is empty; a value is
+        escaped for the JSON string it sits in)."""
         if kind in self.gateway_responses:
             code, body = self.gateway_responses[kind]
-            return GatewayResponse(code, {"Content-Type": "application/problem+json"}, body.encode())
+            known = context or {}
+            filled = CONTEXT_VARIABLE.sub(lambda found: json.dumps(known.get(found[1], ""))[1:-1], body)
+            return GatewayResponse(code, {"Content-Type": "application/problem+json"}, filled.encode())
         return problem(status, status.description)
 
     def _proxy_event(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskrun.access.keys import ApiKey, KeyFinder, ambiguous_credentials, authenticate
-from taskrun.access.scopes import allowed_routes
+from taskrun.access.scopes import allowed_routes, scope_of
 from taskrun.access.usage import usage_identifier
 from taskrun.errors import Unauthorized
 
@@ -30,6 +30,9 @@ def authorizer_policy(event: Mapping[str, Any], keys: KeyFinder, shared_usage_ke
     record = authenticate(event.get("headers") or {}, keys)
     resources = [f"{stage_arn}/{route}" for route in allowed_routes(record.scopes)]
     context = {"key_id": record.key_id, "scopes": " ".join(record.scopes), "tasks": " ".join(record.tasks)}
+    # the scope this request's route needs, for the ACCESS_DENIED answer to name (the
+    # template's `$context.authorizer.needs`); the answer is not cached (ReauthorizeEvery: 0)
+    context["needs"] = scope_of(str(event.get("httpMethod", "")), str(event.get("resource", ""))) or ""
     return _allowing(record, resources, context, shared_usage_key)
 
 
