@@ -170,8 +170,11 @@ def test_schedules_commands(taskrun: Taskrun) -> None:
     assert made.returncode == 0, made.stderr
     schedule_id = made.stdout.strip()
     assert schedule_id in taskrun("schedules", "list").stdout
-    assert taskrun("schedules", "pause", schedule_id).stdout == f"{schedule_id} disabled\n"
+    assert taskrun("schedules", "disable", schedule_id).stdout == f"{schedule_id} disabled\n"
+    assert taskrun("schedules", "enable", schedule_id).stdout == f"{schedule_id} scheduled\n"
+    assert taskrun("schedules", "pause", schedule_id).stdout == f"{schedule_id} disabled\n"  # the earlier word
     assert taskrun("schedules", "resume", schedule_id).stdout == f"{schedule_id} scheduled\n"
+    assert "pause" not in taskrun("schedules", "--help").stdout
     run_id = taskrun("schedules", "run", schedule_id).stdout.strip()
     assert taskrun("runs", "get", run_id, "--wait").stdout == "3\n"
     shown = json.loads(taskrun("schedules", "get", schedule_id).stdout)

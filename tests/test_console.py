@@ -1,7 +1,7 @@
 """The runs console at /console, in real headless Chromium, as a person uses it: the key typed
 once; runs appearing and ending; a run's live logs; a task started from the form made from
 its JSON Schema (a wrong value first, its problem beside the field); a callback approved; a
-delivery retried; a schedule paused. Each page is saved as a 1280 by 800 screenshot in the
+delivery retried; a schedule disabled. Each page is saved as a 1280 by 800 screenshot in the
 folder the test prints."""
 
 from __future__ import annotations
@@ -265,18 +265,21 @@ def test_a_webhook_delivery_is_retried(person: Page, api: httpx.Client, receiver
     person.shot("run-deliveries")
 
 
-def test_a_schedule_is_paused(person: Page, api: httpx.Client) -> None:
+def test_a_schedule_is_disabled_and_enabled_again(person: Page, api: httpx.Client) -> None:
     made = api.post("/v1/schedules", json={"task_id": "team/add", "arguments": {"a": 1}, "expression": "rate(1 hour)"})
     assert made.status_code == 201, made.text
     name = made.json()["schedule_id"]
     try:
         person.open("#/schedules")
         row = f'tr[data-schedule="{name}"]'
-        person.until(lambda: "active" in person.text(f"{row} .state"))
+        person.until(lambda: person.text(f"{row} .state") == "scheduled")  # the API's word for its state
         person.shot("schedules")
-        person.click(f'[id="pause-{name}"]')
-        person.until(lambda: "paused" in person.text(f"{row} .state"))
+        person.click(f'[id="disable-{name}"]')
+        person.until(lambda: person.text(f"{row} .state") == "disabled")
         assert api.get(f"/v1/schedules/{name}").json()["enabled"] is False
+        person.click(f'[id="enable-{name}"]')
+        person.until(lambda: person.text(f"{row} .state") == "scheduled")
+        assert api.get(f"/v1/schedules/{name}").json()["enabled"] is True
     finally:
         api.delete(f"/v1/schedules/{name}")
 

@@ -70,18 +70,23 @@ def schedules_get(schedule_id: str, as_json: JsonOption = False) -> None:
         print_json(client.get_schedule(schedule_id))
 
 
-@schedules_app.command("pause", epilog="Example: taskrun schedules pause sch_01m8496zv092capcb6htkybrew")
-def schedules_pause(schedule_id: str) -> None:
-    """Stop a schedule firing until it is resumed."""
+@schedules_app.command("disable", epilog="Example: taskrun schedules disable sch_01m8496zv092capcb6htkybrew")
+def schedules_disable(schedule_id: str) -> None:
+    """Stop a schedule firing until it is enabled again (its `enabled` false, its state `disabled`)."""
     with api() as client:
         out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=False).state.value}")
 
 
-@schedules_app.command("resume", epilog="Example: taskrun schedules resume sch_01m8496zv092capcb6htkybrew")
-def schedules_resume(schedule_id: str) -> None:
-    """Let a paused schedule fire again."""
+@schedules_app.command("enable", epilog="Example: taskrun schedules enable sch_01m8496zv092capcb6htkybrew")
+def schedules_enable(schedule_id: str) -> None:
+    """Let a disabled schedule fire again."""
     with api() as client:
         out.print(f"{schedule_id} {client.update_schedule(schedule_id, enabled=True).state.value}")
+
+
+# the words of earlier versions, kept working for scripts that use them, out of the help
+schedules_app.command("pause", hidden=True)(schedules_disable)
+schedules_app.command("resume", hidden=True)(schedules_enable)
 
 
 @schedules_app.command("run", epilog="Example: taskrun schedules run sch_01m8496zv092capcb6htkybrew")

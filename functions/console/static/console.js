@@ -683,7 +683,7 @@ async function schedulesPage() {
       h("td", {}, id),
       h("td", {}, schedule.task_id),
       h("td", {}, h("code", {}, schedule.expression)),
-      h("td", { class: "state" }, schedule.enabled ? "active" : "paused"),
+      h("td", { class: "state" }, schedule.state), // the API's word: scheduled, running, done, error, disabled
       h("td", {}, when(schedule.next_run_at)),
       h("td", {}, last ? h("a", { href: `#/runs/${last.run_id}` }, last.status) : "—"),
       h(
@@ -693,11 +693,11 @@ async function schedulesPage() {
           "div",
           { role: "group" },
           schedule.enabled
-            ? act("Pause", `pause-${id}`, async () => {
+            ? act("Disable", `disable-${id}`, async () => {
                 await api("PATCH", `v1/schedules/${id}`, { enabled: false });
                 await load();
               }, "secondary")
-            : act("Resume", `resume-${id}`, async () => {
+            : act("Enable", `enable-${id}`, async () => {
                 await api("PATCH", `v1/schedules/${id}`, { enabled: true });
                 await load();
               }),
