@@ -426,3 +426,21 @@ def test_a_refused_key_says_where_a_key_comes_from(taskrun: Taskrun) -> None:
     assert ".taskrun/api-key" in wrong.stderr  # where taskrun local keeps its key, from the API's answer
     missing = taskrun("runs", "list", TASKRUN_API_KEY=None)
     assert missing.returncode == 1 and "no API key was given: pass --key" in missing.stderr
+
+
+def test_runs_list_shows_when_each_run_was_made_and_when_it_started(taskrun: Taskrun) -> None:
+    tag = f"cols-{uuid.uuid4().hex[:8]}"
+    ran = json.loads(taskrun("run", "team/add", "-a", "a=1", "-a", "b=1", "--tag", tag, "--json").stdout)
+    queued = json.loads(
+        taskrun(
+            "run", "team/add", "-a", "a=2", "-a", "b=2", "--tag", tag, "--delay", "600", "--no-wait", "--json"
+        ).stdout
+    )
+    try:
+        lines = taskrun("runs", "list", "--tag", tag).stdout.splitlines()  # not a terminal: tab-separated
+        assert lines[0].split("\t") == ["run", "task", "status", "created", "started", "ms"]
+        rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+        assert rows[queued["run_id"]][2] == "queued" and rows[queued["run_id"]][4] == ""  # not started yet
+        assert rows[ran["run_id"]][2] == "succeeded" and rows[ran["run_id"]][4] >= rows[ran["run_id"]][3] != ""
+    finally:
+        taskrun("runs", "cancel", queued["run_id"])

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -176,10 +177,14 @@ def runs_list(
     if as_json:
         print_json(found)
         return
-    shown = table("run", "task", "status", "started", "ms")
+    shown = table("run", "task", "status", "created", "started", "ms")
+
+    def moment(at: datetime | None) -> str:  # empty for a run not started yet (queued, pending)
+        return at.strftime("%Y-%m-%d %H:%M:%S") if at is not None else ""
+
     for item in found:
-        started = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        shown.add_row(item.run_id, item.task_id, item.status.value, started, str(item.duration_ms or ""))
+        cells = (moment(item.created_at), moment(item.started_at), str(item.duration_ms or ""))
+        shown.add_row(item.run_id, item.task_id, item.status.value, *cells)
     print_table(shown)
 
 
