@@ -444,3 +444,19 @@ def test_runs_list_shows_when_each_run_was_made_and_when_it_started(taskrun: Tas
         assert rows[ran["run_id"]][2] == "succeeded" and rows[ran["run_id"]][4] >= rows[ran["run_id"]][3] != ""
     finally:
         taskrun("runs", "cancel", queued["run_id"])
+
+
+def test_arg_values_are_read_by_the_parameter_s_type(taskrun: Taskrun) -> None:
+    # a text parameter keeps text that reads as JSON (a number, a boolean) as the text it is
+    greeted = taskrun("run", "examples/greet", "--arg", "name=123", "--json")
+    assert greeted.returncode == 0, greeted.stderr
+    assert json.loads(greeted.stdout)["arguments"]["name"] == "123"
+    echoed = json.loads(taskrun("run", "examples/echo", "-a", "message=true", "-a", "note=[1]", "--json").stdout)
+    assert echoed["arguments"] == {"message": "true", "note": "[1]"}
+    # an Optional text parameter still takes null, and numbers stay numbers where numbers are asked
+    assert (
+        json.loads(taskrun("run", "examples/echo", "-a", "message=null", "--json").stdout)["result"]["message"] is None
+    )
+    assert taskrun("run", "team/add", "-a", "a=40", "-a", "b=2").stdout == "42\n"
+    # and the help says how
+    assert "read by the parameter's type" in " ".join(taskrun("run", "--help").stdout.split())

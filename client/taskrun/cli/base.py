@@ -139,9 +139,20 @@ def main_options(
     Settings.url, Settings.key = url, key
 
 
-def parse_arguments(pairs: list[str], json_file: str | None) -> dict[str, Any]:
-    """Arguments from a JSON file (or - for stdin) and then `name=value` pairs, a value read as
-    JSON when it is JSON (`count=3`, `tags=["a"]`) and as text otherwise (`name=Ada`)."""
+ARG_HELP = (
+    "An argument, name=value (repeatable), read by the parameter's type: a text parameter takes"
+    " the value as it is (name=123 is the text 123); a number, boolean, list or object is read as"
+    " JSON (count=3, tags='[\"a\"]'); a parameter the task does not type, as JSON when it is JSON."
+)
+
+
+def parse_arguments(
+    pairs: list[str], json_file: str | None, parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Arguments from a JSON file (or - for stdin) and then `name=value` pairs, each value read
+    by its parameter's type in `parameters` (the task's JSON Schema): kept as text where the
+    parameter takes text and the value read as JSON would not fit it (`name=123` for a str),
+    else read as JSON when it is JSON (`count=3`, `tags=["a"]`) and as text otherwise."""
     arguments: dict[str, Any] = {}
     if json_file:
         try:
@@ -157,7 +168,53 @@ def parse_arguments(pairs: list[str], json_file: str | None) -> dict[str, Any]:
         if not found or not name:
             fail(f"--arg {pair!r}: write it as name=value", 2)
         try:
-            arguments[name] = json.loads(text)
+            value = json.loads(text)
         except ValueError:
             arguments[name] = text
+            continue
+        accepted = _types_of(parameters or {}, name)
+        keep_text = "string" in accepted and _json_type(value) not in accepted
+        arguments[name] = text if keep_text else value
     return arguments
+
+
+def _types_of(schema: dict[str, Any], name: str) -> set[str]:
+    """The JSON types a parameter's schema accepts (empty: not said, or not known)."""
+    definitions = schema.get("$defs") or {}
+
+    def types(node: Any, depth: int = 0) -> set[str]:
+        if not isinstance(node, dict) or depth > 8:
+            return set()
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            return types(definitions.get(reference.removeprefix("#/$defs/")), depth + 1)
+        declared = node.get("type")
+        found = {declared} if isinstance(declared, str) else {str(kind) for kind in declared or []}
+        if "integer" in found:
+            found.add("number")
+        for values in (node.get("enum") or [], [node["const"]] if "const" in node else []):
+            found |= {_json_type(value) for value in values}
+        for key in ("anyOf", "oneOf", "allOf"):
+            for member in node.get(key) or []:
+                found |= types(member, depth + 1)
+        return found
+
+    return types((schema.get("properties") or {}).get(name))
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    kinds = {float: "number", str: "string", list: "array", dict: "object", type(None): "null"}
+    return kinds.get(type(value), "object")
+
+
+def parameters_of(client: Client, task_id: str) -> dict[str, Any] | None:
+    """The task's parameter schema, to read `--arg` values by; None when it cannot be read
+    (then the run's own answer says what is wrong)."""
+    try:
+        return client.task(task_id).parameters
+    except (ProblemError, httpx.HTTPError):
+        return None

@@ -16,12 +16,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from taskrun.cli.base import (
+    ARG_HELP,
     JsonOption,
     api,
     app,
     err,
     fail,
     out,
+    parameters_of,
     parse_arguments,
     print_json,
     print_table,
@@ -106,7 +108,7 @@ def exit_code(run: Any) -> int:
 )
 def run(
     task_id: Annotated[str, typer.Argument(help="The task to run, such as examples/greet.")],
-    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
+    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help=ARG_HELP)] = None,
     json_args: Annotated[
         str | None, typer.Option("--json-args", help="A JSON file of arguments (- reads stdin).")
     ] = None,
@@ -125,9 +127,9 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
-    arguments = parse_arguments(arg or [], json_args)
     controls: dict[str, Any] = {"tags": tag, "delay": delay, "ttl": ttl, "concurrency_key": concurrency_key}
     with api() as client:
+        arguments = parse_arguments(arg or [], json_args, parameters_of(client, task_id) if arg else None)
         if logs or (wait and err.is_terminal):  # the run's id first: to follow it, or show its progress
             started = client.run(task_id, arguments, wait=None, revision=revision, **controls)
             if logs:

@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from taskrun.cli.base import (
+    ARG_HELP,
     JsonOption,
     api,
     err,
     out,
+    parameters_of,
     parse_arguments,
     print_json,
     print_table,
@@ -40,7 +42,7 @@ def schedules_list(as_json: JsonOption = False) -> None:
 def schedules_create(
     task_id: str,
     expression: Annotated[str, typer.Argument(help="cron(...), rate(...) or at(...).")],
-    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="An argument, name=value (repeatable).")] = None,
+    arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help=ARG_HELP)] = None,
     json_args: Annotated[str | None, typer.Option("--json-args", help="A JSON file of arguments.")] = None,
     timezone: Annotated[str, typer.Option(help="The expression's IANA time zone.")] = "UTC",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag each of its runs (repeatable).")] = None,
@@ -52,9 +54,9 @@ def schedules_create(
     as_json: JsonOption = False,
 ) -> None:
     """Schedule a task."""
-    arguments = parse_arguments(arg or [], json_args)
     fields = {"tags": tag, "overlap": overlap, "description": description, "webhook_url": webhook_url}
     with api() as client:
+        arguments = parse_arguments(arg or [], json_args, parameters_of(client, task_id) if arg else None)
         made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, **fields)
     if as_json:
         print_json(made)
