@@ -146,6 +146,10 @@ def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None
     assert lines[0] == "examples/greet (script)"
     assert any(line.split()[:3] == ["name", "string", "yes"] for line in lines)
     assert any(line.split()[:3] == ["times", "integer", "1"] for line in lines)
+    # each parameter's limits, as the task declares them (tab-separated: not a terminal)
+    cells = {line.split("\t")[0]: line.split("\t") for line in lines[1:] if "\t" in line}
+    assert cells["parameter"][4] == "limits"
+    assert cells["times"][4] == ">= 1; <= 10"
     missing = taskrun("tasks", "show", "nope/none")
     assert missing.returncode == 1 and missing.stderr == "taskrun: 404 Task not found: no task named 'nope/none'\n"
 

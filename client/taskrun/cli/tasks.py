@@ -42,14 +42,41 @@ def tasks_show(task_id: str, as_json: JsonOption = False) -> None:
     if task.description:
         out.print(task.description, markup=False)
     required = set(task.parameters.get("required", []))
-    shown = table("parameter", "type", "required", "default", "description")
+    shown = table("parameter", "type", "required", "default", "limits", "description")
     for name, schema in task.parameters.get("properties", {}).items():
         default = json.dumps(schema["default"]) if "default" in schema else ""
-        shown.add_row(name, _type_of(schema), "yes" if name in required else "", default, schema.get("description", ""))
+        needed = "yes" if name in required else ""
+        shown.add_row(name, _type_of(schema), needed, default, _limits_of(schema), schema.get("description", ""))
     print_table(shown)
     out.print(f"output: {_type_of(task.output) or 'any'}", markup=False)
     revisions = ", ".join(f"{revision.revision} ({revision.weight}%)" for revision in task.revisions)
     out.print(f"revisions: {revisions}" + (f" · timeout {task.timeout} s" if task.timeout else ""), markup=False)
+
+
+LIMITS = {  # a JSON Schema keyword, and how a person reads it
+    "minimum": ">= {}",
+    "exclusiveMinimum": "> {}",
+    "maximum": "<= {}",
+    "exclusiveMaximum": "< {}",
+    "multipleOf": "a multiple of {}",
+    "minLength": "at least {} characters",
+    "maxLength": "at most {} characters",
+    "pattern": "matching {}",
+    "minItems": "at least {} items",
+    "maxItems": "at most {} items",
+}
+
+
+def _limits_of(schema: dict[str, Any]) -> str:
+    """A parameter's limits (its range, length, pattern, allowed values), as words; those of
+    an Optional parameter's non-null member too."""
+    members = [schema, *(schema.get("anyOf") or schema.get("oneOf") or [])]
+    said: list[str] = []
+    for member in members:
+        said += [words.format(member[keyword]) for keyword, words in LIMITS.items() if keyword in member]
+        if "enum" in member:
+            said.append("one of " + ", ".join(json.dumps(value) for value in member["enum"]))
+    return "; ".join(said)
 
 
 def _type_of(schema: dict[str, Any]) -> str:
