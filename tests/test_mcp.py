@@ -607,3 +607,21 @@ def test_a_code_first_flow_s_long_call_is_a_task_followed_to_its_result(base_url
     result = with_tasks(base_url, call)
     assert result.is_error is False, result
     assert result.structured_content is not None and result.structured_content["status"] == "shipped"
+
+
+def test_the_docs_python_snippet_runs_as_written(base_url: str) -> None:
+    """docs/mcp.md's Python example, copied out as a reader copies it and run as a script."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mcp.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    env = {**os.environ, "TASKRUN_API_KEY": API_KEY, "TASKRUN_URL": base_url}
+    ran = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    count, result = ran.stdout.splitlines()
+    assert count.endswith(" tools") and int(count.split()[0]) > 10
+    assert result == "{'greeting': 'hello Ada!'}"
