@@ -46,15 +46,16 @@ def started(*options: str, **settings: str) -> Iterator[tuple[str, subprocess.Po
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answering() -> bool:  # not up yet, or not answering 200 yet (a throttled start): asked again shortly
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)  # not up yet, or not answering 200 yet (a throttled start): ask again shortly
-    else:
+            return False
+
+    try:
+        until(answering, 60, every=0.2)
+    except AssertionError:
         process.kill()
         pytest.fail("taskrun local did not answer within 60 s:\n" + (process.stdout.read() if process.stdout else ""))
     try:

@@ -120,18 +120,17 @@ def test_a_stack_that_ran_a_flow_has_not_loaded_ec2_and_still_answers_batch() ->
 
 
 WARM_PROBE = """
-import json, time
+import json
 import httpx
 from taskrun.local.stack import FIRST_FUNCTIONS, LocalStack
+from tests.waiting import until
 stack = LocalStack()
 key = stack.start()
 runtime = stack.emulator.runtime
-deadline = time.monotonic() + 60
 def ready():
     pools = runtime.pools()
     return all(name in pools and len(pools[name].pids()) == 1 for name in FIRST_FUNCTIONS)
-while not ready() and time.monotonic() < deadline:
-    time.sleep(0.05)
+until(ready, 60, "the warm sandboxes did not start", every=0.05)
 before = {name: runtime.pools()[name].pids() for name in runtime.pools()}
 host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
 body = {"task_id": "examples/echo", "arguments": {"message": "hi"}, "wait": True}

@@ -99,6 +99,10 @@ class FunctionPool:
                     busy = f"Rate Exceeded: {self.limit} sandboxes are busy"
                     raise InvokeRefused(error_payload("TooManyRequestsException", busy), 429)
                 self._changed.wait(remaining)
+        return self._start(generation)
+
+    def _start(self, generation: int) -> Sandbox:
+        """Start a sandbox in a place already counted (given back if it cannot start)."""
         try:
             sandbox = Sandbox(self.image, self._on_log, generation)
         except BaseException:
@@ -118,15 +122,7 @@ class FunctionPool:
                 return
             self._count += 1
             generation = self._generation
-        try:
-            sandbox = Sandbox(self.image, self._on_log, generation)
-        except BaseException:
-            with self._changed:
-                self._count -= 1
-                self._changed.notify()
-            raise
-        with self._changed:
-            self._all.add(sandbox)
+        sandbox = self._start(generation)
         self._release(sandbox, healthy=sandbox.init_error is None)  # a failed init is the first invocation's to meet
 
     def _release(self, sandbox: Sandbox, healthy: bool) -> None:

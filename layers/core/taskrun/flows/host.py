@@ -42,7 +42,7 @@ from taskrun.flows.steps import FlowRun, serving
 from taskrun.models import ErrorType, Progress, Run, RunError, RunStatus, utcnow
 from taskrun.results.runlogs import LogStore, part_name
 from taskrun.results.tasklogs import LogTail, captured, read_tail
-from taskrun.runs.store import Ending, RunStore, end_once
+from taskrun.runs.store import Ending, RunStore, added, end_once
 from taskrun.telemetry import count
 
 logger = Logger(child=True)
@@ -192,14 +192,6 @@ class FlowHost:
         except Exception:
             logger.exception("could not read the execution's history")
             return None
-
-
-def added(usage: dict[str, float] | None, more: dict[str, float] | None) -> dict[str, float] | None:
-    """Usage counters with `more` added to them (None when there are none)."""
-    total = dict(usage or {})
-    for name, amount in (more or {}).items():
-        total[name] = total.get(name, 0) + amount
-    return total or None
 
 
 def _resumed(event: dict[str, Any]) -> bool:

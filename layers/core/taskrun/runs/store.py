@@ -176,9 +176,7 @@ class DynamoRunStore(aws.TableAdapter):
             if item is None or item.get("status") != RunStatus.RUNNING.value:
                 return False
             before = item.get("usage")
-            total: dict[str, float] = json.loads(before) if before else {}
-            for name, amount in usage.items():
-                total[name] = total.get(name, 0) + amount
+            total = added(json.loads(before) if before else None, usage) or {}
             values: dict[str, Any] = {":usage": json.dumps(total), ":running": RunStatus.RUNNING.value}
             unchanged = "attribute_not_exists(#usage)"
             if before is not None:
@@ -388,6 +386,14 @@ def visible(store: RunStore, run_id: str, access: TaskAccess) -> Run:
     if not access.allows(run.task_id):
         raise RunNotFound(run_id)
     return run
+
+
+def added(usage: dict[str, float] | None, more: dict[str, float] | None) -> dict[str, float] | None:
+    """Usage counters with `more` added to them (None when there are none)."""
+    total = dict(usage or {})
+    for name, amount in (more or {}).items():
+        total[name] = total.get(name, 0) + amount
+    return total or None
 
 
 def end_once(store: RunStore, run_id: str, ending: Ending) -> tuple[Run, bool]:
