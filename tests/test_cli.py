@@ -159,12 +159,30 @@ def test_an_unknown_tasks_directory_is_a_clear_error() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_task_module_that_does_not_import_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "broken.py").write_text("from taskrun import task\n\nraise RuntimeError('a typo in my task module')\n")
-    result = start_with_tasks(str(tmp_path))
-    assert result.returncode == 1
-    assert "could not start: RuntimeError: a typo in my task module" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_task_module_that_does_not_import_is_named_at_start_and_by_a_run_of_its_task(tmp_path: Path) -> None:
+    # Given a tasks directory with a module that raises as it imports, beside one that imports
+    (tmp_path / "broken.py").write_text(
+        "from taskrun import task\n\n\n@task('mine/broken')\ndef broken() -> str:\n    return 'x'\n\n"
+        "raise RuntimeError('a typo in my task module')\n"
+    )
+    (tmp_path / "fine.py").write_text(
+        "from taskrun import task\n\n\n@task('mine/fine')\ndef fine() -> str:\n    return 'ok'\n"
+    )
+    # The stack starts all the same, and its first lines name the module's file, line and error
+    with started("--tasks", str(tmp_path), "--ephemeral") as (url, process):
+        env = {**os.environ, "TASKRUN_URL": url, "TASKRUN_API_KEY": "cli-key"}
+        fine = subprocess.run([TASKRUN, "run", "mine/fine"], env=env, capture_output=True, text=True, timeout=60)
+        broken = subprocess.run([TASKRUN, "run", "mine/broken"], env=env, capture_output=True, text=True, timeout=60)
+        process.kill()
+        output = process.communicate(timeout=30)[0]
+    said = f"{tmp_path.name}/broken.py line 8: RuntimeError: a typo in my task module"
+    assert f"taskrun local: {said}; its tasks are not known until it imports" in output
+    assert "Traceback" not in output
+    assert fine.returncode == 0 and fine.stdout.strip() == "ok", fine.stdout + fine.stderr
+    # and a run of its task is not found, with the reason in one line
+    assert broken.returncode != 0
+    assert broken.stderr.startswith("taskrun: 404 Task not found: no task named 'mine/broken'"), broken.stderr
+    assert said in broken.stderr and len(broken.stderr.strip().splitlines()) == 1
 
 
 def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from tests.browser import needs_chromium, open_browser
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LIVE_TASK
 from tests.receiver import Receiver
+from tests.test_reload import NEEDS_DEPENDENCY
 from tests.test_run_control import started, waited
+from tests.waiting import until
 
 pytestmark = needs_chromium
 PATIENCE = 30  # seconds a page may take to show what is asked of it
@@ -203,6 +205,31 @@ def test_a_task_is_started_from_its_form_a_wrong_value_shown_beside_its_field(pe
     assert "hello Ada hello Ada!" in person.text("#result")
     run_id = person.browser.current_url.rsplit("/", 1)[1]
     assert api.get(f"/v1/runs/{run_id}").json()["arguments"]["times"] == 2
+
+
+def test_the_tasks_page_flags_modules_that_do_not_import(person: Page, api: httpx.Client, live_tasks: Path) -> None:
+    # Given a new module whose dependency is missing, and a loaded one saved with a syntax error
+    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
+    (live_tasks / "live.py").write_text(LIVE_TASK.replace("def version()", "def version(:"))
+    try:
+        until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is not None)
+        until(lambda: bool(api.get("/v1/tasks").json()["unloaded_modules"]))
+        # Then the tasks page names the module that did not import, with its file, line and error
+        person.open("#/tasks")
+        person.until(lambda: "No module named 'requestz'" in person.text("#unloaded-modules"))
+        assert "needsdep.py line 2" in person.text('#unloaded-modules [data-module="needsdep"]')
+        # and marks the task whose module no longer imports, on the list and on its form
+        assert "SyntaxError" in person.text('tr[data-task="live/version"] [data-problem]')
+        person.shot("tasks-broken-modules")
+        person.click('tr[data-task="live/version"] a')
+        person.until(lambda: "cannot run" in person.text("[role=alert]"))
+    finally:
+        (live_tasks / "needsdep.py").unlink()
+        (live_tasks / "live.py").write_text(LIVE_TASK)
+    until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is None)
+    person.open("#/tasks")
+    person.find('tr[data-task="live/version"]')
+    assert person.text("#unloaded-modules") == ""
 
 
 def test_a_task_s_file_parameter_is_uploaded_from_the_form(person: Page, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import LIVE_TASK
+from tests.test_scopes import make_key
 from tests.waiting import until
 
 FLOW = {
@@ -85,6 +86,9 @@ def test_a_module_edited_into_a_syntax_error_keeps_its_last_version_and_refuses_
         problem = api.post("/v1/runs", json={"task_id": "live/version", "arguments": {}}).json()
         assert f"live.py line {broken_at}: SyntaxError" in problem["detail"]
         assert problem["errors"][0]["location"] == "body.task_id"
+        assert json.dumps(problem).count("SyntaxError") == 1, problem  # the message said once, not twice
+        # the catalog marks the task with its module's problem
+        assert f"live.py line {broken_at}: SyntaxError" in api.get("/v1/tasks/live/version").json()["problem"]
         # and it stays in the catalog as it last imported, while every other task runs on
         assert api.get("/v1/tasks/live/version").status_code == 200
         assert run(api, "team/add", {"a": 1, "b": 2})["result"] == 3
@@ -106,6 +110,57 @@ def test_a_module_that_raises_as_it_imports_is_named_with_its_line(api: httpx.Cl
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
     until(lambda: run(api, "live/version").get("result") == "one")
+
+
+NEEDS_DEPENDENCY = """from taskrun import task
+import requestz
+
+
+@task("live/needsdep")
+def needsdep() -> str:
+    return "never"
+"""
+
+
+def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_miss_is_offered(
+    api: httpx.Client, anonymous: httpx.Client, live_tasks: Path
+) -> None:
+    # Given a new module whose dependency is not installed, saved while the stack runs
+    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
+    try:
+        # Then a run of its task is a 404 that names the module's file, line and error
+        def said() -> bool:
+            return "requestz" in api.post("/v1/runs", json={"task_id": "live/needsdep"}).json()["detail"]
+
+        until(said)
+        answer = api.post("/v1/runs", json={"task_id": "live/needsdep"})
+        assert answer.status_code == 404
+        assert "needsdep.py line 2: ModuleNotFoundError: No module named 'requestz'" in answer.json()["detail"]
+        assert "did you mean" not in answer.json()["detail"]
+        # and the catalog lists the module that did not import, beside its tasks
+        listed = api.get("/v1/tasks").json()
+        (module,) = listed["unloaded_modules"]
+        assert module == {
+            "module": "needsdep",
+            "file": f"{live_tasks.name}/needsdep.py",
+            "line": 2,
+            "error": "ModuleNotFoundError: No module named 'requestz'",
+        }
+        assert "live/needsdep" not in [task["task_id"] for task in listed["tasks"]]
+        # A near miss is offered the closest ids, by run and by the catalog's own route
+        typo = api.post("/v1/runs", json={"task_id": "live/verson"}).json()["detail"]
+        assert "did you mean 'live/version'?" in typo, typo
+        assert "did you mean 'team/add'" in api.get("/v1/tasks/team/ad").json()["detail"]
+        # A key limited to some tasks is offered only those, and never told of the modules
+        scoped = make_key(api, ["runs:read", "runs:write"], ["team/*"])
+        hidden = anonymous.post("/v1/runs", headers=scoped, json={"task_id": "live/verson"}).json()
+        assert hidden["status"] == 404 and "did you mean" not in hidden["detail"]
+        assert "requestz" not in hidden["detail"]
+        assert anonymous.get("/v1/tasks", headers=scoped).json()["unloaded_modules"] == []
+    finally:
+        (live_tasks / "needsdep.py").unlink()
+    # Once the module is gone, so is its problem
+    until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
 
 
 CODE_FLOW_MODULE = """

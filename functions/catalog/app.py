@@ -1,5 +1,5 @@
 from taskrun.api import answers, caller, make_resolver
-from taskrun.catalog.info import TaskInfo, TaskList
+from taskrun.catalog.info import ModuleProblemInfo, TaskInfo, TaskList
 from taskrun.runtime import api_handler, task_catalog
 
 app = make_resolver()
@@ -12,7 +12,13 @@ app = make_resolver()
     responses=answers(200, TaskList, 403),
 )
 def list_tasks() -> TaskList:
-    return TaskList(tasks=[definition.info() for definition in task_catalog().all(caller(app).tasks)])
+    catalog, access = task_catalog(), caller(app).tasks
+    return TaskList(
+        tasks=[catalog.info(definition) for definition in catalog.all(access)],
+        unloaded_modules=[ModuleProblemInfo(**vars(problem)) for problem in catalog.unloaded()]
+        if access.everything
+        else [],
+    )
 
 
 @app.get(
@@ -23,7 +29,8 @@ def list_tasks() -> TaskList:
 )
 def get_task() -> TaskInfo:
     # {task_id+} is greedy (ids hold "/"), so API Gateway hands it over whole.
-    return task_catalog().visible(app.current_event.path_parameters["task_id"], caller(app).tasks).info()
+    catalog = task_catalog()
+    return catalog.info(catalog.visible(app.current_event.path_parameters["task_id"], caller(app).tasks))
 
 
 lambda_handler = api_handler(app)

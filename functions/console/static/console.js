@@ -509,8 +509,23 @@ async function runPage(runId) {
 async function tasksPage() {
   try {
     const page = await api("GET", "v1/tasks");
+    const unloaded = page.unloaded_modules || [];
     show(
       h("h2", {}, "Tasks"),
+      unloaded.length
+        ? h(
+            "article",
+            { id: "unloaded-modules", class: "problem", role: "alert" },
+            h("p", {}, "These task modules do not import, so their tasks are not listed and cannot run:"),
+            h(
+              "ul",
+              {},
+              unloaded.map((problem) =>
+                h("li", { "data-module": problem.module }, h("code", {}, place(problem)), `: ${problem.error}`)
+              )
+            )
+          )
+        : null,
       h(
         "table",
         { class: "striped" },
@@ -524,7 +539,14 @@ async function tasksPage() {
               { "data-task": task.task_id },
               h("td", {}, h("a", { href: `#/tasks/${task.task_id}` }, task.task_id)),
               h("td", {}, task.task_type),
-              h("td", {}, task.description || ""),
+              h(
+                "td",
+                {},
+                task.problem
+                  ? h("p", { class: "problem", "data-problem": "" }, `Its module does not import: ${task.problem}`)
+                  : null,
+                task.description || ""
+              ),
               h("td", {}, task.timeout ? `${task.timeout} s` : "")
             )
           )
@@ -534,6 +556,11 @@ async function tasksPage() {
   } catch (error) {
     show(h("h2", {}, "Tasks"), problemBox(error));
   }
+}
+
+/* Where a module's problem is: `mytasks/needsdep.py line 1`. */
+function place(problem) {
+  return problem.line ? `${problem.file} line ${problem.line}` : problem.file;
 }
 
 /* A JSON Schema for JSON Editor: `$ref`s to `$defs` put in place (it reads `definitions`),
@@ -604,6 +631,9 @@ async function taskPage(taskId) {
   show(
     h("p", {}, h("a", { href: "#/tasks" }, "← tasks")),
     h("h2", {}, task.task_id),
+    task.problem
+      ? h("p", { class: "problem", role: "alert" }, `Its module does not import, so it cannot run: ${task.problem}`)
+      : null,
     h("p", {}, task.description || ""),
     holder,
     note,

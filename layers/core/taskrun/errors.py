@@ -28,8 +28,8 @@ class TaskrunError(Exception):
 class TaskNotFound(TaskrunError):
     title = "Task not found"
 
-    def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task named {task_id!r}")
+    def __init__(self, task_id: str, hint: str = "") -> None:
+        super().__init__(f"no task named {task_id!r}" + (f"; {hint}" if hint else ""))
         self.task_id = task_id
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from taskrun.catalog.loader import ModuleProblem
 from taskrun.local.sandbox import sandbox_context
 from taskrun.local.ticker import Ticker
 
@@ -43,11 +44,12 @@ def fingerprint(directories: list[Path]) -> Fingerprint:
 @dataclass
 class TaskCode:
     """The task modules as they stand: each flow's id and definition file; the source of each
-    module file that imports; and the problem of each module that does not."""
+    module file that imports; and the problem of each module that does not, with whether a
+    version of it that imported is kept (its tasks served as they were) or not (unknown)."""
 
     flows: list[tuple[str, Path]] = field(default_factory=list)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # module: (its file, the text that imported)
-    problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # module: (its file, what is wrong, and where)
+    problems: dict[str, tuple[ModuleProblem, bool]] = field(default_factory=dict)  # module: (problem, kept)
 
 
 def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
@@ -55,16 +57,16 @@ def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
     of one that does not import; answer what `TaskCode` holds."""
     try:
         from taskrun.catalog.definitions import FlowRevision
-        from taskrun.catalog.loader import problem_of, run_module, task_modules
+        from taskrun.catalog.loader import module_file, problem_of, run_module, task_modules
         from taskrun.catalog.registry import catalog
 
         code = TaskCode()
         for directory in task_dirs:
             sys.path.insert(0, str(directory.resolve()))
             for name in task_modules(directory):
-                file = directory.resolve() / f"{name}.py"
+                file = module_file(directory, name)
                 try:
-                    if file.is_file():
+                    if file.name == f"{name}.py":
                         text = file.read_text()
                         run_module(name, file, text)
                         code.sources[name] = (str(file), text)
@@ -72,8 +74,9 @@ def _describe(task_dirs: list[Path], kept: Path, answer: Connection) -> None:
                         importlib.import_module(name)
                 except Exception as error:  # whatever a module raises as it imports
                     sys.modules.pop(name, None)
-                    code.problems[name] = (str(file), problem_of(error, file, task_dirs))
-                    if (kept / f"{name}.py").is_file():
+                    keeps = file.name == f"{name}.py" and (kept / f"{name}.py").is_file()
+                    code.problems[name] = (problem_of(name, error, file, task_dirs), keeps)
+                    if keeps:
                         run_module(name, file, (kept / f"{name}.py").read_text())
         code.flows = [
             (definition.task_id, definition.latest.definition)

@@ -43,6 +43,10 @@ SECRET_FILE = "webhook-secret"
 # started ahead of use: a first run's path (the authorizer, POST /v1/runs, the worker)
 FIRST_FUNCTIONS = ["AuthorizerFunction", "StartRunFunction", "WorkerFunction"]
 SECRETS_DIR = "secrets"  # the tasks' secrets, a file each, under the data directory
+_WHAT_BECOMES = {  # of a task module that does not import, whether a version that imported is kept
+    True: "its tasks keep the last version that imported, and refuse new runs until it imports",
+    False: "its tasks are not known until it imports",
+}
 INTERRUPTED = "the local stack stopped while the run was {status}; it was not resumed"
 
 
@@ -324,12 +328,8 @@ class LocalStack:
             self._keep_source(name, text)
         for task_id, definition in code.flows:
             self.emulator.put_state_machine(_state_machine_of(task_id), definition)
-        for _, problem in code.problems.values():
-            print(
-                f"taskrun local: {problem}; its tasks keep the last version that imported, and refuse new runs",
-                file=sys.stderr,
-                flush=True,
-            )
+        for problem, kept in code.problems.values():
+            print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
         self._publish_flow_versions()
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
@@ -340,7 +340,9 @@ class LocalStack:
         """The template's state machines exist; a flow registered in a tasks directory gets
         one too, named as the template would name it, with the template's substitutions.
         The modules' sources are kept, the last versions that imported (see _reload)."""
-        load_task_dirs(get_settings().task_dirs)
+        loaded = set(load_task_dirs(get_settings().task_dirs, self._kept_dir))
+        for problem in catalog.unloaded():
+            print(f"taskrun local: {problem}; {_WHAT_BECOMES[False]}", file=sys.stderr, flush=True)
         existing = {machine.name for machine in self.stack.state_machines()}
         for definition in catalog.all():
             revision = definition.latest
@@ -349,7 +351,7 @@ class LocalStack:
                 self.emulator.create_state_machine(name, revision.definition, self.emulator.substitutions)
         for directory in get_settings().task_dirs:
             for module in task_modules(directory):
-                if (directory / f"{module}.py").is_file():
+                if module in loaded and (directory / f"{module}.py").is_file():
                     self._keep_source(module, (directory / f"{module}.py").read_text())
 
     def _keep_source(self, name: str, text: str) -> None:

@@ -28,8 +28,25 @@ class TaskInfo(BaseModel):
     concurrency_limit: str | None = Field(default=None, description="The named limit it shares, if any.")
     per_key: int | None = Field(default=None, description="At most this many runs of one concurrency_key at once.")
     revisions: list[RevisionInfo]
+    problem: str | None = Field(
+        default=None,
+        description="Local mode: why the task's module does not import as it stands (file, line, error); "
+        "the task is shown as it last imported and refuses runs until its module imports.",
+    )
+
+
+class ModuleProblemInfo(BaseModel):
+    module: str
+    file: str = Field(description="The module's file, under its tasks directory's name.")
+    line: int | None
+    error: str = Field(description="The exception's type and message.")
 
 
 class TaskList(BaseModel):
     tasks: list[TaskInfo]
     next_cursor: str | None = None
+    unloaded_modules: list[ModuleProblemInfo] = Field(
+        default_factory=list,
+        description="Local mode: task modules that did not import, whose tasks are not known "
+        "(shown to a key that sees every task).",
+    )

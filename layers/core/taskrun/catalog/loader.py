@@ -5,8 +5,9 @@ the last version of each module file that did import, in a folder named by
 TASKRUN_KEPT_MODULES. A module that does not import is then imported as that version, so
 every other task goes on as before and the module's own tasks stay in the catalog, but a run
 of them is refused with the module's problem, which names the file and line, until the file
-imports again. A module that never imported is left out. Elsewhere (on AWS) a module that
-does not import is an error, as it always was.
+imports again. A module that never imported is left out, its problem kept, so that a lookup
+of one of its tasks can say why it is not known. Elsewhere (on AWS) a module that does not
+import is an error, as it always was.
 """
 
 from __future__ import annotations
@@ -16,9 +17,24 @@ import importlib.util
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 KEPT_MODULES = "TASKRUN_KEPT_MODULES"
+
+
+@dataclass(frozen=True)
+class ModuleProblem:
+    """Why a task module does not import: its file as shown (relative to its tasks
+    directory's parent), the line, and the error."""
+
+    module: str
+    file: str
+    line: int | None
+    error: str  # `ModuleNotFoundError: No module named 'requestz'`
+
+    def __str__(self) -> str:
+        return f"{self.file}{f' line {self.line}' if self.line else ''}: {self.error}"
 
 
 def task_modules(directory: Path) -> list[str]:
@@ -34,9 +50,11 @@ def task_modules(directory: Path) -> list[str]:
     return names
 
 
-def load_task_dirs(directories: list[Path]) -> list[str]:
-    """Import every module of every directory, once; return the module names imported."""
-    kept = os.environ.get(KEPT_MODULES)
+def load_task_dirs(directories: list[Path], kept: Path | None = None) -> list[str]:
+    """Import every module of every directory, once; return the module names imported. With
+    `kept` (by default the folder TASKRUN_KEPT_MODULES names, if any), a module that does not
+    import is kept or left out as above."""
+    kept = kept or (Path(os.environ[KEPT_MODULES]) if KEPT_MODULES in os.environ else None)
     loaded = []
     for directory in directories:
         if not directory.is_dir():
@@ -47,7 +65,7 @@ def load_task_dirs(directories: list[Path]) -> list[str]:
         for name in task_modules(directory):
             if kept is None or name in sys.modules:
                 importlib.import_module(name)
-            elif not _import_or_keep(name, directory, Path(kept), directories):
+            elif not _import_or_keep(name, directory, kept, directories):
                 continue  # it never imported: its tasks are not known
             loaded.append(name)
     return loaded
@@ -65,13 +83,20 @@ def _import_or_keep(name: str, directory: Path, kept: Path, directories: list[Pa
     except Exception as error:  # whatever a module raises as it imports
         sys.modules.pop(name, None)
         catalog.forget(catalog.task_ids() - before)  # what it registered before it failed
-        file, copy = directory.resolve() / f"{name}.py", kept / f"{name}.py"
-        if not (file.is_file() and copy.is_file()):
+        file, copy = module_file(directory, name), kept / f"{name}.py"
+        problem = problem_of(name, error, file, directories)
+        if not (file.name == f"{name}.py" and copy.is_file()):
+            catalog.mark_unloaded(problem)
             return False
-        problem = problem_of(error, file, directories)
     run_module(name, file, copy.read_text())
-    catalog.mark_broken(catalog.task_ids() - before, problem)
+    catalog.mark_broken(catalog.task_ids() - before, str(problem))
     return True
+
+
+def module_file(directory: Path, name: str) -> Path:
+    """The file of a task module: `name.py`, or a package's `__init__.py`."""
+    file = directory.resolve() / f"{name}.py"
+    return file if file.is_file() else directory.resolve() / name / "__init__.py"
 
 
 def run_module(name: str, file: Path, text: str) -> None:
@@ -89,7 +114,7 @@ def run_module(name: str, file: Path, text: str) -> None:
         raise
 
 
-def problem_of(error: BaseException, file: Path, directories: list[Path]) -> str:
+def problem_of(name: str, error: BaseException, file: Path, directories: list[Path]) -> ModuleProblem:
     """What is wrong with a module, and where: `user_tasks/noisy.py line 12: SyntaxError: ...`."""
     from taskrun.results.tasklogs import shown_path
 
@@ -98,5 +123,4 @@ def problem_of(error: BaseException, file: Path, directories: list[Path]) -> str
         frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == file]
         line = frames[-1].lineno if frames else None
     message = error.msg if isinstance(error, SyntaxError) else str(error)
-    place = shown_path(str(file), directories) + (f" line {line}" if line else "")
-    return f"{place}: {type(error).__name__}: {message}"[:500]
+    return ModuleProblem(name, shown_path(str(file), directories), line, f"{type(error).__name__}: {message}"[:400])

@@ -4,13 +4,14 @@ key's tasks, and filled by its first lookup that needs the tasks' modules."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
 
@@ -22,6 +23,10 @@ from taskrun.errors import FieldError, InvalidInput, TaskNotFound
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import MAX_RETRIES, Backoff, RetryPolicy, Run, Slot, TaskType
 from taskrun.runs.cache import MAX_CACHE_TTL
+
+if TYPE_CHECKING:
+    from taskrun.catalog.info import TaskInfo
+    from taskrun.catalog.loader import ModuleProblem
 
 DEFAULT_FLOW_TIMEOUT = 86_400  # a code-first flow's run: a day, unless it says otherwise
 MAX_FLOW_TIMEOUT = 366 * 86_400  # a durable execution lasts at most a year
@@ -38,6 +43,7 @@ class Catalog:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
         self._broken: dict[str, str] = {}  # task id: the problem of its module, which does not import now
+        self._unloaded: dict[str, ModuleProblem] = {}  # module: why it never imported (its tasks are not known)
         self._limits: dict[str, int] = {}  # shared limits by name, and their size
         self._loader: Callable[[], object] | None = None
         self._loading = False
@@ -83,13 +89,29 @@ class Catalog:
         for task_id in task_ids:
             self._broken[task_id] = problem
 
+    def mark_unloaded(self, problem: ModuleProblem) -> None:
+        """Local mode: a module that never imported; its tasks are not known, and a lookup
+        that finds no task says so."""
+        self._unloaded[problem.module] = problem
+
+    def unloaded(self) -> list[ModuleProblem]:
+        """The task modules that did not import (local mode), by name."""
+        self._ready()
+        return sorted(self._unloaded.values(), key=lambda problem: problem.module)
+
+    def info(self, definition: TaskDefinition) -> TaskInfo:
+        """A task as the catalog shows it, with its module's problem if it does not import now."""
+        info = definition.info()
+        problem = self._broken.get(definition.task_id)
+        return info if problem is None else info.model_copy(update={"problem": problem})
+
     def check_startable(self, task_id: str) -> None:
         """InvalidInput naming the module's problem, for a task whose module does not import now."""
         problem = self._broken.get(task_id)
         if problem is not None:
             raise InvalidInput(
-                f"task {task_id!r} cannot run: its module does not import as it stands ({problem})",
-                [FieldError("body.task_id", f"its module does not import: {problem}", task_id)],
+                f"task {task_id!r} cannot run until its module imports: {problem}",
+                [FieldError("body.task_id", "its module does not import as it stands", task_id)],
             )
 
     def all(self, access: TaskAccess = EVERY_TASK) -> list[TaskDefinition]:
@@ -109,10 +131,25 @@ class Catalog:
         return run.model_copy(update={"arguments": revision.masked(run.arguments)})
 
     def visible(self, task_id: str, access: TaskAccess) -> TaskDefinition:
-        """A task the caller may see: one outside their key's patterns is not found."""
-        if not access.allows(task_id):
-            raise TaskNotFound(task_id)
-        return self.get(task_id)
+        """A task the caller may see: one outside their key's patterns is not found, with
+        what the caller may have meant."""
+        tasks = self._ready()
+        if task_id in tasks and access.allows(task_id):
+            return tasks[task_id]
+        raise TaskNotFound(task_id, self._hint(task_id, access))
+
+    def _hint(self, task_id: str, access: TaskAccess) -> str:
+        """For a task not found: the closest ids the caller may see (`did you mean ...?`), and,
+        to a key that sees every task, the modules that did not import (their tasks unknown)."""
+        seen = [known for known in self._tasks if access.allows(known)]
+        tail = task_id.rsplit("/", 1)[-1]
+        close = difflib.get_close_matches(task_id, seen, n=3, cutoff=0.6)
+        close += [known for known in sorted(seen) if known.rsplit("/", 1)[-1] == tail and known not in close]
+        hints = [f"did you mean {' or '.join(repr(known) for known in close[:3])}?"] if close else []
+        if access.everything and self._unloaded:
+            problems = "; ".join(str(problem) for problem in self.unloaded())
+            hints.append(f"task modules that did not import, whose tasks are not known: {problems}")
+        return " ".join(hints)
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._ready()

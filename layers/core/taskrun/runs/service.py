@@ -19,7 +19,6 @@ from taskrun.errors import (
     PayloadTooLarge,
     RunConflict,
     RunNotFound,
-    TaskNotFound,
 )
 from taskrun.flows.stepfunctions import FlowStep
 from taskrun.ids import new_run_id
@@ -162,9 +161,7 @@ class RunService:
 
     def _prepare(self, request: RunRequest) -> Run:
         """The run a request asks for, validated, not yet recorded."""
-        if not request.access.allows(request.task_id):
-            raise TaskNotFound(request.task_id)
-        definition = self.catalog.get(request.task_id)
+        definition = self.catalog.visible(request.task_id, request.access)
         self.catalog.check_startable(request.task_id)
         if request.task_type is not None and request.task_type is not definition.task_type:
             raise InvalidInput(
