@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -129,11 +130,26 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
 ) -> None:
     url, process = served
     http.get(f"{url}/v1/tasks", headers={"X-API-KEY": "cli-key"})
+    # Given a run going when Ctrl-C comes
+    going = http.post(
+        f"{url}/v1/runs?wait=true&wait_timeout=1",
+        headers={"X-API-KEY": "cli-key"},
+        json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
+    ).json()
+    assert going["status"] == "running"
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
     assert process.returncode == 0
+    # one calm line says what became of it, and no sandbox's ending is shown
+    lines = output.splitlines()
+    stopping = [line for line in lines if line.startswith("taskrun local: stopping")]
+    assert stopping == [
+        "taskrun local: stopping with 1 run under way; the stack keeps nothing (--ephemeral), so it ends with it"
+    ], output
+    assert lines[-1] == stopping[0], output
+    assert "Runtime.ExitError" not in output and "async invoke failed" not in output
     assert "GET /v1/tasks 200" in output
-    assert "POST /v1/runs 201" in output
+    assert re.search(r"POST /v1/runs\S* 201 ", output)
     assert any(line.startswith("tasks:") and "team/add" in line for line in output.splitlines())
     assert "Traceback" not in output
     # the key was chosen (TASKRUN_API_KEY), so it is not printed; the signing secret was made, so it is
@@ -260,10 +276,23 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
             time.sleep(0.2)
         fired = http.get(f"{url}/v1/runs", headers=headers, params={"schedule_id": missed["schedule_id"]}).json()
         assert [run["run_id"] for run in fired["runs"]] == [shown["last_run"]["run_id"]]
-        # And a graceful stop ends within seconds
+        # And a graceful stop with runs under way ends within seconds, saying what becomes of them
+        running = http.post(
+            f"{url}/v1/runs?wait=true&wait_timeout=1",
+            headers=headers,
+            json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
+        ).json()
+        assert running["status"] == "running"
+        later = http.post(
+            f"{url}/v1/runs", headers=headers, json={"task_id": "team/add", "arguments": {"a": 1}, "delay": 600}
+        ).json()
+        assert later["status"] == "queued"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
         assert process.returncode == 0
+        said = "stopping with 2 runs under way: 1 running ends failed at the next start, 1 queued stays queued"
+        assert output.splitlines()[-1] == f"taskrun local: {said}", output
+        assert "Runtime.ExitError" not in output
         assert "1 runs cut off by the last stop were ended failed" in output
         assert f"state: {data}" in output
 

@@ -113,7 +113,10 @@ def _serve_locally(
         signal.signal(signum, lambda number, _: stopped.append(number))
     while not stopped:
         time.sleep(0.2)
-    say("taskrun local: stopping")
+    try:
+        say(stack.under_way())
+    except Exception:  # the stop goes on whatever the count met
+        say("taskrun local: stopping")
     stack.stop()
     # Everything is kept by now (the journal is closed); an invocation still under way on a
     # worker thread must not hold the exit, as it would at interpreter shutdown.

@@ -318,6 +318,8 @@ class LambdaRuntime:
                     self.invoke_text(spec.logical_id, event_text)
                     return
                 except FunctionError as error:
+                    if self._stopping.is_set():
+                        return  # cut off by the stop: the run is the next start's to end (CutOffRuns)
                     self._log(spec.logical_id, f"async invoke failed: {error.payload['errorType']}: {error}")
                     failure = error.payload
                     throttled = isinstance(error, InvokeRefused) and error.throttled

@@ -28,7 +28,7 @@ from taskrun.local.state import Narrowed, narrow_to_owner
 from taskrun.local.template import Stack
 from taskrun.local.throttle import Throttle
 from taskrun.local.usage import restore_usage_keys
-from taskrun.models import ErrorType, RunError, RunStatus, utcnow
+from taskrun.models import ErrorType, Run, RunError, RunStatus, utcnow
 from taskrun.private import private_folder, write_private
 from taskrun.runs.listing import RunFilter
 from taskrun.runs.store import DynamoRunStore, Ending, end_once
@@ -78,6 +78,29 @@ class CutOffRuns:
                     break
         return found
 
+    def said(self, queued: int, kept: bool) -> str:
+        """What a stop does to these runs (and `queued` more), in one line."""
+        under_way = len(self.pending) + len(self.running) + len(self.resumed) + queued
+        if not under_way:
+            return "taskrun local: stopping; no run was under way"
+        head = f"taskrun local: stopping with {_runs(under_way)} under way"
+        if not kept:
+            ends = "it ends" if under_way == 1 else "they end"
+            return f"{head}; the stack keeps nothing (--ephemeral), so {ends} with it"
+        fates = [
+            f"{len(self.running)} running {_verb(self.running, 'end')} failed at the next start"
+            if self.running
+            else "",
+            f"{_runs(len(self.resumed), 'code-first flow')} {_verb(self.resumed, 'go')} on at the next start"
+            if self.resumed
+            else "",
+            f"{len(self.pending)} not yet started {_verb(self.pending, 'start')} at the next start"
+            if self.pending
+            else "",
+            f"{queued} queued {'stays' if queued == 1 else 'stay'} queued" if queued else "",
+        ]
+        return f"{head}: " + ", ".join(fate for fate in fates if fate)
+
     def end_running(self, runs_table: str) -> int:
         """A running run cannot go on (its code may have done part of its work): each ends
         failed, saying why. Return how many."""
@@ -111,6 +134,27 @@ class CutOffRuns:
         return dispatched, expired
 
 
+def _runs(count: int, noun: str = "run") -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _verb(runs: list[str], verb: str) -> str:
+    """`verb` as said of these runs: `ends` of one, `end` of more."""
+    return verb + ("es" if verb.endswith("o") else "s") if len(runs) == 1 else verb
+
+
+def queued_runs(runs_table: str) -> list[Run]:
+    """Every queued run (waiting for its start time or a slot)."""
+    store = DynamoRunStore(runs_table)
+    found: list[Run] = []
+    cursor: str | None = None
+    while True:
+        runs, cursor = store.list(RunFilter(status=RunStatus.QUEUED), 100, cursor)
+        found += runs
+        if cursor is None:
+            return found
+
+
 def wake_queued_runs(runs_table: str) -> int:
     """Runs kept queued from before a restart lost their waits (the emulator keeps no
     executions): each waiting for its start time waits again (or starts at once if it has
@@ -121,24 +165,17 @@ def wake_queued_runs(runs_table: str) -> int:
     wake = waker()
     if wake is None:
         return 0
-    store = DynamoRunStore(runs_table)
-    queued = 0
+    queued = queued_runs(runs_table)
     limits: set[str] = set()
-    cursor: str | None = None
-    while True:
-        runs, cursor = store.list(RunFilter(status=RunStatus.QUEUED), 100, cursor)
-        for run in runs:
-            queued += 1
-            if run.next_attempt_at is not None:
-                wake.wake_at(run)
-            elif run.waiting_for is not None:
-                limits.add(run.waiting_for)
-        if cursor is None:
-            break
+    for run in queued:
+        if run.next_attempt_at is not None:
+            wake.wake_at(run)
+        elif run.waiting_for is not None:
+            limits.add(run.waiting_for)
     if limits and (admit := admission()) is not None:
         for limit in sorted(limits):
             admit.admit(limit)
-    return queued
+    return len(queued)
 
 
 def _state_machine_of(task_id: str) -> str:
@@ -367,6 +404,11 @@ class LocalStack:
         self._server = make_server(self.gateway, host, port, log=log, read_timeout=read_timeout)
         threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True).start()
         return self._server
+
+    def under_way(self) -> str:
+        """The runs a stop now would cut off and what becomes of them, in one line."""
+        runs_table = get_settings().runs_table
+        return CutOffRuns.find(runs_table).said(len(queued_runs(runs_table)), kept=self.data_dir is not None)
 
     def stop(self) -> None:
         if self.watcher is not None:
