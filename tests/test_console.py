@@ -7,6 +7,7 @@ folder the test prints."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from tests.waiting import until
 
 pytestmark = needs_chromium
 PATIENCE = 30  # seconds a page may take to show what is asked of it
+AXE_VERSION = "4.11.0"  # tests/vendor/axe-core: the accessibility engine, pinned, run in each page checked
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +99,21 @@ class Page:
         stray = self.stray_text()
         assert stray == [], f"{name}: stray text on the page: {stray}"
 
+    def accessibility_problems(self) -> list[str]:
+        """What axe-core finds against WCAG 2.1 A and AA (and its best practices) on the page
+        as it stands: each rule broken, with the elements that break it."""
+        self.browser.execute_script(AXE.read_text())
+        assert self.browser.execute_script("return axe.version") == AXE_VERSION
+        self.browser.set_script_timeout(PATIENCE)
+        found = self.browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})"
+            ".then(r => done(r.violations.map(v => v.id + ': ' + v.help + ' at '"
+            " + v.nodes.map(n => n.target.join(' ')).join(', '))), e => done(['axe failed: ' + e]));",
+            AXE_RULES,
+        )
+        return list(found)
+
     def stray_text(self) -> list[str]:
         """The page's visible text nodes that are a value written by mistake, each with the
         element it sits in."""
@@ -150,8 +169,9 @@ def test_a_run_appears_ends_and_shows_its_live_logs(person: Page, api: httpx.Cli
     # Given a run of a task that prints a line a second
     run = started(api, {"task_id": "examples/countdown", "arguments": {"seconds": 10}})
     row = f'tr[data-run="{run["run_id"]}"]'
-    # The runs page shows it by itself, running
+    # The runs page shows it by itself, running, and says it refreshes itself while runs are active
     person.find(row)
+    person.until(lambda: "refreshes itself" in person.text("#runs-live"))
     person.shot("runs")
     # Opened, its logs grow while it runs
     person.click(f"{row} a")
@@ -168,6 +188,139 @@ def test_a_run_appears_ends_and_shows_its_live_logs(person: Page, api: httpx.Cli
     # back on the list, it shows ended
     person.open("#/runs")
     person.until(lambda: "succeeded" in person.text(row))
+
+
+def test_the_runs_list_shows_a_screenful_in_one_filter_row_and_keeps_its_filter_in_the_url(
+    person: Page, api: httpx.Client
+) -> None:
+    # Given more runs than a screen holds
+    tag = f"screen-{uuid.uuid4().hex[:8]}"
+    batch = {"runs": [{"task_id": "team/add", "arguments": {"a": n}, "tags": [tag]} for n in range(24)]}
+    assert api.post("/v1/runs/batch", json=batch).status_code in (200, 201, 207)
+    until(lambda: len(api.get("/v1/runs", params={"tag": tag, "limit": 50}).json()["runs"]) == 24)
+    # When the list is opened filtered by their tag, from an address someone shared
+    person.open(f"#/runs?tag={tag}")
+    person.until(lambda: len(rows_of(person)) == 24)
+    # Then the filter shows in its field, the filters sit in one row, and 15 or more runs are
+    # in view in a 1280 by 800 window without scrolling
+    assert person.find("#filter-tag").get_attribute("value") == tag
+    tops = person.browser.execute_script(
+        "return [...document.querySelectorAll('.filters input, .filters select, .filters button')]"
+        ".map(e => Math.round(e.getBoundingClientRect().top))"
+    )
+    assert len(tops) == 6 and len(set(tops)) == 1, tops
+    in_view = person.browser.execute_script(
+        "return [...document.querySelectorAll('#runs tr')]"
+        ".filter(r => r.getBoundingClientRect().bottom <= window.innerHeight).length"
+    )
+    assert in_view >= 15, f"{in_view} runs in view"
+    person.shot("runs-screenful")
+    # And a filter chosen on the page goes into the address, so the view can be shared
+    person.find("#filter-status").send_keys("failed")
+    person.click(".filters button")
+    person.until(lambda: "status=failed" in person.browser.current_url and f"tag={tag}" in person.browser.current_url)
+    person.until(lambda: len(rows_of(person)) == 0)
+
+
+def rows_of(person: Page) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(person.browser.find_elements(By.CSS_SELECTOR, "#runs tr"))
+
+
+def test_live_logs_follow_the_newest_line_unless_the_person_scrolls_up(person: Page, api: httpx.Client) -> None:
+    # Given a run printing ten lines a second, for longer than the test needs
+    run = started(api, {"task_id": "noisy/steady", "arguments": {"lines": 400, "every": 0.1}})
+    try:
+        person.open(f"#/runs/{run['run_id']}")
+        # While its logs grow past the box, the newest line stays in view
+        person.until(lambda: person.browser.execute_script(LOGS_STATE)["overflow"] > 100)
+        person.until(lambda: person.browser.execute_script(LOGS_STATE)["at_end"])
+        grown = person.browser.execute_script(LOGS_STATE)["lines"]
+        person.until(lambda: person.browser.execute_script(LOGS_STATE)["lines"] > grown)
+        assert person.browser.execute_script(LOGS_STATE)["at_end"]
+        # When the person scrolls up to read, the box stays where they put it as lines come
+        person.browser.execute_script("document.getElementById('logs').scrollTop = 0")
+        read = person.browser.execute_script(LOGS_STATE)["lines"]
+        person.until(lambda: person.browser.execute_script(LOGS_STATE)["lines"] > read + 10)
+        assert person.browser.execute_script(LOGS_STATE)["top"] == 0
+        # and once they scroll back to the end, it follows again
+        person.browser.execute_script("const l = document.getElementById('logs'); l.scrollTop = l.scrollHeight")
+        read = person.browser.execute_script(LOGS_STATE)["lines"]
+        person.until(lambda: person.browser.execute_script(LOGS_STATE)["lines"] > read + 10)
+        assert person.browser.execute_script(LOGS_STATE)["at_end"]
+    finally:
+        api.post(f"/v1/runs/{run['run_id']}/cancel")
+
+
+LOGS_STATE = """
+const logs = document.getElementById('logs');
+if (!logs) return {lines: 0, overflow: 0, top: 0, at_end: false};
+return {
+  lines: logs.textContent.split('\\n').length,
+  overflow: logs.scrollHeight - logs.clientHeight,
+  top: Math.round(logs.scrollTop),
+  at_end: logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 8,
+};
+"""
+
+
+def test_a_flow_s_steps_are_bars_on_one_time_axis_with_retries_and_each_step_s_output_or_error(
+    person: Page, api: httpx.Client
+) -> None:
+    # Given a state machine flow whose first step was tried twice, and one whose stock ran out
+    done = api.post(
+        "/v1/runs?wait=true", json={"task_id": "examples/order", "arguments": {"order_id": "T-1", "quantity": 2}}
+    ).json()
+    assert done["status"] == "succeeded", done
+    person.open(f"#/runs/{done['run_id']}")
+    # Then each step is a bar on one axis, in the order the steps started, coloured by status
+    person.until(lambda: len(bars_of(person)) >= 4)
+    bars = bars_of(person)
+    assert [bar["step"] for bar in bars][:2] == ["Reserve", "Price"], bars
+    for bar in bars:
+        assert bar["left"] >= 0 and bar["left"] + bar["width"] <= 100.5 and bar["width"] > 0, bar
+        assert bar["colour"] == "rgb(46, 139, 71)", bar  # succeeded
+    lefts = [bar["left"] for bar in bars]
+    assert lefts == sorted(lefts) and lefts[-1] > lefts[0]
+    # the retried step says how many attempts it took
+    assert "2 attempts" in person.text('[data-step="Reserve"] .gantt-label')
+    # and a step's output shows when its name is clicked, and hides again
+    person.click('[data-step="Reserve"] .gantt-label')
+    person.until(lambda: "rsv-T-1" in person.text('[data-step="Reserve"] .step-output'))
+    assert person.find('[data-step="Reserve"] .gantt-label').get_attribute("aria-expanded") == "true"
+    person.shot("flow-timeline")
+    person.click('[data-step="Reserve"] .gantt-label')
+    person.until(lambda: person.text('[data-step="Reserve"] .step-detail') == "")
+    # Keyboard too: Enter on a focused step opens it
+    from selenium.webdriver.common.keys import Keys
+
+    person.find('[data-step="Price"] .gantt-label').send_keys(Keys.ENTER)
+    person.until(lambda: "total" in person.text('[data-step="Price"] .step-output'))
+
+    out = api.post(
+        "/v1/runs?wait=true", json={"task_id": "examples/order", "arguments": {"order_id": "T-2", "quantity": 500}}
+    ).json()
+    person.open(f"#/runs/{out['run_id']}")
+    person.until(lambda: any(bar["step"] == "Reserve" for bar in bars_of(person)))
+    reserve = next(bar for bar in bars_of(person) if bar["step"] == "Reserve")
+    assert reserve["status"] == "failed" and reserve["colour"] == "rgb(192, 57, 43)", reserve
+    person.click('[data-step="Reserve"] .gantt-label')
+    person.until(lambda: "OutOfStock" in person.text('[data-step="Reserve"] .step-error'))
+    assert "only 100 in stock" in person.text('[data-step="Reserve"] .step-error')
+    person.shot("flow-timeline-error")
+
+
+def bars_of(person: Page) -> list[dict[str, Any]]:
+    """The timeline's bars as drawn: each step's name, status, place on the axis (percent) and colour."""
+    found: list[dict[str, Any]] = person.browser.execute_script(
+        "return [...document.querySelectorAll('.timeline [data-step]')].map(row => {"
+        " const bar = row.querySelector('.gantt-bar');"
+        " return {step: row.dataset.step, status: row.dataset.status, left: parseFloat(bar.dataset.left),"
+        " width: parseFloat(bar.dataset.width), colour: getComputedStyle(bar).backgroundColor,"
+        " wait: bar.classList.contains('bar-wait')}; });"
+    )
+    return found
 
 
 def test_a_failed_run_shows_its_error_and_traceback(person: Page, api: httpx.Client) -> None:
@@ -265,16 +418,25 @@ def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:
 
 
 def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page, api: httpx.Client) -> None:
-    arguments = {"order_id": "web-1", "quantity": 1, "approval": True}
+    arguments = {"order_id": "web-1", "quantity": 1, "approval": True, "cool_down": 1}
     run = started(api, {"task_id": "examples/order_code", "arguments": arguments})
     person.open(f"#/runs/{run['run_id']}")
     person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
+    # while it waits, the timeline shows the wait going, live
+    person.until(lambda: any(bar["status"] == "running" for bar in bars_of(person)))
+    assert person.find("#callbacks button.secondary").text == "Reject"
+    person.shot("code-flow-waiting")
     person.click("#callbacks button:not(.secondary)")
     person.find("#decided")
     ended = waited(api, run["run_id"])
     assert ended["status"] == "succeeded" and ended["result"]["status"] == "shipped", ended
     person.until(lambda: "succeeded" in person.text("#run-head"))
     person.until(lambda: "ship-standard" in person.text(".timeline"))
+    # every step ended on the same axis, the cool-down drawn as a wait, the reservation's retry said
+    bars = bars_of(person)
+    assert all(bar["status"] == "succeeded" for bar in bars), bars
+    assert [bar["wait"] for bar in bars if bar["step"] == "cool-down"] == [True], bars
+    assert "2 attempts" in person.text('[data-step="reserve"] .gantt-label')
     person.shot("code-flow-ended")
 
 
@@ -309,6 +471,31 @@ def test_a_schedule_is_disabled_and_enabled_again(person: Page, api: httpx.Clien
         assert api.get(f"/v1/schedules/{name}").json()["enabled"] is True
     finally:
         api.delete(f"/v1/schedules/{name}")
+
+
+def test_every_page_passes_the_accessibility_check(person: Page, api: httpx.Client) -> None:
+    flow = api.post(
+        "/v1/runs?wait=true", json={"task_id": "examples/order", "arguments": {"order_id": "A-1", "quantity": 2}}
+    ).json()
+    failed = api.post("/v1/runs?wait=true", json={"task_id": "noisy/fail", "arguments": {"number": 5}}).json()
+    pages = {
+        "#/runs": "#runs tr",
+        f"#/runs/{flow['run_id']}": ".timeline [data-step]",
+        f"#/runs/{failed['run_id']}": "#error",
+        "#/tasks": "#tasks tr",
+        "#/tasks/examples/greet": '[data-schemapath="root.name"] input',
+        "#/schedules": "#schedules",
+    }
+    for route, ready in pages.items():
+        person.open(route)
+        person.find(ready)
+        if route.endswith(flow["run_id"]):
+            person.click(".timeline .gantt-label")  # a step opened, its output shown
+            person.find(".step-detail")
+        assert person.accessibility_problems() == [], route
+    person.sign_out()
+    person.find("#key")
+    assert person.accessibility_problems() == [], "the key page"
 
 
 def test_the_console_loads_nothing_from_elsewhere_and_logs_no_error(person: Page) -> None:

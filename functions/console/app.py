@@ -42,7 +42,7 @@ PAGE = """<!doctype html>
 <body>
 <header class="container-fluid" id="top">
   <nav>
-    <ul><li><strong>taskrun</strong></li></ul>
+    <ul><li><h1 class="brand">taskrun</h1></li></ul>
     <ul id="nav" hidden>
       <li><a href="#/runs" data-nav="runs">Runs</a></li>
       <li><a href="#/tasks" data-nav="tasks">Tasks</a></li>

@@ -10,6 +10,7 @@ const STATUSES = ["queued", "pending", "running", "succeeded", "failed", "timed_
 const TRIGGERS = ["api", "schedule", "step_functions"];
 const REFRESH_MS = 3000;
 const FOLLOW_MS = 1000;
+const PAGE_SIZE = 25; // runs a page of the list shows
 let timers = [];
 let editor = null;
 
@@ -203,7 +204,7 @@ async function runsPage(params) {
     },
     h(
       "fieldset",
-      { role: "group" },
+      {},
       field("task_id", "task"),
       choice("status", "any status", STATUSES),
       choice("triggered_by", "any trigger", TRIGGERS),
@@ -215,6 +216,7 @@ async function runsPage(params) {
   const body = h("tbody", { id: "runs" });
   const more = h("button", { class: "secondary", id: "more", hidden: true }, "More");
   const note = h("p", { id: "runs-problem" });
+  const live = h("small", { id: "runs-live", class: "live", "aria-live": "polite" });
   let cursor = null;
   const row = (run) =>
     h(
@@ -222,20 +224,22 @@ async function runsPage(params) {
       { "data-run": run.run_id },
       h("td", {}, h("a", { href: `#/runs/${run.run_id}` }, run.run_id)),
       h("td", {}, run.task_id),
-      h("td", {}, status(run.status), progressBar(ACTIVE.includes(run.status) ? run.progress : null)),
+      h("td", { class: "run-status" }, status(run.status), progressBar(ACTIVE.includes(run.status) ? run.progress : null)),
       h("td", {}, when(run.created_at)),
       h("td", {}, run.duration_ms === null || run.duration_ms === undefined ? "" : `${run.duration_ms} ms`),
       h("td", {}, (run.tags || []).join(", "))
     );
   async function load(append) {
     try {
-      const page = await api("GET", "v1/runs" + query({ ...filters, limit: 20, cursor: append ? cursor : "" }));
+      const page = await api("GET", "v1/runs" + query({ ...filters, limit: PAGE_SIZE, cursor: append ? cursor : "" }));
       cursor = page.next_cursor;
       more.hidden = !cursor;
       const rows = page.runs.map(row);
       if (append) body.append(...rows);
       else fill(body, ...rows);
       fill(note);
+      const active = page.runs.filter((run) => ACTIVE.includes(run.status)).length;
+      live.textContent = active ? `${active} active: this list refreshes itself every ${REFRESH_MS / 1000} s` : "";
       return page.runs;
     } catch (error) {
       fill(note, problemBox(error));
@@ -244,12 +248,12 @@ async function runsPage(params) {
   }
   more.addEventListener("click", () => load(true));
   show(
-    h("h2", {}, "Runs"),
+    h("div", { class: "title-row" }, h("h2", {}, "Runs"), live),
     form,
     note,
     h(
       "table",
-      { class: "striped" },
+      { class: "striped compact" },
       h(
         "thead",
         {},
@@ -263,7 +267,7 @@ async function runsPage(params) {
   every(REFRESH_MS, async () => {
     // the first page refreshes by itself (new runs appear, active ones move on); once more
     // pages are shown, it stays as it is until the person filters or comes back
-    if (body.children.length <= 20) await load(false);
+    if (body.children.length <= PAGE_SIZE) await load(false);
   });
 }
 
@@ -287,11 +291,11 @@ async function runPage(runId) {
     head,
     note,
     callbacks,
+    run.task_type === "flow" ? h("h3", {}, "Steps") : null,
+    steps,
     h("h3", {}, "Logs"),
     logs,
     details,
-    run.task_type === "flow" ? h("h3", {}, "Steps") : null,
-    steps,
     deliveries
   );
 
@@ -372,31 +376,26 @@ async function runPage(runId) {
     drawDetails();
   }
 
+  let stepsSeen = [];
+  let openStep = null; // the step whose output or error is shown: its name and start
   async function drawSteps() {
     if (run.task_type !== "flow") return;
     try {
       const page = await api("GET", `v1/runs/${run.run_id}/history?limit=500`);
-      fill(steps,
-        h(
-          "ol",
-          { class: "timeline" },
-          page.steps.map((step) =>
-            h(
-              "li",
-              { "data-step": step.name },
-              status(step.status),
-              " ",
-              h("strong", {}, step.name),
-              ` ${step.type} · ${when(step.started_at)}`,
-              step.ended_at ? ` → ${when(step.ended_at)}` : "",
-              step.error ? h("small", {}, ` ${step.error}: ${step.cause || ""}`) : null
-            )
-          )
-        )
-      );
+      stepsSeen = page.steps;
+      drawTimeline();
     } catch (error) {
       fill(steps, problemBox(error));
     }
+  }
+
+  function drawTimeline() {
+    fill(steps, timeline(stepsSeen, run, openStep, (key) => {
+      openStep = openStep === key ? null : key;
+      drawTimeline();
+      const opened = steps.querySelector(`[data-key="${CSS.escape(key)}"] button`);
+      if (opened) opened.focus();
+    }));
   }
 
   async function drawDeliveries() {
@@ -476,7 +475,10 @@ async function runPage(runId) {
     if (!following) return;
     try {
       const answer = await api("GET", `v1/runs/${run.run_id}/logs` + query({ cursor }));
+      // the newest line stays in view, unless the person scrolled up to read
+      const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 8;
       if (answer.text) logs.append(answer.text);
+      if (answer.text && atEnd) logs.scrollTop = logs.scrollHeight;
       cursor = answer.cursor;
       if (answer.ended) {
         following = false;
@@ -502,6 +504,90 @@ async function runPage(runId) {
     if (ACTIVE.includes(before) || run.status !== before) draw();
     await Promise.all([drawSteps(), drawDeliveries(), drawCallbacks()]);
   });
+}
+
+/* ---------------------------------------------------------------- a flow's timeline */
+
+const WAITS = ["Wait", "wait", "callback", "wait_for_callback", "wait_for_condition"];
+
+function seconds(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
+}
+
+/* A flow's steps (both kinds: a state machine's states, a code-first flow's steps) on one time
+   axis from the run's start: a bar a step from its start to its end (to now while it runs),
+   coloured by its status, a wait hatched, its attempts said when it was tried again. Each
+   step's name is a button that shows its output or error below it. */
+function timeline(steps, run, openStep, toggle) {
+  if (!steps.length) return h("p", { class: "timeline-empty" }, ACTIVE.includes(run.status) ? "No step yet." : "No steps.");
+  const time = (value) => Date.parse(value);
+  const starts = steps.map((step) => time(step.started_at));
+  const origin = Math.min(...starts, run.started_at ? time(run.started_at) : Infinity);
+  const now = Math.max(Date.now(), ...starts);
+  const endOf = (step) =>
+    step.ended_at ? time(step.ended_at) : step.status === "running" ? now : run.ended_at ? time(run.ended_at) : now;
+  const last = Math.max(...steps.map(endOf), run.ended_at ? time(run.ended_at) : 0);
+  const span = Math.max(last - origin, 1);
+  const at = (moment) => Math.min(100, Math.max(0, ((moment - origin) / span) * 100));
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map((part) => h("span", {}, seconds(span * part)));
+  return h(
+    "div",
+    { class: "timeline" },
+    h("div", { class: "gantt-axis", "aria-hidden": "true" }, ticks),
+    h("div", { role: "list", "aria-label": "the flow's steps, in the order they started" }, steps.map((step, index) => {
+      const key = `${step.name}@${step.started_at}`;
+      const opened = openStep === key;
+      const left = at(time(step.started_at));
+      const width = Math.max(at(endOf(step)) - left, 0.4);
+      const took = endOf(step) - time(step.started_at);
+      const waits = WAITS.includes(step.type);
+      return h(
+        "div",
+        { class: "gantt-row", role: "listitem", "data-step": step.name, "data-key": key, "data-status": step.status },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "gantt-label",
+            "aria-expanded": opened ? "true" : "false",
+            "aria-controls": `step-detail-${index}`,
+            onclick: () => toggle(key),
+          },
+          h("span", { class: "step-name" }, step.name),
+          h(
+            "small",
+            {},
+            `${step.type} · ${step.status.replace("_", " ")} · ${seconds(took)}`,
+            step.attempts > 1 ? h("span", { class: "attempts" }, ` · ${step.attempts} attempts`) : null
+          )
+        ),
+        h(
+          "div",
+          { class: "gantt-track", "aria-hidden": "true" },
+          h("div", {
+            class: `gantt-bar bar-${step.status}${waits ? " bar-wait" : ""}`,
+            style: `left: ${left.toFixed(2)}%; width: ${width.toFixed(2)}%`,
+            "data-left": left.toFixed(2),
+            "data-width": width.toFixed(2),
+          })
+        ),
+        opened
+          ? h(
+              "div",
+              { class: "step-detail", id: `step-detail-${index}` },
+              h("small", {}, `${when(step.started_at)} → ${step.ended_at ? when(step.ended_at) : "still going"}`),
+              step.error
+                ? h("p", { class: "problem step-error" }, `${step.error}${step.cause ? `: ${step.cause}` : ""}`)
+                : null,
+              step.output !== null && step.output !== undefined ? h("div", { class: "step-output" }, json(step.output)) : null,
+              !step.error && (step.output === null || step.output === undefined)
+                ? h("p", {}, step.ended_at ? "No output." : "No output yet.")
+                : null
+            )
+          : null
+      );
+    }))
+  );
 }
 
 /* ---------------------------------------------------------------- tasks */
@@ -748,7 +834,7 @@ async function schedulesPage() {
       h(
         "thead",
         {},
-        h("tr", {}, ["schedule", "task", "expression", "state", "next run", "last run", ""].map((name) => h("th", {}, name)))
+        h("tr", {}, ["schedule", "task", "expression", "state", "next run", "last run", "actions"].map((name) => h("th", {}, name)))
       ),
       body
     )
