@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import httpx2
 import pytest
 from mcp.client import Client
@@ -22,7 +23,9 @@ from typer.testing import CliRunner
 from taskrun import __version__
 from taskrun.catalog.masking import MASK
 from taskrun.cli.commands import app
-from tests.conftest import API_KEY, KEY_CACHE_SECONDS
+from tests.conftest import API_KEY, KEY_CACHE_SECONDS, LIVE_TASK
+from tests.test_reload import NEEDS_DEPENDENCY
+from tests.waiting import until
 
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
 
@@ -152,6 +155,33 @@ def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None
     assert cells["times"][4] == ">= 1; <= 10"
     missing = taskrun("tasks", "show", "nope/none")
     assert missing.returncode == 1 and missing.stderr == "taskrun: 404 Task not found: no task named 'nope/none'\n"
+
+
+def test_tasks_list_and_show_say_which_modules_do_not_import(
+    taskrun: Taskrun, api: httpx.Client, live_tasks: Path
+) -> None:
+    # Given a new module that does not import, and a loaded one saved with a syntax error
+    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
+    (live_tasks / "live.py").write_text(LIVE_TASK.replace("def version()", "def version(:"))
+    try:
+        until(lambda: bool(api.get("/v1/tasks").json()["unloaded_modules"]))
+        until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is not None)
+        # Then the list says, below the table, which module is not listed and why
+        listed = taskrun("tasks", "list")
+        assert listed.returncode == 0
+        said = "not listed: live_tasks0/needsdep.py line 2 does not import (ModuleNotFoundError: No module named"
+        assert listed.stderr.startswith(said.replace("live_tasks0", live_tasks.name)), listed.stderr
+        # and marks the task whose module no longer imports, on the list and when shown
+        row = next(line for line in listed.stdout.splitlines() if line.startswith("live/version"))
+        assert "its module does not import:" in row and "SyntaxError" in row
+        shown = taskrun("tasks", "show", "live/version").stdout.splitlines()
+        assert shown[1].startswith("its module does not import, so it cannot run:") and "SyntaxError" in shown[1]
+    finally:
+        (live_tasks / "needsdep.py").unlink()
+        (live_tasks / "live.py").write_text(LIVE_TASK)
+    until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is None)
+    until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
+    assert taskrun("tasks", "list").stderr == ""
 
 
 def test_tables_piped_are_tab_separated_lines_never_wrapped(taskrun: Taskrun) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from taskrun.cli.base import (
     JsonOption,
     api,
+    err,
     out,
     print_json,
     print_table,
@@ -20,14 +21,20 @@ from taskrun.cli.base import (
 def tasks_list(as_json: JsonOption = False) -> None:
     """Every task, with its type and what it does."""
     with api() as client:
-        found = client.tasks()
+        catalog = client.catalog()
     if as_json:
-        print_json(found)
+        print_json(catalog.tasks)
         return
     shown = table("task", "type", "description")
-    for task in found:
-        shown.add_row(task.task_id, task.task_type.value, task.description.splitlines()[0] if task.description else "")
+    for task in catalog.tasks:
+        about = task.description.splitlines()[0] if task.description else ""
+        if task.problem:
+            about = f"its module does not import: {task.problem}" + (f"; {about}" if about else "")
+        shown.add_row(task.task_id, task.task_type.value, about)
     print_table(shown)
+    for problem in catalog.unloaded_modules:
+        where = f"{problem.file} line {problem.line}" if problem.line else problem.file
+        err.print(f"not listed: {where} does not import ({problem.error})", markup=False)
 
 
 @tasks_app.command("show", epilog="Example: taskrun tasks show examples/greet")
@@ -39,6 +46,8 @@ def tasks_show(task_id: str, as_json: JsonOption = False) -> None:
         print_json(task)
         return
     out.print(f"{task.task_id} ({task.task_type.value})", markup=False)
+    if task.problem:
+        out.print(f"its module does not import, so it cannot run: {task.problem}", markup=False)
     if task.description:
         out.print(task.description, markup=False)
     required = set(task.parameters.get("required", []))

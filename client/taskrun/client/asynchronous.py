@@ -149,7 +149,11 @@ class AsyncClient:
                 yield logs
 
     async def tasks(self) -> list[TaskInfo]:
-        return TaskList.model_validate(await self._send(Call("GET", "/v1/tasks", retry=True))).tasks
+        return (await self.catalog()).tasks
+
+    async def catalog(self) -> TaskList:
+        """The tasks, and (locally, to a key that sees every task) the task modules that did not import."""
+        return TaskList.model_validate(await self._send(Call("GET", "/v1/tasks", retry=True)))
 
     async def task(self, task_id: str) -> TaskInfo:
         return TaskInfo.model_validate(await self._send(Call("GET", f"/v1/tasks/{task_id}", retry=True)))

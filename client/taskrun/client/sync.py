@@ -172,7 +172,11 @@ class Client:
 
     # tasks
     def tasks(self) -> list[TaskInfo]:
-        return TaskList.model_validate(self._send(Call("GET", "/v1/tasks", retry=True))).tasks
+        return (self.catalog()).tasks
+
+    def catalog(self) -> TaskList:
+        """The tasks, and (locally, to a key that sees every task) the task modules that did not import."""
+        return TaskList.model_validate(self._send(Call("GET", "/v1/tasks", retry=True)))
 
     def task(self, task_id: str) -> TaskInfo:
         return TaskInfo.model_validate(self._send(Call("GET", f"/v1/tasks/{task_id}", retry=True)))
