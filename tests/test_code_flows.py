@@ -88,6 +88,13 @@ def test_a_callback_waits_for_its_answer_once(api: httpx.Client, tmp_path: Path)
     ended = api.get(f"/v1/runs/{run['run_id']}", params={"wait": "true", "wait_timeout": 20}).json()
     assert ended["status"] == "succeeded", ended
     assert ended["result"] == {"answer": '{"approved": true}'}
+    # and its history shows the wait as one step, whose output is the answer given
+    steps = api.get(f"/v1/runs/{run['run_id']}/history").json()["steps"]
+    waits = [step for step in steps if step["type"] == "wait_for_callback"]
+    assert [(step["name"], step["status"], step["output"]) for step in waits] == [
+        ("approval", "succeeded", {"approved": True})
+    ], steps
+    assert not [step for step in steps if step["name"].startswith("approval ")], steps  # the SDK's own workings
     again = api.post(url, json={"output": {"approved": False}})
     assert again.status_code == 409, again.text
     unknown = api.post(f"/v1/runs/{run['run_id']}/callbacks/cb_00000000000000000000", json={"output": 1})
@@ -152,6 +159,11 @@ def test_the_code_first_order_example_does_what_the_asl_one_does(api: httpx.Clie
     steps = api.get(f"/v1/runs/{standard['run_id']}/history").json()["steps"]
     assert [step["name"] for step in steps] == ["reserve", "price", "ship-standard"]
     assert steps[0]["attempts"] == 2  # the first attempt found the stock service busy
+    # each step's output as the step returned it (not the SDK's typed envelope)
+    assert [step["output"] for step in steps] == [{"reservation": "rsv-o-1"}, 5.0, "STA-o-1"]
+    # it prints nothing, so its logs hold nothing (not the AWS SDK's note of where it found credentials)
+    logs = api.get(f"/v1/runs/{standard['run_id']}/logs").json()
+    assert "botocore" not in logs["text"] and "credentials" not in logs["text"], logs
     # the same for the ASL flow, which shows its steps as states
     asl = ran(api, {"task_id": "examples/order", "arguments": {"order_id": "o-1", "quantity": 2}})
     assert {key: asl["result"][key] for key in standard["result"]} == standard["result"]

@@ -232,7 +232,7 @@ def test_live_logs_follow_the_newest_line_unless_the_person_scrolls_up(person: P
     # Given a run printing ten lines a second, for longer than the test needs
     run = started(api, {"task_id": "noisy/steady", "arguments": {"lines": 400, "every": 0.1}})
     try:
-        person.open(f"#/runs/{run['run_id']}")
+        open_run(person, run["run_id"])
         # While its logs grow past the box, the newest line stays in view
         person.until(lambda: person.browser.execute_script(LOGS_STATE)["overflow"] > 100)
         person.until(lambda: person.browser.execute_script(LOGS_STATE)["at_end"])
@@ -273,7 +273,7 @@ def test_a_flow_s_steps_are_bars_on_one_time_axis_with_retries_and_each_step_s_o
         "/v1/runs?wait=true", json={"task_id": "examples/order", "arguments": {"order_id": "T-1", "quantity": 2}}
     ).json()
     assert done["status"] == "succeeded", done
-    person.open(f"#/runs/{done['run_id']}")
+    open_run(person, done["run_id"])
     # Then each step is a bar on one axis, in the order the steps started, coloured by status
     person.until(lambda: len(bars_of(person)) >= 4)
     bars = bars_of(person)
@@ -301,14 +301,19 @@ def test_a_flow_s_steps_are_bars_on_one_time_axis_with_retries_and_each_step_s_o
     out = api.post(
         "/v1/runs?wait=true", json={"task_id": "examples/order", "arguments": {"order_id": "T-2", "quantity": 500}}
     ).json()
-    person.open(f"#/runs/{out['run_id']}")
-    person.until(lambda: any(bar["step"] == "Reserve" for bar in bars_of(person)))
-    reserve = next(bar for bar in bars_of(person) if bar["step"] == "Reserve")
+    open_run(person, out["run_id"])
+    reserve = person.until(lambda: next((bar for bar in bars_of(person) if bar["step"] == "Reserve"), None))
     assert reserve["status"] == "failed" and reserve["colour"] == "rgb(192, 57, 43)", reserve
     person.click('[data-step="Reserve"] .gantt-label')
     person.until(lambda: "OutOfStock" in person.text('[data-step="Reserve"] .step-error'))
     assert "only 100 in stock" in person.text('[data-step="Reserve"] .step-error')
     person.shot("flow-timeline-error")
+
+
+def open_run(person: Page, run_id: str) -> None:
+    """A run's page, once it shows that run (not the page before it)."""
+    person.open(f"#/runs/{run_id}")
+    person.until(lambda: run_id in person.text("#run-head"))
 
 
 def bars_of(person: Page) -> list[dict[str, Any]]:
@@ -405,7 +410,7 @@ def test_a_task_s_file_parameter_is_uploaded_from_the_form(person: Page, tmp_pat
 
 def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:
     run = started(api, {"task_id": "examples/approval", "arguments": {"requester": "ada", "amount": 120}})
-    person.open(f"#/runs/{run['run_id']}")
+    open_run(person, run["run_id"])
     person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
     person.shot("run-callback")
     person.click("#callbacks button:not(.secondary)")
@@ -420,7 +425,7 @@ def test_a_flow_s_callback_is_approved(person: Page, api: httpx.Client) -> None:
 def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page, api: httpx.Client) -> None:
     arguments = {"order_id": "web-1", "quantity": 1, "approval": True, "cool_down": 1}
     run = started(api, {"task_id": "examples/order_code", "arguments": arguments})
-    person.open(f"#/runs/{run['run_id']}")
+    open_run(person, run["run_id"])
     person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
     # while it waits, the timeline shows the wait going, live
     person.until(lambda: any(bar["status"] == "running" for bar in bars_of(person)))
@@ -445,7 +450,7 @@ def test_a_webhook_delivery_is_retried(person: Page, api: httpx.Client, receiver
         "/v1/runs?wait=true", json={"task_id": "team/add", "arguments": {"a": 1}, "webhook_url": receiver.url}
     ).json()
     receiver.wait_for(lambda: bool(receiver.of_run(run["run_id"])))
-    person.open(f"#/runs/{run['run_id']}")
+    open_run(person, run["run_id"])
     person.click("#deliveries button")
     receiver.wait_for(lambda: len(receiver.of_run(run["run_id"])) == 2)
     (delivery,) = api.get(f"/v1/runs/{run['run_id']}/deliveries").json()["deliveries"]

@@ -238,17 +238,30 @@ class FlowEngines:
 
 
 def _payload(details: dict[str, Any], field: str) -> Any:
-    """A history event's result (JSON text, as the SDK keeps it) or error, unwrapped."""
+    """A history event's result or error, unwrapped: a result is the SDK's serialized text
+    (its typed envelope, `{"t": "m", "v": {...}}`, for anything but a plain value), shown as
+    the JSON value the step returned."""
     wrapped = details.get(field)
     if not isinstance(wrapped, dict):
         return None
     value = wrapped.get("Payload")
     if field == "Result" and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
+        return _decoded(value)
     return value
+
+
+def _decoded(text: str) -> Any:
+    """A result as the flow's code saw it, made JSON (a datetime as ISO text, a tuple as a list)."""
+    from aws_durable_execution_sdk_python.serdes import deserialize
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(deserialize(None, text, "", ""), fallback=str)
+    except Exception:  # not the SDK's envelope (a callback's answer is the caller's own JSON text)
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
 
 def _kind(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -265,13 +278,18 @@ def _kind(event: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
-    """Fold an execution's history into its operations, in the order they started."""
+    """Fold an execution's history into its operations, in the order they started. A
+    wait_for_callback is one step: the callback and the submitter step the SDK runs inside
+    it are its own workings, and its output is the answer the callback was given."""
     steps: dict[str, FlowStep] = {}
+    waits: set[str] = set()  # the ids of wait_for_callback contexts
     for event in events:
         found = _kind(event)
-        if found is None or "Id" not in event:
+        if found is None or "Id" not in event or event.get("ParentId") in waits:
             continue
         kind, moment = found
+        if kind == "Context" and event.get("SubType") == "WaitForCallback":
+            waits.add(event["Id"])
         details: dict[str, Any] = next(
             (value for key, value in event.items() if key.endswith("Details") and isinstance(value, dict)), {}
         )
@@ -302,6 +320,8 @@ def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
         step.status, step.ended_at = ENDINGS[moment], moment_at
         if moment == "Succeeded":
             step.output, step.error, step.cause = _payload(details, "Result"), None, None
+            if event["Id"] in waits and isinstance(step.output, str):
+                step.output = _decoded(step.output)  # the answer's JSON text, as it was sent
         elif error:
             step.error, step.cause = error.get("ErrorType"), error.get("ErrorMessage")
     return list(steps.values())

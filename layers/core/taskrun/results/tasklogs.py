@@ -173,10 +173,15 @@ class _Stream(io.TextIOBase):
         return len(text)
 
 
+QUIET_BELOW_WARNING = ("botocore", "boto3", "urllib3")  # the AWS SDK's chatter: "Found credentials in ..."
+
+
 class _Handler(logging.Handler):
     """The task's log records; taskrun's own (its structured log, which propagates to the
     root logger) and the durable execution SDK's (whose tracebacks name files by their place
-    on the machine; a code-first flow's `context.logger` is the root logger's) are not the task's."""
+    on the machine; a code-first flow's `context.logger` is the root logger's) are not the
+    task's, nor the AWS SDK's below WARNING (a client made in a task says where it found
+    its credentials)."""
 
     def __init__(self, capture: Capture) -> None:
         super().__init__()
@@ -185,12 +190,18 @@ class _Handler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        if any(record.name == name or record.name.startswith(name + ".") for name in self._not_the_tasks):
+        if _under(record.name, self._not_the_tasks):
+            return
+        if record.levelno < logging.WARNING and _under(record.name, QUIET_BELOW_WARNING):
             return
         try:
             self._capture.write("log", self.format(record) + "\n")
         except Exception:
             self.handleError(record)
+
+
+def _under(name: str, loggers: Sequence[str]) -> bool:
+    return any(name == logger_name or name.startswith(logger_name + ".") for logger_name in loggers)
 
 
 def log_level() -> int:
