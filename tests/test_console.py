@@ -430,6 +430,13 @@ def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page,
     # while it waits, the timeline shows the wait going, live
     person.until(lambda: any(bar["status"] == "running" for bar in bars_of(person)))
     assert person.find("#callbacks button.secondary").text == "Reject"
+    # the card holds what there is to decide: no stray "null" for a request the flow left out,
+    # and buttons the size of their words
+    assert "null" not in person.text("#callbacks").split(), person.text("#callbacks")
+    widths = person.browser.execute_script(
+        "return [...document.querySelectorAll('#callbacks button')].map(b => b.offsetWidth)"
+    )
+    assert len(widths) == 2 and max(widths) < 300, widths
     person.shot("code-flow-waiting")
     person.click("#callbacks button:not(.secondary)")
     person.find("#decided")

@@ -281,8 +281,8 @@ async function runPage(runId) {
   }
   const head = h("div", { id: "run-head" });
   const details = h("div", { id: "run-details" });
-  const logs = h("pre", { id: "logs", class: "logs" });
-  const steps = h("div", { id: "steps" });
+  const logs = h("pre", { id: "logs", class: "logs", "aria-busy": "true" });
+  const steps = h("div", { id: "steps" }, run.task_type === "flow" ? h("p", { "aria-busy": "true" }, "Loading the steps…") : null);
   const deliveries = h("div", { id: "deliveries" });
   const callbacks = h("div", { id: "callbacks" });
   const note = h("p", { id: "run-problem" });
@@ -442,10 +442,10 @@ async function runPage(runId) {
             "article",
             { class: "callback", "data-callback": callback.callback_id },
             h("h3", {}, `Waiting for a decision: ${callback.step}`),
-            json(callback.request),
+            callback.request === null || callback.request === undefined ? null : json(callback.request),
             h(
               "div",
-              { role: "group" },
+              { class: "actions" },
               act("Approve", `approve-${callback.callback_id}`, async () => {
                 await api("POST", `v1/runs/${run.run_id}/callbacks/${callback.callback_id}`, {
                   output: { approved: true, by: "console" },
@@ -477,6 +477,7 @@ async function runPage(runId) {
       const answer = await api("GET", `v1/runs/${run.run_id}/logs` + query({ cursor }));
       // the newest line stays in view, unless the person scrolled up to read
       const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 8;
+      logs.removeAttribute("aria-busy");
       if (answer.text) logs.append(answer.text);
       if (answer.text && atEnd) logs.scrollTop = logs.scrollHeight;
       cursor = answer.cursor;
