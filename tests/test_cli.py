@@ -155,6 +155,7 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
     # the key was chosen (TASKRUN_API_KEY), so it is not printed; the signing secret was made, so it is
     assert "API key (set TASKRUN_API_KEY" not in output
     assert "webhook signing secret (set TASKRUN_WEBHOOK_SECRET to choose one): whsec_" in output
+    assert f"console: {url}/console · MCP: {url}/mcp" in output  # where a person and an agent go next
 
 
 def start_with_tasks(directory: str) -> subprocess.CompletedProcess[str]:

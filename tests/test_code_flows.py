@@ -138,7 +138,7 @@ def test_a_flow_waiting_at_a_kill_resumes_at_the_next_start_and_runs_no_step_twi
         ended = until(ended_run, 60, "the flow did not end after the restart")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
-    assert "1 code-first flow runs go on from where the last stop left them" in output
+    assert "1 code-first flow run goes on from where the last stop left them" in output
     assert ended is not None and ended["status"] == "succeeded", ended
     assert ended["result"] == {"greeting": "hello Cy, goodbye"}
     # each step ran once: the one done before the kill was answered from its checkpoint

@@ -476,6 +476,12 @@ def test_runs_list_shows_when_each_run_was_made_and_when_it_started(taskrun: Tas
         rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
         assert rows[queued["run_id"]][2] == "queued" and rows[queued["run_id"]][4] == ""  # not started yet
         assert rows[ran["run_id"]][2] == "succeeded" and rows[ran["run_id"]][4] >= rows[ran["run_id"]][3] != ""
+        # a queued run, got without waiting, says when it will start
+        got = taskrun("runs", "get", queued["run_id"])
+        assert got.returncode == 2
+        start = queued["next_attempt_at"].replace("T", " ")[:19]
+        assert f"team/add is queued until {start} UTC, in " in got.stderr, got.stderr
+        assert 0 < int(got.stderr.split(", in ")[1].split(" s")[0]) <= 600
     finally:
         taskrun("runs", "cancel", queued["run_id"])
 

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -81,8 +81,19 @@ def show_run(run: Any) -> None:
                 err.print(f"    {frame.file}:{frame.line} in {frame.function}", markup=False)
         err.print(f"  logs: taskrun runs logs {run.run_id}", markup=False)
     else:
-        err.print(f"… {run.task_id} is {run.status.value} · {run.run_id}", markup=False)
+        err.print(f"… {run.task_id} is {run.status.value}{_until(run)} · {run.run_id}", markup=False)
         err.print(f"  wait on it: taskrun runs get {run.run_id} --wait", markup=False)
+
+
+def _until(run: Any) -> str:
+    """When a queued run starts, if it waits for a time (` until 14:05:09 UTC, in 58 s`);
+    for one waiting for room in a concurrency limit, that it does."""
+    if run.status.value != "queued":
+        return ""
+    if run.next_attempt_at is None:
+        return " for room in its concurrency limit"
+    left = (run.next_attempt_at - datetime.now(UTC)).total_seconds()
+    return f" until {run.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, in {max(0, round(left))} s"
 
 
 def _started_answer(ran: Any, waited: bool, as_json: bool) -> NoReturn:

@@ -85,6 +85,7 @@ def _serve_locally(
     say: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
     say(f"taskrun local: http://{bound_host}:{bound_port}/v1  (template {stack.stack.path})")
     say(f"API docs: http://{bound_host}:{bound_port}/v1/docs")
+    say(f"console: http://{bound_host}:{bound_port}/console · MCP: http://{bound_host}:{bound_port}/mcp")
     if not key_chosen:
         say(f"API key (set TASKRUN_API_KEY to choose one): {key}")
     if not secret_chosen:
@@ -96,7 +97,8 @@ def _serve_locally(
     if stack.interrupted_runs:
         say(f"{stack.interrupted_runs} runs cut off by the last stop were ended failed")
     if stack.resumed_flows:
-        say(f"{stack.resumed_flows} code-first flow runs go on from where the last stop left them")
+        go = "run goes" if stack.resumed_flows == 1 else "runs go"
+        say(f"{stack.resumed_flows} code-first flow {go} on from where the last stop left them")
     if stack.dispatched_again:
         say(f"{stack.dispatched_again} runs pending at the last stop (never started) were dispatched again")
     if stack.expired_runs:
