@@ -184,6 +184,35 @@ def test_tasks_list_and_show_say_which_modules_do_not_import(
     assert taskrun("tasks", "list").stderr == ""
 
 
+def test_a_flow_s_callback_is_listed_approved_and_rejected_from_the_cli(taskrun: Taskrun, api: httpx.Client) -> None:
+    # Given a code-first flow waiting for an approval
+    run_id = taskrun(
+        "run", "examples/order_code", "-a", "order_id=cli-1", "-a", "quantity=1", "-a", "approval=true", "--no-wait"
+    ).stdout.strip()
+    until(lambda: "waiting" in taskrun("runs", "callbacks", run_id).stdout, 30)
+    # Then its callbacks list the one it waits on
+    (row,) = [line.split("\t") for line in taskrun("runs", "callbacks", run_id).stdout.splitlines()[1:]]
+    assert row[0].startswith("cb_") and row[1:3] == ["approval", "waiting"], row
+    # and approving it (the one waiting: no id needed) lets the flow go on to ship the order
+    approved = taskrun("runs", "approve", run_id)
+    assert approved.returncode == 0 and approved.stdout == f"{row[0]} (approval) succeeded\n", approved.stderr
+    assert taskrun("runs", "get", run_id, "--wait", "--json").stdout.count('"status": "shipped"') == 1
+    # and once nothing waits, another answer says so
+    again = taskrun("runs", "approve", run_id)
+    assert again.returncode == 1 and again.stderr == f"taskrun: {run_id} waits on no callback\n"
+
+    # Given a state machine flow waiting for a decision, rejected with a cause
+    asl = taskrun("run", "examples/approval", "-a", "requester=cli", "-a", "amount=9", "--no-wait").stdout.strip()
+    until(lambda: "waiting" in taskrun("runs", "callbacks", asl).stdout, 30)
+    rejected = taskrun("runs", "reject", asl, "--cause", "over budget", "--json")
+    assert rejected.returncode == 0 and json.loads(rejected.stdout)["status"] == "failed", rejected.stderr
+    ended = json.loads(taskrun("runs", "get", asl, "--wait", "--json").stdout)
+    assert ended["result"] == {"requester": "cli", "amount": 9.0, "approved": False}, ended
+    # An output that is not JSON is refused before anything is sent
+    bad = taskrun("runs", "approve", asl, "--output", "{yes")
+    assert bad.returncode == 2 and bad.stderr.startswith("taskrun: --output must be JSON")
+
+
 def test_tables_piped_are_tab_separated_lines_never_wrapped(taskrun: Taskrun) -> None:
     # Given a list printed into a pipe (not a terminal)
     listed = taskrun("tasks", "list")

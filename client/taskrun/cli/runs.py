@@ -293,6 +293,70 @@ def runs_history(run_id: str, as_json: JsonOption = False) -> None:
     print_table(shown)
 
 
+@runs_app.command("callbacks", epilog="Example: taskrun runs callbacks run_01m8496zv092capcb6htkybrew")
+def runs_callbacks(run_id: str, as_json: JsonOption = False) -> None:
+    """A flow run's callbacks: a waiting one is a decision it waits for (answer it with
+    `taskrun runs approve` or `reject`)."""
+    with api() as client:
+        found = client.callbacks(run_id)
+    if as_json:
+        print_json(found)
+        return
+    shown = table("callback", "step", "status", "created")
+    for callback in found:
+        shown.add_row(callback.callback_id, callback.step, callback.status.value, f"{callback.created_at:%H:%M:%S}")
+    print_table(shown)
+
+
+CallbackOption = Annotated[
+    str | None, typer.Option("--callback", help="The callback to answer (by default the one the run waits on).")
+]
+
+
+@runs_app.command("approve", epilog="Example: taskrun runs approve run_01m8496zv092capcb6htkybrew")
+def runs_approve(
+    run_id: str,
+    callback: CallbackOption = None,
+    output: Annotated[
+        str, typer.Option("--output", help="The answer the flow gets, as JSON.")
+    ] = '{"approved": true, "by": "cli"}',
+    as_json: JsonOption = False,
+) -> None:
+    """Complete the callback a flow run waits on with an output (by default an approval)."""
+    try:
+        answer = json.loads(output)
+    except ValueError as error:
+        fail(f"--output must be JSON: {error}", 2)
+    _answer(run_id, callback, as_json, output=answer)
+
+
+@runs_app.command("reject", epilog="Example: taskrun runs reject run_01m8496zv092capcb6htkybrew --cause 'over budget'")
+def runs_reject(
+    run_id: str,
+    callback: CallbackOption = None,
+    error: Annotated[str, typer.Option("--error", help="The error name the flow's step fails with.")] = "Rejected",
+    cause: Annotated[str, typer.Option("--cause", help="Why, in words.")] = "rejected with taskrun runs reject",
+    as_json: JsonOption = False,
+) -> None:
+    """Fail the callback a flow run waits on with an error (by default `Rejected`)."""
+    _answer(run_id, callback, as_json, error=error, cause=cause)
+
+
+def _answer(run_id: str, callback_id: str | None, as_json: bool, **answer: Any) -> None:
+    with api() as client:
+        if callback_id is None:
+            waiting = [callback for callback in client.callbacks(run_id) if callback.status.value == "waiting"]
+            if len(waiting) != 1:
+                ids = ", ".join(f"{callback.callback_id} ({callback.step})" for callback in waiting)
+                fail(f"{run_id} waits on {ids}: say which with --callback" if ids else f"{run_id} waits on no callback")
+            callback_id = waiting[0].callback_id
+        done = client.answer_callback(run_id, callback_id, **answer)
+    if as_json:
+        print_json(done)
+    else:
+        out.print(f"{done.callback_id} ({done.step}) {done.status.value}", markup=False)
+
+
 @runs_app.command("logs", epilog="Example: taskrun runs logs run_01m8496zv092capcb6htkybrew --follow")
 def runs_logs(
     run_id: str,

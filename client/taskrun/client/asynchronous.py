@@ -18,6 +18,7 @@ from taskrun.requests import BatchAnswer, BatchItem
 from taskrun.results.tasklogs import RunLogs
 
 if TYPE_CHECKING:
+    from taskrun.flows.callbacks import Callback
     from taskrun.flows.stepfunctions import FlowStep
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
@@ -165,6 +166,18 @@ class AsyncClient:
     async def deliveries(self, run_id: str) -> list[Delivery]:
         answer = await self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
         return calls.deliveries(answer).deliveries
+
+    async def callbacks(self, run_id: str) -> list[Callback]:
+        """The callbacks a flow run made: the waiting ones are what it waits for."""
+        answer = await self._send(Call("GET", f"/v1/runs/{run_id}/callbacks", retry=True))
+        return calls.callbacks(answer).callbacks
+
+    async def answer_callback(
+        self, run_id: str, callback_id: str, output: Any = None, *, error: str | None = None, cause: str | None = None
+    ) -> Callback:
+        """Complete a waiting callback with `output`, or fail it with `error` (and `cause`)."""
+        body = calls.callback_answer(output, error, cause)
+        return calls.callback(await self._send(Call("POST", f"/v1/runs/{run_id}/callbacks/{callback_id}", json=body)))
 
     async def create_schedule(self, task_id: str, expression: str, **fields: Any) -> ScheduleView:
         body = calls.schedule_body({"task_id": task_id, "expression": expression, **fields})

@@ -22,6 +22,7 @@ from taskrun import __version__
 from taskrun.models import RunView
 
 if TYPE_CHECKING:
+    from taskrun.flows.callbacks import Callback, CallbackList
     from taskrun.flows.stepfunctions import FlowStep
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleList, ScheduleView
@@ -180,6 +181,25 @@ def deliveries(data: Any) -> DeliveryList:
     from taskrun.webhooks.records import DeliveryList
 
     return DeliveryList.model_validate(data)
+
+
+def callbacks(data: Any) -> CallbackList:
+    from taskrun.flows.callbacks import CallbackList
+
+    return CallbackList.model_validate(data)
+
+
+def callback(data: Any) -> Callback:
+    from taskrun.flows.callbacks import Callback
+
+    return Callback.model_validate(data)
+
+
+def callback_answer(output: Any, error: str | None, cause: str | None) -> dict[str, Any]:
+    """The body that completes a callback: its output, or (with `error`) a failure."""
+    if error is not None:
+        return {"error": error, **({"cause": cause} if cause is not None else {})}
+    return {"output": output}
 
 
 def upload(data: Any) -> Upload:

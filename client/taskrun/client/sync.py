@@ -18,6 +18,7 @@ from taskrun.requests import BatchAnswer, BatchItem
 from taskrun.results.tasklogs import RunLogs
 
 if TYPE_CHECKING:
+    from taskrun.flows.callbacks import Callback
     from taskrun.flows.stepfunctions import FlowStep
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleView
@@ -169,6 +170,18 @@ class Client:
     def deliveries(self, run_id: str) -> list[Delivery]:
         answer = self._send(Call("GET", f"/v1/runs/{run_id}/deliveries", retry=True))
         return calls.deliveries(answer).deliveries
+
+    def callbacks(self, run_id: str) -> list[Callback]:
+        """The callbacks a flow run made: the waiting ones are what it waits for."""
+        answer = self._send(Call("GET", f"/v1/runs/{run_id}/callbacks", retry=True))
+        return calls.callbacks(answer).callbacks
+
+    def answer_callback(
+        self, run_id: str, callback_id: str, output: Any = None, *, error: str | None = None, cause: str | None = None
+    ) -> Callback:
+        """Complete a waiting callback with `output`, or fail it with `error` (and `cause`)."""
+        body = calls.callback_answer(output, error, cause)
+        return calls.callback(self._send(Call("POST", f"/v1/runs/{run_id}/callbacks/{callback_id}", json=body)))
 
     # tasks
     def tasks(self) -> list[TaskInfo]:
