@@ -527,5 +527,16 @@ def test_arg_values_are_read_by_the_parameter_s_type(taskrun: Taskrun) -> None:
         json.loads(taskrun("run", "examples/echo", "-a", "message=null", "--json").stdout)["result"]["message"] is None
     )
     assert taskrun("run", "team/add", "-a", "a=40", "-a", "b=2").stdout == "42\n"
+    # a value that cannot be the parameter's type is refused before anything is sent, saying how to write it
+    for pair, said in [
+        ("approval=True", "approval takes true or false"),
+        ("quantity=two", "quantity takes a whole number (count=3)"),
+    ]:
+        refused = taskrun("run", "examples/order_code", "-a", "order_id=x", "-a", pair)
+        assert refused.returncode == 2 and refused.stderr == f"taskrun: --arg {pair!r}: {said}\n", refused.stderr
+    listed = taskrun("run", "examples/math/sum", "-a", "numbers=1,2")
+    assert listed.returncode == 2
+    assert listed.stderr == "taskrun: --arg 'numbers=1,2': numbers takes a list, as JSON (tags='[\"a\", \"b\"]')\n"
+    assert taskrun("run", "examples/math/sum", "-a", "numbers=[1,2]").stdout == "3\n"
     # and the help says how
     assert "read by the parameter's type" in " ".join(taskrun("run", "--help").stdout.split())

@@ -142,7 +142,8 @@ def main_options(
 ARG_HELP = (
     "An argument, name=value (repeatable), read by the parameter's type: a text parameter takes"
     " the value as it is (name=123 is the text 123); a number, boolean, list or object is read as"
-    " JSON (count=3, tags='[\"a\"]'); a parameter the task does not type, as JSON when it is JSON."
+    " JSON (count=3, tags='[\"a\"]'); a parameter the task does not type, as JSON when it is JSON. A value"
+    " that cannot be the parameter's type is refused before anything is sent (exit 2)."
 )
 
 
@@ -170,12 +171,29 @@ def parse_arguments(
         try:
             value = json.loads(text)
         except ValueError:
-            arguments[name] = text
-            continue
+            value = text
         accepted = _types_of(parameters or {}, name)
+        if accepted and "string" not in accepted and _json_type(value) not in accepted:
+            fail(f"--arg {pair!r}: {name} takes {_in_words(accepted)}", 2)
         keep_text = "string" in accepted and _json_type(value) not in accepted
         arguments[name] = text if keep_text else value
     return arguments
+
+
+TYPE_WORDS = {
+    "boolean": "true or false",
+    "integer": "a whole number (count=3)",
+    "number": "a number (ratio=2.5)",
+    "array": 'a list, as JSON (tags=\'["a", "b"]\')',
+    "object": "an object, as JSON (options='{\"key\": 1}')",
+    "null": "null",
+}
+
+
+def _in_words(accepted: set[str]) -> str:
+    """The JSON types a parameter takes, as a person writes them after `name=`."""
+    kinds = [kind for kind in TYPE_WORDS if kind in accepted and not (kind == "number" and "integer" in accepted)]
+    return " or ".join(TYPE_WORDS[kind] for kind in kinds)
 
 
 def _types_of(schema: dict[str, Any], name: str) -> set[str]:
