@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import LIVE_TASK
 from tests.test_scopes import make_key
@@ -123,7 +124,7 @@ def needsdep() -> str:
 
 
 def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_miss_is_offered(
-    api: httpx.Client, anonymous: httpx.Client, live_tasks: Path
+    api: httpx.Client, anonymous: httpx.Client, live_tasks: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a new module whose dependency is not installed, saved while the stack runs
     (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
@@ -157,8 +158,24 @@ def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_mis
         assert hidden["status"] == 404 and "did you mean" not in hidden["detail"]
         assert "requestz" not in hidden["detail"]
         assert anonymous.get("/v1/tasks", headers=scoped).json()["unloaded_modules"] == []
+        # The stack said the problem once: another change does not say it again
+        heard: list[str] = []
+
+        def said() -> str:
+            heard.append(capsys.readouterr().err)
+            return "".join(heard)
+
+        until(lambda: "needsdep.py" in said())
+        heard.clear()
+        (live_tasks / "other.py").write_text("X = 1\n")
+        until(lambda: "the tasks changed" in said())
+        assert "needsdep.py" not in said(), said()
+        # and once it imports, says so
+        (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY.replace("import requestz\n", ""))
+        until(lambda: "the task module needsdep imports again" in said())
     finally:
         (live_tasks / "needsdep.py").unlink()
+        (live_tasks / "other.py").unlink(missing_ok=True)
     # Once the module is gone, so is its problem
     until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
 

@@ -284,6 +284,7 @@ class LocalStack:
         self.woken_runs = 0
         self.resumed_deliveries = 0
         self.restored_usage_keys = 0
+        self._said_problems: dict[str, str] = {}  # module: the problem the stack last said of it
         self.watcher: Watcher | None = None
         self.clock: ScheduleClock | None = None
 
@@ -365,8 +366,13 @@ class LocalStack:
             self._keep_source(name, text)
         for task_id, definition in code.flows:
             self.emulator.put_state_machine(_state_machine_of(task_id), definition)
-        for problem, kept in code.problems.values():
-            print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
+        said = {name: str(problem) for name, (problem, _) in code.problems.items()}
+        for name, (problem, kept) in code.problems.items():
+            if self._said_problems.get(name) != str(problem):  # a problem is said once, until it changes
+                print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
+        for name in sorted(self._said_problems.keys() - said.keys() & code.sources.keys()):
+            print(f"taskrun local: the task module {name} imports again", file=sys.stderr, flush=True)
+        self._said_problems = said
         self._publish_flow_versions()
         print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
@@ -380,6 +386,7 @@ class LocalStack:
         loaded = set(load_task_dirs(get_settings().task_dirs, self._kept_dir))
         for problem in catalog.unloaded():
             print(f"taskrun local: {problem}; {_WHAT_BECOMES[False]}", file=sys.stderr, flush=True)
+        self._said_problems = {problem.module: str(problem) for problem in catalog.unloaded()}
         existing = {machine.name for machine in self.stack.state_machines()}
         for definition in catalog.all():
             revision = definition.latest
