@@ -538,5 +538,7 @@ def test_arg_values_are_read_by_the_parameter_s_type(taskrun: Taskrun) -> None:
     assert listed.returncode == 2
     assert listed.stderr == "taskrun: --arg 'numbers=1,2': numbers takes a list, as JSON (tags='[\"a\", \"b\"]')\n"
     assert taskrun("run", "examples/math/sum", "-a", "numbers=[1,2]").stdout == "3\n"
+    # a whole number is a number too
+    assert taskrun("run", "examples/sleep", "-a", "seconds=0").returncode == 0
     # and the help says how
     assert "read by the parameter's type" in " ".join(taskrun("run", "--help").stdout.split())

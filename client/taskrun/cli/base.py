@@ -173,9 +173,10 @@ def parse_arguments(
         except ValueError:
             value = text
         accepted = _types_of(parameters or {}, name)
-        if accepted and "string" not in accepted and _json_type(value) not in accepted:
+        fits = _json_type(value) in accepted or (_json_type(value) == "integer" and "number" in accepted)
+        if accepted and "string" not in accepted and not fits:
             fail(f"--arg {pair!r}: {name} takes {_in_words(accepted)}", 2)
-        keep_text = "string" in accepted and _json_type(value) not in accepted
+        keep_text = "string" in accepted and not fits
         arguments[name] = text if keep_text else value
     return arguments
 
