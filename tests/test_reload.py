@@ -161,18 +161,18 @@ def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_mis
         # The stack said the problem once: another change does not say it again
         heard: list[str] = []
 
-        def said() -> str:
+        def heard_so_far() -> str:
             heard.append(capsys.readouterr().err)
             return "".join(heard)
 
-        until(lambda: "needsdep.py" in said())
+        until(lambda: "needsdep.py" in heard_so_far())
         heard.clear()
         (live_tasks / "other.py").write_text("X = 1\n")
-        until(lambda: "the tasks changed" in said())
-        assert "needsdep.py" not in said(), said()
+        until(lambda: "the tasks changed" in heard_so_far())
+        assert "needsdep.py" not in heard_so_far(), heard_so_far()
         # and once it imports, says so
         (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY.replace("import requestz\n", ""))
-        until(lambda: "the task module needsdep imports again" in said())
+        until(lambda: "the task module needsdep imports again" in heard_so_far())
     finally:
         (live_tasks / "needsdep.py").unlink()
         (live_tasks / "other.py").unlink(missing_ok=True)
