@@ -157,6 +157,12 @@ def test_an_unknown_tool_is_a_protocol_error(base_url: str, name: str) -> None:
     assert refused.code == -32602 and "unknown tool" in refused.message
 
 
+def test_a_near_miss_of_a_tool_s_name_is_offered_the_right_one(base_url: str) -> None:
+    refused = with_client(base_url, {"X-API-KEY": API_KEY}, "auto", refusal("examples_greet", {"name": "x"}))
+    assert refused.code == -32602
+    assert refused.message.startswith("unknown tool: examples_greet; did you mean examples__greet"), refused.message
+
+
 def test_a_key_limited_to_some_tasks_sees_and_calls_only_their_tools(api: httpx.Client, base_url: str) -> None:
     limited = make_key(api, ["runs:write", "runs:read"], ["examples/math/*", "examples/echo"])
     tools = with_client(base_url, limited, "auto", every_tool)
@@ -164,7 +170,8 @@ def test_a_key_limited_to_some_tasks_sees_and_calls_only_their_tools(api: httpx.
     assert names == ["examples__echo", "examples__math__square", "examples__math__sum"]
 
     refused = with_client(base_url, limited, "auto", refusal("examples__greet", {"name": "x"}))
-    assert refused.code == -32602 and refused.message == "unknown tool: examples__greet"
+    assert refused.code == -32602 and refused.message.startswith("unknown tool: examples__greet")
+    assert "examples__greet?" not in refused.message  # never offered a tool the key may not call
 
 
 def test_a_read_only_key_lists_tools_but_a_call_is_refused_as_a_tool_error(api: httpx.Client, base_url: str) -> None:

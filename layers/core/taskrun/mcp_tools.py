@@ -26,6 +26,7 @@ through Mangum, a fresh app each time (the SDK's session manager runs once per i
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -193,12 +194,22 @@ class TaskTools:
         start, end = _page(params)
         return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
+    def _unknown(self, name: str) -> str:
+        """A tool not found, and the closest tool names the caller may call."""
+        names = [
+            tool
+            for definition in self._catalog.all(self._caller.tasks)
+            if (tool := tool_name(definition.task_id)) is not None
+        ]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        return f"unknown tool: {name}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult | dict[str, Any]:
         task_id = task_id_of(params.name)
         if tool_name(task_id) != params.name or not self._caller.tasks.allows(task_id):
-            raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}")
+            raise MCPError(INVALID_PARAMS, self._unknown(params.name))
         if "runs:write" not in self._caller.scopes:
             return _error_result("this key may not start runs: calling a tool needs the 'runs:write' scope")
         request = RunRequest(
@@ -212,7 +223,7 @@ class TaskTools:
         try:
             run = self._service.start(request, wait_timeout=waiting)
         except TaskNotFound:
-            raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}") from None
+            raise MCPError(INVALID_PARAMS, self._unknown(params.name)) from None
         except InvalidInput as invalid:
             problems = "; ".join(f"{error.location}: {error.message}" for error in invalid.errors)
             return _error_result(f"{invalid}: {problems}" if problems else str(invalid))
