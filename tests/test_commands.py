@@ -139,6 +139,7 @@ def test_runs_list_get_cancel_and_history(taskrun: Taskrun) -> None:
     flow = json.loads(taskrun("run", "team/relay", "-a", "size=5", "--json").stdout)
     history = taskrun("runs", "history", flow["run_id"])
     assert "Produce" in history.stdout and "Measure" in history.stdout
+    assert taskrun("runs", "steps", flow["run_id"]).stdout == history.stdout  # the word the console uses
 
 
 def test_tasks_list_and_show_its_parameters_as_a_table(taskrun: Taskrun) -> None:

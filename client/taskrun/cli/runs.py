@@ -293,6 +293,9 @@ def runs_history(run_id: str, as_json: JsonOption = False) -> None:
     print_table(shown)
 
 
+runs_app.command("steps", hidden=True)(runs_history)  # the console and the API's lists call them steps
+
+
 @runs_app.command("callbacks", epilog="Example: taskrun runs callbacks run_01m8496zv092capcb6htkybrew")
 def runs_callbacks(run_id: str, as_json: JsonOption = False) -> None:
     """A flow run's callbacks: a waiting one is a decision it waits for (answer it with
