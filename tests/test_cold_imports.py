@@ -34,6 +34,7 @@ HEAVY = (
     "httpx",
     "moto",
     "flask",
+    "urllib3",  # with the first webhook delivery (taskrun.webhooks.send) or AWS client: ~25 ms
 )
 # the run service and the catalog's registry at init: only the handlers whose module declares
 # a route or an event model built on them (each starts runs or runs tasks)

@@ -20,7 +20,6 @@ from taskrun.errors import (
     RunConflict,
     RunNotFound,
 )
-from taskrun.flows.stepfunctions import FlowStep
 from taskrun.ids import new_run_id
 from taskrun.models import (
     MAX_DELAY_SECONDS,
@@ -50,6 +49,7 @@ from taskrun.webhooks.send import check_target
 
 if TYPE_CHECKING:
     from taskrun.flows.durable import FlowEngines
+    from taskrun.flows.stepfunctions import FlowStep
 
 logger = Logger(child=True)
 

@@ -28,12 +28,14 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import urllib3
 
 from taskrun.errors import FieldError, InvalidInput
 from taskrun.settings import WEBHOOK_DELAYS
+
+if TYPE_CHECKING:
+    import urllib3
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Standard Webhooks' schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
@@ -282,6 +284,8 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_p
     refusal = _refused_address(target.host, addresses, allow_private)
     if refusal is not None:
         return answer(error=f"refused: {refusal}")
+    import urllib3  # with the first delivery: a function that only checks a target never needs it
+
     address = str(addresses[0])
     options: dict[str, object] = {
         "timeout": urllib3.Timeout(total=timeout),
@@ -327,6 +331,8 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_p
 
 
 def _describe(error: Exception, timeout: float) -> str:
+    import urllib3
+
     if isinstance(error, urllib3.exceptions.NewConnectionError):  # before timeouts: it is one of them
         return "could not connect: " + str(error).rpartition(": ")[2]
     if isinstance(error, urllib3.exceptions.TimeoutError):
