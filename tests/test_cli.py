@@ -67,6 +67,12 @@ def started(*options: str, **settings: str) -> Iterator[tuple[str, subprocess.Po
             process.communicate(timeout=30)
 
 
+def running(url: str, run_id: str) -> None:
+    """Wait until the run is running (its worker's sandbox may take a while to start on a busy machine)."""
+    headers = {"X-API-KEY": "cli-key"}
+    until(lambda: http.get(f"{url}/v1/runs/{run_id}", headers=headers).json()["status"] == "running", 60, every=0.2)
+
+
 def descendants(pid: int) -> set[int]:
     """The processes `pid` started, and theirs, from /proc."""
     children: dict[int, list[int]] = {}
@@ -132,11 +138,11 @@ def test_ctrl_c_stops_it_cleanly_and_each_request_was_logged_on_one_line(
     http.get(f"{url}/v1/tasks", headers={"X-API-KEY": "cli-key"})
     # Given a run going when Ctrl-C comes
     going = http.post(
-        f"{url}/v1/runs?wait=true&wait_timeout=1",
+        f"{url}/v1/runs",
         headers={"X-API-KEY": "cli-key"},
         json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
     ).json()
-    assert going["status"] == "running"
+    running(url, going["run_id"])
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
     assert process.returncode == 0
@@ -277,13 +283,13 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
             time.sleep(0.2)
         fired = http.get(f"{url}/v1/runs", headers=headers, params={"schedule_id": missed["schedule_id"]}).json()
         assert [run["run_id"] for run in fired["runs"]] == [shown["last_run"]["run_id"]]
+        ended = f"{url}/v1/runs/{shown['last_run']['run_id']}?wait=true&wait_timeout=20"
+        assert http.get(ended, headers=headers, timeout=30).json()["is_done"]  # nothing else under way
         # And a graceful stop with runs under way ends within seconds, saying what becomes of them
-        running = http.post(
-            f"{url}/v1/runs?wait=true&wait_timeout=1",
-            headers=headers,
-            json={"task_id": "examples/sleep", "arguments": {"seconds": 60}},
+        sleeping = http.post(
+            f"{url}/v1/runs", headers=headers, json={"task_id": "examples/sleep", "arguments": {"seconds": 60}}
         ).json()
-        assert running["status"] == "running"
+        running(url, sleeping["run_id"])
         later = http.post(
             f"{url}/v1/runs", headers=headers, json={"task_id": "team/add", "arguments": {"a": 1}, "delay": 600}
         ).json()

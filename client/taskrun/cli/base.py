@@ -173,12 +173,20 @@ def parse_arguments(
         except ValueError:
             value = text
         accepted = _types_of(parameters or {}, name)
-        fits = _json_type(value) in accepted or (_json_type(value) == "integer" and "number" in accepted)
+        fits = _fits(value, accepted)
         if accepted and "string" not in accepted and not fits:
             fail(f"--arg {pair!r}: {name} takes {_in_words(accepted)}", 2)
         keep_text = "string" in accepted and not fits
         arguments[name] = text if keep_text else value
     return arguments
+
+
+def _fits(value: Any, accepted: set[str]) -> bool:
+    """Whether the API would take `value` for a parameter of these JSON types: it reads
+    arguments strictly (true or false for a boolean, no "5" for a number), a whole number
+    being a number too."""
+    kind = _json_type(value)
+    return kind in accepted or (kind == "integer" and "number" in accepted)
 
 
 TYPE_WORDS = {

@@ -390,12 +390,19 @@ async function runPage(runId) {
   }
 
   function drawTimeline() {
+    // a redraw keeps the step a person (or a keyboard) is on focused
+    const focused = steps.contains(document.activeElement) ? document.activeElement.closest("[data-key]") : null;
     fill(steps, timeline(stepsSeen, run, openStep, (key) => {
       openStep = openStep === key ? null : key;
       drawTimeline();
-      const opened = steps.querySelector(`[data-key="${CSS.escape(key)}"] button`);
-      if (opened) opened.focus();
+      refocus(key);
     }));
+    if (focused) refocus(focused.dataset.key);
+  }
+
+  function refocus(key) {
+    const button = steps.querySelector(`[data-key="${CSS.escape(key)}"] button`);
+    if (button) button.focus();
   }
 
   async function drawDeliveries() {
@@ -503,7 +510,9 @@ async function runPage(runId) {
       return;
     }
     if (ACTIVE.includes(before) || run.status !== before) draw();
-    await Promise.all([drawSteps(), drawDeliveries(), drawCallbacks()]);
+    // steps and callbacks change while the run is active (and once more as it ends); deliveries after it too
+    const moving = ACTIVE.includes(before) || ACTIVE.includes(run.status);
+    await Promise.all([moving ? drawSteps() : null, drawDeliveries(), moving ? drawCallbacks() : null]);
   });
 }
 
@@ -525,8 +534,8 @@ function timeline(steps, run, openStep, toggle) {
   const starts = steps.map((step) => time(step.started_at));
   const origin = Math.min(...starts, run.started_at ? time(run.started_at) : Infinity);
   const now = Math.max(Date.now(), ...starts);
-  const endOf = (step) =>
-    step.ended_at ? time(step.ended_at) : step.status === "running" ? now : run.ended_at ? time(run.ended_at) : now;
+  // a step with no end ends with the run, if the run has ended (cancelled while it waited); else it goes on now
+  const endOf = (step) => (step.ended_at ? time(step.ended_at) : run.ended_at ? time(run.ended_at) : now);
   const last = Math.max(...steps.map(endOf), run.ended_at ? time(run.ended_at) : 0);
   const span = Math.max(last - origin, 1);
   const at = (moment) => Math.min(100, Math.max(0, ((moment - origin) / span) * 100));

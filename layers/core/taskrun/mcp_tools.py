@@ -26,7 +26,6 @@ through Mangum, a fresh app each time (the SDK's session manager runs once per i
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -45,7 +44,7 @@ from pydantic import Field
 from taskrun import __version__
 from taskrun.access.scopes import Caller
 from taskrun.catalog.definitions import TaskDefinition
-from taskrun.catalog.registry import Catalog
+from taskrun.catalog.registry import Catalog, closest
 from taskrun.errors import InvalidInput, PayloadTooLarge, RunConflict, RunNotFound, TaskNotFound
 from taskrun.ids import RUN_ID_PATTERN, task_id_of, tool_name
 from taskrun.models import Run, RunStatus, TriggeredBy
@@ -201,7 +200,7 @@ class TaskTools:
             for definition in self._catalog.all(self._caller.tasks)
             if (tool := tool_name(definition.task_id)) is not None
         ]
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        close = closest(name, names)
         return f"unknown tool: {name}" + (f"; did you mean {' or '.join(close)}?" if close else "")
 
     async def call_tool(

@@ -370,7 +370,8 @@ class LocalStack:
         for name, (problem, kept) in code.problems.items():
             if self._said_problems.get(name) != str(problem):  # a problem is said once, until it changes
                 print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
-        for name in sorted(self._said_problems.keys() - said.keys() & code.sources.keys()):
+        present = {name for directory in get_settings().task_dirs for name in task_modules(directory)}
+        for name in sorted(self._said_problems.keys() - said.keys() & present):  # fixed, not removed
             print(f"taskrun local: the task module {name} imports again", file=sys.stderr, flush=True)
         self._said_problems = said
         self._publish_flow_versions()

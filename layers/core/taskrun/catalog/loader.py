@@ -79,6 +79,7 @@ def _import_or_keep(name: str, directory: Path, kept: Path, directories: list[Pa
     before = catalog.task_ids()
     try:
         importlib.import_module(name)
+        catalog.mark_loaded(name)
         return True
     except Exception as error:  # whatever a module raises as it imports
         sys.modules.pop(name, None)

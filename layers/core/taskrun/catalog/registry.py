@@ -32,6 +32,11 @@ DEFAULT_FLOW_TIMEOUT = 86_400  # a code-first flow's run: a day, unless it says 
 MAX_FLOW_TIMEOUT = 366 * 86_400  # a durable execution lasts at most a year
 
 
+def closest(name: str, names: Iterable[str]) -> list[str]:
+    """The names nearest `name` (at most three), for a "did you mean" to a name not found."""
+    return difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
+
+
 class Catalog:
     """Tasks by id. The process-wide `catalog` below is what `@task` fills.
 
@@ -94,6 +99,10 @@ class Catalog:
         that finds no task says so."""
         self._unloaded[problem.module] = problem
 
+    def mark_loaded(self, module: str) -> None:
+        """A module that imports (again): no longer one that did not."""
+        self._unloaded.pop(module, None)
+
     def unloaded(self) -> list[ModuleProblem]:
         """The task modules that did not import (local mode), by name."""
         self._ready()
@@ -143,7 +152,7 @@ class Catalog:
         to a key that sees every task, the modules that did not import (their tasks unknown)."""
         seen = [known for known in self._tasks if access.allows(known)]
         tail = task_id.rsplit("/", 1)[-1]
-        close = difflib.get_close_matches(task_id, seen, n=3, cutoff=0.6)
+        close = closest(task_id, seen)
         close += [known for known in sorted(seen) if known.rsplit("/", 1)[-1] == tail and known not in close]
         hints = [f"did you mean {' or '.join(repr(known) for known in close[:3])}?"] if close else []
         if access.everything and self._unloaded:

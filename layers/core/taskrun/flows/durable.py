@@ -257,11 +257,15 @@ def _decoded(text: str) -> Any:
 
     try:
         return to_jsonable_python(deserialize(None, text, "", ""), fallback=str)
-    except Exception:  # not the SDK's envelope (a callback's answer is the caller's own JSON text)
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+    except Exception:  # not the SDK's envelope
+        return _json_or_text(text)
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _kind(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -321,7 +325,7 @@ def steps_of(events: list[dict[str, Any]]) -> list[FlowStep]:
         if moment == "Succeeded":
             step.output, step.error, step.cause = _payload(details, "Result"), None, None
             if event["Id"] in waits and isinstance(step.output, str):
-                step.output = _decoded(step.output)  # the answer's JSON text, as it was sent
+                step.output = _json_or_text(step.output)  # the answer's JSON text, as it was sent
         elif error:
             step.error, step.cause = error.get("ErrorType"), error.get("ErrorMessage")
     return list(steps.values())
