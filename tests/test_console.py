@@ -7,8 +7,10 @@ folder the test prints."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -457,6 +459,23 @@ def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page,
     assert [bar["wait"] for bar in bars if bar["step"] == "cool-down"] == [True], bars
     assert "2 attempts" in person.text('[data-step="reserve"] .gantt-label')
     person.shot("code-flow-ended")
+
+
+def test_a_flow_cancelled_while_it_waits_is_drawn_over_its_own_time(person: Page, api: httpx.Client) -> None:
+    # Given a code-first flow cancelled while it waited for an approval, some seconds ago
+    arguments = {"order_id": "web-2", "quantity": 1, "approval": True}
+    run = started(api, {"task_id": "examples/order_code", "arguments": arguments})
+    until(lambda: api.get(f"/v1/runs/{run['run_id']}/callbacks").json()["callbacks"], 30)
+    api.post(f"/v1/runs/{run['run_id']}/cancel")
+    ended = waited(api, run["run_id"])
+    assert ended["status"] == "cancelled", ended
+    # (no step of its history has an end now that it has stopped)
+    until(lambda: time.time() - datetime.fromisoformat(ended["ended_at"]).timestamp() > 3)
+    # Then its timeline spans the run's own time, not the time until now
+    open_run(person, run["run_id"])
+    span = int(person.find(".gantt-axis").get_attribute("data-span-ms"))
+    lasted = (datetime.fromisoformat(ended["ended_at"]) - datetime.fromisoformat(ended["created_at"])).total_seconds()
+    assert span <= lasted * 1000 + 500, (span, lasted)
 
 
 def test_a_webhook_delivery_is_retried(person: Page, api: httpx.Client, receiver: Receiver) -> None:

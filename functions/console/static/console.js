@@ -543,7 +543,7 @@ function timeline(steps, run, openStep, toggle) {
   return h(
     "div",
     { class: "timeline" },
-    h("div", { class: "gantt-axis", "aria-hidden": "true" }, ticks),
+    h("div", { class: "gantt-axis", "aria-hidden": "true", "data-span-ms": Math.round(span) }, ticks),
     h("div", { role: "list", "aria-label": "the flow's steps, in the order they started" }, steps.map((step, index) => {
       const key = `${step.name}@${step.started_at}`;
       const opened = openStep === key;
