@@ -314,6 +314,9 @@ def test_a_flow_s_steps_are_bars_on_one_time_axis_with_retries_and_each_step_s_o
     person.shot("flow-timeline-error")
 
 
+REDRAWN = "return document.querySelector('[data-step=\"approval\"] .gantt-label') !== window.onStep"
+
+
 def ended_bars(person: Page, last: str) -> list[dict[str, Any]] | None:
     """The timeline's bars once it shows the step `last` and every step succeeded, else None."""
     bars = bars_of(person)
@@ -440,6 +443,14 @@ def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page,
     person.until(lambda: "Waiting for a decision" in person.text("#callbacks"))
     # while it waits, the timeline shows the wait going, live
     person.until(lambda: any(bar["status"] == "running" for bar in bars_of(person)))
+    # and a step a keyboard is on stays focused as the timeline is drawn again
+    person.browser.execute_script(
+        "window.onStep = document.querySelector('[data-step=\"approval\"] .gantt-label'); window.onStep.focus()"
+    )
+    person.until(lambda: person.browser.execute_script(REDRAWN))
+    assert person.browser.execute_script("return document.activeElement.closest('[data-step]').dataset.step") == (
+        "approval"
+    )
     assert person.text("#callbacks button.secondary") == "Reject"
     # the card holds what there is to decide: no stray "null" for a request the flow left out,
     # and buttons the size of their words
