@@ -296,12 +296,24 @@ def test_runs_survive_a_kill_and_runs_it_cut_off_end_failed_at_the_next_start(tm
         assert later["status"] == "queued"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=10)
+        stopped = datetime.now(UTC)
         assert process.returncode == 0
         said = "stopping with 2 runs under way: 1 running ends failed at the next start, 1 queued stays queued"
         assert output.splitlines()[-1] == f"taskrun local: {said}", output
         assert "Runtime.ExitError" not in output
         assert "1 runs cut off by the last stop were ended failed" in output
         assert f"state: {data}" in output
+
+    # And the run that stop cut off ends at the next start as said, dated when the stack stopped
+    # (not when it started again: its duration is the time it ran)
+    until(lambda: (datetime.now(UTC) - stopped).total_seconds() > 2, 10, every=0.2)
+    with started("--data", str(data)) as (url, process):
+        cut_off = http.get(f"{url}/v1/runs/{sleeping['run_id']}", headers=headers).json()
+        assert cut_off["status"] == "failed", cut_off
+        assert cut_off["error"]["message"].startswith("the local stack stopped while the run was running"), cut_off
+        assert datetime.fromisoformat(cut_off["ended_at"]) <= stopped, (cut_off["ended_at"], stopped)
+        assert http.get(f"{url}/v1/runs/{later['run_id']}", headers=headers).json()["status"] == "queued"
+        http.post(f"{url}/v1/runs/{later['run_id']}/cancel", headers=headers)
 
     # And a stack started with --ephemeral keeps nothing
     with started("--ephemeral") as (url, _):

@@ -10,6 +10,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from taskrun.access.keys import DynamoKeyStore, new_key
@@ -42,6 +43,7 @@ KEY_FILE = "api-key"
 SECRET_FILE = "webhook-secret"
 # started ahead of use: a first run's path (the authorizer, POST /v1/runs, the worker)
 FIRST_FUNCTIONS = ["AuthorizerFunction", "StartRunFunction", "WorkerFunction"]
+STOPPED_FILE = "stopped-at"  # when a graceful stop began, for the runs it cut off
 SECRETS_DIR = "secrets"  # the tasks' secrets, a file each, under the data directory
 _WHAT_BECOMES = {  # of a task module that does not import, whether a version that imported is kept
     True: "its tasks keep the last version that imported, and refuse new runs until it imports",
@@ -101,15 +103,17 @@ class CutOffRuns:
         ]
         return f"{head}: " + ", ".join(fate for fate in fates if fate)
 
-    def end_running(self, runs_table: str) -> int:
+    def end_running(self, runs_table: str, stopped_at: datetime | None = None) -> int:
         """A running run cannot go on (its code may have done part of its work): each ends
-        failed, saying why. Return how many."""
+        failed, saying why, at the moment the stack stopped if a graceful stop noted it (else
+        now: a kill leaves no such note). Return how many."""
         store = DynamoRunStore(runs_table)
         ended = 0
         for run_id in self.running:
             error = RunError(type=ErrorType.EXECUTION_ERROR, message=INTERRUPTED.format(status=RunStatus.RUNNING))
-            ending = Ending(RunStatus.FAILED, utcnow(), error=error, started_at=store.get(run_id).started_at)
-            ended += end_once(store, run_id, ending)[1]
+            started_at = store.get(run_id).started_at
+            at = stopped_at if stopped_at is not None and (started_at is None or stopped_at >= started_at) else utcnow()
+            ended += end_once(store, run_id, Ending(RunStatus.FAILED, at, error=error, started_at=started_at))[1]
         return ended
 
     def dispatch_pending(self, runs_table: str) -> tuple[int, int]:
@@ -295,7 +299,7 @@ class LocalStack:
         self.emulator.runtime.warm(FIRST_FUNCTIONS)
         runs_table = get_settings().runs_table
         cut_off = CutOffRuns.find(runs_table)
-        self.interrupted_runs = cut_off.end_running(runs_table)
+        self.interrupted_runs = cut_off.end_running(runs_table, self._stopped_at())
         self.resumed_flows = len(cut_off.resumed)
         self.woken_runs = wake_queued_runs(runs_table)
         self.resumed_deliveries = resume_deliveries()
@@ -418,7 +422,23 @@ class LocalStack:
         runs_table = get_settings().runs_table
         return CutOffRuns.find(runs_table).said(len(queued_runs(runs_table)), kept=self.data_dir is not None)
 
+    def _stopped_at(self) -> datetime | None:
+        """When the last graceful stop began, noted in the state folder (and the note taken,
+        so that a later kill is not dated by it)."""
+        if self.data_dir is None:
+            return None
+        note = self.data_dir / STOPPED_FILE
+        try:
+            stopped_at = datetime.fromisoformat(note.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        finally:
+            note.unlink(missing_ok=True)
+        return stopped_at if stopped_at.tzinfo is not None else None
+
     def stop(self) -> None:
+        if self.data_dir is not None and self.data_dir.is_dir():  # the runs it cuts off end at this moment
+            write_private(self.data_dir / STOPPED_FILE, utcnow().isoformat() + "\n")
         if self.watcher is not None:
             self.watcher.stop()
         if self.clock is not None:
