@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
-import boto3
-
+from taskrun import aws
 from taskrun.local.durable import AccessDeniedException, DurableEngine, durable_api
 from taskrun.local.iam import AccessDenied, Judge, role_cache, role_policies
 from taskrun.local.journal import Journal, restore_tables
@@ -73,10 +72,12 @@ class Emulator:
 
     def aws(self, service: str) -> Any:
         """This process's client of a service of the emulator, made once (a client takes 10-20 ms
-        to make, most of it reading the service's model)."""
+        to make, most of it reading the service's model), from the session the core's stores
+        use in this process, so that each service's model is read once."""
         with self._clients_made:
             if service not in self._clients:
-                self._clients[service] = boto3.client(service, region_name=self.stack.region)  # type: ignore[call-overload]
+                made = aws.session().client(service, region_name=self.stack.region)  # type: ignore[call-overload]
+                self._clients[service] = made
             return self._clients[service]
 
     def start(self) -> None:
