@@ -103,3 +103,16 @@ def test_items_come_back_from_the_emulator_as_they_went_in_and_as_motos_own_seri
         for serializer in (JSONSerializer, MotosOwn)
     ]
     assert answers[0] == answers[1]
+
+
+def test_a_function_s_structured_log_line_reads_as_words_at_the_stack_s_terminal() -> None:
+    from taskrun.local.lambdas import readable
+
+    line = (
+        '{"level":"WARNING","location":"fire:179","message":"scheduled run refused","timestamp":"2026-12-07 16:00:00",'
+        '"service":"taskrun","schedule_id":"nightly","error":"no task named \'mine/gone\'"}'
+    )
+    assert readable(line) == "WARNING scheduled run refused (schedule_id=nightly, error=no task named 'mine/gone')"
+    # anything else is shown as it came: a print, a JSON value that is not a log record, half a line
+    for other in ("hello {there}", '{"result": 1}', '{"level": "INFO"', "[1, 2]"):
+        assert readable(other) == other

@@ -221,7 +221,7 @@ class LambdaRuntime:
     def _log(self, function: str, line: str) -> None:
         self.logs.append((function, line))
         if self.echo_logs:
-            print(f"[{function}] {line}", file=sys.stderr, flush=True)
+            print(f"[{function}] {readable(line)}", file=sys.stderr, flush=True)
 
     def pool(self, name: str, version: str | None = None) -> FunctionPool:
         """The sandboxes of a function, or of one of its published versions."""
@@ -393,6 +393,25 @@ class LambdaRuntime:
         for pool in pools:
             pool.close()
         self._async.shutdown(wait=False, cancel_futures=True)
+
+
+# what a structured (Powertools) log line holds that says nothing to a person at a terminal
+LOG_PLUMBING = {"level", "message", "location", "timestamp", "service", "sampling_rate", "xray_trace_id"}
+
+
+def readable(line: str) -> str:
+    """A function's structured log line (Powertools' JSON) as a person reads it at the stack's
+    terminal: `WARNING scheduled run refused (schedule_id=..., error=...)`; any other line as it is."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "level" not in record or "message" not in record:
+        return line
+    extra = ", ".join(f"{key}={value}" for key, value in record.items() if key not in LOG_PLUMBING)
+    return f"{record['level']} {record['message']}" + (f" ({extra})" if extra else "")
 
 
 def send_to_queue(queue_name: str, record: dict[str, Any], region: str) -> None:
