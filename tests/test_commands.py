@@ -23,8 +23,7 @@ from typer.testing import CliRunner
 from taskrun import __version__
 from taskrun.catalog.masking import MASK
 from taskrun.cli.commands import app
-from tests.conftest import API_KEY, KEY_CACHE_SECONDS, LIVE_TASK
-from tests.test_reload import NEEDS_DEPENDENCY
+from tests.conftest import API_KEY, KEY_CACHE_SECONDS, modules_that_do_not_import
 from tests.waiting import until
 
 TASKRUN = str(Path(sys.executable).parent / "taskrun")
@@ -162,11 +161,7 @@ def test_tasks_list_and_show_say_which_modules_do_not_import(
     taskrun: Taskrun, api: httpx.Client, live_tasks: Path
 ) -> None:
     # Given a new module that does not import, and a loaded one saved with a syntax error
-    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
-    (live_tasks / "live.py").write_text(LIVE_TASK.replace("def version()", "def version(:"))
-    try:
-        until(lambda: bool(api.get("/v1/tasks").json()["unloaded_modules"]))
-        until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is not None)
+    with modules_that_do_not_import(api, live_tasks):
         # Then the list says, below the table, which module is not listed and why
         listed = taskrun("tasks", "list")
         assert listed.returncode == 0
@@ -177,11 +172,6 @@ def test_tasks_list_and_show_say_which_modules_do_not_import(
         assert "its module does not import:" in row and "SyntaxError" in row
         shown = taskrun("tasks", "show", "live/version").stdout.splitlines()
         assert shown[1].startswith("its module does not import, so it cannot run:") and "SyntaxError" in shown[1]
-    finally:
-        (live_tasks / "needsdep.py").unlink()
-        (live_tasks / "live.py").write_text(LIVE_TASK)
-    until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is None)
-    until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
     assert taskrun("tasks", "list").stderr == ""
 
 

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from tests.browser import needs_chromium, open_browser
-from tests.conftest import API_KEY, LIVE_TASK
+from tests.conftest import API_KEY, modules_that_do_not_import
 from tests.receiver import Receiver
-from tests.test_reload import NEEDS_DEPENDENCY
 from tests.test_run_control import started, waited
 from tests.waiting import until
 
@@ -381,11 +380,7 @@ def test_a_task_is_started_from_its_form_a_wrong_value_shown_beside_its_field(pe
 
 def test_the_tasks_page_flags_modules_that_do_not_import(person: Page, api: httpx.Client, live_tasks: Path) -> None:
     # Given a new module whose dependency is missing, and a loaded one saved with a syntax error
-    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
-    (live_tasks / "live.py").write_text(LIVE_TASK.replace("def version()", "def version(:"))
-    try:
-        until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is not None)
-        until(lambda: bool(api.get("/v1/tasks").json()["unloaded_modules"]))
+    with modules_that_do_not_import(api, live_tasks):
         # Then the tasks page names the module that did not import, with its file, line and error
         person.open("#/tasks")
         person.until(lambda: "No module named 'requestz'" in person.text("#unloaded-modules"))
@@ -395,10 +390,7 @@ def test_the_tasks_page_flags_modules_that_do_not_import(person: Page, api: http
         person.shot("tasks-broken-modules")
         person.click('tr[data-task="live/version"] a')
         person.until(lambda: "cannot run" in person.text("[role=alert]"))
-    finally:
-        (live_tasks / "needsdep.py").unlink()
-        (live_tasks / "live.py").write_text(LIVE_TASK)
-    until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is None)
+    # And once both import again, the page flags nothing
     person.open("#/tasks")
     person.find('tr[data-task="live/version"]')
     assert person.text("#unloaded-modules") == ""

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LIVE_TASK
+from tests.conftest import LIVE_TASK, NEEDS_DEPENDENCY
 from tests.test_scopes import make_key
 from tests.waiting import until
 
@@ -111,16 +111,6 @@ def test_a_module_that_raises_as_it_imports_is_named_with_its_line(api: httpx.Cl
     finally:
         (live_tasks / "live.py").write_text(LIVE_TASK)
     until(lambda: run(api, "live/version").get("result") == "one")
-
-
-NEEDS_DEPENDENCY = """from taskrun import task
-import requestz
-
-
-@task("live/needsdep")
-def needsdep() -> str:
-    return "never"
-"""
 
 
 def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_miss_is_offered(
