@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from taskrun.local.stack import LocalStack
 from taskrun.runs.sweeper import GRACE_SECONDS
+from tests.conftest import ROOT
 from tests.receiver import Receiver
 from tests.test_cli import kill, started
 from tests.waiting import until
@@ -161,9 +162,14 @@ def test_the_code_first_order_example_does_what_the_asl_one_does(api: httpx.Clie
     assert steps[0]["attempts"] == 2  # the first attempt found the stock service busy
     # each step's output as the step returned it (not the SDK's typed envelope)
     assert [step["output"] for step in steps] == [{"reservation": "rsv-o-1"}, 5.0, "STA-o-1"]
-    # it prints nothing, so its logs hold nothing (not the AWS SDK's note of where it found credentials)
-    logs = api.get(f"/v1/runs/{standard['run_id']}/logs").json()
-    assert "botocore" not in logs["text"] and "credentials" not in logs["text"], logs
+    # its logs hold the step that raised, with its traceback in the task's own file (never where
+    # it lies on the machine), and nothing of the AWS SDK's (where it found credentials)
+    logs = api.get(f"/v1/runs/{standard['run_id']}/logs").json()["text"]
+    assert "botocore" not in logs and "credentials" not in logs, logs
+    assert "step reserve raised (its retry policy decides what follows):" in logs, logs
+    assert 'order_code.py", line ' in logs and "StockBusy: the stock service is busy" in logs, logs
+    assert "site-packages" not in logs and str(ROOT) not in logs, logs
+    assert "aws_durable_execution_sdk_python" not in logs, logs  # the SDK's own frames are not the task's
     # the same for the ASL flow, which shows its steps as states
     asl = ran(api, {"task_id": "examples/order", "arguments": {"order_id": "o-1", "quantity": 2}})
     assert {key: asl["result"][key] for key in standard["result"]} == standard["result"]

@@ -186,11 +186,13 @@ class _Handler(logging.Handler):
     def __init__(self, capture: Capture) -> None:
         super().__init__()
         self._capture = capture
-        self._not_the_tasks = (logger.service, "aws_durable_execution_sdk_python")
+        self._not_the_tasks = (logger.service, DURABLE_SDK)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         if _under(record.name, self._not_the_tasks):
+            if record.name.startswith(DURABLE_SDK) and record.msg == STEP_FAILED and record.exc_info:
+                self._step_failed(record)
             return
         if record.levelno < logging.WARNING and _under(record.name, QUIET_BELOW_WARNING):
             return
@@ -198,6 +200,28 @@ class _Handler(logging.Handler):
             self._capture.write("log", self.format(record) + "\n")
         except Exception:
             self.handleError(record)
+
+    def _step_failed(self, record: logging.LogRecord) -> None:
+        """A code-first flow's step that raised: its name and traceback, its files named as a
+        run shows them (the SDK's own record names them by their place on the machine)."""
+        from taskrun.settings import get_settings
+
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return
+        name = record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1 else "?"
+        frames = [
+            frame for frame in task_frames(error, get_settings().task_dirs) if not frame.file.startswith(DURABLE_SDK)
+        ]
+        shown = format_traceback(error, frames)
+        try:
+            self._capture.write("log", f"step {name} raised (its retry policy decides what follows):\n{shown}")
+        except Exception:
+            self.handleError(record)
+
+
+DURABLE_SDK = "aws_durable_execution_sdk_python"
+STEP_FAILED = "❌ failed step for id: %s, name: %s"  # the SDK's record of a step that raised
 
 
 def _under(name: str, loggers: Sequence[str]) -> bool:
