@@ -167,7 +167,7 @@ def test_the_code_first_order_example_does_what_the_asl_one_does(api: httpx.Clie
     logs = api.get(f"/v1/runs/{standard['run_id']}/logs").json()["text"]
     assert "botocore" not in logs and "credentials" not in logs, logs
     assert "step reserve raised (its retry policy decides what follows):" in logs, logs
-    assert 'order_code.py", line ' in logs and "StockBusy: the stock service is busy" in logs, logs
+    assert 'File "tasks/order_code.py", line ' in logs and "StockBusy: the stock service is busy" in logs, logs
     assert "site-packages" not in logs and str(ROOT) not in logs, logs
     assert "aws_durable_execution_sdk_python" not in logs, logs  # the SDK's own frames are not the task's
     # the same for the ASL flow, which shows its steps as states

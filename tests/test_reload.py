@@ -34,15 +34,27 @@ def run(api: httpx.Client, task_id: str, arguments: dict | None = None) -> dict:
     return api.post("/v1/runs", json={"task_id": task_id, "arguments": arguments or {}, "wait": True}).json()
 
 
-def test_an_edited_task_module_takes_effect_on_the_next_run(api: httpx.Client, live_tasks: Path) -> None:
+def test_an_edited_task_module_takes_effect_on_the_next_run(
+    api: httpx.Client, live_tasks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a task as the stack loaded it
     assert run(api, "live/version")["result"] == "one"
+    capsys.readouterr()
     try:
         # When its module is edited: a new parameter and a new result
         edited = LIVE_TASK.replace("def version() -> str:", "def version(suffix: str = '!') -> str:")
         (live_tasks / "live.py").write_text(edited.replace('return "one"', 'return "two" + suffix'))
 
-        # Then the catalog shows the change, and the next run runs the new code
+        # Then once the stack has seen the change (a sandbox started meanwhile may read the new
+        # file sooner, one kept warm from before not until then), the catalog shows it and the
+        # next run runs the new code
+        heard: list[str] = []
+
+        def stack_saw_it() -> bool:
+            heard.append(capsys.readouterr().err)
+            return "the tasks changed; the next runs use them" in "".join(heard)
+
+        until(stack_saw_it)
         until(lambda: "suffix" in api.get("/v1/tasks/live/version").json()["parameters"]["properties"])
         answer = run(api, "live/version", {"suffix": "?"})
         assert answer.get("result") == "two?", answer

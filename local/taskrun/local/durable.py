@@ -45,6 +45,7 @@ from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.resources import ACCOUNT_ID, FunctionSpec
 from taskrun.local.sandbox import FunctionError
 from taskrun.private import private_folder, write_private
+from taskrun.results.tasklogs import SHOWN_AS
 
 MAX_PAGE_BYTES = 6 * 1024 * 1024  # an invocation's input, as Lambda's
 INVOCATION_TIMEOUT_SECONDS = 900
@@ -305,7 +306,21 @@ def publish_versions(
         version = private_folder(folder / str(int(latest or 0) + 1))
         for name, text in sources.items():
             write_private(version / name, text)
+        write_private(version / SHOWN_AS, json.dumps(_origins(sources)))
         runtime.publish_version(spec.logical_id, {"TASKRUN_TASK_DIRS": str(version)})
+
+
+def _origins(sources: dict[str, str]) -> dict[str, str]:
+    """The tasks directory's name each module file of a version came from, so that a version's
+    traceback names `tasks/order_code.py` (the file a person edits), not the version's folder."""
+    from taskrun.settings import get_settings
+
+    origins: dict[str, str] = {}
+    for directory in get_settings().task_dirs:
+        for name in sources:
+            if name not in origins and (directory / name).is_file():
+                origins[name] = directory.resolve().name
+    return origins
 
 
 def _sources_in(folder: Path) -> dict[str, str]:

@@ -11,7 +11,9 @@ runs and as it ends (taskrun.results.runlogs).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import json
 import logging
 import os
 import sys
@@ -89,20 +91,35 @@ def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Fr
     return frames[-MAX_FRAMES:]
 
 
+SHOWN_AS = "shown-as.json"  # in a copy of task modules (a local flow version): each file's own directory name
+
+
 def shown_path(filename: str, task_dirs: Sequence[Path]) -> str:
     """A file of a traceback as a run shows it, never where it lies on the machine: a task's
-    module under its task directory's name (`user_tasks/noisy.py`), a library's under its
-    import root (`json/decoder.py`), anything else by its name alone."""
+    module under its task directory's name (`user_tasks/noisy.py`; a copy's under the name
+    of the directory it was copied from), a library's under its import root
+    (`json/decoder.py`), anything else by its name alone."""
     path = Path(filename).resolve()
     for directory in task_dirs:
         root = Path(directory).resolve()
         if path.is_relative_to(root):
-            return str(Path(root.name) / path.relative_to(root))
+            relative = path.relative_to(root)
+            return str(Path(_copied_from(root).get(relative.parts[0], root.name)) / relative)
     roots = sorted((Path(entry).resolve() for entry in sys.path if entry), key=lambda root: len(root.parts))
     for root in reversed(roots):
         if path.is_relative_to(root) and path != root:
             return str(path.relative_to(root))
     return path.name
+
+
+@functools.lru_cache(maxsize=32)
+def _copied_from(root: Path) -> dict[str, str]:
+    """For a directory that holds copies of task modules, the directory name each came from."""
+    try:
+        shown = json.loads((root / SHOWN_AS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(name): str(origin) for name, origin in shown.items()} if isinstance(shown, dict) else {}
 
 
 def format_traceback(error: BaseException, frames: list[Frame]) -> str:
