@@ -165,14 +165,15 @@ def test_tasks_list_and_show_say_which_modules_do_not_import(
         # Then the list says, below the table, which module is not listed and why
         listed = taskrun("tasks", "list")
         assert listed.returncode == 0
-        said = "not listed: live_tasks0/needsdep.py line 2 does not import (ModuleNotFoundError: No module named"
-        assert listed.stderr.startswith(said.replace("live_tasks0", live_tasks.name)), listed.stderr
+        said = f"not listed: {live_tasks.name}/needsdep.py line 2 does not import (ModuleNotFoundError: No module named"
+        # (the stack runs in this process: what it prints meanwhile lands in the same stderr)
+        assert any(line.startswith(said) for line in listed.stderr.splitlines()), listed.stderr
         # and marks the task whose module no longer imports, on the list and when shown
         row = next(line for line in listed.stdout.splitlines() if line.startswith("live/version"))
         assert "its module does not import:" in row and "SyntaxError" in row
         shown = taskrun("tasks", "show", "live/version").stdout.splitlines()
         assert shown[1].startswith("its module does not import, so it cannot run:") and "SyntaxError" in shown[1]
-    assert taskrun("tasks", "list").stderr == ""
+    assert "not listed" not in taskrun("tasks", "list").stderr
 
 
 def test_a_flow_s_callback_is_listed_approved_and_rejected_from_the_cli(taskrun: Taskrun, api: httpx.Client) -> None:
