@@ -238,7 +238,13 @@ def _json_type(value: Any) -> str:
     return kinds.get(type(value), "object")
 
 
-def parameters_of(client: Client, task_id: str) -> dict[str, Any] | None:
+def arguments_for(client: Client, task_id: str, pairs: list[str], json_file: str | None) -> dict[str, Any]:
+    """A task's arguments from `--json-args` and `--arg` pairs, the pairs read by the task's
+    parameter schema (asked for only when there are pairs)."""
+    return parse_arguments(pairs, json_file, _parameters_of(client, task_id) if pairs else None)
+
+
+def _parameters_of(client: Client, task_id: str) -> dict[str, Any] | None:
     """The task's parameter schema, to read `--arg` values by; None when it cannot be read
     (then the run's own answer says what is wrong)."""
     try:

@@ -20,11 +20,10 @@ from taskrun.cli.base import (
     JsonOption,
     api,
     app,
+    arguments_for,
     err,
     fail,
     out,
-    parameters_of,
-    parse_arguments,
     print_json,
     print_table,
     runs_app,
@@ -140,7 +139,7 @@ def run(
     """Run a task; exit 0 only when the run succeeded (1: it ended otherwise; 2: still going)."""
     controls: dict[str, Any] = {"tags": tag, "delay": delay, "ttl": ttl, "concurrency_key": concurrency_key}
     with api() as client:
-        arguments = parse_arguments(arg or [], json_args, parameters_of(client, task_id) if arg else None)
+        arguments = arguments_for(client, task_id, arg or [], json_args)
         if logs or (wait and err.is_terminal):  # the run's id first: to follow it, or show its progress
             started = client.run(task_id, arguments, wait=None, revision=revision, **controls)
             if logs:

@@ -10,10 +10,9 @@ from taskrun.cli.base import (
     ARG_HELP,
     JsonOption,
     api,
+    arguments_for,
     err,
     out,
-    parameters_of,
-    parse_arguments,
     print_json,
     print_table,
     schedules_app,
@@ -56,7 +55,7 @@ def schedules_create(
     """Schedule a task."""
     fields = {"tags": tag, "overlap": overlap, "description": description, "webhook_url": webhook_url}
     with api() as client:
-        arguments = parse_arguments(arg or [], json_args, parameters_of(client, task_id) if arg else None)
+        arguments = arguments_for(client, task_id, arg or [], json_args)
         made = client.create_schedule(task_id, expression, arguments=arguments, timezone=timezone, **fields)
     if as_json:
         print_json(made)

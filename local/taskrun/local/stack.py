@@ -15,7 +15,7 @@ from pathlib import Path
 
 from taskrun.access.keys import DynamoKeyStore, new_key
 from taskrun.catalog.definitions import FlowRevision, state_machine_name
-from taskrun.catalog.loader import KEPT_MODULES, load_task_dirs, task_modules
+from taskrun.catalog.loader import KEPT_MODULES, ModuleProblem, load_task_dirs, task_modules
 from taskrun.catalog.registry import catalog
 from taskrun.flows.durable import is_durable
 from taskrun.local.clock import ScheduleClock
@@ -87,19 +87,19 @@ class CutOffRuns:
             return "taskrun local: stopping; no run was under way"
         head = f"taskrun local: stopping with {_runs(under_way)} under way"
         if not kept:
-            ends = "it ends" if under_way == 1 else "they end"
-            return f"{head}; the stack keeps nothing (--ephemeral), so {ends} with it"
+            they = "it" if under_way == 1 else "they"
+            return f"{head}; the stack keeps nothing (--ephemeral), so {they} {_verb(under_way, 'end')} with it"
         fates = [
-            f"{len(self.running)} running {_verb(self.running, 'end')} failed at the next start"
+            f"{len(self.running)} running {_verb(len(self.running), 'end')} failed at the next start"
             if self.running
             else "",
-            f"{_runs(len(self.resumed), 'code-first flow')} {_verb(self.resumed, 'go')} on at the next start"
+            f"{_runs(len(self.resumed), 'code-first flow')} {_verb(len(self.resumed), 'go')} on at the next start"
             if self.resumed
             else "",
-            f"{len(self.pending)} not yet started {_verb(self.pending, 'start')} at the next start"
+            f"{len(self.pending)} not yet started {_verb(len(self.pending), 'start')} at the next start"
             if self.pending
             else "",
-            f"{queued} queued {'stays' if queued == 1 else 'stay'} queued" if queued else "",
+            f"{queued} queued {_verb(queued, 'stay')} queued" if queued else "",
         ]
         return f"{head}: " + ", ".join(fate for fate in fates if fate)
 
@@ -142,9 +142,9 @@ def _runs(count: int, noun: str = "run") -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _verb(runs: list[str], verb: str) -> str:
-    """`verb` as said of these runs: `ends` of one, `end` of more."""
-    return verb + ("es" if verb.endswith("o") else "s") if len(runs) == 1 else verb
+def _verb(count: int, verb: str) -> str:
+    """`verb` as said of `count` runs: `ends` of one, `end` of more."""
+    return verb + ("es" if verb.endswith("o") else "s") if count == 1 else verb
 
 
 def queued_runs(runs_table: str) -> list[Run]:
@@ -370,16 +370,21 @@ class LocalStack:
             self._keep_source(name, text)
         for task_id, definition in code.flows:
             self.emulator.put_state_machine(_state_machine_of(task_id), definition)
-        said = {name: str(problem) for name, (problem, _) in code.problems.items()}
-        for name, (problem, kept) in code.problems.items():
-            if self._said_problems.get(name) != str(problem):  # a problem is said once, until it changes
+        self._say_problems(code.problems)
+        self._publish_flow_versions()
+        print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
+
+    def _say_problems(self, problems: dict[str, tuple[ModuleProblem, bool]]) -> None:
+        """Say each task module's problem (module: the problem, whether a version that imported
+        is kept) once, until it changes, and which modules said before import again."""
+        said = {name: str(problem) for name, (problem, _) in problems.items()}
+        for name, (problem, kept) in problems.items():
+            if self._said_problems.get(name) != str(problem):
                 print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
         present = {name for directory in get_settings().task_dirs for name in task_modules(directory)}
         for name in sorted(self._said_problems.keys() - said.keys() & present):  # fixed, not removed
             print(f"taskrun local: the task module {name} imports again", file=sys.stderr, flush=True)
         self._said_problems = said
-        self._publish_flow_versions()
-        print("taskrun local: the tasks changed; the next runs use them", file=sys.stderr, flush=True)
 
     def _publish_flow_versions(self, kept: bool = False) -> None:
         publish_versions(self.emulator.runtime, self.emulator.functions, self._versions_dir, self._kept_dir, kept)
@@ -389,9 +394,7 @@ class LocalStack:
         one too, named as the template would name it, with the template's substitutions.
         The modules' sources are kept, the last versions that imported (see _reload)."""
         loaded = set(load_task_dirs(get_settings().task_dirs, self._kept_dir))
-        for problem in catalog.unloaded():
-            print(f"taskrun local: {problem}; {_WHAT_BECOMES[False]}", file=sys.stderr, flush=True)
-        self._said_problems = {problem.module: str(problem) for problem in catalog.unloaded()}
+        self._say_problems({problem.module: (problem, False) for problem in catalog.unloaded()})
         existing = {machine.name for machine in self.stack.state_machines()}
         for definition in catalog.all():
             revision = definition.latest

@@ -76,8 +76,9 @@ class LogTail:
 
 
 def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Frame]:
-    """The frames of an exception's traceback outside taskrun itself: the task's own code and
-    what it called, innermost last (at most MAX_FRAMES), each file as `shown_path` names it."""
+    """The frames of an exception's traceback outside taskrun itself and the durable execution
+    SDK that calls a code-first flow's steps: the task's own code and what it called, innermost
+    last (at most MAX_FRAMES), each file as `shown_path` names it."""
     frames = [
         Frame(
             file=shown_path(summary.filename, task_dirs),
@@ -88,7 +89,7 @@ def task_frames(error: BaseException, task_dirs: Sequence[Path] = ()) -> list[Fr
         for summary in traceback.extract_tb(error.__traceback__)
         if not str(Path(summary.filename).resolve()).startswith(PACKAGE)
     ]
-    return frames[-MAX_FRAMES:]
+    return [frame for frame in frames if not frame.file.startswith(DURABLE_SDK + "/")][-MAX_FRAMES:]
 
 
 SHOWN_AS = "shown-as.json"  # in a copy of task modules (a local flow version): each file's own directory name
@@ -227,10 +228,7 @@ class _Handler(logging.Handler):
         if error is None:
             return
         name = record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1 else "?"
-        frames = [
-            frame for frame in task_frames(error, get_settings().task_dirs) if not frame.file.startswith(DURABLE_SDK)
-        ]
-        shown = format_traceback(error, frames)
+        shown = format_traceback(error, task_frames(error, get_settings().task_dirs))
         try:
             self._capture.write("log", f"step {name} raised (its retry policy decides what follows):\n{shown}")
         except Exception:
