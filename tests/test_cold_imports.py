@@ -35,6 +35,10 @@ HEAVY = (
     "moto",
     "flask",
     "urllib3",  # with the first webhook delivery (taskrun.webhooks.send) or AWS client: ~25 ms
+    # Powertools' other resolvers (taskrun.event_handler): AppSync's module imports asyncio and ssl
+    "asyncio",
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
 )
 # the run service and the catalog's registry at init: only the handlers whose module declares
 # a route or an event model built on them (each starts runs or runs tasks)
@@ -81,6 +85,43 @@ def test_only_the_handlers_that_start_runs_import_the_run_service_at_init(
     modules = imported[handler]
     assert ("taskrun.runs.service" in modules) == (handler in WITH_THE_RUN_SERVICE)
     assert ("taskrun.catalog.registry" in modules) <= (handler in WITH_THE_REGISTRY)
+
+
+def test_the_lazy_event_handler_package_exports_what_its_init_does() -> None:
+    """taskrun.event_handler stands in for Powertools' `event_handler/__init__.py`: each name
+    that file imports resolves, from the module it names, through the lazy package."""
+    import ast
+
+    import aws_lambda_powertools
+
+    init = Path(aws_lambda_powertools.__file__).parent / "event_handler" / "__init__.py"
+    tree = ast.parse(init.read_text())
+    prefix = "aws_lambda_powertools.event_handler."
+    exported = {
+        alias.name: node.module.removeprefix(prefix)
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(prefix)
+        for alias in node.names
+    }
+    probe = """
+import json, sys
+import taskrun.event_handler
+from taskrun.event_handler import EXPORTS
+import aws_lambda_powertools.event_handler as package
+assert "asyncio" not in sys.modules, "a resolver was imported before it was asked for"
+import importlib
+found = {
+    name: getattr(package, name) is getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+    for name, module in EXPORTS.items()
+}
+print(json.dumps({"exports": EXPORTS, "found": found, "all": package.__all__}))
+"""
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    seen = json.loads(answer.stdout)
+    assert seen["exports"] == exported
+    assert sorted(seen["all"]) == sorted(exported)
+    assert [name for name, same in seen["found"].items() if not same] == []
 
 
 def test_the_handlers_are_the_templates_functions() -> None:

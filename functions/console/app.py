@@ -10,10 +10,9 @@ from functools import cache
 from http import HTTPStatus
 from pathlib import Path
 
-from aws_lambda_powertools.event_handler import Response
-
 from taskrun import __version__
 from taskrun.api import make_resolver, problem_response
+from taskrun.event_handler import Response
 from taskrun.runtime import api_handler
 
 app = make_resolver()

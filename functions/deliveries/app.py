@@ -1,8 +1,7 @@
 from http import HTTPStatus
 
-from aws_lambda_powertools.event_handler import Response
-
 from taskrun.api import answers, caller, json_response, make_resolver
+from taskrun.event_handler import Response
 from taskrun.runtime import api_handler, deliveries
 from taskrun.webhooks.records import Delivery, DeliveryList
 

@@ -13,16 +13,12 @@ import re
 from functools import cache
 from pathlib import Path
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi import swagger_ui
-from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
-
 from taskrun.api import APPLICATION_JSON, make_resolver
+from taskrun.event_handler import Response
 from taskrun.runtime import api_handler
 
 app = make_resolver()
 DOCUMENT = Path(__file__).with_name("openapi.json")
-ASSETS = Path(swagger_ui.__file__).parent
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 # Swagger UI's own inline styles and style attributes; its icons as data: images; the tried
 # operations' requests to the API itself
@@ -39,7 +35,10 @@ def _document() -> dict:
 
 @cache
 def _assets() -> tuple[str, str]:
-    return (ASSETS / "swagger-ui-bundle.min.js").read_text(), (ASSETS / "swagger-ui.min.css").read_text()
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui  # after taskrun.event_handler
+
+    assets = Path(swagger_ui.__file__).parent
+    return (assets / "swagger-ui-bundle.min.js").read_text(), (assets / "swagger-ui.min.css").read_text()
 
 
 def _served() -> str:
@@ -62,6 +61,8 @@ def swagger() -> Response[str]:
         return openapi_document()
     script, style = _assets()
     spec = _served().replace("</", "<\\/")  # the document sits inside a <script>
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
     page = generate_swagger_html(spec, script, style, swagger_base_url="", oauth2_config=None)
     page = page.replace("<title>Swagger UI</title>", "<title>taskrun API</title>")
     return Response(

@@ -1,9 +1,8 @@
 from http import HTTPStatus
 
-from aws_lambda_powertools.event_handler import Response
-
 from taskrun.api import answers, json_response, make_resolver
 from taskrun.errors import InvalidInput
+from taskrun.event_handler import Response
 from taskrun.models import utcnow
 from taskrun.results.files import NewFile, Upload
 from taskrun.runtime import api_handler, file_store

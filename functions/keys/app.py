@@ -1,7 +1,5 @@
 from http import HTTPStatus
 
-from aws_lambda_powertools.event_handler import Response
-
 from taskrun.access.keys import (
     KeyList,
     KeyView,
@@ -14,6 +12,7 @@ from taskrun.access.keys import (
     view_of,
 )
 from taskrun.api import answers, caller, json_response, make_resolver
+from taskrun.event_handler import Response
 from taskrun.runtime import api_handler, key_store, logger, usage_plan
 
 app = make_resolver()

@@ -1,11 +1,10 @@
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from taskrun.api import answers, caller, json_response, make_resolver, once_key, seconds_since_arrival
+from taskrun.event_handler import Query, Response
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView, utcnow
 from taskrun.requests import StartRunRequest
 from taskrun.results.forms import FormError, form_as_json, is_form, problem_event

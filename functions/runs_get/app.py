@@ -1,8 +1,7 @@
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from taskrun.api import answers, caller, make_resolver, seconds_since_arrival
+from taskrun.event_handler import Query
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.runs.waiting import wait_seconds
 from taskrun.runtime import api_handler, run_service, view

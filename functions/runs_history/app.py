@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel
 
 from taskrun.api import answers, caller, make_resolver
+from taskrun.event_handler import Query
 from taskrun.flows.stepfunctions import FlowStep
 from taskrun.runtime import api_handler, run_service
 

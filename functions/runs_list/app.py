@@ -1,8 +1,7 @@
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from taskrun.api import answers, caller, make_resolver
+from taskrun.event_handler import Query
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import TAG_PATTERN, RunList, RunStatus, TriggeredBy
 from taskrun.runs.listing import RunFilter

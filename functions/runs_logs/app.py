@@ -1,8 +1,7 @@
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from taskrun.api import answers, caller, make_resolver
+from taskrun.event_handler import Query
 from taskrun.results.tasklogs import RunLogs
 from taskrun.runtime import api_handler, log_store, run_service
 

@@ -1,10 +1,8 @@
 from http import HTTPStatus
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-
 from taskrun.api import answers, caller, json_response, make_resolver, seconds_since_arrival
+from taskrun.event_handler import Body, Query, Response
 from taskrun.models import MAX_WAIT_TIMEOUT, RunView
 from taskrun.requests import RerunRequest
 from taskrun.runs.waiting import wait_seconds

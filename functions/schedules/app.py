@@ -1,10 +1,8 @@
 from http import HTTPStatus
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from taskrun.api import answers, caller, json_response, make_resolver
+from taskrun.event_handler import Query, Response
 from taskrun.ids import TASK_ID_PATTERN
 from taskrun.models import RunView
 from taskrun.runtime import api_handler, schedules, view

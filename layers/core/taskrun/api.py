@@ -11,13 +11,6 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
@@ -40,6 +33,14 @@ from taskrun.errors import (
     TaskNotFound,
     TaskrunError,
     Unavailable,
+)
+from taskrun.event_handler import (
+    APIGatewayRestResolver,
+    NextMiddleware,
+    OpenAPIResponse,
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    Response,
 )
 
 if TYPE_CHECKING:
