@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.table import Table
@@ -117,7 +118,19 @@ def print_table(shown: Table) -> None:
 
 def print_json(value: Any) -> None:
     """Any answer as JSON: a model or a list of them as the API sent it."""
-    out.print(json.dumps(to_jsonable_python(value), indent=2, ensure_ascii=False), markup=False)
+    out.print(json.dumps(to_jsonable_python(_dumped(value)), indent=2, ensure_ascii=False), markup=False)
+
+
+def _dumped(value: Any) -> Any:
+    """Models as their JSON data, through their own serializer (built on first use: the
+    models defer it, and pydantic_core's own encoder does not build it)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_dumped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _dumped(item) for key, item in value.items()}
+    return value
 
 
 def _version(shown: bool) -> None:

@@ -42,6 +42,7 @@ from taskrun.event_handler import (
     RequestValidationError,
     Response,
 )
+from taskrun.modelbase import Model
 
 if TYPE_CHECKING:
     from taskrun.runs.idempotency import OnceKey
@@ -52,13 +53,13 @@ PROBLEM_JSON = "application/problem+json"
 APPLICATION_JSON = "application/json"
 
 
-class ProblemField(BaseModel):
+class ProblemField(Model):
     location: str
     message: str
     value: Any = None
 
 
-class Problem(BaseModel):
+class Problem(Model):
     """RFC 9457 problem details."""
 
     model_config = ConfigDict(

@@ -8,10 +8,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from taskrun.ids import RunId, TaskId
+from taskrun.modelbase import Model
 from taskrun.models import TaskType
 
 
-class WorkerEvent(BaseModel):
+class WorkerEvent(Model):
     """What the dispatcher hands the worker: the run to execute. With `attempt`, the run is
     queued and its start time has come (the wake state machine, or the sweeper): that attempt
     starts unless the run was cancelled or expired meanwhile, or another delivery started it."""
@@ -20,7 +21,7 @@ class WorkerEvent(BaseModel):
     attempt: int | None = Field(default=None, ge=1)
 
 
-class StepRequest(BaseModel):
+class StepRequest(Model):
     """What a flow's Task state sends the worker: run this script now and give back its result."""
 
     task_id: TaskId
@@ -28,7 +29,7 @@ class StepRequest(BaseModel):
     execution: str | None = Field(default=None, description="The calling execution, for the logs.")
 
 
-class FailedInvocation(BaseModel):
+class FailedInvocation(Model):
     """The record Lambda sends to the worker's on-failure destination when an invocation
     failed outside the task: a crash, running out of memory, the Lambda timeout, or an
     event too old to run."""
@@ -45,7 +46,7 @@ class FailedInvocation(BaseModel):
     responsePayload: Failure | None = None
 
 
-class StartFromStateMachine(BaseModel):
+class StartFromStateMachine(Model):
     """What a state machine sends the run-task Lambda: run a catalog task. With `task_token`
     (from `.waitForTaskToken`) the token is released with the run's outcome; without it, a
     script's result comes back at once."""

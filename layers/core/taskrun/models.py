@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, ConfigDict, Field, PlainSerializer
 
 from taskrun.ids import RunId, TaskId
+from taskrun.modelbase import Model
 from taskrun.results.tasklogs import Frame
 
 
@@ -92,7 +93,7 @@ def _clip_message(text: str) -> str:
     return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - len(marker)] + marker
 
 
-class RunError(BaseModel):
+class RunError(Model):
     type: ErrorType
     message: Annotated[str, AfterValidator(_clip_message)] = Field(
         description=f"What went wrong; at most {MAX_ERROR_MESSAGE:,} characters (a longer one ends in ' [cut]')."
@@ -125,13 +126,13 @@ def _clip_attempt_message(text: str) -> str:
     return text if len(text) <= MAX_ATTEMPT_MESSAGE else text[: MAX_ATTEMPT_MESSAGE - len(marker)] + marker
 
 
-class RunAttemptError(BaseModel):
+class RunAttemptError(Model):
     type: ErrorType
     message: Annotated[str, AfterValidator(_clip_attempt_message)]
     exception_type: str | None = None
 
 
-class RunAttempt(BaseModel):
+class RunAttempt(Model):
     """One ended attempt of a run that was tried again (the last attempt is the run itself)."""
 
     attempt: int = Field(ge=1)
@@ -141,7 +142,7 @@ class RunAttempt(BaseModel):
     error: RunAttemptError | None = None
 
 
-class Backoff(BaseModel):
+class Backoff(Model):
     """The wait before each retry: `first` seconds, times `factor` for each retry after, never
     more than `cap`, each shortened at random by up to `jitter` (a fraction) so that runs that
     failed together do not all come back together."""
@@ -158,7 +159,7 @@ class Backoff(BaseModel):
         return min(self.cap, self.first * self.factor ** (retry - 1)) * (1 - self.jitter * draw)
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(Model):
     """How a task's failed runs are tried again (copied onto each run when it is made)."""
 
     retries: int = Field(ge=0, le=MAX_RETRIES, description="Attempts after the first.")
@@ -172,7 +173,7 @@ def _clip_progress_message(text: str | None) -> str | None:
     return text if text is None or len(text) <= MAX_PROGRESS_MESSAGE else text[: MAX_PROGRESS_MESSAGE - 1] + "…"
 
 
-class Progress(BaseModel):
+class Progress(Model):
     """How far a running task says it has come (`RunContext.progress`); the last report stays
     on the run once it ends."""
 
@@ -194,7 +195,7 @@ class Progress(BaseModel):
         return cls(done=done, total=total, message=message, percent=percent, updated_at=at)
 
 
-class Slot(BaseModel):
+class Slot(Model):
     """A limit a run takes a slot of while it runs: its name and how many slots it has."""
 
     name: str
@@ -211,7 +212,7 @@ ConcurrencyKey = Annotated[
 ]
 
 
-class Run(BaseModel):
+class Run(Model):
     """A run as the API shows it and the store keeps it."""
 
     run_id: RunId
@@ -343,6 +344,6 @@ class RunSummary(RunView):
     reruns: list[str] = Field(default_factory=list, exclude=True)
 
 
-class RunList(BaseModel):
+class RunList(Model):
     runs: list[RunSummary]
     next_cursor: str | None = None

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from taskrun.ids import TaskId, WebhookUrl
+from taskrun.modelbase import Model
 from taskrun.models import MAX_DELAY_SECONDS, MAX_WAIT_TIMEOUT, ConcurrencyKey, ErrorType, RunView, Tags, TaskType
 
 
-class StartRunRequest(BaseModel):
+class StartRunRequest(Model):
     """Body of POST /v1/runs. `wait` and `wait_timeout` may also come as query parameters."""
 
     model_config = ConfigDict(
@@ -62,7 +63,7 @@ class StartRunRequest(BaseModel):
     concurrency_key: ConcurrencyKey | None = None
 
 
-class RerunRequest(BaseModel):
+class RerunRequest(Model):
     """Body of POST /v1/runs/{run_id}/rerun (optional)."""
 
     model_config = ConfigDict(
@@ -82,7 +83,7 @@ class RerunRequest(BaseModel):
 MAX_BATCH = 100
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(Model):
     """Body of POST /v1/runs/batch: start requests as POST /v1/runs takes them (without waits)."""
 
     model_config = ConfigDict(
@@ -102,7 +103,7 @@ class BatchRequest(BaseModel):
     runs: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class BatchItem(BaseModel):
+class BatchItem(Model):
     """One request's outcome: the run it started (201, or 200 for an Idempotency-Key replay),
     or the problem that refused it."""
 
@@ -111,11 +112,11 @@ class BatchItem(BaseModel):
     problem: dict[str, Any] | None = Field(default=None, description="The problem+json refusing this request.")
 
 
-class BatchAnswer(BaseModel):
+class BatchAnswer(Model):
     runs: list[BatchItem]
 
 
-class CompatRunRequest(BaseModel):
+class CompatRunRequest(Model):
     """Body of the compatible POST /api/v0/tools/tasks/run."""
 
     task_id: str
@@ -124,7 +125,7 @@ class CompatRunRequest(BaseModel):
     json_schema: dict[str, Any] | None = None
 
 
-class CompatRunResponse(BaseModel):
+class CompatRunResponse(Model):
     success: bool
     error: str | None = None
     error_type: ErrorType | None = None
@@ -132,5 +133,5 @@ class CompatRunResponse(BaseModel):
     result: Any = None
 
 
-class Health(BaseModel):
+class Health(Model):
     status: str = "ok"

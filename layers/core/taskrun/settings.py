@@ -6,13 +6,15 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from taskrun.modelbase import Model
 
 # Seconds between a webhook's attempts after the first (the delivery schedule's default).
 WEBHOOK_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
-class Settings(BaseModel):
+class Settings(Model):
     runs_table: str = Field(description="DynamoDB table of runs (TASKRUN_RUNS_TABLE).")
     keys_table: str = Field(description="DynamoDB table of hashed API keys (TASKRUN_KEYS_TABLE).")
     worker_function: str = Field(description="Name or ARN of the worker Lambda (TASKRUN_WORKER_FUNCTION).")

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from taskrun import aws
 from taskrun.access.scopes import (
@@ -30,6 +30,7 @@ from taskrun.access.scopes import (
     TaskPattern,
 )
 from taskrun.errors import Forbidden, KeyNotFound, Unauthorized
+from taskrun.modelbase import Model
 from taskrun.models import UtcTime, utcnow
 
 KEY_PREFIX = "trk_"
@@ -48,7 +49,7 @@ def _current_scopes(scopes: list[str]) -> list[str]:
     return current
 
 
-class ApiKey(BaseModel):
+class ApiKey(Model):
     key_id: str
     key_hash: str
     name: str = ""
@@ -67,7 +68,7 @@ class ApiKey(BaseModel):
         return _current_scopes(scopes)
 
 
-class KeyView(BaseModel):
+class KeyView(Model):
     """A key as the API shows it: never its secret or hash."""
 
     key_id: str
@@ -78,11 +79,11 @@ class KeyView(BaseModel):
     revoked: bool
 
 
-class KeyList(BaseModel):
+class KeyList(Model):
     keys: list[KeyView]
 
 
-class NewKeyRequest(BaseModel):
+class NewKeyRequest(Model):
     """Body of POST /v1/keys."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from taskrun.ids import TaskId
+from taskrun.modelbase import Model
 from taskrun.models import RetryPolicy, TaskType
 
 
-class RevisionInfo(BaseModel):
+class RevisionInfo(Model):
     revision: str
     weight: int
 
 
-class TaskInfo(BaseModel):
+class TaskInfo(Model):
     task_id: TaskId
     task_type: TaskType
     description: str
@@ -35,14 +36,14 @@ class TaskInfo(BaseModel):
     )
 
 
-class ModuleProblemInfo(BaseModel):
+class ModuleProblemInfo(Model):
     module: str
     file: str = Field(description="The module's file, under its tasks directory's name.")
     line: int | None
     error: str = Field(description="The exception's type and message.")
 
 
-class TaskList(BaseModel):
+class TaskList(Model):
     tasks: list[TaskInfo]
     next_cursor: str | None = None
     unloaded_modules: list[ModuleProblemInfo] = Field(

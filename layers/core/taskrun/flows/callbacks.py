@@ -25,6 +25,7 @@ from taskrun.access.scopes import EVERY_TASK, TaskAccess
 from taskrun.errors import CallbackConflict, CallbackNotFound, PayloadTooLarge
 from taskrun.flows.durable import DurableCallback, DurableFlows, callbacks_of, is_durable
 from taskrun.flows.stepfunctions import MAX_TASK_OUTPUT, StepFunctions
+from taskrun.modelbase import Model
 from taskrun.models import UtcTime, format_time, utcnow
 from taskrun.runs.store import RunStore, visible
 
@@ -39,7 +40,7 @@ class CallbackStatus(StrEnum):
     EXPIRED = "expired"
 
 
-class Callback(BaseModel):
+class Callback(Model):
     callback_id: str
     run_id: str
     step: str
@@ -50,12 +51,12 @@ class Callback(BaseModel):
     task_token: str | None = Field(default=None, exclude=True)
 
 
-class CallbackList(BaseModel):
+class CallbackList(Model):
     callbacks: list[Callback]
     next_cursor: str | None = None
 
 
-class CallbackRequest(BaseModel):
+class CallbackRequest(Model):
     """`{"callback": {...}}`, what a callback step's Task state sends the worker."""
 
     class Step(BaseModel):
@@ -67,7 +68,7 @@ class CallbackRequest(BaseModel):
     callback: Step
 
 
-class CompleteCallback(BaseModel):
+class CompleteCallback(Model):
     """Body of POST /v1/runs/{run_id}/callbacks/{callback_id}: an output, or an error."""
 
     # the document says what the validator below refuses: an output and an error together

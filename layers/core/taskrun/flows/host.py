@@ -29,7 +29,6 @@ from typing import Any
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
 
 from taskrun.catalog.context import RunContext
 from taskrun.catalog.definitions import CodeFlowRevision
@@ -39,6 +38,7 @@ from taskrun.errors import RunNotFound
 from taskrun.flows.durable import DurableFlows, failure_of, result_ending, steps_of
 from taskrun.flows.stepfunctions import FlowStep, failed_step
 from taskrun.flows.steps import FlowRun, serving
+from taskrun.modelbase import Model
 from taskrun.models import ErrorType, Progress, Run, RunError, RunStatus, utcnow
 from taskrun.results.runlogs import LogStore, part_name
 from taskrun.results.tasklogs import LogTail, captured, read_tail
@@ -51,7 +51,7 @@ LONGEST_INVOCATION_SECONDS = 900  # Lambda's most
 SERDES_ERRORS = ("SerDesError", "RetryableSerDesError")  # the SDK could not keep a step's result
 
 
-class FlowInput(BaseModel):
+class FlowInput(Model):
     """What a run's execution is started with (taskrun.flows.durable.flow_input)."""
 
     run_id: str

@@ -9,11 +9,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from taskrun import aws
 from taskrun.catalog.definitions import state_machine_name
 from taskrun.errors import InvalidResult, RunNotFound
+from taskrun.modelbase import Model
 from taskrun.models import ErrorType, Run, RunError, RunStatus, UtcTime
 from taskrun.results.bucket import ResultStore, check_against, referenced_key
 from taskrun.runs.dispatch import DispatchFailed
@@ -111,7 +112,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(marker)] + marker
 
 
-class ExecutionStatusChange(BaseModel):
+class ExecutionStatusChange(Model):
     """`detail` of EventBridge's "Step Functions Execution Status Change"."""
 
     executionArn: str
@@ -146,7 +147,7 @@ def epoch_ms(moment: datetime | None) -> int | None:
     return int(moment.timestamp() * 1000) if isinstance(moment, datetime) else None
 
 
-class FlowStep(BaseModel):
+class FlowStep(Model):
     """One state a flow's execution entered, as GET /v1/runs/{run_id}/history lists it."""
 
     name: str

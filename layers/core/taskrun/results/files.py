@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from taskrun import aws
 from taskrun.errors import FieldError, InvalidInput
+from taskrun.modelbase import Model
 from taskrun.models import UtcTime, format_time
 
 MAX_FILE_BYTES = 5 * 1024**3  # one S3 PUT
@@ -35,7 +36,7 @@ FILE_ID_PATTERN = r"^file_[0-9a-f]{32}$"
 _FILE_ID = re.compile(FILE_ID_PATTERN)
 
 
-class File(BaseModel):
+class File(Model):
     """A file a run was given: its reference and metadata, and its bytes on demand."""
 
     model_config = ConfigDict(json_schema_extra={"x-taskrun-file": True}, title="File")
@@ -68,7 +69,7 @@ class File(BaseModel):
         return self.path.read_bytes()
 
 
-class NewFile(BaseModel):
+class NewFile(Model):
     """Body of POST /v1/files."""
 
     model_config = ConfigDict(extra="forbid")
@@ -78,7 +79,7 @@ class NewFile(BaseModel):
     size: int = Field(ge=1, le=MAX_FILE_BYTES, description="Bytes; the upload must be exactly this size.")
 
 
-class Upload(BaseModel):
+class Upload(Model):
     file_id: str
     upload_url: str
     upload_headers: dict[str, str] = Field(description="Send these headers with the PUT, as they are.")

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from taskrun.catalog.masking import scrub
+from taskrun.modelbase import Model
 
 logger = Logger(child=True)
 
@@ -39,14 +40,14 @@ PACKAGE = str(Path(__file__).resolve().parents[1])  # the taskrun package, whose
 MAX_CODE_CHARS = 200  # of a frame's line of source
 
 
-class Frame(BaseModel):
+class Frame(Model):
     file: str
     line: int | None
     function: str
     code: str | None = Field(default=None, description="The line's source text, when the file could be read.")
 
 
-class RunLogs(BaseModel):
+class RunLogs(Model):
     run_id: str
     text: str = Field(
         description=f"Without a cursor: the last {MAX_LOG_BYTES // 1024} KB the task printed or logged, and its "

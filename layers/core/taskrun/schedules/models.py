@@ -8,9 +8,10 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from taskrun.ids import TaskId, WebhookUrl
+from taskrun.modelbase import Model
 from taskrun.models import RunStatus, Tags, UtcTime
 from taskrun.schedules.expressions import Expression, ExpressionText
 
@@ -41,7 +42,7 @@ class Overlap(StrEnum):
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 
 
-class ScheduleFields(BaseModel):
+class ScheduleFields(Model):
     """What a client sets on a schedule."""
 
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +86,7 @@ def _not_null(schema: dict[str, Any]) -> None:
         schema["anyOf"] = branches
 
 
-class SchedulePatch(BaseModel):
+class SchedulePatch(Model):
     """Body of PATCH /v1/schedules/{schedule_id}: the fields to change."""
 
     model_config = ConfigDict(extra="forbid")
@@ -105,7 +106,7 @@ class SchedulePatch(BaseModel):
     tags: Tags | None = Field(default=None, json_schema_extra=_not_null)
 
 
-class ExecuteRequest(BaseModel):
+class ExecuteRequest(Model):
     """Body of POST /v1/schedules/{schedule_id}/execute (may be empty)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -131,7 +132,7 @@ class Schedule(ScheduleFields):
     secret_arguments: bool | None = None
 
 
-class LastRun(BaseModel):
+class LastRun(Model):
     run_id: str
     status: RunStatus
     started_at: UtcTime | None = None
@@ -150,7 +151,7 @@ class ScheduleView(ScheduleFields):
     updated_at: UtcTime
 
 
-class ScheduleList(BaseModel):
+class ScheduleList(Model):
     schedules: list[ScheduleView]
     next_cursor: str | None = None
 

@@ -10,8 +10,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from taskrun.modelbase import Model
 from taskrun.models import UtcTime
 
 DELIVERY_ID = re.compile(r"^msg_[0-9a-z]{26}$")
@@ -23,7 +24,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
-class Attempt(BaseModel):
+class Attempt(Model):
     number: int = Field(description="1 for the first attempt, counting every attempt of the delivery.")
     at: UtcTime = Field(description="When the request was sent.")
     trigger: Literal["automatic", "manual"] = "automatic"
@@ -34,7 +35,7 @@ class Attempt(BaseModel):
     duration_ms: int
 
 
-class Delivery(BaseModel):
+class Delivery(Model):
     """A run's webhook message, and every attempt to deliver it."""
 
     delivery_id: str = Field(description="The message's `webhook-id`, the same on every attempt.")
@@ -52,7 +53,7 @@ class Delivery(BaseModel):
     lease_until: datetime | None = Field(default=None, exclude=True)  # an attempt is under way until then
 
 
-class DeliveryList(BaseModel):
+class DeliveryList(Model):
     deliveries: list[Delivery]
 
 
