@@ -6,6 +6,8 @@ import threading
 from typing import Any
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 
 from taskrun.local.stack import LocalStack
 from taskrun.models import RunStatus, utcnow
@@ -103,6 +105,42 @@ def test_items_come_back_from_the_emulator_as_they_went_in_and_as_motos_own_seri
         for serializer in (JSONSerializer, MotosOwn)
     ]
     assert answers[0] == answers[1]
+
+
+def test_one_update_expression_with_other_values_and_items_writes_each_call_s_own(stack: LocalStack) -> None:
+    """The emulator keeps each update expression's parsed tree: a second call with the same
+    text writes its own values to its own item, and a bad expression is refused each time."""
+    dynamodb = boto3.client("dynamodb", region_name=stack.region)
+    table = "same-expression"
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    expression = "SET #n = :n, tags = list_append(if_not_exists(tags, :none), :tag) REMOVE gone"
+
+    def update(key: str, n: int, tag: str) -> dict[str, Any]:
+        return dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": key}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#n": "n"},
+            ExpressionAttributeValues={":n": {"N": str(n)}, ":none": {"L": []}, ":tag": {"L": [{"S": tag}]}},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+
+    first = update("a", 1, "x")
+    second = update("b", 2, "y")
+    third = update("a", 3, "z")
+
+    assert first == {"pk": {"S": "a"}, "n": {"N": "1"}, "tags": {"L": [{"S": "x"}]}}
+    assert second == {"pk": {"S": "b"}, "n": {"N": "2"}, "tags": {"L": [{"S": "y"}]}}
+    assert third == {"pk": {"S": "a"}, "n": {"N": "3"}, "tags": {"L": [{"S": "x"}, {"S": "z"}]}}
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            dynamodb.update_item(TableName=table, Key={"pk": {"S": "a"}}, UpdateExpression="SET n = = :n")
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_a_function_s_structured_log_line_reads_as_words_at_the_stack_s_terminal() -> None:

@@ -9,6 +9,7 @@ the functions it triggers, as Lambda's event source mappings do.
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 import time
 import uuid
@@ -148,31 +149,38 @@ class StreamPoller:
         self._ticker = Ticker(STREAM_POLL_SECONDS, self._poll, name, wake=records, idle_seconds=STREAM_IDLE_SECONDS)
 
     def start(self) -> None:
+        """Find the table's stream over the API, as an event source mapping is set up, then
+        read its shards in this process: a read over HTTP had botocore parse every record's
+        images, and moto keep a new iterator for each read, for good (the most CPU the stack
+        spent beside its tables in a burst of runs). The records are the ones GetRecords
+        answers, in the JSON it writes (times as epoch seconds, binary values in base64)."""
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
         dynamodb = boto3.client("dynamodb", region_name=self.region)
         # moto answers only on the regional endpoint, not on the account-based one botocore picks
-        self.streams = boto3.client(
+        streams = boto3.client(
             "dynamodbstreams", region_name=self.region, config=Config(account_id_endpoint_mode="disabled")
         )
         stream_arn = dynamodb.describe_table(TableName=self.source.table)["Table"]["LatestStreamArn"]
-        shards = self.streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-        self._shards = [shard["ShardId"] for shard in shards]
-        self._iterators = [
-            self.streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")[
-                "ShardIterator"
-            ]
-            for shard in shards
-        ]
+        shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        backend = dynamodbstreams_backends[ACCOUNT_ID][self.region]
+        self._shards = []
+        for shard in shards:
+            arn = streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
+            )["ShardIterator"]
+            iterator = backend.shard_iterators.pop(arn)
+            self._shards.append(_ShardReader(shard["ShardId"], iterator.stream_shard, iterator.sequence_number))
         self._ticker.start()
 
     def stop(self) -> None:
         self._ticker.stop()
 
     def _poll(self) -> None:
-        for index, iterator in enumerate(self._iterators):
-            page = self.streams.get_records(ShardIterator=iterator, Limit=self.source.batch_size)
-            self._iterators[index] = page["NextShardIterator"]
-            if page["Records"]:
-                self._deliver(page["Records"], self._shards[index])
+        for shard in self._shards:
+            records = shard.read(self.source.batch_size)
+            if records:
+                self._deliver(records, shard.shard_id)
 
     def _deliver(self, records: list[dict[str, Any]], shard_id: str = "") -> None:
         chosen = [_as_lambda_record(record) for record in records]
@@ -216,6 +224,22 @@ class StreamPoller:
                 "streamArn": first.get("eventSourceARN", ""),
             },
         }
+
+
+class _ShardReader:
+    """Where a poller is in one shard of a table's stream (moto's), read in this process."""
+
+    def __init__(self, shard_id: str, shard: Any, sequence_number: int) -> None:
+        self.shard_id = shard_id
+        self._shard = shard
+        self._next = sequence_number
+
+    def read(self, limit: int) -> list[dict[str, Any]]:
+        from moto.dynamodb.models.utilities import dynamo_json_dump
+
+        records = self._shard.get(self._next, limit)
+        self._next += len(records)
+        return json.loads(dynamo_json_dump(records)) if records else []
 
 
 def _as_lambda_record(record: dict[str, Any]) -> dict[str, Any]:
