@@ -8,7 +8,6 @@ the functions it triggers, as Lambda's event source mappings do.
 
 from __future__ import annotations
 
-import datetime
 import json
 import threading
 import time
@@ -183,9 +182,9 @@ class StreamPoller:
                 self._deliver(records, shard.shard_id)
 
     def _deliver(self, records: list[dict[str, Any]], shard_id: str = "") -> None:
-        chosen = [_as_lambda_record(record) for record in records]
+        chosen = records
         if self.source.filters:
-            chosen = [record for record in chosen if any(matches(pattern, record) for pattern in self.source.filters)]
+            chosen = [record for record in records if any(matches(pattern, record) for pattern in self.source.filters)]
         if not chosen:
             return
         event = {"Records": chosen}
@@ -235,20 +234,13 @@ class _ShardReader:
         self._next = sequence_number
 
     def read(self, limit: int) -> list[dict[str, Any]]:
+        """The next records, as Lambda delivers them (JSON: times as epoch seconds, binary
+        values in base64, each with its eventSource)."""
         from moto.dynamodb.models.utilities import dynamo_json_dump
 
         records = self._shard.get(self._next, limit)
         self._next += len(records)
         return json.loads(dynamo_json_dump(records)) if records else []
-
-
-def _as_lambda_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The stream record as Lambda delivers it (JSON-ready: times as epoch seconds)."""
-    dynamodb = dict(record["dynamodb"])
-    created = dynamodb.get("ApproximateCreationDateTime")
-    if isinstance(created, datetime.datetime):
-        dynamodb["ApproximateCreationDateTime"] = created.timestamp()
-    return {**record, "dynamodb": dynamodb, "eventSource": "aws:dynamodb"}
 
 
 class QueuePoller:
