@@ -58,18 +58,23 @@ RICH_ITEM: dict[str, Any] = {
 }
 
 
+def _table(dynamodb: Any, name: str) -> str:
+    """A table of the emulator keyed by a string `pk`, for a test's own items."""
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 def test_items_come_back_from_the_emulator_as_they_went_in_and_as_motos_own_serializer_writes_them(
     stack: LocalStack,
 ) -> None:
     # Given an item with every attribute type, nested, in a table of the emulator
     dynamodb = boto3.client("dynamodb", region_name=stack.region)
-    table = "fidelity-items"
-    dynamodb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = _table(dynamodb, "fidelity-items")
     dynamodb.put_item(TableName=table, Item=RICH_ITEM)
 
     # When it is read, queried and updated over HTTP
@@ -111,13 +116,7 @@ def test_one_update_expression_with_other_values_and_items_writes_each_call_s_ow
     """The emulator keeps each update expression's parsed tree: a second call with the same
     text writes its own values to its own item, and a bad expression is refused each time."""
     dynamodb = boto3.client("dynamodb", region_name=stack.region)
-    table = "same-expression"
-    dynamodb.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = _table(dynamodb, "same-expression")
     expression = "SET #n = :n, tags = list_append(if_not_exists(tags, :none), :tag) REMOVE gone"
 
     def update(key: str, n: int, tag: str) -> dict[str, Any]:

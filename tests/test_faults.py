@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +53,29 @@ def code_runs(marks: Path, run_id: str) -> int:
     return len(list(marks.glob(f"{run_id}.*")))
 
 
+def tried_again(send: Callable[[], httpx.Response], tries: int = 20) -> tuple[httpx.Response, int]:
+    """A request's answer, the request sent again after the answer's Retry-After while the
+    API answers 429 or 503 (at most `tries` in all), as a careful client does; and how many
+    tries again it took."""
+    retries = 0
+    for _ in range(tries):
+        answer = send()
+        if answer.status_code not in (429, 503):
+            break
+        retries += 1
+        time.sleep(float(answer.headers.get("Retry-After", "0.2")))
+    return answer, retries
+
+
 def start_runs(api: httpx.Client, bodies: list[dict[str, Any]]) -> tuple[list[str], int]:
     """Start each run (an Idempotency-Key on each, tried again while the API answers 429 or
-    503, as a careful client does); the run ids and how many tries again it took."""
+    503); the run ids and how many tries again it took."""
     run_ids: list[str] = []
     retries = 0
     for body in bodies:
         key = uuid.uuid4().hex
-        for _ in range(20):
-            answer = api.post("/v1/runs", json=body, headers={"Idempotency-Key": key})
-            if answer.status_code not in (429, 503):
-                break
-            retries += 1
-            time.sleep(float(answer.headers.get("Retry-After", "0.2")))
+        answer, tries_again = tried_again(partial(api.post, "/v1/runs", json=body, headers={"Idempotency-Key": key}))
+        retries += tries_again
         assert answer.status_code in (200, 201), answer.text
         run_ids.append(answer.json()["run_id"])
     return run_ids, retries
@@ -247,12 +258,7 @@ def test_a_cancel_races_the_ending(trial: Trial) -> None:
 
     def cancel(run_id: str, after: float) -> None:
         time.sleep(after)
-        answer = trial.api.post(f"/v1/runs/{run_id}/cancel")
-        for _ in range(5):  # throttled on a busy machine: tried again after Retry-After, as a client does
-            if answer.status_code != 429:
-                break
-            time.sleep(float(answer.headers.get("Retry-After", "1")))
-            answer = trial.api.post(f"/v1/runs/{run_id}/cancel")
+        answer, _ = tried_again(partial(trial.api.post, f"/v1/runs/{run_id}/cancel"), tries=5)
         answers[run_id] = answer.status_code
 
     run_ids = []
