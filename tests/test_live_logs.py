@@ -160,15 +160,17 @@ def test_a_cursor_this_api_did_not_give_for_this_run_is_a_422_problem(api: httpx
 
 
 def test_runs_logs_follow_prints_lines_as_they_come_and_stops_when_the_run_ends(
-    api: httpx.Client, base_url: str
+    api: httpx.Client, base_url: str, tmp_path: Path
 ) -> None:
-    run = started(api, {"task_id": "noisy/steady", "arguments": {"lines": 3}})
+    gate = tmp_path / "go-on"  # the run holds after its first line until the test has read it
+    run = started(api, {"task_id": "noisy/steady", "arguments": {"lines": 3, "every": 0.2, "gate": str(gate)}})
     env = {**os.environ, "TASKRUN_URL": base_url, "TASKRUN_API_KEY": API_KEY}
     command = [TASKRUN, "runs", "logs", run["run_id"], "--follow"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follower:
         assert follower.stdout is not None and follower.stderr is not None
         first = follower.stdout.readline()
         status_then = api.get(f"/v1/runs/{run['run_id']}").json()["status"]
+        gate.touch()
         rest = follower.stdout.read()  # to the end: the command stops once the run has ended
         assert follower.wait(timeout=60) == 0, follower.stderr.read()
     # the first line was printed while the run still ran; the command ended with the run

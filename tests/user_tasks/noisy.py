@@ -2,6 +2,7 @@
 
 import logging
 import time
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -41,11 +42,17 @@ def stuck() -> None:
 
 
 @task("noisy/steady", timeout=60)
-def steady(context: RunContext, lines: int = 5, every: float = 1.0, word: str = "line") -> int:
-    """Print one line every `every` seconds, saying how far it has come after each."""
+def steady(context: RunContext, lines: int = 5, every: float = 1.0, word: str = "line", gate: str = "") -> int:
+    """Print one line every `every` seconds, saying how far it has come after each; with a
+    `gate` (a file's path), wait after the first line until that file is there (a test's
+    hold on the run, at most 50 s)."""
     for number in range(1, lines + 1):
         print(f"{word} {number} of {lines}", flush=True)
         context.progress(number, lines, f"{word} {number}")
+        if number == 1 and gate:
+            held_until = time.monotonic() + 50
+            while not Path(gate).exists() and time.monotonic() < held_until:
+                time.sleep(0.05)
         time.sleep(every)
     return lines
 
