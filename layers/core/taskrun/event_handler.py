@@ -1,78 +1,85 @@
-"""Powertools' REST event handler, without the package's other resolvers at a cold start.
+"""Powertools' REST event handler, without the packages' other parts at a cold start.
 
-`aws_lambda_powertools.event_handler`'s `__init__` imports every resolver it has (AppSync,
-whose module imports asyncio and, with it, ssl; Bedrock agents; VPC Lattice; function URLs):
-~15 ms of a cold start that an API function never uses. Importing this module first
-registers the package as a lazy one (PEP 562): each name of its `__all__` is imported from
-its own module on first use, so `from aws_lambda_powertools.event_handler import Response`
-still works everywhere (Powertools' own modules say it too), and only the REST resolver's
-modules load. Where the package was imported already (a sandbox's preloaded libraries), it
-is left as it is. tests/test_cold_imports.py holds every name of the real `__all__` to
-resolve through the lazy package.
+Two of Powertools' package `__init__`s import every module they have:
+`aws_lambda_powertools.event_handler` every resolver (AppSync's module imports asyncio and,
+with it, ssl; Bedrock agents; VPC Lattice; function URLs), and
+`aws_lambda_powertools.utilities.data_classes` (which the REST resolver imports) every event
+source's class (CodePipeline's imports zipfile and tempfile; Kafka, S3, SES, ...): ~25 ms of
+a cold start that an API function never uses. Importing this module first registers both
+as lazy packages (PEP 562): each name their `__init__` imports comes from its own module on
+first use, so `from aws_lambda_powertools.event_handler import Response` still works
+everywhere (Powertools' own modules say it too), and only the modules a handler asks for
+load. The names are read from the real `__init__` (a Powertools upgrade that adds or moves
+one needs nothing here); one that does anything but import names and set `__all__` is
+imported as it is. Where a package was imported already (a sandbox's preloaded libraries),
+it is left as it is. tests/test_cold_imports.py holds every name of both to resolve through
+the lazy packages to what the eager import gives.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-PACKAGE = "aws_lambda_powertools.event_handler"
-
-# each name the package's __init__ exports, by the module it comes from (Powertools 3.37.0)
-EXPORTS = {
-    "ALBResolver": "api_gateway",
-    "APIGatewayHttpResolver": "api_gateway",
-    "ApiGatewayResolver": "api_gateway",
-    "APIGatewayRestResolver": "api_gateway",
-    "CORSConfig": "api_gateway",
-    "Response": "api_gateway",
-    "AppSyncResolver": "appsync",
-    "BedrockAgentResolver": "bedrock_agent",
-    "BedrockResponse": "bedrock_agent",
-    "BedrockAgentFunctionResolver": "bedrock_agent_function",
-    "BedrockFunctionResponse": "bedrock_agent_function",
-    "DependencyResolutionError": "depends",
-    "Depends": "depends",
-    "AppSyncEventsResolver": "events_appsync.appsync_events",
-    "HttpResolver": "http_resolver",
-    "HttpResolverLocal": "http_resolver",
-    "LambdaFunctionUrlResolver": "lambda_function_url",
-    "Request": "request",
-    "VPCLatticeResolver": "vpc_lattice",
-    "VPCLatticeV2Resolver": "vpc_lattice",
-}
+LAZY_PACKAGES = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
 
 
-def _lazy_package() -> None:
-    if PACKAGE in sys.modules:
+def exports(package: str) -> dict[str, str] | None:
+    """Each name the package's `__init__` imports, by the full name of the module it comes
+    from; None when the `__init__` does more than that (it is then imported as it is)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    names: dict[str, str] = {}
+    for node in ast.parse(Path(spec.origin).read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+            module = f"{package}.{node.module}" if node.level == 1 else node.module
+            if node.level > 1 or not module.startswith(package + "."):
+                return None
+            if any(alias.name == "*" or alias.asname for alias in node.names):
+                return None
+            names.update(dict.fromkeys((alias.name for alias in node.names), module))
+        elif isinstance(node, ast.Assign) and [ast.unparse(target) for target in node.targets] == ["__all__"]:
+            continue
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # a docstring
+            return None
+    return names
+
+
+def _lazy_package(name: str) -> None:
+    if name in sys.modules:
         return
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or spec.loader is None:
+    spec = importlib.util.find_spec(name)
+    names = exports(name)
+    if spec is None or spec.loader is None or names is None:
         return
     package = importlib.util.module_from_spec(spec)  # its __path__ and __spec__, its __init__ not run
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(attribute: str) -> Any:
         # a name the __init__ would have imported; anything else (a submodule asked for by
         # `from package import submodule`) is not an attribute yet, and the import system
         # then imports it as a submodule
-        if name not in EXPORTS:
-            raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{PACKAGE}.{EXPORTS[name]}"), name)
-        setattr(package, name, value)
+        if attribute not in names:
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+        value = getattr(importlib.import_module(names[attribute]), attribute)
+        setattr(package, attribute, value)
         return value
 
     package.__getattr__ = __getattr__  # type: ignore[method-assign]
-    package.__all__ = list(EXPORTS)  # type: ignore[attr-defined]
-    sys.modules[PACKAGE] = package
-    parent = sys.modules.get(PACKAGE.rpartition(".")[0])
-    if isinstance(parent, ModuleType):
-        setattr(parent, "event_handler", package)  # noqa: B010 (the parent does not declare it)
+    package.__all__ = list(names)  # type: ignore[attr-defined]
+    sys.modules[name] = package
+    parent, _, child = name.rpartition(".")
+    if isinstance(sys.modules.get(parent), ModuleType):
+        setattr(sys.modules[parent], child, package)
 
 
-_lazy_package()
+for _package in LAZY_PACKAGES:
+    _lazy_package(_package)
 
 from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response  # noqa: E402
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware  # noqa: E402
