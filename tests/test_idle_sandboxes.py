@@ -153,3 +153,13 @@ def test_the_functions_of_a_first_run_have_a_sandbox_ready_at_the_start() -> Non
     assert seen["run"] == "succeeded"
     for name in ("AuthorizerFunction", "StartRunFunction", "WorkerFunction"):
         assert seen["after"][name] == seen["before"][name]
+
+
+def test_a_sandbox_shares_the_service_models_its_server_read_and_keeps_them_out_of_gc(api: httpx.Client) -> None:
+    """Sandboxes are forked from one server that has read botocore's models: a session made in
+    a sandbox finds them read (not read again into its own memory), and the server's objects
+    are frozen, so no garbage collection in a sandbox copies the pages it shares."""
+    ran = api.post("/v1/runs", json={"task_id": "sandbox/facts", "wait": True}).json()
+    assert ran["status"] == "succeeded", ran
+    assert ran["result"]["dynamodb_model_read"] is True
+    assert ran["result"]["frozen_objects"] > 10_000

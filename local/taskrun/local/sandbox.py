@@ -36,7 +36,15 @@ from taskrun.local.resources import ACCOUNT_ID
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit; past it, init goes on within the first invocation
-PRELOADED = ["boto3", "botocore.client", "pydantic", "aws_lambda_powertools.event_handler", "yaml"]
+# the last one shares botocore's service models among the sandboxes and freezes the lot
+PRELOADED = [
+    "boto3",
+    "botocore.client",
+    "pydantic",
+    "aws_lambda_powertools.event_handler",
+    "yaml",
+    "taskrun.local.preload",
+]
 
 
 class FunctionError(Exception):
