@@ -153,3 +153,54 @@ def test_a_function_s_structured_log_line_reads_as_words_at_the_stack_s_terminal
     # anything else is shown as it came: a print, a JSON value that is not a log record, half a line
     for other in ("hello {there}", '{"result": 1}', '{"level": "INFO"', "[1, 2]"):
         assert readable(other) == other
+
+
+def test_the_stacks_own_calls_are_answered_in_its_process_as_over_http(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's process hands its own AWS calls to the emulator's WSGI app in process (no
+    socket); what comes back is what the same call over HTTP (a sandbox's way) gets."""
+    import botocore.httpsession
+
+    from taskrun import aws
+
+    sent: list[str] = []
+    send = botocore.httpsession.URLLib3Session.send
+
+    def counted(self: Any, request: Any) -> Any:
+        sent.append(request.url)
+        return send(self, request)
+
+    monkeypatch.setattr(botocore.httpsession.URLLib3Session, "send", counted)
+    over_http = boto3.session.Session()  # a session of its own: what a sandbox does
+    in_process = aws.session()
+    results: dict[str, list[Any]] = {}
+    for way, session in (("in process", in_process), ("over http", over_http)):
+        before = len(sent)
+        dynamodb = session.client("dynamodb", region_name=stack.region)
+        s3 = session.client("s3", region_name=stack.region)
+        lambda_ = session.client("lambda", region_name=stack.region)
+        table = _table(dynamodb, f"own-calls-{way.replace(' ', '-')}")
+        dynamodb.put_item(TableName=table, Item=RICH_ITEM)
+        got = dynamodb.get_item(TableName=table, Key={"pk": RICH_ITEM["pk"]}, ConsistentRead=True)["Item"]
+        with pytest.raises(ClientError) as bad_update:
+            dynamodb.update_item(TableName=table, Key={"pk": {"S": "a"}}, UpdateExpression="SET n = = :n")
+        bucket = f"own-calls-{way.replace(' ', '-')}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="a dir/ä+b%2F.bin", Body=bytes(range(256)) * 64)
+        body = s3.get_object(Bucket=bucket, Key="a dir/ä+b%2F.bin")["Body"].read()
+        arn = f"arn:aws:lambda:{stack.region}:123456789012:function:none/durable-execution/x/y"
+        with pytest.raises(ClientError) as unknown_execution:
+            lambda_.get_durable_execution(DurableExecutionArn=arn)
+        results[way] = [
+            got,
+            bad_update.value.response["Error"],
+            body == bytes(range(256)) * 64,
+            unknown_execution.value.response["Error"]["Code"],
+            unknown_execution.value.response["ResponseMetadata"]["HTTPStatusCode"],
+        ]
+        results[way].append(len(sent) - before)
+    assert results["in process"][-1] == 0  # not one call went over a socket
+    assert results["over http"][-1] >= 8
+    assert results["in process"][:-1] == results["over http"][:-1]
+    assert results["in process"][2] is True
