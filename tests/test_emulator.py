@@ -204,3 +204,46 @@ def test_the_stacks_own_calls_are_answered_in_its_process_as_over_http(
     assert results["over http"][-1] >= 8
     assert results["in process"][:-1] == results["over http"][:-1]
     assert results["in process"][2] is True
+
+
+def test_one_condition_expression_with_other_names_and_values_decides_each_call_by_its_own(stack: LocalStack) -> None:
+    """The emulator keeps each condition expression's tokens: the same text with other names,
+    values and items is judged on its own, and a bad condition is refused each time."""
+    dynamodb = boto3.client("dynamodb", region_name=stack.region)
+    table = _table(dynamodb, "same-condition")
+    for key, n in (("a", 1), ("b", 5)):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": key}, "n": {"N": str(n)}, "m": {"N": "3"}})
+    condition = "attribute_exists(pk) AND #f < :limit"
+
+    def bump(key: str, field: str, limit: int) -> bool:
+        try:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET done = :t",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":limit": {"N": str(limit)}, ":t": {"BOOL": True}},
+            )
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            return False
+        return True
+
+    assert [bump("a", "n", 2), bump("b", "n", 2), bump("b", "m", 4), bump("b", "n", 9), bump("c", "n", 9)] == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            dynamodb.update_item(
+                TableName=table,
+                Key={"pk": {"S": "a"}},
+                UpdateExpression="SET done = :t",
+                ConditionExpression="n < < :limit",
+                ExpressionAttributeValues={":limit": {"N": "1"}, ":t": {"BOOL": True}},
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"

@@ -32,6 +32,7 @@ from taskrun.local.patches import (
     batch_without_its_models,
     enforce_iam,
     make_item_access_atomic,
+    refuse_bad_conditions,
     route_lambda_to,
     serve_moto_faster,
     signal_stream_records,
@@ -95,7 +96,7 @@ class Emulator:
         sandbox_context()
         config = mock.patch.dict(default_user_config, EMULATOR_CONFIG)
         config.start()
-        self._undo = [config.stop, serve_moto_faster()]
+        self._undo = [config.stop, serve_moto_faster(), refuse_bad_conditions()]
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
