@@ -688,6 +688,27 @@ def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
     return found
 
 
+# ------------------------------------------------------------------------------ no-op latency
+
+
+def noop_latency(bench: Bench, runs: int) -> dict[str, float]:
+    """A no-op script run, waited for, one after another from one client: from the HTTP
+    request sent to its result in hand (warm sandboxes: the warm-up runs came first)."""
+    took = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        run = bench.request("POST", "/v1/runs", json={**NOOP, "wait": True})
+        took.append((time.perf_counter() - began) * 1000)
+        OUTCOMES.add("no-op latency", run)
+    figures = {"p50_ms": statistics.median(took), "p90_ms": percentile(took, 0.9)}
+    table(
+        f"A waited no-op run, HTTP request to result, one client, {runs} runs",
+        ["p50", "p90", "runs"],
+        [[f"{figures['p50_ms']:.1f} ms", f"{figures['p90_ms']:.1f} ms", OUTCOMES.of("no-op latency")]],
+    )
+    return figures
+
+
 # ------------------------------------------------------------------------------ 4. throughput
 
 
@@ -1010,6 +1031,65 @@ def memory_table(phases: dict[str, dict[str, float]], keep_idle: bool) -> None:
     )
 
 
+# ------------------------------------------------------------------------------ the goals of issue 34
+
+# Each figure of issue 34 ("Performance, round 2") as the issue measured it before its work
+# began (this kind of machine, 2 cores), and its goal; `lower` says which way is better.
+ISSUE_34: list[tuple[str, tuple[str, ...], float | None, float, bool, str]] = [
+    # (figure, how it is read from the results, before, goal, lower is better, unit)
+    ("no-op call, HTTP -> result, p50", ("noop_latency", "p50_ms"), 32.8, 15.0, True, "ms"),
+    ("40 sequential ASL steps, a step", ("flow_40_steps", "ms_per_step"), 13.5, 6.0, True, "ms"),
+    ("runs ended a second, 8 clients", ("throughput", "8", "ended_per_s"), 35.0, 100.0, False, "/s"),
+    ("CPU a no-op run, all processes, 8 clients", ("throughput", "8", "cpu_ms_per_run"), 36.0, 12.0, True, "ms"),
+    ("start -> first run succeeded", ("start", "first_run_s"), 4.3, 2.5, True, "s"),
+    ("memory after the burst, RSS", ("memory", "after the throughput burst", "rss_mb"), 2233.0, 800.0, True, "MB"),
+    # not a figure of the issue's: shared pages counted once, split between the processes sharing them
+    ("memory after the burst, PSS", ("memory", "after the throughput burst", "pss_mb"), None, 800.0, True, "MB"),
+    ("worst handler import, x boto3", ("cold_start",), 6.9, 1.5, True, "x"),
+    ("a million waited runs on AWS", ("cost", "script, waited", "total_per_million"), 9.16, 8.0, True, "$"),
+]
+
+
+def _figure(results: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    """One figure of a run's results (None where that run did not measure it)."""
+    if path == ("cold_start",):
+        cold = results.get("cold_start")
+        return max(cold["handlers_ms"].values()) / cold["boto3_ms"] if cold else None
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, dict):  # CPU a run: the stack's process and every function's sandboxes
+        return float(sum(value.values()))
+    return float(value)
+
+
+def goals_table(results: dict[str, Any], against: dict[str, Any] | None) -> None:
+    """Each figure of issue 34 beside the figure before the issue (and, given one, another
+    run's on this machine), as ratios, and whether its goal is met."""
+    rows = []
+    for name, path, before, goal, lower, unit in ISSUE_34:
+        now = _figure(results, path)
+        if now is None:
+            continue
+        met = now <= goal if lower else now >= goal
+        was, ratio = (f"{before:g} {unit}", f"{now / before:.2f}") if before is not None else ("", "")
+        row = [name, was, f"{now:.2f} {unit}", ratio, f"{goal:g} {unit}"]
+        if against is not None:
+            other = _figure(against, path)
+            row[2:2] = [f"{other:.2f} {unit}" if other is not None else "", f"{now / other:.2f}" if other else ""]
+        rows.append([*row, "met" if met else "not met"])
+    cold = results.get("cold_start")
+    if cold:
+        within = sum(ms <= 1.5 * cold["boto3_ms"] for ms in cold["handlers_ms"].values())
+        print(f"\nhandler imports within 1.5x boto3 in this run: {within} of {len(cold['handlers_ms'])}")
+    header = ["figure (issue 34)", "before the issue", "now", "now / before", "goal", ""]
+    if against is not None:
+        header[2:2] = ["against", "now / against"]
+    table("The figures of issue 34, before it and now", header, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
@@ -1020,6 +1100,11 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="the idle time for the memory's last figure")
     parser.add_argument(
         "--cold-only", action="store_true", help="the handlers' cold imports and the stack's start alone"
+    )
+    parser.add_argument(
+        "--against",
+        metavar="RESULTS_JSON",
+        help="another run's saved figures (this machine, another commit): shown beside these, as ratios",
     )
     args = parser.parse_args()
     quick = args.quick
@@ -1044,6 +1129,7 @@ def main() -> None:
             for _ in range(20):  # warm the sandboxes
                 OUTCOMES.add("warm-up", bench.request("POST", "/v1/runs", json={**NOOP, "wait": True}))
             results["cost"] = costs(bench, 5 if quick else 20)
+            results["noop_latency"] = noop_latency(bench, 20 if quick else 100)
             results["wait_lag"] = wait_lag(bench, 16 if quick else 64)
             results["throughput"] = throughput(bench, 40 if quick else 200, (1, 8) if quick else (1, 2, 4, 8))
             bench.quiet()
@@ -1056,6 +1142,7 @@ def main() -> None:
             results["memory"] = memory
         finally:
             bench.stop()
+    goals_table(results, json.loads(Path(args.against).read_text()) if args.against else None)
     table(
         "How each scenario's runs ended",
         ["scenario", "runs"],
