@@ -42,11 +42,16 @@ HEAVY = (
     # the other event sources' classes (taskrun.event_handler): CodePipeline's imports zipfile
     "aws_lambda_powertools.utilities.data_classes.code_pipeline_job_event",
     "aws_lambda_powertools.utilities.data_classes.kafka_event",
+    "email.policy",  # with a multipart form's request (taskrun.results.forms): its header registry, ~3 ms
+    "difflib",  # with a "did you mean" for a task not found
 )
 # the run service and the catalog's registry at init: only the handlers whose module declares
 # a route or an event model built on them (each starts runs or runs tasks)
 WITH_THE_RUN_SERVICE = {"compat_run", "runs_batch", "runs_create", "schedule_target"}
 WITH_THE_REGISTRY = {"callbacks", "sweeper", "worker"} | WITH_THE_RUN_SERVICE
+# webhook delivery (its SSRF guard's networks, signing): only the functions that send them;
+# the others check a run's or a schedule's webhook URL with the request that has one
+WITH_WEBHOOK_SENDING = {"notifier", "sweeper", "webhook"}
 
 PROBE = """
 import importlib.util, json, sys
@@ -88,6 +93,7 @@ def test_only_the_handlers_that_start_runs_import_the_run_service_at_init(
     modules = imported[handler]
     assert ("taskrun.runs.service" in modules) == (handler in WITH_THE_RUN_SERVICE)
     assert ("taskrun.catalog.registry" in modules) <= (handler in WITH_THE_REGISTRY)
+    assert ("taskrun.webhooks.send" in modules) == (handler in WITH_WEBHOOK_SENDING)
 
 
 LAZY_PROBE = """

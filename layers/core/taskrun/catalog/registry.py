@@ -4,7 +4,6 @@ key's tasks, and filled by its first lookup that needs the tasks' modules."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import re
 import sys
@@ -34,6 +33,8 @@ MAX_FLOW_TIMEOUT = 366 * 86_400  # a durable execution lasts at most a year
 
 def closest(name: str, names: Iterable[str]) -> list[str]:
     """The names nearest `name` (at most three), for a "did you mean" to a name not found."""
+    import difflib  # only a name not found needs it
+
     return difflib.get_close_matches(name, list(names), n=3, cutoff=0.6)
 
 

@@ -45,7 +45,6 @@ from taskrun.runs.listing import RunFilter
 from taskrun.runs.store import Ending, RunStore, end_once, visible
 from taskrun.settings import Settings
 from taskrun.telemetry import count
-from taskrun.webhooks.send import check_target
 
 if TYPE_CHECKING:
     from taskrun.flows.durable import FlowEngines
@@ -176,6 +175,8 @@ class RunService:
                     raise InvalidInput("this stack takes no files", [FieldError(f"body.arguments.{name}", "no files")])
                 arguments[name] = self.files.resolve(arguments[name], f"body.arguments.{name}", self.clock())
         if request.webhook_url is not None:
+            from taskrun.webhooks.send import check_target  # only a run with a webhook needs it (~3 ms)
+
             check_target(request.webhook_url, self.settings.webhook_allow_private)
         if request.json_schema is not None:
             check_schema(request.json_schema)

@@ -38,7 +38,6 @@ from taskrun.schedules.models import (
 )
 from taskrun.schedules.store import ScheduleStore
 from taskrun.telemetry import count
-from taskrun.webhooks.send import check_target
 
 logger = Logger(child=True)
 
@@ -290,6 +289,8 @@ class Schedules:
         checks_time = changed is None or bool({"expression", "timezone"} & changed)
         expression = parse_expression(schedule.expression, schedule.timezone, now if checks_time else None)
         if schedule.webhook_url is not None:
+            from taskrun.webhooks.send import check_target  # only a schedule with a webhook needs it
+
             check_target(schedule.webhook_url, self.runs.settings.webhook_allow_private)
         if changed is not None and {"expression", "timezone"} & changed and expression.one_off:
             schedule = schedule.model_copy(update={"fired_at": None})  # a new time: it may fire again
