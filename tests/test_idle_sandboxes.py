@@ -99,9 +99,15 @@ host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
 body = {"task_id": "examples/order", "arguments": {"order_id": "A-1", "quantity": 2}, "wait": True}
 run = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
 loaded = sorted(name for name in ("moto.ec2", "moto.batch.models") if name in sys.modules)
+engine = "aws_durable_execution_sdk_python_testing" in sys.modules
 batch = boto3.client("batch", endpoint_url=stack.emulator.endpoint, region_name=stack.region)
 queues = batch.describe_job_queues()["jobQueues"]
-print(json.dumps({"flow": run.get("status"), "loaded": loaded, "queues": queues}))
+body = {"task_id": "examples/order_code", "arguments": {"order_id": "A-2", "quantity": 1}, "wait": True}
+code_flow = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
+print(json.dumps({
+    "flow": run.get("status"), "loaded": loaded, "queues": queues, "engine_before": engine,
+    "code_flow": code_flow.get("status"), "engine_after": "aws_durable_execution_sdk_python_testing" in sys.modules,
+}))
 stack.stop()
 """
 
@@ -117,6 +123,11 @@ def test_a_stack_that_ran_a_flow_has_not_loaded_ec2_and_still_answers_batch() ->
     assert seen["loaded"] == []
     # and Batch is still answered as moto answers it (its models load on first use)
     assert seen["queues"] == []
+    # And the durable execution engine (its testing package: ~0.1 s of a start) was made by
+    # the first code-first flow, not at the start, and ran it
+    assert seen["engine_before"] is False
+    assert seen["code_flow"] == "succeeded"
+    assert seen["engine_after"] is True
 
 
 WARM_PROBE = """

@@ -24,7 +24,7 @@ from unittest import mock
 from urllib.parse import unquote, urlsplit
 
 from taskrun import aws
-from taskrun.local.durable import AccessDeniedException, DurableEngine, durable_api
+from taskrun.local.durable import DurableEngine, durable_api
 from taskrun.local.iam import AccessDenied, Judge, role_cache, role_policies
 from taskrun.local.journal import Journal, restore_tables
 from taskrun.local.lambdas import LambdaRuntime
@@ -171,6 +171,8 @@ class Emulator:
         try:
             self.iam.judge(caller, action, resource)
         except AccessDenied as denied:
+            from taskrun.local.durable_engine import AccessDeniedException  # the engine is up: it asks
+
             raise AccessDeniedException(str(denied)) from denied
 
     def create_state_machine(
@@ -208,8 +210,7 @@ class Emulator:
             poller.stop()
         if hasattr(self, "schedules"):
             self.schedules.stop()
-        if hasattr(self.durable, "executor"):
-            self.durable.stop()
+        self.durable.stop()
         self.runtime.stop()
         if self._server is not None:
             self._server.stop()

@@ -320,7 +320,7 @@ def describe(response: Any, service: str, action: str, resource: str) -> list[Ca
         return [_call(f"dynamodb:{action}", arn)]
     if service == "lambda":
         match = re.search(r"/functions/([^/]+)", path)
-        # a durable execution's calls are on its function (taskrun.local.durable names it)
+        # a durable execution's calls are on its function (taskrun.local.durable_engine names it)
         name = getattr(response, "durable_function", None) or (match.group(1) if match else "*")
         arn = name if name.startswith("arn:") else f"{prefix}:function:{name}"
         return [_call(f"lambda:{'InvokeFunction' if action == 'Invoke' else action}", arn)]
