@@ -159,7 +159,8 @@ def test_the_stacks_own_calls_are_answered_in_its_process_as_over_http(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The stack's process hands its own AWS calls to the emulator's WSGI app in process (no
-    socket); what comes back is what the same call over HTTP (a sandbox's way) gets."""
+    socket), from any botocore session made in it (moto's own clients, boto3's default one);
+    what comes back is what the same call over HTTP (a sandbox's way) gets."""
     import botocore.httpsession
 
     from taskrun import aws
@@ -172,7 +173,8 @@ def test_the_stacks_own_calls_are_answered_in_its_process_as_over_http(
         return send(self, request)
 
     monkeypatch.setattr(botocore.httpsession.URLLib3Session, "send", counted)
-    over_http = boto3.session.Session()  # a session of its own: what a sandbox does
+    over_http = boto3.session.Session()  # a session of its own, sending over HTTP: what a sandbox does
+    over_http.events.unregister("before-send", stack.emulator.in_process_send)
     in_process = aws.session()
     results: dict[str, list[Any]] = {}
     for way, session in (("in process", in_process), ("over http", over_http)):
@@ -201,6 +203,10 @@ def test_the_stacks_own_calls_are_answered_in_its_process_as_over_http(
         ]
         results[way].append(len(sent) - before)
     assert results["in process"][-1] == 0  # not one call went over a socket
+    before = len(sent)
+    fresh = boto3.session.Session().client("dynamodb", region_name=stack.region)
+    assert fresh.describe_table(TableName="own-calls-in-process")["Table"]["TableStatus"] == "ACTIVE"
+    assert len(sent) == before  # a session made now sends in process too
     assert results["over http"][-1] >= 8
     assert results["in process"][:-1] == results["over http"][:-1]
     assert results["in process"][2] is True

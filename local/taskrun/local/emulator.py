@@ -149,22 +149,42 @@ class Emulator:
         self.resumed_executions = self.durable.start()
 
     def _served_in_process(self, app: Callable[..., Any]) -> Callable[[], None]:
-        """This process's own AWS calls (the stack's setup, the core's stores used here) are
-        handed to the emulator's WSGI app in this process, as the request its HTTP server
-        would have made of them (the same path, headers and body: IAM judges the same
-        signature), with no socket and no HTTP parsing on either side: about half the CPU of
-        such a call. The sandboxes, other processes, still call over HTTP."""
-        endpoint = self.endpoint
-        host, _, port = endpoint.removeprefix("http://").partition(":")
+        """This process's own AWS calls (the stack's setup, its pollers, the core's stores used
+        here, the state machines' steps, moto's own clients) are handed to the emulator's
+        WSGI app in this process, as the request its HTTP server would have made of them (the
+        same path, headers and body: IAM judges the same signature), with no socket and no
+        HTTP parsing on either side: about half the CPU of such a call. Every botocore
+        session made in this process from now on sends them so (botocore's built-in
+        handlers), and so do the ones made already. The sandboxes, other processes, still
+        call over HTTP."""
+        import boto3
+        import botocore.handlers
+
+        host, _, port = self.endpoint.removeprefix("http://").partition(":")
+        ours = {f"{host}:{port}", f"localhost:{port}"}
 
         def send(request: Any, **_: Any) -> Any:
-            if not request.url.startswith(endpoint + "/"):
+            if urlsplit(request.url).netloc not in ours:
                 return None  # not the emulator's: botocore sends it as usual
             return call_wsgi(app, request, host, port)
 
-        events = aws.session().events
-        events.register_first("before-send", send, unique_id=f"taskrun-local-{id(self)}")
-        return lambda: events.unregister("before-send", unique_id=f"taskrun-local-{id(self)}")
+        self.in_process_send = send
+        # the sessions made already (botocore calls every before-send handler: registered twice,
+        # a call would be made twice)
+        made = [session for session in (boto3.DEFAULT_SESSION,) if session is not None]
+        if aws.session.cache_info().currsize:
+            made.append(aws.session())
+        entry = ("before-send", send)
+        botocore.handlers.BUILTIN_HANDLERS.append(entry)
+        for session in made:
+            session.events.register("before-send", send)
+
+        def undo() -> None:
+            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+            for session in made:
+                session.events.unregister("before-send", send)
+
+        return undo
 
     def _judge_durable(self, caller: Any, action: str, resource: str) -> None:
         """IAM's judgement of a call to the durable execution API, refused as Lambda refuses."""
