@@ -43,6 +43,7 @@ PRELOADED = [
     "pydantic",
     "aws_lambda_powertools.event_handler",
     "yaml",
+    "aws_durable_execution_sdk_python",  # with the task catalog (code-first flows): most sandboxes load it
     "taskrun.local.preload",
 ]
 
