@@ -62,6 +62,14 @@ def _client(service: str, config: Any) -> Any:
         return session().client(service, config=config)  # type: ignore[call-overload]
 
 
+def new_client(service: str, **options: Any) -> Any:
+    """A client of its own (not the one `client` keeps), from this process's session, whose
+    models it shares: `options` as boto3's `client()` takes them (region, credentials,
+    endpoint, config)."""
+    with _made:
+        return session().client(service, **options)  # type: ignore[call-overload]
+
+
 @cache
 def client(service: str) -> Any:
     # S3 links are signed with Signature Version 4 (what every region takes), not the legacy default

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
+from taskrun import aws
 from taskrun.flows.stepfunctions import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
 from taskrun.local.resources import ACCOUNT_ID, EventRule, QueueSource, ScheduleSource, StreamSource
@@ -155,9 +155,9 @@ class StreamPoller:
         answers, in the JSON it writes (times as epoch seconds, binary values in base64)."""
         from moto.dynamodbstreams.models import dynamodbstreams_backends
 
-        dynamodb = boto3.client("dynamodb", region_name=self.region)
+        dynamodb = aws.new_client("dynamodb", region_name=self.region)
         # moto answers only on the regional endpoint, not on the account-based one botocore picks
-        streams = boto3.client(
+        streams = aws.new_client(
             "dynamodbstreams", region_name=self.region, config=Config(account_id_endpoint_mode="disabled")
         )
         stream_arn = dynamodb.describe_table(TableName=self.source.table)["Table"]["LatestStreamArn"]
@@ -257,7 +257,7 @@ class QueuePoller:
         self._ticker = Ticker(QUEUE_POLL_SECONDS, self._poll, name=f"queue-{source.function}")
 
     def start(self) -> None:
-        self.sqs = boto3.client("sqs", region_name=self.region)
+        self.sqs = aws.new_client("sqs", region_name=self.region)
         self.queue_url = self.sqs.get_queue_url(QueueName=self.source.queue)["QueueUrl"]
         self.queue_arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.source.queue}"
         self._ticker.start()

@@ -416,9 +416,9 @@ def readable(line: str) -> str:
 
 def send_to_queue(queue_name: str, record: dict[str, Any], region: str) -> None:
     """A dead letter, sent to the emulator's queue as Lambda or EventBridge would send it."""
-    import boto3
+    from taskrun import aws
 
-    sqs = boto3.client("sqs", region_name=region)
+    sqs = aws.new_client("sqs", region_name=region)
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"], MessageBody=json.dumps(record))
 
 

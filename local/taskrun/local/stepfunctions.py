@@ -118,13 +118,14 @@ def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
     import importlib
     import pkgutil
 
-    import boto3
     from botocore.config import Config
     from moto.core.models import botocore_stubber
     from moto.settings import moto_server_port
     from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
     from moto.stepfunctions.parser.asl.component.state import exec as state_exec
     from moto.stepfunctions.parser.asl.utils import boto_client
+
+    from taskrun import aws
 
     original = boto_client.boto_client_for
     made: dict[tuple[str, str, str, bool, str], Any] = {}
@@ -147,8 +148,8 @@ def states_call_as_their_role(judge: Judge) -> Callable[[], None]:
 
     def _make(region: str, service: str, role: str) -> Any:
         endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
-        return boto3.client(
-            service_name=service,
+        return aws.new_client(
+            service,
             region_name=region,
             aws_access_key_id=access_key_of(role),
             aws_secret_access_key="local",
