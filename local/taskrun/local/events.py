@@ -15,8 +15,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.config import Config
-
 from taskrun import aws
 from taskrun.flows.stepfunctions import ExecutionStatusChange
 from taskrun.local.lambdas import LambdaRuntime, send_to_queue
@@ -148,27 +146,22 @@ class StreamPoller:
         self._ticker = Ticker(STREAM_POLL_SECONDS, self._poll, name, wake=records, idle_seconds=STREAM_IDLE_SECONDS)
 
     def start(self) -> None:
-        """Find the table's stream over the API, as an event source mapping is set up, then
-        read its shards in this process: a read over HTTP had botocore parse every record's
-        images, and moto keep a new iterator for each read, for good (the most CPU the stack
-        spent beside its tables in a burst of runs). The records are the ones GetRecords
-        answers, in the JSON it writes (times as epoch seconds, binary values in base64)."""
+        """Find the table's stream (its ARN over the API, as an event source mapping names
+        it), then read its shards in this process, from moto's stream backend: a read over
+        HTTP had botocore parse every record's images, and moto keep a new iterator for each
+        read, for good (the most CPU the stack spent beside its tables in a burst of runs);
+        a DynamoDB Streams client alone took ~0.1 s of every start (its endpoint rules). The
+        records are the ones GetRecords answers, in the JSON it writes (times as epoch
+        seconds, binary values in base64)."""
         from moto.dynamodbstreams.models import dynamodbstreams_backends
 
         dynamodb = aws.new_client("dynamodb", region_name=self.region)
-        # moto answers only on the regional endpoint, not on the account-based one botocore picks
-        streams = aws.new_client(
-            "dynamodbstreams", region_name=self.region, config=Config(account_id_endpoint_mode="disabled")
-        )
         stream_arn = dynamodb.describe_table(TableName=self.source.table)["Table"]["LatestStreamArn"]
-        shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
         backend = dynamodbstreams_backends[ACCOUNT_ID][self.region]
         self._shards = []
-        for shard in shards:
-            arn = streams.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
-            )["ShardIterator"]
-            iterator = backend.shard_iterators.pop(arn)
+        for shard in backend.describe_stream(stream_arn)["Shards"]:
+            iterator = backend.get_shard_iterator(stream_arn, shard["ShardId"], "LATEST")
+            backend.shard_iterators.pop(iterator.arn, None)  # read here, never through the API
             self._shards.append(_ShardReader(shard["ShardId"], iterator.stream_shard, iterator.sequence_number))
         self._ticker.start()
 
