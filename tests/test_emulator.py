@@ -253,3 +253,24 @@ def test_one_condition_expression_with_other_names_and_values_decides_each_call_
                 ExpressionAttributeValues={":limit": {"N": "1"}, ":t": {"BOOL": True}},
             )
         assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_an_emulator_that_fails_a_call_in_process_answers_500_as_over_http() -> None:
+    """A call handed to the emulator's app in process, which raises, comes back to the caller
+    as the HTTP server would answer it: a 500 (botocore tries it again, then raises a
+    ClientError), never the app's exception."""
+    from taskrun.local.emulator import call_wsgi
+
+    calls: list[str] = []
+
+    def failing_app(environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append(environ["HTTP_X_AMZ_TARGET"])
+        raise RuntimeError("a bug in the emulator")
+
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    dynamodb.meta.events.register("before-send", lambda request, **_: call_wsgi(failing_app, request, "127.0.0.1", "9"))
+    with pytest.raises(ClientError) as failed:
+        dynamodb.list_tables()
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert calls and set(calls) == {"DynamoDB_20120810.ListTables"}

@@ -392,10 +392,15 @@ def call_wsgi(app: Callable[..., Any], request: Any, host: str, port: str) -> An
             answer["headers"][name] = f"{kept}, {value}" if kept is not None else value
         return lambda data: None
 
-    chunks = app(environ, start_response)
     try:
-        data = b"".join(chunks)
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
+        chunks = app(environ, start_response)
+        try:
+            data = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+    except Exception:  # as the HTTP server answers an app that fails: 500, the error logged
+        logging.getLogger("werkzeug").exception("Error on request: %s %s", request.method, raw_path)
+        answer = {"status": 500, "headers": {"Content-Type": "text/plain"}}
+        data = b"Internal Server Error"
     return AWSResponse(request.url, answer["status"], answer["headers"], MockRawResponse(data))
