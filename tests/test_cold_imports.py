@@ -103,6 +103,8 @@ if sys.argv[1] == "lazy":
     from taskrun.event_handler import LAZY_PACKAGES, exports
     names = {package: sorted(exports(package) or ()) for package in LAZY_PACKAGES}
     loaded_before_use = sorted(name for name in sys.modules if name in HELD_BACK)
+    # a submodule whose name the package also exports, imported first, leaves the name as it was
+    import aws_lambda_powertools.utilities.data_classes.event_source
 else:
     names = json.loads(sys.argv[2])
     loaded_before_use = []

@@ -253,6 +253,14 @@ def test_one_condition_expression_with_other_names_and_values_decides_each_call_
                 ExpressionAttributeValues={":limit": {"N": "1"}, ":t": {"BOOL": True}},
             )
         assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert "Invalid ConditionExpression: Syntax error" in refused.value.response["Error"]["Message"]
+    # a Scan's filter with the same fault is refused in moto's own words, as before
+    with pytest.raises(ClientError) as bad_filter:
+        dynamodb.scan(
+            TableName=table, FilterExpression="n < < :limit", ExpressionAttributeValues={":limit": {"N": "1"}}
+        )
+    assert bad_filter.value.response["Error"]["Code"] == "ValidationException"
+    assert bad_filter.value.response["Error"]["Message"].startswith("Bad Filter Expression: Bad comparison")
 
 
 def test_an_emulator_that_fails_a_call_in_process_answers_500_as_over_http() -> None:
@@ -274,3 +282,49 @@ def test_an_emulator_that_fails_a_call_in_process_answers_500_as_over_http() -> 
         dynamodb.list_tables()
     assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert calls and set(calls) == {"DynamoDB_20120810.ListTables"}
+
+
+def test_a_stopped_emulator_answers_no_more_calls_in_process() -> None:
+    """A session made while an emulator served in process keeps its handler; once the emulator
+    stops, the handler lets calls go over HTTP as before (to nothing, here), and a second stop
+    is harmless."""
+    from types import SimpleNamespace
+
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    from taskrun.local.emulator import Emulator
+
+    served: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        served.append(environ["HTTP_X_AMZ_TARGET"])
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+        return [b'{"TableNames": []}']
+
+    nothing_listens = SimpleNamespace(endpoint="http://127.0.0.1:9")
+    undo = Emulator._served_in_process(nothing_listens, app)  # type: ignore[arg-type]
+    try:
+        session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        once = Config(retries={"total_max_attempts": 1})
+        dynamodb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9", config=once)
+        assert dynamodb.list_tables()["TableNames"] == []
+    finally:
+        undo()
+    undo()
+    with pytest.raises(EndpointConnectionError):
+        dynamodb.list_tables()
+    assert served == ["DynamoDB_20120810.ListTables"]
+
+
+def test_a_stopped_durable_service_makes_no_engine_and_answers_503(tmp_path: Any) -> None:
+    """A request to the durable execution API in a stop's last moments is refused, not served
+    by an engine made anew (whose store and scheduler nothing would stop)."""
+    from taskrun.local.durable import DurableEngine
+
+    service = DurableEngine(runtime=None, region="us-east-1", folder=tmp_path)  # type: ignore[arg-type]
+    service.stop()
+    status, headers, body = service.serve({"REQUEST_METHOD": "GET", "PATH_INFO": "/2025-12-01/durable-executions/x"})
+    assert status == 503 and headers["x-amzn-ErrorType"] == "ServiceException"
+    assert b"stopping" in body
+    assert not (tmp_path / "durable-executions.db").exists()

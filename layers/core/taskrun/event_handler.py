@@ -36,7 +36,11 @@ def exports(package: str) -> dict[str, str] | None:
     if spec is None or spec.origin is None:
         return None
     names: dict[str, str] = {}
-    for node in ast.parse(Path(spec.origin).read_text()).body:
+    try:
+        tree = ast.parse(Path(spec.origin).read_bytes())
+    except (OSError, SyntaxError, ValueError):  # no source to read (a .pyc-only install): imported as it is
+        return None
+    for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
             module = f"{package}.{node.module}" if node.level == 1 else node.module
             if node.level > 1 or not module.startswith(package + "."):
@@ -73,6 +77,10 @@ def _lazy_package(name: str) -> None:
     package.__getattr__ = __getattr__  # type: ignore[method-assign]
     package.__all__ = list(names)  # type: ignore[attr-defined]
     sys.modules[name] = package
+    for attribute, module in names.items():
+        if module == f"{name}.{attribute}":  # a name that is also its submodule's (data_classes.event_source):
+            # importing the submodule first would leave the module where the name should be
+            setattr(package, attribute, getattr(importlib.import_module(module), attribute))
     parent, _, child = name.rpartition(".")
     if isinstance(sys.modules.get(parent), ModuleType):
         setattr(sys.modules[parent], child, package)

@@ -39,6 +39,10 @@ class AlreadyStarted(Exception):
     """An execution of that name runs with other input (DurableExecutionAlreadyStartedException)."""
 
 
+class EngineStopped(Exception):
+    """The stack is stopping: its durable execution service takes no more calls."""
+
+
 class DurableEngine:
     """The durable execution service of the local stack: the engine, made on first need."""
 
@@ -49,6 +53,7 @@ class DurableEngine:
         self.judge: Callable[[Any, str, str], None] | None = None  # IAM's, once the emulator has one
         self._engine: Engine | None = None
         self._made = threading.Lock()
+        self._stopped = False
 
     def start(self) -> int:
         """How many executions a stop left running: the engine is made now if the state
@@ -59,6 +64,8 @@ class DurableEngine:
 
     def engine(self) -> Engine:
         with self._made:
+            if self._stopped:  # a request in the stop's last moments: no engine is made anew
+                raise EngineStopped("the durable execution service is stopping")
             if self._engine is None:
                 from taskrun.local.durable_engine import Engine
 
@@ -72,6 +79,7 @@ class DurableEngine:
 
     def stop(self) -> None:
         with self._made:
+            self._stopped = True
             if self._engine is not None:
                 self._engine.stop()
 
@@ -82,7 +90,12 @@ class DurableEngine:
 
     def serve(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         """Answer one request to the `/2025-12-01/...` API, as Lambda would."""
-        return self.engine().serve(environ, self.judge)
+        try:
+            engine = self.engine()
+        except EngineStopped as stopping:
+            body = json.dumps({"Type": "ServiceException", "Message": str(stopping)}).encode()
+            return 503, {"Content-Type": "application/json", "x-amzn-ErrorType": "ServiceException"}, body
+        return engine.serve(environ, self.judge)
 
 
 def durable_api(app: Callable[..., Any], engine: DurableEngine) -> Callable[..., Any]:

@@ -163,9 +163,11 @@ class Emulator:
         host, _, port = self.endpoint.removeprefix("http://").partition(":")
         ours = {f"{host}:{port}", f"localhost:{port}"}
 
+        serving = [True]  # until the undo: a session made meanwhile keeps the handler for good
+
         def send(request: Any, **_: Any) -> Any:
-            if urlsplit(request.url).netloc not in ours:
-                return None  # not the emulator's: botocore sends it as usual
+            if not serving[0] or urlsplit(request.url).netloc not in ours:
+                return None  # not this emulator's (or it stopped): botocore sends it as usual
             return call_wsgi(app, request, host, port)
 
         self.in_process_send = send
@@ -180,7 +182,9 @@ class Emulator:
             session.events.register("before-send", send)
 
         def undo() -> None:
-            botocore.handlers.BUILTIN_HANDLERS.remove(entry)
+            serving[0] = False
+            if entry in botocore.handlers.BUILTIN_HANDLERS:  # a second stop finds it gone
+                botocore.handlers.BUILTIN_HANDLERS.remove(entry)
             for session in made:
                 session.events.unregister("before-send", send)
 
@@ -373,13 +377,14 @@ def call_wsgi(app: Callable[..., Any], request: Any, host: str, port: str) -> An
         "SERVER_NAME": host,
         "SERVER_PORT": port,
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": str(len(body)),
         "HTTP_HOST": url.netloc,
     }
+    if body or "Content-Length" in request.headers:
+        environ["CONTENT_LENGTH"] = str(len(body))
     for name, value in request.headers.items():
         text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
         key = name.upper().replace("-", "_")
-        if "_" in name or key == "CONTENT_LENGTH":
+        if "_" in name or key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):  # the body is whole, its length set
             continue
         environ[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = text
     answer: dict[str, Any] = {}
@@ -399,8 +404,8 @@ def call_wsgi(app: Callable[..., Any], request: Any, host: str, port: str) -> An
         finally:
             if hasattr(chunks, "close"):
                 chunks.close()
+        status, headers = answer["status"], answer["headers"]
     except Exception:  # as the HTTP server answers an app that fails: 500, the error logged
         logging.getLogger("werkzeug").exception("Error on request: %s %s", request.method, raw_path)
-        answer = {"status": 500, "headers": {"Content-Type": "text/plain"}}
-        data = b"Internal Server Error"
-    return AWSResponse(request.url, answer["status"], answer["headers"], MockRawResponse(data))
+        status, headers, data = 500, {"Content-Type": "text/plain"}, b"Internal Server Error"
+    return AWSResponse(request.url, status, headers, MockRawResponse(data))

@@ -273,11 +273,22 @@ def refuse_bad_conditions() -> Callable[[], None]:
 
     original = ConditionExpressionParser.parse
 
+    class SyntaxRefused(MockValidationException, ValueError):
+        """The 400 a write's condition gets; still the ValueError with moto's own words that
+        a Query's or Scan's filter is caught as (moto answers those "Bad Filter Expression")."""
+
+        def __init__(self, error: Exception) -> None:
+            super().__init__(f"Invalid ConditionExpression: Syntax error; {error}")
+            self.words = str(error)
+
+        def __str__(self) -> str:
+            return self.words
+
     def parse(self: ConditionExpressionParser) -> Any:
         try:
             return original(self)
         except (ValueError, IndexError) as error:
-            raise MockValidationException(f"Invalid ConditionExpression: Syntax error; {error}") from error
+            raise SyntaxRefused(error) from error
 
     ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
 
