@@ -328,3 +328,15 @@ def test_a_stopped_durable_service_makes_no_engine_and_answers_503(tmp_path: Any
     assert status == 503 and headers["x-amzn-ErrorType"] == "ServiceException"
     assert b"stopping" in body
     assert not (tmp_path / "durable-executions.db").exists()
+
+
+def test_an_app_that_never_starts_its_response_is_answered_500_in_process() -> None:
+    from taskrun.local.emulator import call_wsgi
+
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    dynamodb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    silent = lambda environ, start_response: []  # noqa: E731
+    dynamodb.meta.events.register("before-send", lambda request, **_: call_wsgi(silent, request, "127.0.0.1", "9"))
+    with pytest.raises(ClientError) as failed:
+        dynamodb.list_tables()
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

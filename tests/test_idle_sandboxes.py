@@ -174,3 +174,29 @@ def test_a_sandbox_shares_the_service_models_its_server_read_and_keeps_them_out_
     assert ran["status"] == "succeeded", ran
     assert ran["result"]["dynamodb_model_read"] is True
     assert ran["result"]["frozen_objects"] > 10_000
+
+
+PRELOAD_PROBE = """
+import json, os
+import boto3
+import taskrun.local.preload
+os.environ.pop("AWS_PROFILE")  # the person's setting is back after the warming; a sandbox clears it
+sessions = [boto3.session.Session(region_name="us-east-1") for _ in range(3)]
+loaders = [session._session.get_component("data_loader") for session in sessions]
+read = [key[1] for key in loaders[0]._cache if key[0] == "load_service_model"]
+one = all(loader is loaders[0] for loader in loaders)
+print(json.dumps({"one": one, "paths": loaders[0].search_paths, "read": read}))
+"""
+
+
+def test_the_sandboxes_server_warms_its_shared_loader_whatever_the_persons_aws_profile() -> None:
+    """The server the sandboxes are forked from reads botocore's models without the person's
+    AWS configuration (a profile that does not exist must not stop every sandbox), and its
+    one loader, shared by every session, keeps each search path once."""
+    env = {**os.environ, "AWS_PROFILE": "no-such-profile"}
+    probe = subprocess.run([sys.executable, "-c", PRELOAD_PROBE], capture_output=True, text=True, env=env, timeout=60)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    seen = json.loads(probe.stdout)
+    assert seen["one"] is True
+    assert len(seen["paths"]) == len(set(seen["paths"]))
+    assert {"dynamodb", "lambda", "s3", "stepfunctions"} <= set(seen["read"])
