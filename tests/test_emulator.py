@@ -335,7 +335,9 @@ def test_an_app_that_never_starts_its_response_is_answered_500_in_process() -> N
 
     session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     dynamodb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
-    silent = lambda environ, start_response: []  # noqa: E731
+    def silent(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        return []
+
     dynamodb.meta.events.register("before-send", lambda request, **_: call_wsgi(silent, request, "127.0.0.1", "9"))
     with pytest.raises(ClientError) as failed:
         dynamodb.list_tables()
