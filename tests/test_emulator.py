@@ -335,6 +335,7 @@ def test_an_app_that_never_starts_its_response_is_answered_500_in_process() -> N
 
     session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
     dynamodb = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
+
     def silent(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         return []
 
