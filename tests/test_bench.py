@@ -51,3 +51,17 @@ def test_the_benchmark_s_tasks_run_as_its_scenarios_say(bench: ModuleType, tmp_p
     )
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.split() == ["0.05", "42"]
+
+
+def test_the_pairs_benchmark_refuses_a_checkout_it_cannot_run(tmp_path: Path) -> None:
+    """bench/pairs.py compares this checkout with another one run by its own interpreter: a
+    folder without one is refused at once, by name, before anything is measured."""
+    answer = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pairs.py"), str(tmp_path), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode != 0
+    assert f"other checkout {tmp_path.resolve()} has no .venv/bin/python or bench/run.py" in answer.stderr
+    assert "round 1" not in answer.stdout
