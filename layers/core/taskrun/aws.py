@@ -57,11 +57,6 @@ def _log_call(model: Any, params: Any = None, **_: Any) -> None:
         os.close(descriptor)
 
 
-def _client(service: str, config: Any) -> Any:
-    with _made:
-        return session().client(service, config=config)  # type: ignore[call-overload]
-
-
 def new_client(service: str, **options: Any) -> Any:
     """A client of its own (not the one `client` keeps), from this process's session, whose
     models it shares: `options` as boto3's `client()` takes them (region, credentials,
@@ -73,14 +68,14 @@ def new_client(service: str, **options: Any) -> Any:
 @cache
 def client(service: str) -> Any:
     # S3 links are signed with Signature Version 4 (what every region takes), not the legacy default
-    return _client(service, _config(signature_version="s3v4") if service == "s3" else _config())
+    return new_client(service, config=_config(signature_version="s3v4") if service == "s3" else _config())
 
 
 @cache
 def waiting_client(service: str) -> Any:
     """A client for a call that waits on the other side (a synchronous invoke of a run up to
     Lambda's 15 minutes): a read timeout past that, and no retry of its own."""
-    return _client(service, _config(read_timeout=910, retries={"total_max_attempts": 1}))
+    return new_client(service, config=_config(read_timeout=910, retries={"total_max_attempts": 1}))
 
 
 @cache

@@ -30,7 +30,6 @@ from taskrun.results.tasklogs import SHOWN_AS
 if TYPE_CHECKING:
     from taskrun.local.durable_engine import Engine
 
-MAX_PAGE_BYTES = 6 * 1024 * 1024  # an invocation's input, as Lambda's
 API_PREFIX = "/2025-12-01/"
 STORE_FILE = "durable-executions.db"  # the executions, in the state folder
 

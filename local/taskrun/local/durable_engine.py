@@ -35,11 +35,12 @@ from aws_durable_execution_sdk_python_testing.token import CallbackToken
 from aws_durable_execution_sdk_python_testing.web import handlers, routes
 from aws_durable_execution_sdk_python_testing.web.models import HTTPRequest, HTTPResponse
 
-from taskrun.local.durable import MAX_PAGE_BYTES, STORE_FILE, AlreadyStarted
+from taskrun.local.durable import STORE_FILE, AlreadyStarted
 from taskrun.local.lambdas import LambdaRuntime
 from taskrun.local.resources import ACCOUNT_ID
 from taskrun.local.sandbox import FunctionError
 
+MAX_PAGE_BYTES = 6 * 1024 * 1024  # an invocation's input, as Lambda's
 INVOCATION_TIMEOUT_SECONDS = 900
 RETENTION_DAYS = 14
 # the AWS operations the endpoint serves, by the engine's routes, and the IAM action each is
