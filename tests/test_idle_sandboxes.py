@@ -131,12 +131,16 @@ def test_a_stack_that_ran_a_flow_has_not_loaded_ec2_and_still_answers_batch() ->
 
 
 WARM_PROBE = """
-import json
+import gc, json
 import httpx
 from taskrun.local.stack import FIRST_FUNCTIONS, LocalStack
 from tests.waiting import until
 stack = LocalStack()
+collections = []
+gc.collect()  # so that no full collection is due as the start begins
+gc.callbacks.append(lambda phase, info: phase == "start" and info["generation"] == 2 and collections.append(2))
 key = stack.start()
+during_start, collecting = len(collections), gc.isenabled()
 runtime = stack.emulator.runtime
 def ready():
     pools = runtime.pools()
@@ -147,7 +151,10 @@ host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
 body = {"task_id": "examples/echo", "arguments": {"message": "hi"}, "wait": True}
 run = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
 after = {name: pool.pids() for name, pool in runtime.pools().items()}
-print(json.dumps({"run": run.get("status"), "before": before, "after": after, "first": FIRST_FUNCTIONS}))
+print(json.dumps({
+    "run": run.get("status"), "before": before, "after": after, "first": FIRST_FUNCTIONS,
+    "full_collections_during_start": during_start, "collecting": collecting,
+}))
 stack.stop()
 """
 
@@ -164,6 +171,10 @@ def test_the_functions_of_a_first_run_have_a_sandbox_ready_at_the_start() -> Non
     assert seen["run"] == "succeeded"
     for name in ("AuthorizerFunction", "StartRunFunction", "WorkerFunction"):
         assert seen["after"][name] == seen["before"][name]
+    # and the start set off no full garbage collection (each walks every object, and the
+    # start makes millions that live as long as the stack), leaving the collector on
+    assert seen["full_collections_during_start"] == 0
+    assert seen["collecting"] is True
 
 
 def test_a_sandbox_shares_the_service_models_its_server_read_and_keeps_them_out_of_gc(api: httpx.Client) -> None:
