@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import itertools
 import json
 import math
@@ -439,6 +440,7 @@ class Bench:
             idle_seconds=idle_seconds,
         )
         self.stack.start()
+        gc.freeze()  # as `taskrun local` does after its start: no collection walks the stack's models again
         server = self.stack.serve("127.0.0.1", 0, log=False)
         host, port = server.server_address[:2]
         self.url = f"http://{host}:{port}"
