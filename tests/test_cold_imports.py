@@ -53,28 +53,48 @@ WITH_THE_REGISTRY = {"callbacks", "sweeper", "worker"} | WITH_THE_RUN_SERVICE
 # the others check a run's or a schedule's webhook URL with the request that has one
 WITH_WEBHOOK_SENDING = {"notifier", "sweeper", "webhook"}
 
+# the modules a handler's init leaves loaded, and the taskrun models whose validators it built
 PROBE = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print(json.dumps(sorted(sys.modules)))
+modules = sorted(sys.modules)
+from pydantic import BaseModel
+from pydantic._internal._mock_val_ser import MockValSer  # a deferred model's validator, until its first use
+
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+
+built = sorted(
+    {f"{model.__module__}.{model.__qualname__}" for model in subclasses(BaseModel)
+     if model.__module__.startswith("taskrun.")
+     and not isinstance(model.__dict__.get("__pydantic_validator__"), MockValSer)}
+)
+print(json.dumps({"modules": modules, "built": built}))
 """
 
 
-def _modules_at_init(handler: str) -> set[str]:
+def _init_of(handler: str) -> dict[str, list[str]]:
     env = {**os.environ, "TASKRUN_TASK_DIRS": str(ROOT / "tasks"), "POWERTOOLS_TRACE_DISABLED": "true"}
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     app = ROOT / "functions" / handler / "app.py"
     probe = subprocess.run([sys.executable, "-c", PROBE, str(app)], capture_output=True, text=True, env=env, timeout=60)
     assert probe.returncode == 0, probe.stderr
-    return set(json.loads(probe.stdout))
+    return dict(json.loads(probe.stdout))
 
 
 @pytest.fixture(scope="module")
-def imported() -> dict[str, set[str]]:
+def inits() -> dict[str, dict[str, list[str]]]:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(HANDLERS, pool.map(_modules_at_init, HANDLERS), strict=True))
+        return dict(zip(HANDLERS, pool.map(_init_of, HANDLERS), strict=True))
+
+
+@pytest.fixture(scope="module")
+def imported(inits: dict[str, dict[str, list[str]]]) -> dict[str, set[str]]:
+    return {handler: set(init["modules"]) for handler, init in inits.items()}
 
 
 def _holds(modules: set[str], package: str) -> bool:
@@ -94,6 +114,14 @@ def test_only_the_handlers_that_start_runs_import_the_run_service_at_init(
     assert ("taskrun.runs.service" in modules) == (handler in WITH_THE_RUN_SERVICE)
     assert ("taskrun.catalog.registry" in modules) <= (handler in WITH_THE_REGISTRY)
     assert ("taskrun.webhooks.send" in modules) == (handler in WITH_WEBHOOK_SENDING)
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_no_handler_builds_a_models_validator_at_init(inits: dict[str, dict[str, list[str]]], handler: str) -> None:
+    """taskrun's models build their validators when first used (taskrun.modelbase): a model
+    built at import (a nested class on pydantic's own BaseModel, say) is init time every cold
+    start pays, and the first build also loads pydantic's plugin discovery."""
+    assert inits[handler]["built"] == []
 
 
 LAZY_PROBE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from taskrun.ids import RunId, TaskId
 from taskrun.modelbase import Model
@@ -34,10 +34,10 @@ class FailedInvocation(Model):
     failed outside the task: a crash, running out of memory, the Lambda timeout, or an
     event too old to run."""
 
-    class Context(BaseModel):
+    class Context(Model):
         condition: str = Field(description="RetriesExhausted or EventAgeExceeded.")
 
-    class Failure(BaseModel):
+    class Failure(Model):
         errorType: str | None = None
         errorMessage: str | None = None
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from taskrun import aws
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
@@ -59,7 +59,7 @@ class CallbackList(Model):
 class CallbackRequest(Model):
     """`{"callback": {...}}`, what a callback step's Task state sends the worker."""
 
-    class Step(BaseModel):
+    class Step(Model):
         task_token: str
         run_id: str
         step: str
