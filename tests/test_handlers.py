@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from taskrun.local.sandbox import FunctionError
@@ -102,10 +103,15 @@ def test_catalog_events(invoke: Invoke) -> None:
     assert body(one)["task_id"] == "examples/greet"
 
 
-def test_compat_event(invoke: Invoke) -> None:
+def test_compat_event(invoke: Invoke, api: httpx.Client) -> None:
     answer = invoke("CompatRunFunction", load_event("compat_run"))
     assert answer["statusCode"] == 200
-    assert body(answer)["result"] == {"greeting": "hello Ada!"}
+    job = body(answer)
+    if job["error_type"] == "timeout":  # a loaded machine: the run outlasted the endpoint's wait (3 s here)
+        run = api.get(f"/v1/runs/{job['job_id']}", params={"wait": "true", "wait_timeout": 20}).json()
+        assert run["status"] == "succeeded", run
+        job = {"result": run["result"]}
+    assert job["result"] == {"greeting": "hello Ada!"}
 
 
 def test_worker_event_for_an_ended_run_changes_nothing(invoke: Invoke) -> None:
