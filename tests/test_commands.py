@@ -534,3 +534,28 @@ def test_arg_values_are_read_by_the_parameter_s_type(taskrun: Taskrun) -> None:
     assert taskrun("run", "examples/sleep", "-a", "seconds=0").returncode == 0
     # and the help says how
     assert "read by the parameter's type" in " ".join(taskrun("run", "--help").stdout.split())
+
+
+CLIENT_PROBE = """
+import json, sys
+import taskrun.cli.commands
+import taskrun.client
+loaded = sorted(name for name in ("httpx", "taskrun.client.sync", "taskrun.client.asynchronous") if name in sys.modules)
+names = {name: getattr(getattr(taskrun.client, name), "__module__", "constant") for name in taskrun.client.__all__}
+print(json.dumps({"loaded_with_the_commands": loaded, "names": names}))
+"""
+
+
+def test_the_commands_load_the_api_client_only_when_a_command_calls_the_api() -> None:
+    """`taskrun local` (the stack's own process) has no use for httpx and the API client: the
+    command's modules leave them unloaded, and every public name of taskrun.client still
+    resolves, to the class its module defines."""
+    probe = subprocess.run([sys.executable, "-c", CLIENT_PROBE], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    seen = json.loads(probe.stdout)
+    assert seen["loaded_with_the_commands"] == []
+    names = seen["names"]
+    assert names.pop("DEFAULT_URL") == "constant"
+    assert names.pop("Client") == "taskrun.client.sync"
+    assert names.pop("AsyncClient") == "taskrun.client.asynchronous"
+    assert set(names.values()) == {"taskrun.client.errors"} and len(names) == 11

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
@@ -19,7 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from taskrun import __version__
-from taskrun.client import DEFAULT_URL, Client, ProblemError, TaskrunError, Unauthorized
+from taskrun.client import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from taskrun.client import Client
 
 HELP = """The `taskrun` command: run tasks and read runs over the API (`taskrun run`, `runs`, `tasks`,
 `schedules`, `keys`), and serve the API on this machine (`taskrun local`).
@@ -76,7 +78,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def api() -> Iterator[Client]:
-    """A client of the configured API; its errors end the command with one line."""
+    """A client of the configured API; its errors end the command with one line. (The client
+    and httpx load here, with the first command that calls the API: `taskrun local` has
+    no use for them.)"""
+    import httpx
+
+    from taskrun.client import Client, ProblemError, TaskrunError, Unauthorized
+
     try:
         with Client(Settings.url, Settings.key) as client:
             yield client
@@ -260,6 +268,10 @@ def arguments_for(client: Client, task_id: str, pairs: list[str], json_file: str
 def _parameters_of(client: Client, task_id: str) -> dict[str, Any] | None:
     """The task's parameter schema, to read `--arg` values by; None when it cannot be read
     (then the run's own answer says what is wrong)."""
+    import httpx
+
+    from taskrun.client import ProblemError
+
     try:
         return client.task(task_id).parameters
     except (ProblemError, httpx.HTTPError):

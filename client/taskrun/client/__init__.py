@@ -15,22 +15,63 @@ another.
 
 from __future__ import annotations
 
-from taskrun.client.asynchronous import AsyncClient
-from taskrun.client.calls import DEFAULT_URL
-from taskrun.client.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    PayloadTooLarge,
-    ProblemError,
-    ServerError,
-    TaskrunError,
-    Throttled,
-    Unauthorized,
-)
-from taskrun.client.sync import Client
+import importlib
+from typing import TYPE_CHECKING, Any
+
+DEFAULT_URL = "http://127.0.0.1:9477"  # the local stack's address (`taskrun local`)
+
+# Each name is imported from its module when first asked for, so that a program that reads
+# only DEFAULT_URL (the `taskrun local` command, say) does not load httpx and the client.
+_WHERE = {
+    "AsyncClient": "taskrun.client.asynchronous",
+    "Client": "taskrun.client.sync",
+    **dict.fromkeys(
+        (
+            "BadRequest",
+            "Conflict",
+            "Forbidden",
+            "Invalid",
+            "NotFound",
+            "PayloadTooLarge",
+            "ProblemError",
+            "ServerError",
+            "TaskrunError",
+            "Throttled",
+            "Unauthorized",
+        ),
+        "taskrun.client.errors",
+    ),
+}
+
+if TYPE_CHECKING:
+    from taskrun.client.asynchronous import AsyncClient
+    from taskrun.client.errors import (
+        BadRequest,
+        Conflict,
+        Forbidden,
+        Invalid,
+        NotFound,
+        PayloadTooLarge,
+        ProblemError,
+        ServerError,
+        TaskrunError,
+        Throttled,
+        Unauthorized,
+    )
+    from taskrun.client.sync import Client
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = [
     "DEFAULT_URL",

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     from taskrun.results.files import Upload
     from taskrun.schedules.models import ScheduleList, ScheduleView
     from taskrun.webhooks.records import DeliveryList
+from taskrun.client import DEFAULT_URL
 from taskrun.client.errors import TaskrunError, problem_error
 
-DEFAULT_URL = "http://127.0.0.1:9477"
 SERVER_WAIT_CAP = 25.0  # seconds one request may wait on the server (the stack's MaxWaitSeconds)
 RETRIED_STATUSES = {429, 502, 503, 504}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 if TYPE_CHECKING:
-    pass
+    import httpx
 
 
 class TaskrunError(Exception):
