@@ -357,7 +357,8 @@ def test_a_wait_on_a_terminal_shows_a_spinner_with_the_time_spent(base_url: str)
     os.close(main)
     shown = seen.decode(errors="replace")
     assert "running examples/sleep" in shown
-    assert re.search(r"running examples/sleep 1\.\d+s", shown), shown[-500:]
+    # the time spent so far, as the spinner turns (which figures it shows depends on the machine)
+    assert re.search(r"running examples/sleep \d+\.\ds", shown), shown[-500:]
     assert "examples/sleep succeeded" in shown
 
 
