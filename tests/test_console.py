@@ -460,7 +460,8 @@ def test_a_code_first_flow_s_approval_is_given_and_its_steps_shown(person: Page,
     # every step ended on the same axis, the cool-down drawn as a wait, the reservation's retry said
     bars = person.until(lambda: ended_bars(person, "ship-standard"))
     assert [bar["wait"] for bar in bars if bar["step"] == "cool-down"] == [True], bars
-    assert "2 attempts" in person.text('[data-step="reserve"] .gantt-label')
+    # (read once the timeline has drawn it: an ended run's last redraw may still be under way)
+    assert person.until(lambda: "2 attempts" in person.text('[data-step="reserve"] .gantt-label'))
     person.shot("code-flow-ended")
 
 
