@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -48,42 +48,23 @@ def local(
 def _serve_locally(
     host: str, port: int, tasks: list[Path], root: Path | None, data_dir: Path | None, secrets: Path | None = None
 ) -> int:
-    # This process serves the stack alone: the collector stays off while the stack's
-    # modules import and its start makes its long-lived objects, which are then frozen
-    # (moved where no collection walks them: a third of the start's time, and of every
-    # full collection's after it). See LocalStack.start.
-    gc.disable()
-    try:
-        from taskrun.local.stack import LocalStack, bundle_root
-    except ModuleNotFoundError as missing:  # the client alone: the emulator is an extra
-        fail(f"local: the local stack needs {missing.name}: pip install 'taskrun[local]'", 2)
-
-    for directory in tasks:
-        if not directory.is_dir():
-            fail(f"tasks directory {directory} does not exist", 2)
     # what the person chose, read before the stack puts its settings into this environment
     key_chosen = bool(os.environ.get("TASKRUN_API_KEY"))
     secret_chosen = bool(os.environ.get("TASKRUN_WEBHOOK_SECRET"))
+    # This process serves the stack alone: the collector stays off while the stack's
+    # modules import and its start makes its long-lived objects, which are then frozen
+    # (moved where no collection walks them: about a quarter of the start's time, and of
+    # every full collection's after it). See LocalStack.start.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        stack = LocalStack(
-            root=root or bundle_root(),
-            extra_task_dirs=list(tasks),
-            api_key=os.environ.get("TASKRUN_API_KEY") or None,
-            data_dir=data_dir,
-            secrets=secrets,
-        )
-    except ValueError as error:  # a setting that cannot work, such as a malformed webhook secret
-        fail(f"local: could not start: {error}")
-    from taskrun.runtime import task_catalog
-
-    try:
-        key = stack.start()
-        names = ", ".join(definition.task_id for definition in task_catalog().all())
-    except Exception as error:  # a task module that does not import, a flow's ASL missing or invalid
-        stack.stop()
-        fail(f"local: could not start: {type(error).__name__}: {error}")
-    finally:
-        gc.freeze()
+        stack, key, names = _start_stack(tasks, root, data_dir, secrets)
+    except BaseException:  # the command ends here (fail's Exit included): the collector as it was
+        if collecting:
+            gc.enable()
+        raise
+    gc.freeze()
+    if collecting:
         gc.enable()
     try:
         server = stack.serve(host, port)
@@ -134,6 +115,39 @@ def _serve_locally(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _start_stack(
+    tasks: list[Path], root: Path | None, data_dir: Path | None, secrets: Path | None
+) -> tuple[Any, str, str]:
+    """The local stack, started; its API key; its tasks' names. Ends the command on a failure."""
+    try:
+        from taskrun.local.stack import LocalStack, bundle_root
+    except ModuleNotFoundError as missing:  # the client alone: the emulator is an extra
+        fail(f"local: the local stack needs {missing.name}: pip install 'taskrun[local]'", 2)
+
+    for directory in tasks:
+        if not directory.is_dir():
+            fail(f"tasks directory {directory} does not exist", 2)
+    try:
+        stack = LocalStack(
+            root=root or bundle_root(),
+            extra_task_dirs=list(tasks),
+            api_key=os.environ.get("TASKRUN_API_KEY") or None,
+            data_dir=data_dir,
+            secrets=secrets,
+        )
+    except ValueError as error:  # a setting that cannot work, such as a malformed webhook secret
+        fail(f"local: could not start: {error}")
+    from taskrun.runtime import task_catalog
+
+    try:
+        key = stack.start()
+        names = ", ".join(definition.task_id for definition in task_catalog().all())
+    except Exception as error:  # a task module that does not import, a flow's ASL missing or invalid
+        stack.stop()
+        fail(f"local: could not start: {type(error).__name__}: {error}")
+    return stack, key, names
 
 
 @app.command(epilog="Example: taskrun mcp > taskrun-mcp.json")
