@@ -55,8 +55,17 @@ def installed(python_dir: Path) -> dict[str, str]:
 
 
 def build(layer: str, makefile: Path, out: Path, platform: str) -> Path:
+    bytecode_by = f"PYC_PYTHON={template_python() or ''}"  # the template's Python, or none: no bytecode
     subprocess.run(
-        ["make", "-f", str(makefile), f"build-{layer}", f"PLATFORM={platform}", f"PYTHON={sys.executable}"],
+        [
+            "make",
+            "-f",
+            str(makefile),
+            f"build-{layer}",
+            f"PLATFORM={platform}",
+            f"PYTHON={sys.executable}",
+            bytecode_by,
+        ],
         env={**os.environ, "ARTIFACTS_DIR": str(out)},
         cwd=makefile.parent,
         check=True,
@@ -121,7 +130,11 @@ def test_a_task_dependency_is_held_to_the_cores_pins_and_no_requirements_install
     bare = build("TasksLayer", tmp_path / "tasks/Makefile", tmp_path / "bare", LAMBDA_PLATFORM)
     assert not (bare / "python").exists()
     modules = sorted(path.name for path in (ROOT / "tasks").glob("*.py"))
-    assert sorted(path.name for path in (bare / "tasks").iterdir()) == modules
+    assert sorted(path.name for path in (bare / "tasks").iterdir() if path.name != "__pycache__") == modules
+    if template_python():  # with their bytecode for the template's Python
+        tag = f"cpython-{PYTHON_VERSION.replace('.', '')}"
+        compiled = sorted(path.name for path in (bare / "tasks/__pycache__").iterdir())
+        assert compiled == [name.replace(".py", f".{tag}.pyc") for name in modules]
 
     (tmp_path / "tasks/requirements.txt").write_text("python-dateutil\n")  # unpinned: the core's pin decides
     with_deps = build("TasksLayer", tmp_path / "tasks/Makefile", tmp_path / "deps", LAMBDA_PLATFORM)
@@ -160,18 +173,37 @@ def test_every_handler_imports_from_the_built_layers_under_the_templates_python(
             "AWS_DEFAULT_REGION": "us-east-1",
             "PATH": os.environ["PATH"],
         }
-        check = f"import json, {module}; print(json.dumps(callable({module}.{attribute})))"
+        # and which modules it had to compile from source (Lambda's /opt is read-only: no bytecode
+        # shipped is a compile at every cold start)
+        check = (
+            "import json, importlib._bootstrap_external as loading\n"
+            "compiled = []\n"
+            "to_code = loading.SourceLoader.source_to_code\n"
+            "def recorded(loader, data, path, **options):\n"
+            "    compiled.append(str(path))\n"
+            "    return to_code(loader, data, path, **options)\n"
+            "loading.SourceLoader.source_to_code = recorded\n"
+            f"import {module}\n"
+            f"print(json.dumps({{'callable': callable({module}.{attribute}), 'compiled': compiled}}))"
+        )
         # -S: no site-packages of that Python, only the layers and the function's folder
+        # -S: no site-packages of that Python, only the layers and the function's folder; -B: the
+        # layers as read-only as on Lambda (no bytecode written beside them)
         done = subprocess.run(
-            [python, "-S", "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+            [python, "-S", "-B", "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
         return function.logical_id, done.returncode, done.stdout + done.stderr
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(import_handler, stack.functions()))
     assert {logical_id for logical_id, _, _ in results} >= {"WorkerFunction", "StartRunFunction"}
+    layer_folders = (str(tmp_path / "core"), *(str(folder) for folder in extra.values()))
     for logical_id, code, output in results:
-        assert code == 0 and json.loads(output.strip().splitlines()[-1]) is True, (logical_id, output[-2000:])
+        assert code == 0, (logical_id, output[-2000:])
+        seen = json.loads(output.strip().splitlines()[-1])
+        assert seen["callable"] is True, logical_id
+        # every module of the layers came from the bytecode built with them
+        assert [path for path in seen["compiled"] if path.startswith(layer_folders)] == [], logical_id
 
 
 def test_the_client_installs_without_the_emulator_and_the_local_extra_brings_it() -> None:
