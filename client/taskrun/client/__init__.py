@@ -20,29 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 DEFAULT_URL = "http://127.0.0.1:9477"  # the local stack's address (`taskrun local`)
 
-# Each name is imported from its module when first asked for, so that a program that reads
-# only DEFAULT_URL (the `taskrun local` command, say) does not load httpx and the client.
-_WHERE = {
-    "AsyncClient": "taskrun.client.asynchronous",
-    "Client": "taskrun.client.sync",
-    **dict.fromkeys(
-        (
-            "BadRequest",
-            "Conflict",
-            "Forbidden",
-            "Invalid",
-            "NotFound",
-            "PayloadTooLarge",
-            "ProblemError",
-            "ServerError",
-            "TaskrunError",
-            "Throttled",
-            "Unauthorized",
-        ),
-        "taskrun.client.errors",
-    ),
-}
-
 if TYPE_CHECKING:
     from taskrun.client.asynchronous import AsyncClient
     from taskrun.client.errors import (
@@ -61,19 +38,6 @@ if TYPE_CHECKING:
     from taskrun.client.sync import Client
 
 
-if not TYPE_CHECKING:  # type checkers see the names imported above, and no others
-
-    def __getattr__(name: str) -> Any:
-        if name not in _WHERE:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_WHERE})
-
-
 __all__ = [
     "DEFAULT_URL",
     "AsyncClient",
@@ -90,3 +54,20 @@ __all__ = [
     "Throttled",
     "Unauthorized",
 ]
+
+# Each name is imported from its module when first asked for, so that a program that reads
+# only DEFAULT_URL (the `taskrun local` command, say) does not load httpx and the client.
+_MODULE_OF = {"AsyncClient": "taskrun.client.asynchronous", "Client": "taskrun.client.sync"}
+_WHERE = {name: _MODULE_OF.get(name, "taskrun.client.errors") for name in __all__ if name != "DEFAULT_URL"}
+
+if not TYPE_CHECKING:  # type checkers see the names imported above, and no others
+
+    def __getattr__(name: str) -> Any:
+        if name not in _WHERE:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_WHERE})
