@@ -55,17 +55,8 @@ def installed(python_dir: Path) -> dict[str, str]:
 
 
 def build(layer: str, makefile: Path, out: Path, platform: str) -> Path:
-    bytecode_by = f"PYC_PYTHON={template_python() or ''}"  # the template's Python, or none: no bytecode
     subprocess.run(
-        [
-            "make",
-            "-f",
-            str(makefile),
-            f"build-{layer}",
-            f"PLATFORM={platform}",
-            f"PYTHON={sys.executable}",
-            bytecode_by,
-        ],
+        ["make", "-f", str(makefile), f"build-{layer}", f"PLATFORM={platform}", f"PYTHON={sys.executable}"],
         env={**os.environ, "ARTIFACTS_DIR": str(out)},
         cwd=makefile.parent,
         check=True,
@@ -76,13 +67,15 @@ def build(layer: str, makefile: Path, out: Path, platform: str) -> Path:
 
 
 def template_python() -> str | None:
-    """The template's Python: among pyenv's versions, or on PATH (not a pyenv shim)."""
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = sorted(pyenv.glob(f"{PYTHON_VERSION}.*/bin/python{PYTHON_VERSION}"))
-    if candidates:
-        return str(candidates[-1])
-    found = shutil.which(f"python{PYTHON_VERSION}")
-    return found if found and "shims" not in Path(found).parts else None
+    """The template's Python as the layers' Makefiles find it to compile their bytecode (among
+    pyenv's versions, or on PATH), or None."""
+    asked = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "layers/pip.mk"), "--eval", "found: ; @echo $(PYC_PYTHON)", "found"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return asked.stdout.strip() or None
 
 
 def test_the_makefiles_build_for_the_templates_lambda() -> None:
