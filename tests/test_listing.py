@@ -5,6 +5,9 @@ now (the indexes hold no status: the runs are read from the table)."""
 from __future__ import annotations
 
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -72,6 +75,80 @@ def test_a_run_is_listed_as_active_only_while_it_is(api: httpx.Client) -> None:
     store = DynamoRunStore(get_settings().runs_table)
     active = store.list(RunFilter(status=RunStatus.RUNNING), 100, None)[0]
     assert run["run_id"] not in {r.run_id for r in active}
+
+
+def wait_listed(api: httpx.Client, status: str, tag: str, seconds: float = 30) -> dict[str, Any]:
+    """The one run carrying `tag` that a list of runs with `status` shows, once it shows one."""
+    deadline = time.monotonic() + seconds
+    while not (shown := all_pages(api, status=status, tag=tag, limit=50)):
+        assert time.monotonic() < deadline, f"no {status} run tagged {tag} listed"
+        time.sleep(0.05)
+    [run] = shown
+    return run
+
+
+def runs_table() -> Any:
+    return boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().runs_table)
+
+
+def test_a_run_its_request_waits_for_is_listed_as_running_though_it_never_enters_the_active_index(
+    api: httpx.Client, base_url: str, tmp_path: Path
+) -> None:
+    # Given a run the worker runs while its request waits, held running
+    gate, tag = tmp_path / "gate", f"held-{uuid.uuid4().hex[:8]}"
+    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
+    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        waited = pool.submit(other.post, "/v1/runs", json=body)
+        try:
+            # Then lists of running runs show it, once, the sweeper's read of them too
+            shown = wait_listed(api, "running", tag)
+            sweepers = DynamoRunStore(get_settings().runs_table).list(RunFilter(status=RunStatus.RUNNING), 1000, None)
+            assert [run.run_id for run in sweepers[0]].count(shown["run_id"]) == 1
+            # though the `active` index holds no entry for it (two write units spared)
+            assert "active" not in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
+        finally:
+            gate.touch()
+        answer = waited.result(timeout=60)
+    assert answer.status_code == 201 and answer.json()["status"] == "succeeded", answer.text
+    assert answer.json()["run_id"] == shown["run_id"]
+    # And once it has ended it is listed as such, and no longer as running
+    assert all_pages(api, status="running", tag=tag) == []
+    assert [run["run_id"] for run in all_pages(api, status="succeeded", tag=tag)] == [shown["run_id"]]
+
+
+def test_a_run_its_request_waits_for_enters_the_active_index_when_it_outlives_the_request(
+    api: httpx.Client, base_url: str, stack: LocalStack, tmp_path: Path
+) -> None:
+    table = runs_table()
+    # Given a waited run the worker refuses to run synchronously (throttled): it is handed over
+    faults = stack.emulator.runtime.faults
+    faults.inject("throttle", "WorkerFunction", times=1)
+    gate, tag = tmp_path / "gate", f"handed-{uuid.uuid4().hex[:8]}"
+    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
+    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        waited = pool.submit(other.post, "/v1/runs", json=body)
+        try:
+            # Then while it runs it is in the `active` index, and listed as running
+            shown = wait_listed(api, "running", tag)
+            assert faults.hits("throttle", "WorkerFunction") == 1
+            assert "active" in table.get_item(Key={"run_id": shown["run_id"]})["Item"]
+        finally:
+            faults.clear()
+            gate.touch()
+        answer = waited.result(timeout=60).json()
+    assert answer["run_id"] == shown["run_id"] and answer["status"] == "succeeded", answer
+
+    # Given a waited run whose attempt fails and is retried later (6 s on)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    body = {"task_id": "control/patient", "arguments": {"marks": str(marks)}, "wait": True, "wait_timeout": 9}
+    retried = api.post("/v1/runs", json=body).json()
+    try:
+        # Then, queued for its next attempt, it is in the `active` index too
+        assert retried["status"] == "queued", retried
+        assert "active" in table.get_item(Key={"run_id": retried["run_id"]})["Item"]
+    finally:
+        api.post(f"/v1/runs/{retried['run_id']}/cancel")
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,10 @@ import boto3
 import httpx
 import pytest
 
+from taskrun.local.lambdas import InvokeRefused, error_payload
 from taskrun.local.stack import LocalStack
-from taskrun.runs.sweeper import DISPATCH_MAX_AGE_SECONDS, GRACE_SECONDS
+from taskrun.runs.sweeper import DISPATCH_MAX_AGE_SECONDS, GRACE_SECONDS, SHORT_LOOKBACK_SECONDS, SHORT_LOST_SECONDS
+from taskrun.settings import get_settings
 from tests.conftest import load_event
 
 Invoke = Callable[[str, dict[str, Any]], Any]
@@ -101,6 +103,44 @@ def test_a_running_run_whose_worker_died_unreported_ends_timed_out_past_its_dead
     ended = get(api, run["run_id"])
     assert ended["status"] == "timed_out"
     assert ended["error"]["type"] == "timeout" and "worker was lost" in ended["error"]["message"]
+
+
+def test_a_run_whose_request_and_worker_were_both_lost_while_the_request_waited_is_ended_by_the_sweeper(
+    api: httpx.Client, invoke: Invoke, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a waited run (one the worker runs while its request waits, kept out of the
+    # `active` index) whose API function is killed as it invokes the worker, which never runs
+    runtime = stack.emulator.runtime
+    original = runtime.invoke_text
+
+    def invoke_text(name_or_arn: str, event_text: str, *args: Any, **kwargs: Any) -> str:
+        if runtime.function_name(name_or_arn) == "WorkerFunction":
+            pool = runtime.pool("StartRunFunction")
+            for sandbox in pool._all - set(pool._idle):
+                os.kill(sandbox.process.pid, signal.SIGKILL)
+            raise InvokeRefused(error_payload("ServiceException", "lost"), 500)
+        return original(name_or_arn, event_text, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "invoke_text", invoke_text)
+    tag = f"lost-{os.getpid()}-{time.monotonic_ns()}"
+    answer = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": 1}, "wait": True, "tags": [tag]})
+    assert answer.status_code == 502, answer.text
+    monkeypatch.undo()
+    [run] = api.get("/v1/runs", params={"status": "pending", "tag": tag}).json()["runs"]
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().runs_table)
+    assert "active" not in table.get_item(Key={"run_id": run["run_id"]})["Item"]
+
+    # When the sweeper runs before the longest such a run lives has passed, it is left alone
+    created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00"))
+    assert run["run_id"] not in sweep_at(invoke, created + timedelta(seconds=SHORT_LOST_SECONDS - 5))["ended"]
+    assert get(api, run["run_id"])["status"] == "pending"
+    # Then the first sweep past it ends it failed, saying why
+    assert run["run_id"] in sweep_at(invoke, created + timedelta(seconds=SHORT_LOST_SECONDS + 5))["ended"]
+    ended = get(api, run["run_id"])
+    assert ended["status"] == "failed" and ended["error"]["type"] == "dispatch_error"
+    assert "the request that started it was lost" in ended["error"]["message"]
+    # And a later sweep, as far back as it looks, changes nothing
+    assert run["run_id"] not in sweep_at(invoke, created + timedelta(seconds=SHORT_LOOKBACK_SECONDS - 5))["ended"]
 
 
 def test_a_flow_whose_end_event_was_lost_ends_as_its_execution_did(

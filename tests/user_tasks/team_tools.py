@@ -28,6 +28,15 @@ def nap(seconds: float = 5) -> str:
     return "rested"
 
 
+@task("team/held", timeout=10)
+def held(gate: str) -> str:
+    """Wait until the file `gate` is there (a test's hold on the run, at most 8 s), then answer."""
+    held_until = time.monotonic() + 8
+    while not Path(gate).exists() and time.monotonic() < held_until:
+        time.sleep(0.02)
+    return "released"
+
+
 @task("team/overrun", timeout=1)
 def overrun(marker: str, seconds: float = 3) -> None:
     """Run past the 1 s timeout, then leave a mark: a mark means overrun code kept running."""

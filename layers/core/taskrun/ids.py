@@ -27,7 +27,16 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 def new_run_id() -> str:
     """A ULID-shaped id: time-ordered, so ids sort like creation times, and 80 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    return _run_id((time.time_ns() // 1_000_000) << 80 | secrets.randbits(80))
+
+
+def first_run_id_at(seconds: float) -> str:
+    """The lowest id a run made at `seconds` (Unix time) or later can have: a bound, for
+    reading runs by the time they were made."""
+    return _run_id(max(0, int(seconds * 1000)) << 80)
+
+
+def _run_id(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -107,7 +107,7 @@ def restore_tables(journal: Journal, region: str) -> int:
                 item["kind"] = {"S": time_shard(item["run_id"]["S"])}
             is_run = item.get("kind", {}).get("S", "").startswith("run#")
             if is_run and "active" not in item and item["status"]["S"] in ACTIVE_STATUSES:
-                item["active"] = item["kind"]  # a run kept before the `active` index
+                item["active"] = item["kind"]  # kept before the `active` index, or short (it outlives its request now)
             backend.put_item(table, item)
     journal.open(items)
     return sum(len(by_key) for by_key in items.values())

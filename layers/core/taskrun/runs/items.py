@@ -1,8 +1,13 @@
 """A run as the runs table keeps it: one item a run, its arbitrary JSON (arguments, result,
 error, usage and the rest of JSON_FIELDS) as JSON text, so numbers keep their exact form and
 no Decimal leaks out; its `by_time` shard in `kind` (one of TIME_SHARDS, fixed by a hash of
-the run id), and the same shard in `active` while the run has not ended. Those two are keys
-of the indexes alone: a run read back has neither."""
+the run id), and the same shard in `active` while the run has not ended, unless it is short:
+a run the request that started it waits for, run by a synchronous invoke of the worker,
+ends within that wait, and lists find it by the time it was made while it may be active
+(taskrun.runs.listing), which spares each such run its two `active` index writes. A move
+into pending or queued (a retry put off, a hand-over after the synchronous invoke failed)
+puts a short run in `active` too. Those two are keys of the indexes alone: a run read back
+has neither."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def time_shard(run_id: str) -> str:
     return SHARD_KEYS[zlib.crc32(run_id.encode()) % TIME_SHARDS]
 
 
-def to_item(run: Run) -> dict[str, Any]:
+def to_item(run: Run, short: bool = False) -> dict[str, Any]:
     data = run.model_dump(mode="json", exclude_none=True)
     if not data.get("slots"):
         data.pop("slots", None)  # so that the stream's filter tells limited runs by it
@@ -32,7 +37,7 @@ def to_item(run: Run) -> dict[str, Any]:
         if name in data:
             data[name] = json.dumps(data[name])
     data["kind"] = time_shard(run.run_id)
-    if not run.status.is_done:
+    if not run.status.is_done and not short:
         data["active"] = data["kind"]
     return data
 

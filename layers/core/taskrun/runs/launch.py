@@ -30,6 +30,9 @@ logger = Logger(child=True)
 # A waited script run whose timeout fits the wait with this much to spare is run by a
 # synchronous invoke of the worker: its end is known the moment it comes, without polling.
 SYNC_MARGIN_SECONDS = 3.0
+# Such a run whose timeout and margin fit this is short: recorded out of the `active` index
+# (taskrun.runs.items), as lists find it by time (taskrun.runs.listing.RECENT_SECONDS).
+SHORT_RUN_SECONDS = 30.0
 
 
 @dataclass
@@ -52,15 +55,19 @@ class Launcher:
         cached = self._from_cache(run) if from_cache and run.status is not RunStatus.QUEUED else None
         if cached is not None:
             return cached, None
-        self.store.create(run)
+        sync = wait_timeout is not None and run.status is RunStatus.PENDING and self._runs_within(run, wait_timeout)
+        short = sync and (run.timeout or DEFAULT_TIMEOUT) + SYNC_MARGIN_SECONDS <= SHORT_RUN_SECONDS
+        self.store.create(run, short=short)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         if run.status is RunStatus.QUEUED and run.waiting_for is not None:
             return self._queue(run), wait_timeout
         if run.status is RunStatus.QUEUED:
             return self._put_off(run, wait_timeout)
         began = time.monotonic()
-        ran = self._run_now(run) if wait_timeout is not None and self._runs_within(run, wait_timeout) else None
+        ran = self._run_now(run) if sync else None
         if ran is None:
+            if short:  # not run while this request waits after all: it outlives the request
+                self.store.list_as_active(run.run_id)
             try:
                 run = self._hand_over(run)
             except DispatchFailed as error:
@@ -76,6 +83,7 @@ class Launcher:
         its worker took it), as a new run is handed over. A repeat is harmless: the worker
         takes a run only from pending, and a flow's execution is named after its run."""
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
+        self.store.list_as_active(run.run_id)  # were it short, it now outlives its request
         try:
             run = self._hand_over(run)
         except DispatchFailed as error:
@@ -119,10 +127,15 @@ class Launcher:
         return run, wait_timeout
 
     def _runs_within(self, run: Run, wait_timeout: float) -> bool:
-        """A script whose timeout fits the wait (with a margin for the worker's start)."""
+        """A script whose timeout fits the wait (with a margin for the worker's start), for a
+        dispatcher that can run it so."""
         budget = min(wait_timeout, self.settings.max_wait_seconds)
         timeout = run.timeout or DEFAULT_TIMEOUT
-        return run.task_type is TaskType.SCRIPT and timeout + SYNC_MARGIN_SECONDS <= budget
+        return (
+            run.task_type is TaskType.SCRIPT
+            and timeout + SYNC_MARGIN_SECONDS <= budget
+            and getattr(self.dispatcher, "run_now", None) is not None
+        )
 
     def _run_now(self, run: Run) -> Run | None:
         """Run a script in the worker while this request waits for it (a synchronous invoke),

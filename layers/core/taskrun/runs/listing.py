@@ -2,7 +2,12 @@
 that answers them, its partitions (one, or the shards of `by_time` or `active`) queried side
 by side and merged newest first, and the listed runs read from the table by key, a batch at
 a time. A request makes a bounded number of queries and answers with a cursor
-(taskrun.runs.cursors) where it stops."""
+(taskrun.runs.cursors) where it stops.
+
+A list of active runs reads `active` and, for the short runs kept out of it (the runs a
+request waits for: taskrun.runs.items), the `by_time` shards of the last RECENT_SECONDS;
+`unlisted_active` finds, for the deadline sweeper, the short runs older than that which
+have not ended (their request and worker both lost)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskrun.access.scopes import EVERY_TASK, TaskAccess
-from taskrun.ids import RUN_ID_PATTERN
+from taskrun.ids import RUN_ID_PATTERN, first_run_id_at
 from taskrun.models import ACTIVE_STATUSES, Run, RunStatus, RunSummary, TriggeredBy
 from taskrun.runs import cursors
 from taskrun.runs.items import KIND, SHARD_KEYS, run_from_item
@@ -25,6 +30,10 @@ FILTERED_READ_SIZE = 100  # items a filtered query evaluates at a time
 BATCH_READ_SIZE = 100  # DynamoDB's most keys a BatchGetItem
 BATCH_READ_ATTEMPTS = 6
 SHARDED = ("by_time", "active")  # indexes whose partition key is one of the shards
+# How far back a list of active runs reads `by_time` for short runs: a short run's timeout
+# and the worker's start fit in SHORT_RUN_SECONDS (taskrun.runs.launch), so it has ended
+# well within this unless its request and its worker were both lost.
+RECENT_SECONDS = 60
 # What a list shows of a run (RunSummary) and what the store needs to make one
 SUMMARY_FIELDS = (
     "run_id",
@@ -79,7 +88,10 @@ def list_runs(table: Any, filters: RunFilter, limit: int, cursor: str | None) ->
     if filters.task_id is not None and not filters.tasks.allows(filters.task_id):
         return [], None
     index, key_name, key_value = _index_for(filters)
-    partitions = SHARD_KEYS if index in SHARDED else [key_value]
+    partitions = [Partition(index, key_name, value) for value in (SHARD_KEYS if index in SHARDED else [key_value])]
+    if index == "active":  # and the short runs, by time
+        since = first_run_id_at(time.time() - RECENT_SECONDS)
+        partitions += [Partition("by_time", "kind", shard, since) for shard in SHARD_KEYS]
     others = cursors.filter_digest(
         filters.schedule_id,
         filters.task_id,
@@ -103,33 +115,29 @@ def list_runs(table: Any, filters: RunFilter, limit: int, cursor: str | None) ->
     filtered = bool(conditions) or wanted is not None or not shown.everything or filters.tag is not None
     page_size = FILTERED_READ_SIZE if filtered else limit
 
-    def query(partition: str, start: dict[str, Any] | None) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "IndexName": index,
-            "KeyConditionExpression": "#k = :k" + (" AND #run_id < :before" if before else ""),
-            "ExpressionAttributeNames": {"#k": key_name, **filter_names},
-            "ExpressionAttributeValues": {":k": partition, **filter_values},
-            "ScanIndexForward": False,
-            "Limit": page_size,
-        }
-        if before:
-            request["ExpressionAttributeNames"]["#run_id"] = "run_id"
-            request["ExpressionAttributeValues"][":before"] = before
+    def query(partition: Partition, start: dict[str, Any] | None) -> dict[str, Any]:
+        request = partition.query(before, page_size)
+        request["ExpressionAttributeNames"].update(filter_names)
+        request["ExpressionAttributeValues"].update(filter_values)
         if conditions:
             request["FilterExpression"] = " AND ".join(conditions)
         if start is not None:
             request["ExclusiveStartKey"] = start
         return dict(table.query(**request))
 
-    found: list[str] = []
-    resume: dict[str, dict[str, Any] | None] = dict.fromkeys(partitions)  # absent: read to its end
+    found: set[str] = set()  # a run may be in two of the partitions read
+    # absent: read to its end (a partition whose time bound is past the cursor has nothing)
+    resume: dict[Partition, dict[str, Any] | None] = {
+        partition: None for partition in partitions if not (before and partition.since and partition.since >= before)
+    }
+    most_reads = max(MAX_READS_PER_LIST, 2 * len(resume))
     runs: dict[str, Run | None] = {}  # read from the table so far (None: gone)
     reads = 0
     while True:
         for partition in list(resume):
             page = query(partition, resume[partition])
             reads += 1
-            found += [item["run_id"] for item in page.get("Items", [])]
+            found.update(item["run_id"] for item in page.get("Items", []) if item["run_id"] != before)
             if "LastEvaluatedKey" in page:
                 resume[partition] = page["LastEvaluatedKey"]
             else:
@@ -157,9 +165,71 @@ def list_runs(table: Any, filters: RunFilter, limit: int, cursor: str | None) ->
                 )
         if not resume:
             return [run.to_summary() for run in chosen], None
-        if reads + len(resume) > MAX_READS_PER_LIST:
+        if reads + len(resume) > most_reads:
             # answer what is complete; the next request goes on below the bound
             return [run.to_summary() for run in chosen], cursors.encode(bound, key_name, key_value, others)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of an index a list reads, newest first; `since`: only its runs made at
+    or after that id."""
+
+    index: str
+    key_name: str
+    key: str
+    since: str | None = None
+
+    def query(self, before: str | None, page_size: int) -> dict[str, Any]:
+        """A Query of the partition's runs below `before` (None: from the newest)."""
+        condition = "#k = :k"
+        names = {"#k": self.key_name}
+        values = {":k": self.key}
+        if before and self.since:  # both bounds inclusive: the listing leaves out `before` itself
+            condition += " AND #run_id BETWEEN :since AND :before"
+            values |= {":since": self.since, ":before": before}
+        elif before:
+            condition += " AND #run_id < :before"
+            values[":before"] = before
+        elif self.since:
+            condition += " AND #run_id >= :since"
+            values[":since"] = self.since
+        if before or self.since:
+            names["#run_id"] = "run_id"
+        return {
+            "IndexName": self.index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": page_size,
+        }
+
+
+def unlisted_active(table: Any, made_from: float, made_before: float) -> list[RunSummary]:
+    """The runs made in [made_from, made_before) (Unix times) that have not ended and are not
+    in `active`: short runs whose request and worker were both lost (a short run otherwise
+    ends within its request's wait, or enters `active` when it outlives it). Every run made
+    in the interval is read, from the index, then the candidates from the table."""
+    since, until = first_run_id_at(made_from), first_run_id_at(made_before)
+    if since >= until:
+        return []
+
+    def ids(index: str, key_name: str) -> set[str]:
+        found: set[str] = set()
+        for shard in SHARD_KEYS:
+            request = Partition(index, key_name, shard, since).query(until, 1000)
+            while True:
+                page = table.query(**request)
+                found.update(item["run_id"] for item in page.get("Items", []) if item["run_id"] != until)
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
+
+    candidates = sorted(ids("by_time", "kind") - ids("active", "active"))
+    read = _read_many(table, candidates)
+    return [run.to_summary() for run_id in candidates if (run := read[run_id]) and run.status in ACTIVE_STATUSES]
 
 
 def _read_many(table: Any, run_ids: Sequence[str]) -> dict[str, Run | None]:

@@ -4,7 +4,8 @@ Table design (template.yaml, RunsTable): key `run_id`; run ids are time-ordered,
 double as the sort key of four indexes, each read newest first: `by_time` (`kind`, one of
 a few shards, so that no single index partition takes every write), `by_task` (task_id),
 `by_schedule` (the runs a schedule started; sparse) and `active` (the pending and running
-runs, sharded as `by_time`; a run leaves it when it ends). The indexes hold keys and the
+runs, sharded as `by_time`; a run leaves it when it ends, and a short run, one its request
+waits for, never enters it: taskrun.runs.items). The indexes hold keys and the
 fields a run never changes (task, trigger), so a status move writes the table alone and
 not three copies; a list reads its page's runs from the table by key (taskrun.runs.listing).
 A run is one item (taskrun.runs.items): arbitrary JSON (arguments, result, error, usage) is
@@ -38,8 +39,8 @@ from taskrun.models import (
     Slot,
     format_time,
 )
-from taskrun.runs.items import run_from_item, to_item
-from taskrun.runs.listing import RunFilter, list_runs
+from taskrun.runs.items import run_from_item, time_shard, to_item
+from taskrun.runs.listing import RunFilter, list_runs, unlisted_active
 
 RUN_ID = re.compile(RUN_ID_PATTERN)
 # a write that starts a run holds only while the run has started before, has no ttl, or is within it
@@ -83,7 +84,7 @@ class Ending:
 
 
 class RunStore(Protocol):
-    def create(self, run: Run) -> None: ...
+    def create(self, run: Run, short: bool = False) -> None: ...
 
     def get(self, run_id: str) -> Run: ...
 
@@ -94,6 +95,10 @@ class RunStore(Protocol):
     def add_usage(self, run_id: str, usage: dict[str, float]) -> bool: ...
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
+
+    def list_as_active(self, run_id: str) -> None: ...
+
+    def unlisted_active(self, made_from: datetime, made_before: datetime) -> Sequence[RunSummary]: ...
 
     def mark_running(
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
@@ -115,9 +120,11 @@ class RunStore(Protocol):
 
 
 class DynamoRunStore(aws.TableAdapter):
-    def create(self, run: Run) -> None:
+    def create(self, run: Run, short: bool = False) -> None:
+        """Record a new run; `short`: one its request waits for, kept out of the `active`
+        index (taskrun.runs.items)."""
         try:
-            self.table.put_item(Item=to_item(run), ConditionExpression="attribute_not_exists(run_id)")
+            self.table.put_item(Item=to_item(run, short), ConditionExpression="attribute_not_exists(run_id)")
         except ClientError as error:
             if aws.is_condition_failure(error):
                 raise RunConflict(run.run_id, run.status, f"run {run.run_id} exists already") from error
@@ -194,6 +201,25 @@ class DynamoRunStore(aws.TableAdapter):
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]:
         """Runs matching the filters, newest first (taskrun.runs.listing)."""
         return list_runs(self.table, filters, limit, cursor)
+
+    def list_as_active(self, run_id: str) -> None:
+        """Put a short run that will outlive its request in the `active` index (nothing if it
+        has ended by now)."""
+        _known_shape(run_id)
+        self.update_if(
+            Key={"run_id": run_id},
+            UpdateExpression="SET #active = :active",
+            ConditionExpression=f"#status IN ({', '.join(f':s{i}' for i in range(len(ACTIVE_STATUSES)))})",
+            ExpressionAttributeNames={"#active": "active", "#status": "status"},
+            ExpressionAttributeValues={
+                ":active": time_shard(run_id),
+                **{f":s{i}": status.value for i, status in enumerate(ACTIVE_STATUSES)},
+            },
+        )
+
+    def unlisted_active(self, made_from: datetime, made_before: datetime) -> Sequence[RunSummary]:
+        """The short runs made in the interval that have not ended (taskrun.runs.listing)."""
+        return unlisted_active(self.table, made_from.timestamp(), made_before.timestamp())
 
     def mark_running(
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
@@ -337,7 +363,10 @@ class DynamoRunStore(aws.TableAdapter):
         the run has none yet; `remove` names attributes the move takes away."""
         _known_shape(run_id)
         unless_set = unless_set or {}
-        removed = (*remove, "active") if RunStatus(values["status"]).is_done else remove  # out of the `active` index
+        status = RunStatus(values["status"])
+        removed = (*remove, "active") if status.is_done else remove  # out of the `active` index
+        if status in (RunStatus.PENDING, RunStatus.QUEUED):  # a short run that now outlives its request
+            values = {**values, "active": time_shard(run_id)}
         names = {f"#{name}": name for name in (*values, *unless_set, *removed)}
         names["#status"] = "status"
         expression_values = {f":{name}": value for name, value in (*values.items(), *unless_set.items())}

@@ -3,7 +3,10 @@
 Every other path ends a run by itself (the worker, its on-failure destination, the flow's
 status-change event). When one of those is lost (an asynchronous event dropped or dead-
 lettered, a worker killed before its write), the run would stay pending or running: the
-sweeper finds active runs past their deadline and ends them with the reason.
+sweeper finds active runs past their deadline and ends them with the reason. A short run
+(one its request waits for, kept out of the `active` index: taskrun.runs.items) whose
+request and worker were both lost is found by the time it was made, once it is past the
+longest a short run lives (SHORT_LOST_SECONDS) and for SHORT_LOOKBACK_SECONDS after.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ LONGEST_SCRIPT_SECONDS = 900  # the worker's Lambda timeout: no script runs long
 # WorkerFunction EventInvokeConfig.MaximumEventAgeInSeconds; a test keeps them in step)
 DISPATCH_MAX_AGE_SECONDS = 3600
 PAGE_SIZE = 100
+# A short run not ended this long after it was made lost its request and its worker; the
+# sweeper looks that far back and as far again as two of its periods (template.yaml: every
+# 5 minutes), so that a sweep missed or late still finds it.
+SHORT_LOST_SECONDS = 120
+SHORT_LOOKBACK_SECONDS = SHORT_LOST_SECONDS + 660
 MAX_RUNS_PER_SWEEP = 2_000  # the next sweep goes on where a long backlog left off
 
 
@@ -73,6 +81,15 @@ def sweep(
                     limits[run.waiting_for] = None
             if cursor is None:
                 break
+    lost = store.unlisted_active(
+        now - timedelta(seconds=SHORT_LOOKBACK_SECONDS), now - timedelta(seconds=SHORT_LOST_SECONDS)
+    )
+    for run in lost:
+        done.checked += 1
+        ending = _short_ending(run, now)
+        ended = _end(store, run, ending) if ending is not None else None
+        if ended is not None:
+            done.ended.append(ended.run_id)
     if done.ended:
         logger.warning("runs past their deadline ended", extra={"run_ids": done.ended[:50], "count": len(done.ended)})
         count("RunsSwept", len(done.ended))
@@ -153,6 +170,15 @@ def _script_ending(run: RunSummary, now: datetime) -> Ending | None:
         return None
     message = "the run never started: its worker invocation was lost (ended by the deadline sweeper)"
     return Ending.failed(now, ErrorType.DISPATCH_ERROR, message)
+
+
+def _short_ending(run: RunSummary, now: datetime) -> Ending | None:
+    """How a short run whose request and worker were lost ends: as a script past its
+    deadline, or, never started, failed."""
+    if run.status is RunStatus.PENDING:
+        message = "the run never started: the request that started it was lost (ended by the deadline sweeper)"
+        return Ending.failed(now, ErrorType.DISPATCH_ERROR, message)
+    return _script_ending(run, now)
 
 
 def _end_flow_if_over(
