@@ -144,11 +144,88 @@ def test_a_run_its_request_waits_for_enters_the_active_index_when_it_outlives_th
     body = {"task_id": "control/patient", "arguments": {"marks": str(marks)}, "wait": True, "wait_timeout": 9}
     retried = api.post("/v1/runs", json=body).json()
     try:
-        # Then, queued for its next attempt, it is in the `active` index too
-        assert retried["status"] == "queued", retried
+        # Then, put back in the queue for its next attempt, it is in the `active` index too
+        assert retried["status"] in ("queued", "running") and retried["attempts"], retried
         assert "active" in table.get_item(Key={"run_id": retried["run_id"]})["Item"]
     finally:
         api.post(f"/v1/runs/{retried['run_id']}/cancel")
+
+
+def test_a_waited_run_launched_by_a_repeated_request_under_an_older_id_enters_the_active_index(
+    api: httpx.Client, base_url: str, stack: LocalStack, tmp_path: Path
+) -> None:
+    # Given a request with an idempotency key that named its run and died before recording it
+    gate, tag = tmp_path / "gate", f"replayed-{uuid.uuid4().hex[:8]}"
+    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
+    headers = {"Idempotency-Key": f"replay-{uuid.uuid4().hex}"}
+    faults = stack.emulator.runtime.faults
+    faults.inject("throttle_writes", "RunsTable", times=1000)
+    try:
+        first = api.post("/v1/runs", json=body, headers=headers)
+    finally:
+        faults.clear()
+    assert first.status_code == 429 and not all_pages(api, tag=tag), first.text
+    # When the request is repeated, the run is made under the first one's id, made seconds ago
+    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        waited = pool.submit(other.post, "/v1/runs", json=body, headers=headers)
+        try:
+            # Then it is not short: lists by time would not reach it; it is in the `active` index
+            shown = wait_listed(api, "running", tag)
+            assert "active" in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
+        finally:
+            gate.touch()
+        answer = waited.result(timeout=60)
+    assert answer.json()["run_id"] == shown["run_id"] and answer.json()["status"] == "succeeded", answer.text
+
+
+def test_a_list_of_active_runs_reads_both_indexes_within_its_bound_and_its_cursor_reaches_each_once(
+    api: httpx.Client, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given runs of the last minute that ended while their requests waited (in `by_time` only)
+    for n in range(12):
+        ended = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": n}, "wait": True})
+        assert ended.json()["status"] == "succeeded", ended.text
+    # and two held running: one its request waits for (short), one not (in `active`)
+    gate, tag = tmp_path / "gate", f"both-{uuid.uuid4().hex[:8]}"
+    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "tags": [tag]}
+    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        waited = pool.submit(other.post, "/v1/runs", json={**body, "wait": True})
+        try:
+            short = wait_listed(api, "running", tag)["run_id"]
+            unwaited = api.post("/v1/runs", json=body).json()["run_id"]
+            deadline = time.monotonic() + 30
+            while len(all_pages(api, status="running", tag=tag)) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+            # When the running runs are listed one at a time, with a small read size
+            store = DynamoRunStore(get_settings().runs_table)
+            monkeypatch.setattr(listing, "FILTERED_READ_SIZE", 3)
+            original = store.table.query
+            calls = 0
+
+            def counted(**request: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                return original(**request)
+
+            monkeypatch.setattr(store.table, "query", counted)
+            listed: list[str] = []
+            cursor: str | None = None
+            while True:
+                calls = 0
+                runs, cursor = store.list(RunFilter(status=RunStatus.RUNNING), 1, cursor)
+                # Then each request makes at most two queries of each of the eight partitions
+                assert calls <= 2 * 8
+                listed += [run.run_id for run in runs]
+                if cursor is None:
+                    break
+        finally:
+            gate.touch()
+        waited.result(timeout=60)
+    # and the cursors reach both, once each, newest first
+    assert listed == sorted(set(listed), reverse=True)
+    assert [run_id for run_id in listed if run_id in (short, unwaited)] == [unwaited, short]
 
 
 @pytest.mark.parametrize(

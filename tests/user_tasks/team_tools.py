@@ -28,10 +28,10 @@ def nap(seconds: float = 5) -> str:
     return "rested"
 
 
-@task("team/held", timeout=10)
+@task("team/held", timeout=20)
 def held(gate: str) -> str:
-    """Wait until the file `gate` is there (a test's hold on the run, at most 8 s), then answer."""
-    held_until = time.monotonic() + 8
+    """Wait until the file `gate` is there (a test's hold on the run, at most 18 s), then answer."""
+    held_until = time.monotonic() + 18
     while not Path(gate).exists() and time.monotonic() < held_until:
         time.sleep(0.02)
     return "released"

@@ -4,10 +4,11 @@ no Decimal leaks out; its `by_time` shard in `kind` (one of TIME_SHARDS, fixed b
 the run id), and the same shard in `active` while the run has not ended, unless it is short:
 a run the request that started it waits for, run by a synchronous invoke of the worker,
 ends within that wait, and lists find it by the time it was made while it may be active
-(taskrun.runs.listing), which spares each such run its two `active` index writes. A move
-into pending or queued (a retry put off, a hand-over after the synchronous invoke failed)
-puts a short run in `active` too. Those two are keys of the indexes alone: a run read back
-has neither."""
+(taskrun.runs.listing), which spares each such run its two `active` index writes. A short
+run that comes to outlive its request enters `active`: with a move into pending or queued
+(a retry put off), or by itself (handed over after the synchronous invoke failed, or again
+at a local restart: the run store's `list_as_active`). Those two are keys of the indexes
+alone: a run read back has neither."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from taskrun.catalog.context import DEFAULT_TIMEOUT
 from taskrun.errors import RunConflict, RunNotFound
+from taskrun.ids import first_run_id_at
 from taskrun.models import ErrorType, Run, RunStatus, TaskType, utcnow
 from taskrun.runs.cache import ResultCache
 from taskrun.runs.concurrency import Admission
@@ -31,8 +32,10 @@ logger = Logger(child=True)
 # synchronous invoke of the worker: its end is known the moment it comes, without polling.
 SYNC_MARGIN_SECONDS = 3.0
 # Such a run whose timeout and margin fit this is short: recorded out of the `active` index
-# (taskrun.runs.items), as lists find it by time (taskrun.runs.listing.RECENT_SECONDS).
+# (taskrun.runs.items), as lists find it by time (taskrun.runs.listing.RECENT_SECONDS), its
+# id made within the last FRESH_ID_SECONDS (an idempotent replay may launch an older one).
 SHORT_RUN_SECONDS = 30.0
+FRESH_ID_SECONDS = 5.0
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Launcher:
         if cached is not None:
             return cached, None
         sync = wait_timeout is not None and run.status is RunStatus.PENDING and self._runs_within(run, wait_timeout)
-        short = sync and (run.timeout or DEFAULT_TIMEOUT) + SYNC_MARGIN_SECONDS <= SHORT_RUN_SECONDS
+        short = sync and self._short(run)
         self.store.create(run, short=short)
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
         if run.status is RunStatus.QUEUED and run.waiting_for is not None:
@@ -66,8 +69,8 @@ class Launcher:
         began = time.monotonic()
         ran = self._run_now(run) if sync else None
         if ran is None:
-            if short:  # not run while this request waits after all: it outlives the request
-                self.store.list_as_active(run.run_id)
+            if short and not self.store.list_as_active(run.run_id):  # it outlives this request after all
+                return self._dispatch_failed(run, DispatchFailed("the run could not be listed as active")), None
             try:
                 run = self._hand_over(run)
             except DispatchFailed as error:
@@ -83,7 +86,8 @@ class Launcher:
         its worker took it), as a new run is handed over. A repeat is harmless: the worker
         takes a run only from pending, and a flow's execution is named after its run."""
         logger.append_keys(run_id=run.run_id, task_id=run.task_id)
-        self.store.list_as_active(run.run_id)  # were it short, it now outlives its request
+        if not self.store.list_as_active(run.run_id):  # were it short, it now outlives its request
+            return self._dispatch_failed(run, DispatchFailed("the run could not be listed as active"))
         try:
             run = self._hand_over(run)
         except DispatchFailed as error:
@@ -136,6 +140,12 @@ class Launcher:
             and timeout + SYNC_MARGIN_SECONDS <= budget
             and getattr(self.dispatcher, "run_now", None) is not None
         )
+
+    def _short(self, run: Run) -> bool:
+        """A run to run while its request waits that is short (its timeout within
+        SHORT_RUN_SECONDS, its id fresh)."""
+        fits = (run.timeout or DEFAULT_TIMEOUT) + SYNC_MARGIN_SECONDS <= SHORT_RUN_SECONDS
+        return fits and run.run_id >= first_run_id_at(time.time() - FRESH_ID_SECONDS)
 
     def _run_now(self, run: Run) -> Run | None:
         """Run a script in the worker while this request waits for it (a synchronous invoke),

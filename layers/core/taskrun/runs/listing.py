@@ -83,8 +83,9 @@ def list_runs(table: Any, filters: RunFilter, limit: int, cursor: str | None) ->
     The index's partitions (one, or the shards) are read side by side and merged by run
     id; the runs themselves are then read from the table, a batch at a time, as far as
     the page needs (the indexes hold keys and a run's fixed fields, never its status).
-    A request makes at most MAX_READS_PER_LIST queries: a filter that matches little
-    answers a short (even empty) page with a cursor rather than reading on."""
+    A request makes at most MAX_READS_PER_LIST queries (two for each partition, if more):
+    a filter that matches little answers a short (even empty) page with a cursor rather
+    than reading on."""
     if filters.task_id is not None and not filters.tasks.allows(filters.task_id):
         return [], None
     index, key_name, key_value = _index_for(filters)
@@ -206,11 +207,12 @@ class Partition:
         }
 
 
-def unlisted_active(table: Any, made_from: float, made_before: float) -> list[RunSummary]:
+def unlisted_active(table: Any, made_from: float, made_before: float, most: int) -> list[RunSummary]:
     """The runs made in [made_from, made_before) (Unix times) that have not ended and are not
     in `active`: short runs whose request and worker were both lost (a short run otherwise
-    ends within its request's wait, or enters `active` when it outlives it). Every run made
-    in the interval is read, from the index, then the candidates from the table."""
+    ends within its request's wait, or enters `active` when it outlives it). The interval's
+    runs are read from the indexes, oldest first, the `most` made first of them, then the
+    candidates from the table."""
     since, until = first_run_id_at(made_from), first_run_id_at(made_before)
     if since >= until:
         return []
@@ -219,15 +221,21 @@ def unlisted_active(table: Any, made_from: float, made_before: float) -> list[Ru
         found: set[str] = set()
         for shard in SHARD_KEYS:
             request = Partition(index, key_name, shard, since).query(until, 1000)
+            request["ScanIndexForward"] = True
+            read = 0
             while True:
                 page = table.query(**request)
-                found.update(item["run_id"] for item in page.get("Items", []) if item["run_id"] != until)
-                if "LastEvaluatedKey" not in page:
+                items = [item["run_id"] for item in page.get("Items", []) if item["run_id"] != until]
+                found.update(items)
+                read += len(items)
+                if "LastEvaluatedKey" not in page or read >= most:  # past the `most` oldest of all
                     break
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found
 
-    candidates = sorted(ids("by_time", "kind") - ids("active", "active"))
+    # `active` holds no run `by_time` does not, so its `most` oldest reach as far as these
+    made = sorted(ids("by_time", "kind"))[:most]
+    candidates = sorted(set(made) - ids("active", "active"))
     read = _read_many(table, candidates)
     return [run.to_summary() for run_id in candidates if (run := read[run_id]) and run.status in ACTIVE_STATUSES]
 

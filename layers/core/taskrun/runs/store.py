@@ -96,9 +96,9 @@ class RunStore(Protocol):
 
     def list(self, filters: RunFilter, limit: int, cursor: str | None) -> tuple[list[RunSummary], str | None]: ...
 
-    def list_as_active(self, run_id: str) -> None: ...
+    def list_as_active(self, run_id: str) -> bool: ...
 
-    def unlisted_active(self, made_from: datetime, made_before: datetime) -> Sequence[RunSummary]: ...
+    def unlisted_active(self, made_from: datetime, made_before: datetime, most: int) -> Sequence[RunSummary]: ...
 
     def mark_running(
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None
@@ -202,10 +202,18 @@ class DynamoRunStore(aws.TableAdapter):
         """Runs matching the filters, newest first (taskrun.runs.listing)."""
         return list_runs(self.table, filters, limit, cursor)
 
-    def list_as_active(self, run_id: str) -> None:
+    def list_as_active(self, run_id: str) -> bool:
         """Put a short run that will outlive its request in the `active` index (nothing if it
-        has ended by now)."""
+        has ended by now); False if the write could not be made (throttled past the SDK's
+        retries, say)."""
         _known_shape(run_id)
+        try:
+            self._list_as_active(run_id)
+        except ClientError:
+            return False
+        return True
+
+    def _list_as_active(self, run_id: str) -> None:
         self.update_if(
             Key={"run_id": run_id},
             UpdateExpression="SET #active = :active",
@@ -217,9 +225,10 @@ class DynamoRunStore(aws.TableAdapter):
             },
         )
 
-    def unlisted_active(self, made_from: datetime, made_before: datetime) -> Sequence[RunSummary]:
-        """The short runs made in the interval that have not ended (taskrun.runs.listing)."""
-        return unlisted_active(self.table, made_from.timestamp(), made_before.timestamp())
+    def unlisted_active(self, made_from: datetime, made_before: datetime, most: int) -> Sequence[RunSummary]:
+        """The short runs made in the interval that have not ended, of its `most` runs made
+        first (taskrun.runs.listing)."""
+        return unlisted_active(self.table, made_from.timestamp(), made_before.timestamp(), most)
 
     def mark_running(
         self, run_id: str, started_at: datetime, execution_arn: str | None = None, attempt: int | None = None

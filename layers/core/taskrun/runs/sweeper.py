@@ -37,10 +37,11 @@ LONGEST_SCRIPT_SECONDS = 900  # the worker's Lambda timeout: no script runs long
 DISPATCH_MAX_AGE_SECONDS = 3600
 PAGE_SIZE = 100
 # A short run not ended this long after it was made lost its request and its worker; the
-# sweeper looks that far back and as far again as two of its periods (template.yaml: every
-# 5 minutes), so that a sweep missed or late still finds it.
+# sweeper looks that far back and 7 minutes before (its period, template.yaml: every 5
+# minutes, and 2 to spare for a late one): each run made is read in one or two sweeps.
 SHORT_LOST_SECONDS = 120
-SHORT_LOOKBACK_SECONDS = SHORT_LOST_SECONDS + 660
+SHORT_LOOKBACK_SECONDS = SHORT_LOST_SECONDS + 420
+MAX_SHORT_RUNS_PER_SWEEP = 20_000  # runs made in the window read, oldest first; the rest wait for the next
 MAX_RUNS_PER_SWEEP = 2_000  # the next sweep goes on where a long backlog left off
 
 
@@ -81,15 +82,6 @@ def sweep(
                     limits[run.waiting_for] = None
             if cursor is None:
                 break
-    lost = store.unlisted_active(
-        now - timedelta(seconds=SHORT_LOOKBACK_SECONDS), now - timedelta(seconds=SHORT_LOST_SECONDS)
-    )
-    for run in lost:
-        done.checked += 1
-        ending = _short_ending(run, now)
-        ended = _end(store, run, ending) if ending is not None else None
-        if ended is not None:
-            done.ended.append(ended.run_id)
     if done.ended:
         logger.warning("runs past their deadline ended", extra={"run_ids": done.ended[:50], "count": len(done.ended)})
         count("RunsSwept", len(done.ended))
@@ -102,6 +94,14 @@ def sweep(
     if done.woken:
         logger.warning("queued runs woken again", extra={"run_ids": done.woken[:50], "count": len(done.woken)})
         count("RunsWokenBySweeper", len(done.woken))
+    try:
+        lost = _end_lost_short_runs(store, now, done)
+    except Exception:  # the rest of the sweep stands; the next one looks again
+        logger.exception("the short runs could not be swept")
+    else:
+        if lost:
+            logger.warning("short runs whose request was lost ended", extra={"run_ids": lost[:50], "count": len(lost)})
+            count("RunsSwept", len(lost))
     return done
 
 
@@ -170,6 +170,22 @@ def _script_ending(run: RunSummary, now: datetime) -> Ending | None:
         return None
     message = "the run never started: its worker invocation was lost (ended by the deadline sweeper)"
     return Ending.failed(now, ErrorType.DISPATCH_ERROR, message)
+
+
+def _end_lost_short_runs(store: RunStore, now: datetime, done: Sweep) -> list[str]:
+    """End the short runs made SHORT_LOOKBACK_SECONDS to SHORT_LOST_SECONDS ago that have
+    not ended (their request and worker both lost); answer their ids."""
+    made_from = now - timedelta(seconds=SHORT_LOOKBACK_SECONDS)
+    lost = store.unlisted_active(made_from, now - timedelta(seconds=SHORT_LOST_SECONDS), MAX_SHORT_RUNS_PER_SWEEP)
+    ended_ids = []
+    for run in lost:
+        done.checked += 1
+        ending = _short_ending(run, now)
+        ended = _end(store, run, ending) if ending is not None else None
+        if ended is not None:
+            ended_ids.append(ended.run_id)
+    done.ended += ended_ids
+    return ended_ids
 
 
 def _short_ending(run: RunSummary, now: datetime) -> Ending | None:
