@@ -107,18 +107,19 @@ def needsdep() -> str:
 @contextlib.contextmanager
 def modules_that_do_not_import(api: httpx.Client, live_tasks: Path) -> Iterator[None]:
     """While it lasts, the live tasks directory holds a new module whose dependency is missing
-    (needsdep.py, line 2) and live.py saved with a syntax error, as the stack sees them; both
-    put right on the way out, once the stack sees that too."""
+    (unimportable.py, line 2: a name of its own, never one another test keeps a version of)
+    and live.py saved with a syntax error, as the stack sees them; both put right on the way
+    out, once the stack sees that too."""
     from tests.waiting import until
 
-    (live_tasks / "needsdep.py").write_text(NEEDS_DEPENDENCY)
+    (live_tasks / "unimportable.py").write_text(NEEDS_DEPENDENCY.replace("needsdep", "unimportable"))
     (live_tasks / "live.py").write_text(LIVE_TASK.replace("def version()", "def version(:"))
     try:
         until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is not None)
         until(lambda: bool(api.get("/v1/tasks").json()["unloaded_modules"]))
         yield
     finally:
-        (live_tasks / "needsdep.py").unlink()
+        (live_tasks / "unimportable.py").unlink()
         (live_tasks / "live.py").write_text(LIVE_TASK)
     until(lambda: api.get("/v1/tasks/live/version").json().get("problem") is None)
     until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])

@@ -165,7 +165,7 @@ def test_tasks_list_and_show_say_which_modules_do_not_import(
         # Then the list says, below the table, which module is not listed and why
         listed = taskrun("tasks", "list")
         assert listed.returncode == 0
-        said = f"not listed: {live_tasks.name}/needsdep.py line 2 does not import (ModuleNotFoundError: No module named"
+        said = f"not listed: {live_tasks.name}/unimportable.py line 2 does not import (ModuleNotFoundError: No module"
         # (the stack runs in this process: what it prints meanwhile lands in the same stderr)
         assert any(line.startswith(said) for line in listed.stderr.splitlines()), listed.stderr
         # and marks the task whose module no longer imports, on the list and when shown

@@ -384,7 +384,7 @@ def test_the_tasks_page_flags_modules_that_do_not_import(person: Page, api: http
         # Then the tasks page names the module that did not import, with its file, line and error
         person.open("#/tasks")
         person.until(lambda: "No module named 'requestz'" in person.text("#unloaded-modules"))
-        assert "needsdep.py line 2" in person.text('#unloaded-modules [data-module="needsdep"]')
+        assert "unimportable.py line 2" in person.text('#unloaded-modules [data-module="unimportable"]')
         # and marks the task whose module no longer imports, on the list and on its form
         assert "SyntaxError" in person.text('tr[data-task="live/version"] [data-problem]')
         person.shot("tasks-broken-modules")

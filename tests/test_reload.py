@@ -182,6 +182,76 @@ def test_a_task_whose_module_never_imported_is_not_found_with_why_and_a_near_mis
     until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
 
 
+def test_a_module_removed_then_saved_again_broken_is_unloaded_not_served_as_it_was(
+    api: httpx.Client, live_tasks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module, marker = live_tasks / "comeback.py", live_tasks / "marker.py"
+    broken = NEEDS_DEPENDENCY.replace("needsdep", "comeback")
+    heard: list[str] = []
+
+    def said(words: str) -> bool:
+        heard.append(capsys.readouterr().err)
+        return words in "".join(heard)
+
+    try:
+        # Given a module saved with an import that fails, then put right (its version kept)
+        module.write_text(broken)
+        until(lambda: said("comeback.py line 2"))
+        module.write_text(broken.replace("import requestz\n", ""))
+        until(lambda: said("the task module comeback imports again"))
+        assert api.get("/v1/tasks/live/comeback").status_code == 200
+        # When it is removed (a reload that sees it gone: the one that sees the marker, saved after)
+        module.unlink()
+        marker.write_text("def broken(:\n")
+        until(lambda: said("marker.py line 1"))
+        # and saved again, with the import that fails
+        marker.unlink()
+        module.write_text(broken)
+        # Then it is a module that did not import, its task unknown, not the removed version served
+        until(lambda: [m["module"] for m in api.get("/v1/tasks").json()["unloaded_modules"]] == ["comeback"])
+        assert api.get("/v1/tasks/live/comeback").status_code == 404
+    finally:
+        module.unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
+    until(lambda: api.get("/v1/tasks").json()["unloaded_modules"] == [])
+
+
+SLOW_FLOW_MODULE = """
+import os
+import time
+
+from aws_durable_execution_sdk_python import DurableContext
+from taskrun import flow
+
+if "AWS_LAMBDA_FUNCTION_NAME" not in os.environ:  # slow outside a function: the stack's own look
+    time.sleep(2)
+
+
+@flow("live/slowflow", timeout=60)
+def slowflow(context: DurableContext) -> str:
+    return context.step(lambda step: "done", name="only")
+"""
+
+
+def test_a_code_first_flow_started_the_moment_it_is_listed_runs_on_a_version_that_has_it(
+    api: httpx.Client, live_tasks: Path
+) -> None:
+    # Given a new code-first flow's module that the stack's own look at the files is slow to
+    # import: new sandboxes list the flow before the stack has published the flows' next version
+    module = live_tasks / "slow_flow.py"
+    module.write_text(SLOW_FLOW_MODULE)
+    try:
+        until(lambda: api.get("/v1/tasks/live/slowflow").status_code == 200, 30, every=0.02)
+        # When a run of it starts at once
+        body = {"task_id": "live/slowflow", "arguments": {}, "wait": True, "wait_timeout": 20}
+        run = api.post("/v1/runs", json=body).json()
+        # Then it runs on a version that has it (its start waited for that version)
+        assert run["status"] == "succeeded" and run["result"] == "done", run
+    finally:
+        module.unlink()
+    until(lambda: api.get("/v1/tasks/live/slowflow").status_code == 404, 30)
+
+
 CODE_FLOW_MODULE = """
 from aws_durable_execution_sdk_python import DurableContext
 from taskrun import flow

@@ -50,6 +50,10 @@ class DurableEngine:
         self.region = region
         self.folder = folder
         self.judge: Callable[[Any, str, str], None] | None = None  # IAM's, once the emulator has one
+        # brings the published versions up to the task files before an execution starts on the
+        # latest (the stack's watcher, once it has one): a run of a module saved a moment ago
+        # starts on a version that has it
+        self.settle: Callable[[], None] | None = None
         self._engine: Engine | None = None
         self._made = threading.Lock()
         self._stopped = False

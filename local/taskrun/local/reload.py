@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -117,6 +118,7 @@ class Watcher:
         self.directories = [directory for directory in directories if directory.is_dir()]
         self.on_change = on_change
         self._ticker = Ticker(POLL_SECONDS, self._look, name="task-watcher")
+        self._looking = threading.Lock()  # one look (and its `on_change`) at a time
 
     def start(self) -> None:
         self._seen = fingerprint(self.directories)
@@ -125,8 +127,14 @@ class Watcher:
     def stop(self) -> None:
         self._ticker.stop()
 
+    def settle(self) -> None:
+        """Look now, rather than at the next poll: a change not seen yet has its `on_change`
+        before this returns, and one under way is waited for."""
+        self._look()
+
     def _look(self) -> None:
-        now = fingerprint(self.directories)
-        if now != self._seen:
-            self._seen = now
-            self.on_change()
+        with self._looking:
+            now = fingerprint(self.directories)
+            if now != self._seen:
+                self._seen = now
+                self.on_change()

@@ -326,6 +326,7 @@ class LocalStack:
         self.dispatched_again, self.expired_runs = cut_off.dispatch_pending(runs_table)  # flows' machines exist now
         self.watcher = Watcher([*get_settings().task_dirs, self.root / "statemachines"], self._reload)
         self.watcher.start()
+        self.emulator.durable.settle = self.watcher.settle
         settings = get_settings()
         if settings.schedules_table and settings.schedule_target_arn:
             runtime = self.emulator.runtime
@@ -385,6 +386,7 @@ class LocalStack:
             return
         for name, (_, text) in code.sources.items():  # the last version of each that imports
             self._keep_source(name, text)
+        self._forget_removed_modules()
         for task_id, definition in code.flows:
             self.emulator.put_state_machine(_state_machine_of(task_id), definition)
         self._say_problems(code.problems)
@@ -423,6 +425,15 @@ class LocalStack:
                 if module in loaded and (directory / f"{module}.py").is_file():
                     self._keep_source(module, (directory / f"{module}.py").read_text())
 
+    def _forget_removed_modules(self) -> None:
+        """A module whose file is gone leaves no version behind: one saved again later that
+        does not import is unloaded, not served as the removed one was (nor kept in the flows'
+        next version)."""
+        present = {name for directory in get_settings().task_dirs for name in task_modules(directory)}
+        for kept in self._kept_dir.glob("*.py"):
+            if kept.stem not in present:
+                kept.unlink(missing_ok=True)
+
     def _keep_source(self, name: str, text: str) -> None:
         """Keep a module's source as it imported (a sandbox reading it meanwhile sees one whole)."""
         spare = self._kept_dir / f"{name}.py.new"
@@ -460,6 +471,7 @@ class LocalStack:
         if self.data_dir is not None and self.data_dir.is_dir():  # the runs it cuts off end at this moment
             write_private(self.data_dir / STOPPED_FILE, utcnow().isoformat() + "\n")
         if self.watcher is not None:
+            self.emulator.durable.settle = None
             self.watcher.stop()
         if self.clock is not None:
             self.clock.stop()
