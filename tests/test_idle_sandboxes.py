@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -212,45 +211,3 @@ def test_the_sandboxes_server_warms_its_shared_loader_whatever_the_persons_aws_p
     assert seen["one"] is True
     assert len(seen["paths"]) == len(set(seen["paths"]))
     assert {"dynamodb", "lambda", "s3", "stepfunctions"} <= set(seen["read"])
-
-
-# A program's main module, as a script: each process that runs it leaves a mark.
-MAIN_SCRIPT = """
-import json, os, sys
-from pathlib import Path
-Path(os.environ["MARKS"], str(os.getpid())).touch()
-if __name__ == "__main__":
-    import httpx
-    from taskrun.local.stack import LocalStack
-    stack = LocalStack()
-    key = stack.start()
-    host, port = stack.serve("127.0.0.1", 0, log=False).server_address[:2]
-    body = {"task_id": "examples/echo", "arguments": {"message": "hi"}, "wait": True}
-    run = httpx.post(f"http://{host}:{port}/v1/runs", headers={"X-API-KEY": key}, json=body, timeout=120).json()
-    health = httpx.get(f"http://{host}:{port}/v1/health", timeout=60).status_code
-    sandboxes = sorted(pid for pool in stack.emulator.runtime.pools().values() for pid in pool.pids())
-    print(json.dumps({"run": run.get("status"), "health": health, "sandboxes": sandboxes}))
-    stack.stop()
-"""
-
-
-def test_the_programs_main_module_is_imported_once_for_every_sandbox_not_once_in_each(tmp_path: Path) -> None:
-    """multiprocessing imports a program's main module again in each process it starts: a
-    sandbox would hold its own copy of all that module imports (a program that imports the
-    stack at its top: ~40 MB a sandbox). The sandboxes' server imports it once, and they
-    share it."""
-    # Given a program, a script, that starts a stack and runs through a few functions
-    script, marks = tmp_path / "program.py", tmp_path / "marks"
-    script.write_text(MAIN_SCRIPT)
-    marks.mkdir()
-    env = {**os.environ, "MARKS": str(marks)}
-    probe = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    seen = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert seen["run"] == "succeeded" and seen["health"] == 200
-    assert len(seen["sandboxes"]) >= 4  # the authorizer, POST /v1/runs, the worker, health
-    # Then the script ran in the program and in the sandboxes' server, and in no sandbox
-    ran_in = {int(mark.name) for mark in marks.iterdir()}
-    assert len(ran_in) == 2 and not ran_in & set(seen["sandboxes"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from typing import Any
 
 import boto3
@@ -63,32 +62,7 @@ def share_service_models() -> None:
         os.environ.update(kept)
 
 
-def import_the_main_module() -> None:
-    """The program's main module, imported here as multiprocessing would import it in each
-    sandbox (as `__mp_main__`), so that a sandbox finds it imported and does not again
-    (taskrun.local.sandbox.sandbox_context). If it fails here, each sandbox tries as before."""
-    import json
-    from multiprocessing import process, spawn
-
-    from taskrun.local.sandbox import MAIN_VARIABLE
-
-    main = json.loads(os.environ.pop(MAIN_VARIABLE, "{}"))
-    if "init_main_from_path" not in main:
-        return  # run as a module (`python -m`), or from no file: nothing to share
-    kept = list(sys.path)
-    sys.path[:] = main.get("sys_path", kept)
-    process.current_process()._inheriting = True  # type: ignore[attr-defined]  # as the forkserver does
-    try:
-        spawn.import_main_path(main["init_main_from_path"])
-    except Exception:
-        pass
-    finally:
-        del process.current_process()._inheriting  # type: ignore[attr-defined]
-        sys.path[:] = kept
-
-
 share_service_models()
-import_the_main_module()
 # Everything loaded so far is kept out of garbage collection from here on, in this server and
 # in each sandbox forked from it: a full collection writes to every object it visits, and so
 # copies each page the sandboxes would otherwise share with the server (Python's gc.freeze).

@@ -34,12 +34,9 @@ from typing import Any
 
 from taskrun.local.resources import ACCOUNT_ID
 
-# The main module's path and sys.path, as JSON, for the sandboxes' server to import it once
-MAIN_VARIABLE = "TASKRUN_SANDBOX_SERVER_MAIN"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit; past it, init goes on within the first invocation
-# the last one shares botocore's service models (and the program's main module, MAIN_VARIABLE)
-# among the sandboxes and freezes the lot
+# the last one shares botocore's service models among the sandboxes and freezes the lot
 PRELOADED = [
     "boto3",
     "botocore.client",
@@ -197,43 +194,17 @@ def _exit_with_the_stack() -> None:
 _context: Any = None
 
 
-def _main_module() -> dict[str, Any]:
-    """The main module's path, as multiprocessing's preparation data names it for a process
-    to import (none for a program run as a module, or from no file), and sys.path."""
-    from multiprocessing import process
-
-    main = sys.modules["__main__"]
-    path = getattr(main, "__file__", None)
-    if getattr(main.__spec__, "name", None) is not None or path is None:
-        return {}
-    started_in = getattr(process, "ORIGINAL_DIR", os.getcwd())  # where the program started
-    return {
-        "init_main_from_path": os.path.normpath(os.path.join(started_in, path)),
-        "sys_path": [entry or started_in for entry in sys.path],
-    }
-
-
 def sandbox_context() -> Any:
     """The forkserver that sandboxes are forked from, with the heavy imports done once."""
     global _context
     if _context is None:
-        # The server imports the program's main module (as multiprocessing makes each sandbox
-        # do) before a sandbox has its function's environment: loggers made then must already
-        # bear the service's name (the template's), or Powertools takes them for orphans.
+        # Each sandbox imports the program's main module again (as multiprocessing does) before
+        # it has its function's environment: loggers made then must already bear the
+        # service's name (the template's), or Powertools takes them for orphans.
         os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "taskrun")
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(PRELOADED)
-        # multiprocessing imports the main module again in every process it starts, unless the
-        # process was forked from one that imported it: the server does (taskrun.local.preload),
-        # so each sandbox shares it rather than holding its own copy (a program that imports the
-        # stack at its top, as bench/run.py does, ~40 MB a sandbox). CPython's forkserver means
-        # to do so itself for a preloaded "__main__", but asks for the path under a key its
-        # preparation data does not have.
-        os.environ[MAIN_VARIABLE] = json.dumps(_main_module())
-        try:
-            forkserver.ensure_running()  # it imports the preloaded modules while the stack starts
-        finally:
-            del os.environ[MAIN_VARIABLE]
+        forkserver.ensure_running()  # it imports the preloaded modules while the stack starts
     return _context
 
 
