@@ -50,15 +50,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from taskrun.aws import CALL_LOG
-from taskrun.local.stack import LocalStack
-from taskrun.local.template import Stack
+
+# The stack (moto, Flask and the rest), the template's reader and httpx are imported where they are
+# used, not here: each sandbox imports the program's main module again (multiprocessing), so
+# a benchmark that imported them at its top would count ~28 MB a sandbox that `taskrun
+# local`'s do not hold.
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
@@ -309,6 +310,8 @@ def layer_cold_starts(repeats: int) -> dict[str, Any] | None:
                 check=True,
             )
             layers[layer] = str(out / "python")
+        from taskrun.local.template import Stack
+
         functions = {spec.code_uri.name: spec for spec in Stack(ROOT / "template.yaml", "us-east-1").functions()}
 
         def timed(target: str, folder: str, added: list[str]) -> float:
@@ -346,6 +349,8 @@ def start_to_first_run(repeats: int) -> dict[str, Any]:
     """`taskrun local` started as a person starts it (its own process, a fresh state folder),
     timed from the spawn to its health answering and to its first run answered succeeded."""
     import socket
+
+    import httpx  # here, not at the top: see the note on the stack's import
 
     taskrun = str(Path(sys.executable).with_name("taskrun"))
     health_s, first_run_s = [], []
@@ -499,6 +504,8 @@ class WriteMeter:
 
 class Bench:
     def __init__(self, extra_tasks: Path, idle_seconds: float | None = None) -> None:
+        import httpx  # here, not at the top: see the note on the stack's import
+
         self.calls_path = Path(tempfile.mkdtemp(prefix="taskrun-bench-")) / "aws-calls.log"
         # The key's usage-plan throttle (50 a second by default) and the stage's (100) would be
         # what the throughput scenario measures (a run is two requests): raised, as an operator
@@ -512,6 +519,8 @@ class Bench:
             os.environ.setdefault(setting, "100000")
         self.writes = WriteMeter()
         self.unmeter = self.writes.install()  # before the stack's own wrapping, so inside its lock
+        from taskrun.local.stack import LocalStack
+
         self.stack = LocalStack(
             root=ROOT,
             api_key=KEY,
@@ -538,6 +547,8 @@ class Bench:
                 self.invocations.append((runtime.function_name(name_or_arn), time.perf_counter() - began))
 
         runtime.invoke_text = counted  # type: ignore[method-assign]
+        from taskrun.local.template import Stack
+
         template = Stack(ROOT / "template.yaml", "us-east-1")
         self.memory = {spec.logical_id: spec.memory for spec in template.functions()}
         self.http = httpx.Client(base_url=self.url, headers={"X-API-KEY": KEY}, timeout=120)
@@ -710,6 +721,8 @@ def costs(bench: Bench, runs: int) -> dict[str, Any]:
 def wait_lag(bench: Bench, runs: int) -> dict[str, Any]:
     """Lag from a run's end to the waiting call's answer, for a task whose timeout fits the
     wait (run while the request waits) and one whose timeout does not (the wait polls)."""
+    import httpx  # here, not at the top: see the note on the stack's import
+
     found: dict[str, Any] = {}
     rows = []
     for label, task_id, argument in (
@@ -798,6 +811,8 @@ def drive(url: str, clients: int, count: int) -> tuple[float, float, list[str]]:
     """In a process of its own, as clients are: start `count` no-op runs from `clients`
     threads, then wait for each; answer the seconds to start them all, to see them all
     ended, and their statuses."""
+    import httpx  # here, not at the top: see the note on the stack's import
+
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     with (
         httpx.Client(base_url=url, headers={"X-API-KEY": KEY}, timeout=120, limits=limits) as http,
