@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from taskrun.local.stack import LocalStack
 from tests.conftest import LIVE_TASK, NEEDS_DEPENDENCY
 from tests.test_scopes import make_key
 from tests.waiting import until
@@ -294,3 +295,19 @@ def test_a_code_first_flow_waiting_when_its_module_is_edited_finishes_on_the_cod
         assert done["result"] == {"before": "two", "after": "two", "answer": '"go"'}, done
     finally:
         module.unlink()
+
+
+def test_a_code_first_flow_starts_on_the_versions_as_they_are_when_the_reload_before_it_fails(
+    api: httpx.Client, stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the look at the task files before an execution starts fails
+    def broken() -> None:
+        raise RuntimeError("the state folder went away")
+
+    monkeypatch.setattr(stack.emulator.durable, "settle", broken)
+    # Then a run of a code-first flow still starts, on the versions published, and succeeds
+    body = {"task_id": "examples/order_code", "arguments": {"order_id": "R-1", "quantity": 1}, "wait": True}
+    run = api.post("/v1/runs", json=body).json()
+    assert run["status"] == "succeeded", run
+    # and the stack said why it did not reload
+    assert "the tasks could not be reloaded: the state folder went away" in capsys.readouterr().err

@@ -86,8 +86,12 @@ def route_lambda_to(runtime: LambdaRuntime, engine: DurableEngine | None = None)
         text = body.decode() if isinstance(body, bytes) else str(body or "{}")
         version = qualifier or "$LATEST"
         if not version.isdigit() and version != "$LATEST":  # an alias: the version it points at now
-            if engine.settle is not None:
-                engine.settle()
+            settle = engine.settle  # read once: a stop may clear it meanwhile
+            if settle is not None:
+                try:
+                    settle()
+                except Exception as error:  # the execution starts on the versions as they are
+                    print(f"taskrun local: the tasks could not be reloaded: {error}", file=sys.stderr, flush=True)
             version = runtime.latest_version(spec.logical_id) or "$LATEST"
         try:
             return engine.start_execution(spec.logical_id, version, name, text, spec.durable_timeout)
