@@ -4,9 +4,12 @@ now (the indexes hold no status: the runs are read from the table)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from taskrun.runs import listing
 from taskrun.runs.listing import RunFilter
 from taskrun.runs.store import DynamoRunStore
 from taskrun.settings import get_settings
+from tests.waiting import until
 
 
 def all_pages(api: httpx.Client, **params: Any) -> list[dict[str, Any]]:
@@ -79,11 +83,7 @@ def test_a_run_is_listed_as_active_only_while_it_is(api: httpx.Client) -> None:
 
 def wait_listed(api: httpx.Client, status: str, tag: str, seconds: float = 30) -> dict[str, Any]:
     """The one run carrying `tag` that a list of runs with `status` shows, once it shows one."""
-    deadline = time.monotonic() + seconds
-    while not (shown := all_pages(api, status=status, tag=tag, limit=50)):
-        assert time.monotonic() < deadline, f"no {status} run tagged {tag} listed"
-        time.sleep(0.05)
-    [run] = shown
+    [run] = until(lambda: all_pages(api, status=status, tag=tag, limit=50), seconds, f"no {status} run tagged {tag}")
     return run
 
 
@@ -91,24 +91,50 @@ def runs_table() -> Any:
     return boto3.resource("dynamodb", region_name="us-east-1").Table(get_settings().runs_table)
 
 
+@dataclass
+class Held:
+    """A run of team/held, started from a client of its own on a thread: held running until
+    its gate opens (on leaving `held_run`); `answer` is its start request's answer."""
+
+    tag: str
+    body: dict[str, Any]
+    answer: Future[httpx.Response]
+
+
+def held_body(tmp_path: Path) -> dict[str, Any]:
+    """A waited run of team/held, tagged, with a gate of its own."""
+    gate, tag = tmp_path / f"gate-{uuid.uuid4().hex[:8]}", f"held-{uuid.uuid4().hex[:8]}"
+    return {"task_id": "team/held", "arguments": {"gate": str(gate)}, "tags": [tag], "wait": True}
+
+
+@contextlib.contextmanager
+def held_run(
+    api: httpx.Client, base_url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Iterator[Held]:
+    """The run `body` (held_body) asks for, held while this lasts, released on the way out
+    and its request answered by then."""
+    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(other.post, "/v1/runs", json=body, headers=headers)
+        try:
+            yield Held(body["tags"][0], body, answer)
+        finally:
+            Path(body["arguments"]["gate"]).touch()
+            answer.result(timeout=60)
+
+
 def test_a_run_its_request_waits_for_is_listed_as_running_though_it_never_enters_the_active_index(
     api: httpx.Client, base_url: str, tmp_path: Path
 ) -> None:
     # Given a run the worker runs while its request waits, held running
-    gate, tag = tmp_path / "gate", f"held-{uuid.uuid4().hex[:8]}"
-    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
-    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
-        waited = pool.submit(other.post, "/v1/runs", json=body)
-        try:
-            # Then lists of running runs show it, once, the sweeper's read of them too
-            shown = wait_listed(api, "running", tag)
-            sweepers = DynamoRunStore(get_settings().runs_table).list(RunFilter(status=RunStatus.RUNNING), 1000, None)
-            assert [run.run_id for run in sweepers[0]].count(shown["run_id"]) == 1
-            # though the `active` index holds no entry for it (two write units spared)
-            assert "active" not in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
-        finally:
-            gate.touch()
-        answer = waited.result(timeout=60)
+    with held_run(api, base_url, held_body(tmp_path)) as held:
+        tag = held.tag
+        # Then lists of running runs show it, once, the sweeper's read of them too
+        shown = wait_listed(api, "running", tag)
+        sweepers = DynamoRunStore(get_settings().runs_table).list(RunFilter(status=RunStatus.RUNNING), 1000, None)
+        assert [run.run_id for run in sweepers[0]].count(shown["run_id"]) == 1
+        # though the `active` index holds no entry for it (two write units spared)
+        assert "active" not in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
+    answer = held.answer.result()
     assert answer.status_code == 201 and answer.json()["status"] == "succeeded", answer.text
     assert answer.json()["run_id"] == shown["run_id"]
     # And once it has ended it is listed as such, and no longer as running
@@ -123,19 +149,15 @@ def test_a_run_its_request_waits_for_enters_the_active_index_when_it_outlives_th
     # Given a waited run the worker refuses to run synchronously (throttled): it is handed over
     faults = stack.emulator.runtime.faults
     faults.inject("throttle", "WorkerFunction", times=1)
-    gate, tag = tmp_path / "gate", f"handed-{uuid.uuid4().hex[:8]}"
-    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
-    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
-        waited = pool.submit(other.post, "/v1/runs", json=body)
-        try:
+    try:
+        with held_run(api, base_url, held_body(tmp_path)) as held:
             # Then while it runs it is in the `active` index, and listed as running
-            shown = wait_listed(api, "running", tag)
+            shown = wait_listed(api, "running", held.tag)
             assert faults.hits("throttle", "WorkerFunction") == 1
             assert "active" in table.get_item(Key={"run_id": shown["run_id"]})["Item"]
-        finally:
-            faults.clear()
-            gate.touch()
-        answer = waited.result(timeout=60).json()
+    finally:
+        faults.clear()
+    answer = held.answer.result().json()
     assert answer["run_id"] == shown["run_id"] and answer["status"] == "succeeded", answer
 
     # Given a waited run whose attempt fails and is retried later (6 s on)
@@ -155,26 +177,22 @@ def test_a_waited_run_launched_by_a_repeated_request_under_an_older_id_enters_th
     api: httpx.Client, base_url: str, stack: LocalStack, tmp_path: Path
 ) -> None:
     # Given a request with an idempotency key that named its run and died before recording it
-    gate, tag = tmp_path / "gate", f"replayed-{uuid.uuid4().hex[:8]}"
-    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "wait": True, "tags": [tag]}
-    headers = {"Idempotency-Key": f"replay-{uuid.uuid4().hex}"}
+    # (its runs table's writes refused), then repeated: the run is made under the first one's
+    # id, made seconds before
+    body, headers = held_body(tmp_path), {"Idempotency-Key": f"replay-{uuid.uuid4().hex}"}
     faults = stack.emulator.runtime.faults
     faults.inject("throttle_writes", "RunsTable", times=1000)
     try:
         first = api.post("/v1/runs", json=body, headers=headers)
     finally:
         faults.clear()
-    assert first.status_code == 429 and not all_pages(api, tag=tag), first.text
+    assert first.status_code == 429 and not all_pages(api, tag=body["tags"][0]), first.text
     # When the request is repeated, the run is made under the first one's id, made seconds ago
-    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
-        waited = pool.submit(other.post, "/v1/runs", json=body, headers=headers)
-        try:
-            # Then it is not short: lists by time would not reach it; it is in the `active` index
-            shown = wait_listed(api, "running", tag)
-            assert "active" in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
-        finally:
-            gate.touch()
-        answer = waited.result(timeout=60)
+    with held_run(api, base_url, body, headers) as held:
+        # Then it is not short: lists by time would not reach it; it is in the `active` index
+        shown = wait_listed(api, "running", held.tag)
+        assert "active" in runs_table().get_item(Key={"run_id": shown["run_id"]})["Item"]
+    answer = held.answer.result()
     assert answer.json()["run_id"] == shown["run_id"] and answer.json()["status"] == "succeeded", answer.text
 
 
@@ -185,44 +203,34 @@ def test_a_list_of_active_runs_reads_both_indexes_within_its_bound_and_its_curso
     for n in range(12):
         ended = api.post("/v1/runs", json={"task_id": "team/add", "arguments": {"a": n}, "wait": True})
         assert ended.json()["status"] == "succeeded", ended.text
-    # and two held running: one its request waits for (short), one not (in `active`)
-    gate, tag = tmp_path / "gate", f"both-{uuid.uuid4().hex[:8]}"
-    body = {"task_id": "team/held", "arguments": {"gate": str(gate)}, "tags": [tag]}
-    with httpx.Client(base_url=base_url, headers=api.headers, timeout=60) as other, ThreadPoolExecutor(1) as pool:
-        waited = pool.submit(other.post, "/v1/runs", json={**body, "wait": True})
-        try:
-            short = wait_listed(api, "running", tag)["run_id"]
-            unwaited = api.post("/v1/runs", json=body).json()["run_id"]
-            deadline = time.monotonic() + 30
-            while len(all_pages(api, status="running", tag=tag)) < 2:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+    # and two held running, behind one gate: one its request waits for (short), one not (in `active`)
+    with held_run(api, base_url, held_body(tmp_path)) as held:
+        short = wait_listed(api, "running", held.tag)["run_id"]
+        unwaited = api.post("/v1/runs", json={**held.body, "wait": False}).json()["run_id"]
+        until(lambda: len(all_pages(api, status="running", tag=held.tag)) >= 2, 30)
 
-            # When the running runs are listed one at a time, with a small read size
-            store = DynamoRunStore(get_settings().runs_table)
-            monkeypatch.setattr(listing, "FILTERED_READ_SIZE", 3)
-            original = store.table.query
+        # When the running runs are listed one at a time, with a small read size
+        store = DynamoRunStore(get_settings().runs_table)
+        monkeypatch.setattr(listing, "FILTERED_READ_SIZE", 3)
+        original = store.table.query
+        calls = 0
+
+        def counted(**request: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return original(**request)
+
+        monkeypatch.setattr(store.table, "query", counted)
+        listed: list[str] = []
+        cursor: str | None = None
+        while True:
             calls = 0
-
-            def counted(**request: Any) -> Any:
-                nonlocal calls
-                calls += 1
-                return original(**request)
-
-            monkeypatch.setattr(store.table, "query", counted)
-            listed: list[str] = []
-            cursor: str | None = None
-            while True:
-                calls = 0
-                runs, cursor = store.list(RunFilter(status=RunStatus.RUNNING), 1, cursor)
-                # Then each request makes at most two queries of each of the eight partitions
-                assert calls <= 2 * 8
-                listed += [run.run_id for run in runs]
-                if cursor is None:
-                    break
-        finally:
-            gate.touch()
-        waited.result(timeout=60)
+            runs, cursor = store.list(RunFilter(status=RunStatus.RUNNING), 1, cursor)
+            # Then each request makes at most two queries of each of the eight partitions
+            assert calls <= 2 * 8
+            listed += [run.run_id for run in runs]
+            if cursor is None:
+                break
     # and the cursors reach both, once each, newest first
     assert listed == sorted(set(listed), reverse=True)
     assert [run_id for run_id in listed if run_id in (short, unwaited)] == [unwaited, short]

@@ -139,6 +139,11 @@ class CutOffRuns:
         return dispatched, expired
 
 
+def _present_modules() -> set[str]:
+    """The task modules whose files are in the tasks directories now."""
+    return {name for directory in get_settings().task_dirs for name in task_modules(directory)}
+
+
 def _runs(count: int, noun: str = "run") -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -400,7 +405,7 @@ class LocalStack:
         for name, (problem, kept) in problems.items():
             if self._said_problems.get(name) != str(problem):
                 print(f"taskrun local: {problem}; {_WHAT_BECOMES[kept]}", file=sys.stderr, flush=True)
-        present = {name for directory in get_settings().task_dirs for name in task_modules(directory)}
+        present = _present_modules()
         for name in sorted(self._said_problems.keys() - said.keys() & present):  # fixed, not removed
             print(f"taskrun local: the task module {name} imports again", file=sys.stderr, flush=True)
         self._said_problems = said
@@ -429,7 +434,7 @@ class LocalStack:
         """A module whose file is gone leaves no version behind: one saved again later that
         does not import is unloaded, not served as the removed one was (nor kept in the flows'
         next version)."""
-        present = {name for directory in get_settings().task_dirs for name in task_modules(directory)}
+        present = _present_modules()
         for kept in self._kept_dir.glob("*.py"):
             if kept.stem not in present:
                 kept.unlink(missing_ok=True)

@@ -207,23 +207,18 @@ class DynamoRunStore(aws.TableAdapter):
         has ended by now); False if the write could not be made (throttled past the SDK's
         retries, say)."""
         _known_shape(run_id)
+        statuses = {f":s{i}": status.value for i, status in enumerate(ACTIVE_STATUSES)}
         try:
-            self._list_as_active(run_id)
+            self.update_if(
+                Key={"run_id": run_id},
+                UpdateExpression="SET #active = :active",
+                ConditionExpression=f"#status IN ({', '.join(statuses)})",
+                ExpressionAttributeNames={"#active": "active", "#status": "status"},
+                ExpressionAttributeValues={":active": time_shard(run_id), **statuses},
+            )
         except ClientError:
             return False
         return True
-
-    def _list_as_active(self, run_id: str) -> None:
-        self.update_if(
-            Key={"run_id": run_id},
-            UpdateExpression="SET #active = :active",
-            ConditionExpression=f"#status IN ({', '.join(f':s{i}' for i in range(len(ACTIVE_STATUSES)))})",
-            ExpressionAttributeNames={"#active": "active", "#status": "status"},
-            ExpressionAttributeValues={
-                ":active": time_shard(run_id),
-                **{f":s{i}": status.value for i, status in enumerate(ACTIVE_STATUSES)},
-            },
-        )
 
     def unlisted_active(self, made_from: datetime, made_before: datetime, most: int) -> Sequence[RunSummary]:
         """The short runs made in the interval that have not ended, of its `most` runs made
